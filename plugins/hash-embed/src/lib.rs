@@ -1,0 +1,204 @@
+//! `hash-embed`: a fixed-dimension embedding by feature hashing of word
+//! unigrams, word bigrams and character n-grams, L2-normalised.
+//!
+//! Each feature is hashed (XXH3) to a dimension and a sign; counts are
+//! dampened (`1 + ln(count)`) before normalisation, so texts sharing words
+//! and word pieces have a high cosine similarity.
+
+use std::collections::HashMap;
+
+use strata_sdk::prelude::*;
+use unicode_segmentation::UnicodeSegmentation;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// The extractor.
+pub struct HashEmbed;
+
+/// A configured session.
+pub struct EmbedSession {
+    config: Config,
+}
+
+/// What an embedding is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    /// Number of dimensions.
+    pub dim: usize,
+    /// Character n-gram length (0: none).
+    pub char_ngram: usize,
+    /// Whether word bigrams are features.
+    pub word_bigrams: bool,
+}
+
+const DEFAULT_DIM: u32 = 256;
+
+/// The embedding column's type for `dim` dimensions.
+pub fn embedding_type(dim: usize) -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), dim as i32)
+}
+
+fn columns(dim: usize) -> [Column; 2] {
+    [
+        Column::new("embedding", embedding_type(dim), "unit-length feature-hashing embedding; null for text without words"),
+        Column::new("token_count", DataType::UInt32, "number of words"),
+    ]
+}
+
+impl Extractor for HashEmbed {
+    type Session = EmbedSession;
+
+    fn manifest() -> Manifest {
+        let [embedding, tokens] = columns(DEFAULT_DIM as usize);
+        Manifest::new("hash-embed", "1.0.0", "Feature-hashing embedding of word and character n-grams")
+            .depends_on(["text-extract"])
+            .input("text-extract.text")
+            .output(embedding)
+            .output(tokens)
+            .params_schema(serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "dim": {"type": "integer", "minimum": 8, "maximum": 4096, "default": DEFAULT_DIM,
+                        "description": "number of dimensions"},
+                    "char_ngram": {"type": "integer", "minimum": 0, "maximum": 6, "default": 3,
+                        "description": "character n-gram length; 0 turns them off"},
+                    "word_bigrams": {"type": "boolean", "default": true}
+                }
+            }))
+            .batch_size(256)
+            .memory_limit_mb(64)
+    }
+
+    fn open(params: &Params) -> Result<EmbedSession, OpenError> {
+        params.allow_only(&["dim", "char_ngram", "word_bigrams"])?;
+        Ok(EmbedSession {
+            config: Config {
+                dim: params.u32_in("dim", DEFAULT_DIM, 8, 4096)? as usize,
+                char_ngram: params.u32_in("char_ngram", 3, 0, 6)? as usize,
+                word_bigrams: params.bool_or("word_bigrams", true)?,
+            },
+        })
+    }
+}
+
+impl Session for EmbedSession {
+    fn columns(&self) -> Option<Vec<Column>> {
+        Some(columns(self.config.dim).to_vec())
+    }
+
+    fn process(&mut self, input: &Input) -> Result<Output, Error> {
+        let texts = input.utf8("text-extract.text")?;
+        let dim = self.config.dim;
+        let mut embedding =
+            FixedSizeListBuilder::new(Float32Builder::with_capacity(texts.len() * dim), dim as i32);
+        let mut tokens = UInt32Builder::with_capacity(texts.len());
+        for text in texts.iter() {
+            let (vector, count) = match text {
+                Some(text) => embed(text, &self.config),
+                None => (None, 0),
+            };
+            match vector {
+                Some(vector) => {
+                    embedding.values().append_slice(&vector);
+                    embedding.append(true);
+                }
+                None => {
+                    embedding.values().append_nulls(dim);
+                    embedding.append(false);
+                }
+            }
+            if text.is_some() {
+                tokens.append_value(count as u32);
+            } else {
+                tokens.append_null();
+            }
+        }
+        Ok(Output::new(vec![Arc::new(embedding.finish()), Arc::new(tokens.finish())]))
+    }
+}
+
+strata_sdk::export_extractor!(HashEmbed);
+
+/// The embedding of `text` (`None` when it has no words) and its word count.
+pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
+    let words: Vec<String> = text.unicode_words().map(str::to_lowercase).collect();
+    let mut counts: HashMap<u64, f32> = HashMap::new();
+    let mut add = |feature: &str, kind: u64, weight: f32| {
+        *counts.entry(xxh3_64_with_seed(feature.as_bytes(), kind)).or_default() += weight;
+    };
+    for word in &words {
+        add(word, 1, 1.0);
+        if config.char_ngram > 0 {
+            let padded: Vec<char> = format!("<{word}>").chars().collect();
+            for gram in padded.windows(config.char_ngram) {
+                add(&gram.iter().collect::<String>(), 2, 0.5);
+            }
+        }
+    }
+    if config.word_bigrams {
+        for pair in words.windows(2) {
+            add(&format!("{} {}", pair[0], pair[1]), 3, 0.7);
+        }
+    }
+    if counts.is_empty() {
+        return (None, words.len());
+    }
+    let mut vector = vec![0f32; config.dim];
+    for (hash, weight) in counts {
+        let slot = (hash % config.dim as u64) as usize;
+        let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
+        vector[slot] += sign * (1.0 + weight.ln().max(0.0));
+    }
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        return (None, words.len());
+    }
+    vector.iter_mut().for_each(|v| *v /= norm);
+    (Some(vector), words.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_sdk::arrow_array::cast::AsArray;
+    use strata_sdk::arrow_array::types::Float32Type;
+
+    use super::*;
+
+    const CONFIG: Config = Config {
+        dim: 256,
+        char_ngram: 3,
+        word_bigrams: true,
+    };
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn unit_length_and_similar_texts_closer() {
+        let a = embed("The cat sat on the mat", &CONFIG).0.expect("a");
+        let b = embed("A cat sat on a mat", &CONFIG).0.expect("b");
+        let c = embed("Quarterly revenue grew in emerging markets", &CONFIG).0.expect("c");
+        assert!((cosine(&a, &a) - 1.0).abs() < 1e-5);
+        assert!(cosine(&a, &b) > 0.5, "{}", cosine(&a, &b));
+        assert!(cosine(&a, &b) > cosine(&a, &c) + 0.3);
+        assert_eq!(embed("The cat sat on the mat", &CONFIG).0.expect("again"), a, "deterministic");
+    }
+
+    #[test]
+    fn dim_parameter_sets_the_output_type() {
+        let batch = RecordBatch::try_from_iter([(
+            "text-extract.text",
+            Arc::new(StringArray::from(vec![Some("hello world"), Some("  "), None])) as ArrayRef,
+        )])
+        .expect("batch");
+        let out = strata_sdk::run::<HashEmbed>(r#"{"dim": 32}"#, batch).expect("processed");
+        let embedding = out.column_by_name("embedding").expect("embedding");
+        assert_eq!(embedding.data_type(), &embedding_type(32));
+        let list = embedding.as_fixed_size_list();
+        let first = list.value(0);
+        let norm: f32 = first.as_primitive::<Float32Type>().values().iter().map(|v| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-5);
+        assert!(list.is_null(1) && list.is_null(2));
+    }
+}

@@ -1,0 +1,166 @@
+//! `lang-detect`: the language of a text (ISO 639-1 where one exists,
+//! ISO 639-3 otherwise), its script and a confidence.
+
+use strata_sdk::prelude::*;
+
+/// The extractor.
+pub struct LangDetect;
+
+/// A configured session.
+pub struct LangSession {
+    min_chars: usize,
+    sample_chars: usize,
+}
+
+impl Extractor for LangDetect {
+    type Session = LangSession;
+
+    fn manifest() -> Manifest {
+        Manifest::new("lang-detect", "1.0.0", "Language of a text, with script and confidence")
+            .depends_on(["text-extract"])
+            .input("text-extract.text")
+            .output(Column::new("language", DataType::Utf8, "ISO 639-1 code (639-3 when the language has none); null when undetermined"))
+            .output(Column::new("language_name", DataType::Utf8, "English name of the language"))
+            .output(Column::new("script", DataType::Utf8, "writing system, e.g. Latin"))
+            .output(Column::new("confidence", DataType::Float32, "0 to 1"))
+            .output(Column::new("reliable", DataType::Boolean, "whether the detection is considered reliable"))
+            .params_schema(serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "min_chars": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 3,
+                        "description": "texts shorter than this get no language"},
+                    "sample_chars": {"type": "integer", "minimum": 16, "maximum": 1000000, "default": 4096,
+                        "description": "only the first characters of a text are looked at"}
+                }
+            }))
+            .batch_size(512)
+            .memory_limit_mb(64)
+    }
+
+    fn open(params: &Params) -> Result<LangSession, OpenError> {
+        params.allow_only(&["min_chars", "sample_chars"])?;
+        Ok(LangSession {
+            min_chars: params.u32_in("min_chars", 3, 1, 10_000)? as usize,
+            sample_chars: params.u32_in("sample_chars", 4096, 16, 1_000_000)? as usize,
+        })
+    }
+}
+
+/// What [`detect`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detected {
+    /// ISO 639-1 code, or 639-3 when there is none.
+    pub code: &'static str,
+    /// English name.
+    pub name: &'static str,
+    /// Script name.
+    pub script: String,
+    /// 0 to 1.
+    pub confidence: f32,
+    /// Whether whatlang considers it reliable.
+    pub reliable: bool,
+}
+
+/// Detects the language of `text`.
+pub fn detect(text: &str) -> Option<Detected> {
+    let info = whatlang::detect(text)?;
+    let code3 = info.lang().code();
+    let code = isolang::Language::from_639_3(code3)
+        .and_then(|l| l.to_639_1())
+        .unwrap_or(code3);
+    Some(Detected {
+        code,
+        name: info.lang().eng_name(),
+        script: info.script().to_string(),
+        confidence: info.confidence() as f32,
+        reliable: info.is_reliable(),
+    })
+}
+
+impl Session for LangSession {
+    fn process(&mut self, input: &Input) -> Result<Output, Error> {
+        let texts = input.utf8("text-extract.text")?;
+        let mut language = StringBuilder::new();
+        let mut name = StringBuilder::new();
+        let mut script = StringBuilder::new();
+        let mut confidence = Float32Builder::new();
+        let mut reliable = BooleanBuilder::new();
+        for text in texts.iter() {
+            let sample = text.map(|t| match t.char_indices().nth(self.sample_chars) {
+                Some((cut, _)) => &t[..cut],
+                None => t,
+            });
+            let found = sample
+                .filter(|t| t.chars().filter(|c| c.is_alphabetic()).count() >= self.min_chars)
+                .and_then(detect);
+            match found {
+                Some(d) => {
+                    language.append_value(d.code);
+                    name.append_value(d.name);
+                    script.append_value(&d.script);
+                    confidence.append_value(d.confidence);
+                    reliable.append_value(d.reliable);
+                }
+                None => {
+                    language.append_null();
+                    name.append_null();
+                    script.append_null();
+                    confidence.append_value(0.0);
+                    reliable.append_value(false);
+                }
+            }
+        }
+        Ok(Output::new(vec![
+            Arc::new(language.finish()),
+            Arc::new(name.finish()),
+            Arc::new(script.finish()),
+            Arc::new(confidence.finish()),
+            Arc::new(reliable.finish()),
+        ]))
+    }
+}
+
+strata_sdk::export_extractor!(LangDetect);
+
+#[cfg(test)]
+mod tests {
+    use strata_sdk::arrow_array::cast::AsArray;
+
+    use super::*;
+
+    #[test]
+    fn detects_common_languages() {
+        let cases = [
+            ("Le chat est assis sur le tapis et regarde les oiseaux dans le jardin.", "fr", "French"),
+            ("The quick brown fox jumps over the lazy dog near the river bank.", "en", "English"),
+            ("Der schnelle braune Fuchs springt über den faulen Hund am Flussufer.", "de", "German"),
+            ("El rápido zorro marrón salta sobre el perro perezoso junto al río.", "es", "Spanish"),
+            ("Быстрая коричневая лиса прыгает через ленивую собаку у реки.", "ru", "Russian"),
+        ];
+        for (text, code, name) in cases {
+            let d = detect(text).expect(text);
+            assert_eq!((d.code, d.name), (code, name), "{text}");
+            assert!(d.confidence > 0.1, "{text}: {}", d.confidence);
+        }
+    }
+
+    #[test]
+    fn short_or_missing_text_has_no_language() {
+        let batch = RecordBatch::try_from_iter([(
+            "text-extract.text",
+            Arc::new(StringArray::from(vec![
+                Some("Ceci est une phrase en français, sans aucun doute possible."),
+                Some("42"),
+                None,
+            ])) as ArrayRef,
+        )])
+        .expect("batch");
+        let out = strata_sdk::run::<LangDetect>("{}", batch).expect("processed");
+        let language = out.column_by_name("language").expect("language").as_string::<i32>();
+        assert_eq!(language.value(0), "fr");
+        assert!(language.is_null(1));
+        assert!(language.is_null(2));
+        assert!(out.column_by_name("_error").is_none());
+    }
+}
