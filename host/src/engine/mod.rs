@@ -1,0 +1,453 @@
+//! The sandboxed engine: loads extractor components, runs units of work in
+//! fresh stores, plans pipelines into tiers and streams batches through them.
+
+pub mod cache;
+pub mod executor;
+pub mod manifest;
+pub mod planner;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+pub use cache::CompileCache;
+pub use manifest::{ColumnSpec, Manifest, ManifestError};
+pub use sandbox::{Budget, Fault};
+
+use sandbox::StoreState;
+
+/// Bindings generated from `wit/extractor.wit`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../wit",
+    });
+}
+
+/// The WIT package version this host implements.
+pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
+const EXPORT_PREFIX: &str = "strata:extractor/extractor@";
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Most memory one instance may have, in MiB; manifests ask for less.
+    pub max_memory_mb: u32,
+    /// Deadline of one call into a plugin.
+    pub call_timeout: Duration,
+    /// Bytes of plugin logs and output kept per unit of work.
+    pub log_bytes: usize,
+    /// Instances that may exist at once (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: None,
+            max_memory_mb: 1024,
+            call_timeout: Duration::from_secs(30),
+            log_bytes: 256 * 1024,
+            max_instances: 64,
+        }
+    }
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a component of the extractor world.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest is inconsistent.
+    #[error("{path}: invalid manifest: {source}")]
+    Manifest {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        #[source]
+        source: ManifestError,
+    },
+}
+
+/// Why a call into a plugin failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin rejected its parameters.
+    #[error("parameter `{param}`: {message}")]
+    InvalidParam {
+        /// The parameter.
+        param: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The plugin returned an error.
+    #[error("{0}")]
+    Plugin(String),
+    /// The plugin returned something that breaks the contract.
+    #[error("broke the contract: {0}")]
+    Contract(String),
+    /// The instance trapped, timed out or ran out of memory; it is gone.
+    #[error("{0}")]
+    Fault(#[from] Fault),
+}
+
+impl CallError {
+    /// Whether the instance is unusable after this error.
+    pub fn is_incident(&self) -> bool {
+        matches!(self, CallError::Fault(_))
+    }
+}
+
+/// The shared engine: one wasmtime engine with the pooling allocator and
+/// an epoch ticker, one linker, one compile cache.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    wasmtime: wasmtime::Engine,
+    linker: Linker<StoreState>,
+    cache: Option<CompileCache>,
+    config: EngineConfig,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.inner.config).finish()
+    }
+}
+
+impl Engine {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 8)
+            .total_stacks(config.max_instances)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .max_memory_size((config.max_memory_mb as usize) << 20)
+            .table_elements(100_000);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .max_wasm_stack(1 << 20);
+        let engine = wasmtime::Engine::new(&wasm)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(CompileCache::new(dir.clone(), &engine)?),
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = (engine.weak(), stop.clone());
+        std::thread::Builder::new()
+            .name("strata-epoch".into())
+            .spawn(move || tick(ticker.0, ticker.1))?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                wasmtime: engine,
+                linker,
+                cache,
+                config,
+                stop,
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Loads and checks the component file at `path`.
+    pub fn load(&self, path: &Path) -> Result<Extractor, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Loads and checks a component; `origin` names it in errors.
+    pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Extractor, LoadError> {
+        let invalid = |reason: String| LoadError::Invalid {
+            path: origin.to_owned(),
+            reason,
+        };
+        check_header(bytes).map_err(|r| invalid(r.to_owned()))?;
+        let hash = hex::encode(Sha256::digest(bytes));
+        let engine = &self.inner.wasmtime;
+        let (component, cached) = match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(engine, &hash, bytes),
+            None => Component::new(engine, bytes).map(|c| (c, false)),
+        }
+        .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        debug!(origin, cached, "component compiled");
+        check_exports(&component, engine).map_err(invalid)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
+        let pre = bindings::PluginPre::new(pre)
+            .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
+
+        let budget = self.budget(64);
+        let mut store = sandbox::new_store(engine, &Arc::from("loading"), &budget);
+        let plugin = pre
+            .instantiate(&mut store)
+            .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
+        let described = plugin.strata_extractor_extractor().call_describe(&mut store);
+        let raw = described.map_err(|e| {
+            invalid(format!("describe failed: {}", sandbox::fault(&store, &e, &budget)))
+        })?;
+        let manifest = Manifest::try_from(raw).map_err(|source| LoadError::Manifest {
+            path: origin.to_owned(),
+            source,
+        })?;
+        info!(extractor = %manifest.id(), origin, cached, "extractor loaded");
+        Ok(Extractor {
+            manifest: Arc::new(manifest),
+            pre,
+            engine: self.clone(),
+            content_hash: hash,
+            size_bytes: bytes.len() as u64,
+        })
+    }
+
+    fn budget(&self, memory_mb: u32) -> Budget {
+        let config = &self.inner.config;
+        Budget {
+            memory_bytes: (memory_mb.min(config.max_memory_mb) as usize) << 20,
+            call_timeout: config.call_timeout,
+            log_bytes: config.log_bytes,
+        }
+    }
+}
+
+fn tick(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(sandbox::TICK);
+        match engine.upgrade() {
+            Some(engine) => engine.increment_epoch(),
+            None => return,
+        }
+    }
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
+    match bytes.get(..8) {
+        Some([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]) => Ok(()),
+        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => Err(
+            "a core WebAssembly module, not a component (build the plugin with --target wasm32-wasip2)",
+        ),
+        _ => Err("not a WebAssembly file"),
+    }
+}
+
+/// Checks that the component exports a compatible `strata:extractor/extractor`.
+fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<(), String> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let Some(version) = names.iter().find_map(|n| n.strip_prefix(EXPORT_PREFIX)) else {
+        return Err(format!(
+            "does not export strata:extractor/extractor (it exports: {})",
+            if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
+        ));
+    };
+    let version = semver::Version::parse(version)
+        .map_err(|e| format!("exports strata:extractor/extractor with a bad version `{version}`: {e}"))?;
+    let compatible = version.major == WIT_VERSION.major
+        && (WIT_VERSION.major > 0 || version.minor == WIT_VERSION.minor);
+    if !compatible {
+        return Err(format!(
+            "built for strata:extractor@{version}, incompatible with this host's strata:extractor@{WIT_VERSION}"
+        ));
+    }
+    Ok(())
+}
+
+/// A loaded extractor version: its manifest and a pre-linked instance
+/// template. Cheap to clone.
+#[derive(Clone)]
+pub struct Extractor {
+    manifest: Arc<Manifest>,
+    pre: bindings::PluginPre<StoreState>,
+    engine: Engine,
+    content_hash: String,
+    size_bytes: u64,
+}
+
+impl std::fmt::Debug for Extractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extractor").field("id", &self.manifest.id()).finish()
+    }
+}
+
+impl Extractor {
+    /// The checked manifest.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
+    /// Size of the component in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The memory and time one unit of work of this extractor gets.
+    pub fn budget(&self) -> Budget {
+        self.engine.budget(self.manifest.memory_limit_mb)
+    }
+
+    /// Starts a unit of work: a fresh store and instance, with a session
+    /// opened from `params` (JSON text).
+    pub fn open(&self, params: &str) -> Result<Instance, CallError> {
+        let budget = self.budget();
+        let name: Arc<str> = Arc::from(self.manifest.name.as_str());
+        let mut store = sandbox::new_store(&self.engine.inner.wasmtime, &name, &budget);
+        let plugin = match self.pre.instantiate(&mut store) {
+            Ok(plugin) => plugin,
+            Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
+        };
+        let opened = plugin.strata_extractor_extractor().call_open(&mut store, params);
+        let session = match opened {
+            Ok(Ok(session)) => session,
+            Ok(Err(bindings::strata::extractor::types::OpenError::InvalidParam(p))) => {
+                return Err(CallError::InvalidParam {
+                    param: p.param,
+                    message: p.message,
+                });
+            }
+            Ok(Err(bindings::strata::extractor::types::OpenError::Other(m))) => {
+                return Err(CallError::Plugin(m));
+            }
+            Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
+        };
+        store.set_epoch_deadline(sandbox::deadline_ticks(budget.call_timeout));
+        let columns = plugin
+            .strata_extractor_extractor()
+            .session()
+            .call_columns(&mut store, session);
+        let columns = match columns {
+            Ok(columns) => columns,
+            Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
+        };
+        let columns = self.check_columns(columns)?;
+        Ok(Instance {
+            store,
+            plugin,
+            session,
+            columns,
+            budget,
+        })
+    }
+
+    /// A session's columns must be the manifest's, up to list sizes.
+    fn check_columns(
+        &self,
+        columns: Vec<bindings::strata::extractor::types::Column>,
+    ) -> Result<Vec<ColumnSpec>, CallError> {
+        let declared = &self.manifest.outputs;
+        let columns = columns
+            .into_iter()
+            .map(|c| manifest::column("columns", c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CallError::Contract(e.to_string()))?;
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let expected: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
+        if names != expected {
+            return Err(CallError::Contract(format!(
+                "session columns [{}] differ from the manifest's [{}]",
+                names.join(", "),
+                expected.join(", ")
+            )));
+        }
+        Ok(columns)
+    }
+}
+
+/// One unit of work: a store, an instance and an open session. Dropped
+/// after the work, or at once after an incident.
+pub struct Instance {
+    store: Store<StoreState>,
+    plugin: bindings::Plugin,
+    session: ResourceAny,
+    columns: Vec<ColumnSpec>,
+    budget: Budget,
+}
+
+impl Instance {
+    /// The concrete output columns of the session.
+    pub fn columns(&self) -> &[ColumnSpec] {
+        &self.columns
+    }
+
+    /// Processes one batch; the result has exactly the declared columns
+    /// (in order) and, if any row failed, `_error`.
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, CallError> {
+        let bytes = strata_sdk::encode_batch(batch).map_err(|e| CallError::Contract(e.to_string()))?;
+        self.store
+            .set_epoch_deadline(sandbox::deadline_ticks(self.budget.call_timeout));
+        let result = self
+            .plugin
+            .strata_extractor_extractor()
+            .session()
+            .call_process(&mut self.store, self.session, &bytes);
+        self.store.data_mut().flush_output();
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(message)) => return Err(CallError::Plugin(message)),
+            Err(e) => return Err(sandbox::fault(&self.store, &e, &self.budget).into()),
+        };
+        let output = strata_sdk::decode_batch(output)
+            .map_err(|e| CallError::Contract(format!("output is not an Arrow IPC stream: {e}")))?;
+        executor::conform(output, batch.num_rows(), &self.columns).map_err(CallError::Contract)
+    }
+}
