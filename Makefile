@@ -1,0 +1,66 @@
+# Strata — build, demo, test, bench.
+#
+#   make demo   install what is missing, build host and plugins, run the example pipelines
+#   make test   build everything and run every test suite
+#   make bench  run the benchmarks and write BENCHMARKS.md
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
+WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/plugin
+DIST := plugins/dist
+PLUGINS := text-extract lang-detect keywords hash-embed entities image-meta content-hash
+FIXTURES := hostile identity
+STRATA := $(TARGET_DIR)/debug/strata
+export STRATA_CACHE_DIR ?= $(TARGET_DIR)/strata-cache
+
+.PHONY: all setup host plugins template demo test lint bench clean
+
+all: host plugins
+
+## setup: install the wasm32-wasip2 Rust target when it is missing
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+## host: build the strata binary (debug)
+host:
+	$(CARGO) build -p strata-host
+
+## plugins: build every extractor and test fixture as a component into plugins/dist/
+plugins: setup
+	$(CARGO) build --profile plugin --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS) $(FIXTURES))
+	@mkdir -p $(DIST) tests/fixtures/dist
+	@for p in $(PLUGINS); do cp $(WASM_DIR)/$${p//-/_}.wasm $(DIST)/$$p.wasm; done
+	@for p in $(FIXTURES); do cp $(WASM_DIR)/$${p//-/_}.wasm tests/fixtures/dist/$$p.wasm; done
+	@echo "components in $(DIST)/ and tests/fixtures/dist/"
+
+## template: build the out-of-tree example extractor as a component
+template: setup
+	$(CARGO) build --release --target wasm32-wasip2 --manifest-path examples/extractor-template/Cargo.toml --target-dir $(TARGET_DIR)/template
+
+## demo: run the text and image pipelines over examples/data and show a few documents
+demo: host plugins
+	@mkdir -p out
+	$(STRATA) run --pipeline examples/pipelines/text.toml --input examples/data/docs --output out/text.jsonl
+	$(STRATA) run --pipeline examples/pipelines/image.toml --input examples/data/images --output out/images.jsonl
+	@echo; echo "== a text document (embedding cut) =="
+	@python3 -c 'import json; d=[json.loads(l) for l in open("out/text.jsonl")]; x=next(v for v in d if v["key"]=="french.txt"); x["features"]["hash-embed"]["embedding"]=x["features"]["hash-embed"]["embedding"][:4]+["..."]; print(json.dumps(x, indent=2, ensure_ascii=False))'
+	@echo; echo "== languages =="
+	@python3 -c 'import json; [print(f"  {d[\"key\"]:<24} {d[\"features\"].get(\"lang-detect\",{}).get(\"language\")}") for d in map(json.loads, open("out/text.jsonl"))]'
+	@echo; echo "== images =="
+	@python3 -c 'import json; [print(f"  {d[\"key\"]:<18}", json.dumps(d["features"].get("image-meta"))) for d in map(json.loads, open("out/images.jsonl"))]'
+
+## test: build everything, then run every test suite
+test: host plugins template
+	STRATA_TEMPLATE_WASM=$(TARGET_DIR)/template/wasm32-wasip2/release/extractor_template.wasm \
+	$(CARGO) test --workspace --exclude hostile
+
+## lint: formatting and clippy, as CI wants them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DIST) tests/fixtures/dist out

@@ -1,0 +1,254 @@
+//! The `strata` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::executor::ExecOptions;
+use crate::engine::{Engine, EngineConfig};
+use crate::run::{RunOptions, run};
+
+/// Exit code when the run finished but some objects failed.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// Strata: run sandboxed feature extractors over batches of objects.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, e.g. `RUST_LOG=strata=debug`).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "STRATA_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline over every file of a directory and write one document per file.
+    Run(RunArgs),
+    /// Inspect and check extractor components.
+    #[command(subcommand)]
+    Extractor(ExtractorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExtractorCommand {
+    /// Print a component's manifest.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Check a component; exit non-zero with the reason when it is not a valid extractor.
+    Validate {
+        /// The component file.
+        file: PathBuf,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Pipeline file (TOML): `[[extractors]]` with `name` or `component`, and `params`.
+    #[arg(long, env = "STRATA_PIPELINE")]
+    pipeline: PathBuf,
+    /// Directory whose files are the objects (recursively; key = relative path).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output file: `.jsonl`, `.parquet`, or `-` for JSON lines on stdout.
+    #[arg(long)]
+    output: PathBuf,
+    /// Directory of extractor components, for extractors named in the pipeline.
+    #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
+    plugins: PathBuf,
+    /// Objects per record batch (overrides the pipeline's `batch_size`).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Record a processing history (extractor, version, tier, start, duration, outcome) in each document.
+    #[arg(long)]
+    history: bool,
+    /// Files larger than this many bytes fail instead of being read.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_object_bytes: u64,
+    /// Do not show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Directory of compiled components (default: $XDG_CACHE_HOME/strata or ~/.cache/strata).
+    #[arg(long, env = "STRATA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled components.
+    #[arg(long)]
+    no_cache: bool,
+    /// Deadline of one call into an extractor, in seconds.
+    #[arg(long, env = "STRATA_CALL_TIMEOUT", default_value_t = 30.0)]
+    call_timeout: f64,
+    /// Most memory one extractor instance may use, in MiB (manifests ask for less).
+    #[arg(long, env = "STRATA_MAX_MEMORY_MB", default_value_t = 1024)]
+    max_memory_mb: u32,
+    /// Timeouts after which an extractor is disabled for the rest of a run (0: never).
+    #[arg(long, default_value_t = 3)]
+    max_timeouts: u32,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> anyhow::Result<Engine> {
+        anyhow::ensure!(
+            self.call_timeout.is_finite() && self.call_timeout > 0.0,
+            "--call-timeout must be a positive number of seconds"
+        );
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(default_cache_dir)
+        };
+        Engine::new(EngineConfig {
+            cache_dir,
+            max_memory_mb: self.max_memory_mb,
+            call_timeout: Duration::from_secs_f64(self.call_timeout),
+            ..EngineConfig::default()
+        })
+        .context("starting the engine")
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("strata").join("components"))
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Extractor(ExtractorCommand::Inspect { file, json, engine }) => {
+            let extractor = engine.engine()?.load(&file)?;
+            if json {
+                let value = serde_json::json!({
+                    "manifest": extractor.manifest().as_ref(),
+                    "content_hash": extractor.content_hash(),
+                    "size_bytes": extractor.size_bytes(),
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", describe(&extractor));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Extractor(ExtractorCommand::Validate { file, engine }) => {
+            let extractor = engine.engine()?.load(&file)?;
+            println!("{}: valid extractor {}", file.display(), extractor.manifest().id());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.engine.engine()?;
+    let mut exec = ExecOptions {
+        history: args.history,
+        max_timeouts: args.engine.max_timeouts,
+        ..ExecOptions::default()
+    };
+    let options = RunOptions {
+        pipeline: args.pipeline,
+        input: args.input,
+        output: args.output.clone(),
+        plugins: args.plugins,
+        exec: exec.clone(),
+        max_object_bytes: args.max_object_bytes,
+        progress: !args.no_progress,
+    };
+    if let Some(rows) = args.batch_size {
+        anyhow::ensure!(rows > 0, "--batch-size must be at least 1");
+        exec.batch_rows = rows;
+    }
+    let options = RunOptions { exec, ..options };
+    let summary = run(&engine, options)?;
+    let stats = &summary.stats;
+    let secs = summary.elapsed.as_secs_f64();
+    eprintln!(
+        "{} objects in {:.2} s ({:.1} objects/s), {} failed, {} incidents; output: {}",
+        stats.objects,
+        secs,
+        stats.objects as f64 / secs.max(1e-9),
+        stats.failed_objects,
+        stats.incidents,
+        args.output.display()
+    );
+    for (extractor, count) in &stats.errors_by_extractor {
+        eprintln!("  errors in {extractor}: {count}");
+    }
+    Ok(if stats.failed_objects > 0 {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn describe(extractor: &crate::engine::Extractor) -> String {
+    use std::fmt::Write as _;
+    let m = extractor.manifest();
+    let mut out = String::new();
+    let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+    let _ = writeln!(out, "{} {}", m.name, m.version);
+    let _ = writeln!(out, "  {}", m.description);
+    let _ = writeln!(out, "depends on:   {}", list(&m.depends_on));
+    let _ = writeln!(out, "inputs:       {}", list(&m.inputs));
+    let _ = writeln!(out, "applies to:   {}", if m.mime_types.is_empty() { "every object".into() } else { m.mime_types.join(", ") });
+    let _ = writeln!(out, "batch size:   {} rows", m.batch_size);
+    let _ = writeln!(out, "memory:       {} MiB", m.memory_limit_mb);
+    let _ = writeln!(out, "component:    {} bytes, sha256 {}", extractor.size_bytes(), extractor.content_hash());
+    let _ = writeln!(out, "outputs:");
+    for c in &m.outputs {
+        let _ = writeln!(out, "  {:<14} {:<28} {}", c.name, c.data_type.to_string(), c.description);
+    }
+    let _ = writeln!(out, "parameters:   {}", m.params_schema);
+    out
+}

@@ -1,0 +1,730 @@
+//! Streams objects through a plan: record batches of objects flow through
+//! the tiers over bounded channels (one thread per tier, the extractors of
+//! a tier side by side), so memory stays bounded whatever the number of
+//! objects, and consecutive batches overlap across tiers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::builder::{BinaryBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray, UInt32Array, new_null_array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::concat::concat;
+use arrow_select::take::{take, take_record_batch};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use super::manifest::ColumnSpec;
+use super::planner::{Plan, Step};
+use super::{CallError, Fault};
+
+/// Name of the row-error column extractors may return.
+pub const ERROR_COLUMN: &str = "_error";
+
+/// One object to process.
+#[derive(Debug, Clone)]
+pub struct ObjectInput {
+    /// Object id.
+    pub object_id: String,
+    /// Key (e.g. a path) of the object.
+    pub key: String,
+    /// MIME type.
+    pub mime_type: String,
+    /// User metadata.
+    pub metadata: Option<Value>,
+    /// The bytes, or why they could not be read.
+    pub content: Result<Vec<u8>, String>,
+}
+
+/// Execution settings.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Objects per record batch.
+    pub batch_rows: usize,
+    /// Batches waiting between two tiers.
+    pub queue_depth: usize,
+    /// Record a processing history in each document.
+    pub history: bool,
+    /// After this many timeouts an extractor is disabled for the rest of
+    /// the run: each timeout costs a whole deadline.
+    pub max_timeouts: u32,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            batch_rows: 256,
+            queue_depth: 2,
+            history: false,
+            max_timeouts: 3,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Objects processed.
+    pub objects: u64,
+    /// Objects with at least one error.
+    pub failed_objects: u64,
+    /// Row errors by extractor (`object` for unreadable objects).
+    pub errors_by_extractor: BTreeMap<String, u64>,
+    /// Traps, timeouts and out-of-memory faults.
+    pub incidents: u64,
+}
+
+/// A row error in a document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RowError {
+    /// Extractor name, or `object` when the object could not be read.
+    pub extractor: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One enrichment operation on one object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    /// Extractor name.
+    pub extractor: String,
+    /// Extractor version.
+    pub version: String,
+    /// Tier, from 0.
+    pub tier: usize,
+    /// When the call that processed the object started (RFC 3339).
+    pub started_at: Option<String>,
+    /// How long that call took, in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// `completed`, `failed`, `skipped` (a dependency failed) or
+    /// `not_applicable` (MIME type).
+    pub outcome: &'static str,
+}
+
+/// The result for one object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    /// Object id.
+    pub object_id: String,
+    /// Object key.
+    pub key: String,
+    /// MIME type.
+    pub mime_type: String,
+    /// User metadata of the object.
+    pub metadata: Option<Value>,
+    /// Outputs by extractor name, then column name.
+    pub features: Map<String, Value>,
+    /// Row errors.
+    pub errors: Vec<RowError>,
+    /// `name@version` of every extractor that produced features.
+    pub extractors: Vec<String>,
+    /// Processing history, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_history: Option<Vec<HistoryEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum RowStatus {
+    NotApplicable,
+    Skipped,
+    Completed,
+    Failed(String),
+}
+
+struct StepResult {
+    outputs: Vec<ArrayRef>,
+    status: Vec<RowStatus>,
+    timing: Vec<Option<(SystemTime, Duration)>>,
+}
+
+struct Chunk {
+    base: RecordBatch,
+    object_errors: Vec<Option<String>>,
+    results: Vec<Option<StepResult>>,
+}
+
+/// Streams `objects` through `plan`, handing each finished batch to `sink`
+/// in input order. Stops at the first sink error and returns it.
+pub fn execute<I, E>(
+    plan: &Plan,
+    options: &ExecOptions,
+    objects: I,
+    mut sink: impl FnMut(Finished<'_>) -> Result<(), E>,
+) -> Result<Stats, E>
+where
+    I: IntoIterator<Item = ObjectInput>,
+    I::IntoIter: Send,
+{
+    let steps: Vec<&Step> = plan.steps().collect();
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.extractor.manifest().name.as_str(), i))
+        .collect();
+    let timeouts: Vec<AtomicU32> = steps.iter().map(|_| AtomicU32::new(0)).collect();
+    let incidents = AtomicU32::new(0);
+    let ctx = Context {
+        options,
+        steps: &steps,
+        index: &index,
+        timeouts: &timeouts,
+        incidents: &incidents,
+    };
+    let mut stats = Stats::default();
+    let batch_rows = options.batch_rows.max(1);
+    let objects = objects.into_iter();
+    let result = std::thread::scope(|scope| {
+        let (tx, mut rx) = crossbeam_channel::bounded::<Chunk>(options.queue_depth);
+        let step_count = steps.len();
+        scope.spawn(move || {
+            let mut objects = objects.peekable();
+            while objects.peek().is_some() {
+                let chunk = base_chunk(objects.by_ref().take(batch_rows), step_count);
+                if tx.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut offset = 0;
+        for tier in &plan.tiers {
+            let (tx, next) = crossbeam_channel::bounded::<Chunk>(options.queue_depth);
+            let ctx = &ctx;
+            let first = offset;
+            offset += tier.len();
+            scope.spawn(move || {
+                for mut chunk in rx {
+                    run_tier(tier, first, &mut chunk, ctx);
+                    if tx.send(chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx = next;
+        }
+        for chunk in rx {
+            let finished = Finished {
+                plan,
+                steps: &steps,
+                chunk,
+                history: options.history,
+            };
+            finished.count(&mut stats);
+            sink(finished)?;
+        }
+        Ok(())
+    });
+    stats.incidents = u64::from(incidents.load(Ordering::Relaxed));
+    result.map(|()| stats)
+}
+
+struct Context<'a> {
+    options: &'a ExecOptions,
+    steps: &'a [&'a Step],
+    index: &'a HashMap<&'a str, usize>,
+    timeouts: &'a [AtomicU32],
+    incidents: &'a AtomicU32,
+}
+
+/// The object columns, as extractors see them.
+pub fn object_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("object_id", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("content", DataType::Binary, true),
+        Field::new("mime_type", DataType::Utf8, false),
+        Field::new("metadata", DataType::Utf8, true),
+    ]))
+}
+
+fn base_chunk(objects: impl Iterator<Item = ObjectInput>, steps: usize) -> Chunk {
+    let mut ids = StringBuilder::new();
+    let mut keys = StringBuilder::new();
+    let mut content = BinaryBuilder::new();
+    let mut mimes = StringBuilder::new();
+    let mut metadata = StringBuilder::new();
+    let mut object_errors = Vec::new();
+    for o in objects {
+        ids.append_value(&o.object_id);
+        keys.append_value(&o.key);
+        mimes.append_value(&o.mime_type);
+        metadata.append_option(o.metadata.as_ref().map(Value::to_string));
+        match o.content {
+            Ok(bytes) => {
+                content.append_value(bytes);
+                object_errors.push(None);
+            }
+            Err(reason) => {
+                content.append_null();
+                object_errors.push(Some(reason));
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ids.finish()),
+        Arc::new(keys.finish()),
+        Arc::new(content.finish()),
+        Arc::new(mimes.finish()),
+        Arc::new(metadata.finish()),
+    ];
+    let base = RecordBatch::try_new(object_schema(), columns)
+        .unwrap_or_else(|e| unreachable!("object columns match their schema: {e}"));
+    Chunk {
+        base,
+        object_errors,
+        results: (0..steps).map(|_| None).collect(),
+    }
+}
+
+fn run_tier(tier: &[Step], first: usize, chunk: &mut Chunk, ctx: &Context<'_>) {
+    let results: Vec<StepResult> = if tier.len() == 1 {
+        vec![run_step(&tier[0], first, chunk, ctx)]
+    } else {
+        let chunk: &Chunk = chunk;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = tier
+                .iter()
+                .enumerate()
+                .map(|(i, step)| scope.spawn(move || run_step(step, first + i, chunk, ctx)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(tier)
+                .map(|(h, step)| {
+                    h.join().unwrap_or_else(|_| failed_step(step, chunk.base.num_rows(), "host error"))
+                })
+                .collect()
+        })
+    };
+    for (i, result) in results.into_iter().enumerate() {
+        chunk.results[first + i] = Some(result);
+    }
+}
+
+fn failed_step(step: &Step, rows: usize, reason: &str) -> StepResult {
+    StepResult {
+        outputs: step.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect(),
+        status: vec![RowStatus::Failed(reason.to_owned()); rows],
+        timing: vec![None; rows],
+    }
+}
+
+fn run_step(step: &Step, position: usize, chunk: &Chunk, ctx: &Context<'_>) -> StepResult {
+    let manifest = step.extractor.manifest();
+    let rows = chunk.base.num_rows();
+    let mimes = chunk.base.column(3).as_string::<i32>();
+    let deps: Vec<&StepResult> = manifest
+        .depends_on
+        .iter()
+        .filter_map(|d| ctx.index.get(d.as_str()))
+        .filter_map(|&i| chunk.results[i].as_ref())
+        .collect();
+    let mut status = vec![RowStatus::NotApplicable; rows];
+    let mut selected: Vec<u32> = Vec::new();
+    for (row, state) in status.iter_mut().enumerate() {
+        if chunk.object_errors[row].is_some() || !manifest.applies_to(mimes.value(row)) {
+            continue;
+        }
+        if deps.iter().any(|d| d.status[row] != RowStatus::Completed) {
+            *state = RowStatus::Skipped;
+            continue;
+        }
+        selected.push(row as u32);
+    }
+    let mut timing = vec![None; rows];
+    if selected.is_empty() {
+        let mut result = failed_step(step, rows, "");
+        result.status = status;
+        return result;
+    }
+    let input = match input_batch(step, chunk, ctx) {
+        Ok(batch) => batch,
+        Err(reason) => return failed_step(step, rows, &reason),
+    };
+    let picked = UInt32Array::from(selected.clone());
+    let input = match take_record_batch(&input, &picked) {
+        Ok(batch) => batch,
+        Err(e) => return failed_step(step, rows, &format!("host error: {e}")),
+    };
+    let size = manifest.batch_size as usize;
+    let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(selected.len());
+    let mut offset = 0;
+    while offset < input.num_rows() {
+        let len = size.min(input.num_rows() - offset);
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let (columns, row_errors) = call_with_retry(step, position, &input.slice(offset, len), ctx);
+        let elapsed = clock.elapsed();
+        for &row in &selected[offset..offset + len] {
+            timing[row as usize] = Some((started, elapsed));
+        }
+        parts.push(columns);
+        errors.extend(row_errors);
+        offset += len;
+    }
+    let mut slot: Vec<Option<u32>> = vec![None; rows];
+    for (k, &row) in selected.iter().enumerate() {
+        slot[row as usize] = Some(k as u32);
+        status[row as usize] = match errors[k].take() {
+            Some(reason) => RowStatus::Failed(reason),
+            None => RowStatus::Completed,
+        };
+    }
+    let scatter = UInt32Array::from(slot);
+    let outputs = step
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(c, spec)| {
+            let pieces: Vec<&dyn Array> = parts.iter().map(|p| p[c].as_ref()).collect();
+            concat(&pieces)
+                .and_then(|all| take(&all, &scatter, None))
+                .unwrap_or_else(|_| new_null_array(&spec.data_type, rows))
+        })
+        .collect();
+    StepResult {
+        outputs,
+        status,
+        timing,
+    }
+}
+
+/// The columns `step` reads, named as it declares them.
+fn input_batch(step: &Step, chunk: &Chunk, ctx: &Context<'_>) -> Result<RecordBatch, String> {
+    let mut fields = Vec::new();
+    let mut arrays = Vec::new();
+    for input in &step.extractor.manifest().inputs {
+        let array = match input.split_once('.') {
+            None => chunk.base.column_by_name(input).cloned(),
+            Some((dep, column)) => ctx.index.get(dep).and_then(|&i| {
+                let position = ctx.steps[i].columns.iter().position(|c| c.name == column)?;
+                chunk.results[i].as_ref()?.outputs.get(position).cloned()
+            }),
+        };
+        let array = array.ok_or_else(|| format!("host error: input `{input}` is not available"))?;
+        fields.push(Field::new(input, array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(chunk.base.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+        .map_err(|e| format!("host error: {e}"))
+}
+
+/// Runs one sub-batch in a fresh instance; if the call fails, runs each row
+/// alone so that only the guilty rows fail. Returns the declared columns
+/// (nulls where rows failed) and the row errors.
+fn call_with_retry(
+    step: &Step,
+    position: usize,
+    batch: &RecordBatch,
+    ctx: &Context<'_>,
+) -> (Vec<ArrayRef>, Vec<Option<String>>) {
+    match unit(step, position, batch, ctx) {
+        Ok(output) => split(step, output),
+        Err(e) if batch.num_rows() > 1 => {
+            warn!(extractor = %step.extractor.manifest().id(), rows = batch.num_rows(),
+                "batch failed ({e}); retrying row by row");
+            let mut pieces: Vec<Vec<ArrayRef>> = Vec::with_capacity(batch.num_rows());
+            let mut errors = Vec::with_capacity(batch.num_rows());
+            for row in 0..batch.num_rows() {
+                let (columns, mut row_errors) = match unit(step, position, &batch.slice(row, 1), ctx) {
+                    Ok(output) => split(step, output),
+                    Err(e) => (nulls(step, 1), vec![Some(e.to_string())]),
+                };
+                pieces.push(columns);
+                errors.push(row_errors.pop().flatten());
+            }
+            let columns = step
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(c, spec)| {
+                    let parts: Vec<&dyn Array> = pieces.iter().map(|p| p[c].as_ref()).collect();
+                    concat(&parts).unwrap_or_else(|_| new_null_array(&spec.data_type, batch.num_rows()))
+                })
+                .collect();
+            (columns, errors)
+        }
+        Err(e) => (nulls(step, 1), vec![Some(e.to_string())]),
+    }
+}
+
+fn nulls(step: &Step, rows: usize) -> Vec<ArrayRef> {
+    step.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect()
+}
+
+fn split(step: &Step, output: RecordBatch) -> (Vec<ArrayRef>, Vec<Option<String>>) {
+    let rows = output.num_rows();
+    let errors = match output.column_by_name(ERROR_COLUMN) {
+        Some(e) => e.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect(),
+        None => vec![None; rows],
+    };
+    let columns = output.columns()[..step.columns.len()].to_vec();
+    (columns, errors)
+}
+
+fn unit(step: &Step, position: usize, batch: &RecordBatch, ctx: &Context<'_>) -> Result<RecordBatch, String> {
+    let manifest = step.extractor.manifest();
+    let timeouts = &ctx.timeouts[position];
+    let max = ctx.options.max_timeouts;
+    if max > 0 && timeouts.load(Ordering::Relaxed) >= max {
+        return Err(format!("extractor disabled for this run after {max} timeouts"));
+    }
+    let result = step
+        .extractor
+        .open(&step.params)
+        .and_then(|mut instance| instance.process(batch));
+    result.map_err(|e| {
+        if e.is_incident() {
+            ctx.incidents.fetch_add(1, Ordering::Relaxed);
+            warn!(extractor = %manifest.id(), rows = batch.num_rows(), "incident: {e}");
+        }
+        if matches!(e, CallError::Fault(Fault::Timeout(_))) {
+            timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        e.to_string()
+    })
+}
+
+/// Checks an extractor's output against its declared columns: the same
+/// row count, every declared column with its type, nothing undeclared but
+/// a `Utf8` `_error`. Returns the declared columns in order, then `_error`.
+pub fn conform(output: RecordBatch, rows: usize, columns: &[ColumnSpec]) -> Result<RecordBatch, String> {
+    if output.num_rows() != rows {
+        return Err(format!("returned {} rows for {rows}", output.num_rows()));
+    }
+    let schema = output.schema();
+    for field in schema.fields() {
+        let declared = columns.iter().any(|c| c.name == *field.name());
+        if !declared && field.name() != ERROR_COLUMN {
+            return Err(format!("returned undeclared column `{}`", field.name()));
+        }
+    }
+    let mut fields = Vec::with_capacity(columns.len() + 1);
+    let mut arrays = Vec::with_capacity(columns.len() + 1);
+    for column in columns {
+        let array = output
+            .column_by_name(&column.name)
+            .ok_or_else(|| format!("did not return declared column `{}`", column.name))?;
+        if !array.data_type().equals_datatype(&column.data_type) {
+            return Err(format!(
+                "returned column `{}` as {}, declared {}",
+                column.name,
+                array.data_type(),
+                column.data_type
+            ));
+        }
+        fields.push(Field::new(&column.name, column.data_type.clone(), true));
+        arrays.push(array.clone());
+    }
+    if let Some(errors) = output.column_by_name(ERROR_COLUMN) {
+        if errors.data_type() != &DataType::Utf8 {
+            return Err(format!("returned `{ERROR_COLUMN}` as {}, expected Utf8", errors.data_type()));
+        }
+        fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
+        arrays.push(errors.clone());
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
+        .map_err(|e| e.to_string())
+}
+
+/// A batch of objects that went through every tier.
+pub struct Finished<'a> {
+    plan: &'a Plan,
+    steps: &'a [&'a Step],
+    chunk: Chunk,
+    history: bool,
+}
+
+impl Finished<'_> {
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.chunk.base.num_rows()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn results(&self) -> impl Iterator<Item = (&Step, &StepResult)> {
+        self.steps
+            .iter()
+            .zip(&self.chunk.results)
+            .filter_map(|(s, r)| r.as_ref().map(|r| (*s, r)))
+    }
+
+    fn count(&self, stats: &mut Stats) {
+        for row in 0..self.len() {
+            let mut failed = false;
+            if self.chunk.object_errors[row].is_some() {
+                *stats.errors_by_extractor.entry("object".into()).or_default() += 1;
+                failed = true;
+            }
+            for (step, result) in self.results() {
+                if let RowStatus::Failed(_) = result.status[row] {
+                    *stats
+                        .errors_by_extractor
+                        .entry(step.extractor.manifest().name.clone())
+                        .or_default() += 1;
+                    failed = true;
+                }
+            }
+            stats.objects += 1;
+            stats.failed_objects += u64::from(failed);
+        }
+    }
+
+    /// One document per object.
+    pub fn documents(&self) -> Vec<Document> {
+        let rows = self.len();
+        let base = &self.chunk.base;
+        let ids = base.column(0).as_string::<i32>();
+        let keys = base.column(1).as_string::<i32>();
+        let mimes = base.column(3).as_string::<i32>();
+        let metadata = base.column(4).as_string::<i32>();
+        let features: Vec<Vec<Option<Map<String, Value>>>> =
+            self.results().map(|(step, result)| json_rows(step, result)).collect();
+        (0..rows)
+            .map(|row| {
+                let mut doc = Document {
+                    object_id: ids.value(row).to_owned(),
+                    key: keys.value(row).to_owned(),
+                    mime_type: mimes.value(row).to_owned(),
+                    metadata: metadata
+                        .is_valid(row)
+                        .then(|| serde_json::from_str(metadata.value(row)).ok())
+                        .flatten(),
+                    features: Map::new(),
+                    errors: Vec::new(),
+                    extractors: Vec::new(),
+                    processing_history: self.history.then(Vec::new),
+                };
+                if let Some(reason) = &self.chunk.object_errors[row] {
+                    doc.errors.push(RowError {
+                        extractor: "object".into(),
+                        message: reason.clone(),
+                    });
+                }
+                for ((step, result), json) in self.results().zip(&features) {
+                    let manifest = step.extractor.manifest();
+                    let outcome = match &result.status[row] {
+                        RowStatus::Completed => {
+                            let values = json[row].clone().unwrap_or_default();
+                            doc.features.insert(manifest.name.clone(), Value::Object(values));
+                            doc.extractors.push(manifest.id());
+                            "completed"
+                        }
+                        RowStatus::Failed(message) => {
+                            doc.errors.push(RowError {
+                                extractor: manifest.name.clone(),
+                                message: message.clone(),
+                            });
+                            "failed"
+                        }
+                        RowStatus::Skipped => "skipped",
+                        RowStatus::NotApplicable => "not_applicable",
+                    };
+                    if let Some(history) = &mut doc.processing_history {
+                        let timing = result.timing[row];
+                        history.push(HistoryEntry {
+                            extractor: manifest.name.clone(),
+                            version: manifest.version.to_string(),
+                            tier: step.tier,
+                            started_at: timing
+                                .map(|(t, _)| humantime::format_rfc3339_millis(t).to_string()),
+                            duration_ms: timing.map(|(_, d)| d.as_secs_f64() * 1000.0),
+                            outcome,
+                        });
+                    }
+                }
+                doc
+            })
+            .collect()
+    }
+
+    /// The batch flattened for columnar output: object columns (without
+    /// content), then `extractor.column` for every output, then `errors`
+    /// (a JSON array, null when there are none).
+    pub fn record_batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let base = &self.chunk.base;
+        let mut fields = vec![
+            Field::new("object_id", DataType::Utf8, false),
+            Field::new("key", DataType::Utf8, false),
+            Field::new("mime_type", DataType::Utf8, false),
+        ];
+        let mut arrays = vec![base.column(0).clone(), base.column(1).clone(), base.column(3).clone()];
+        for (step, result) in self.results() {
+            let name = &step.extractor.manifest().name;
+            for (spec, array) in step.columns.iter().zip(&result.outputs) {
+                fields.push(Field::new(format!("{name}.{}", spec.name), spec.data_type.clone(), true));
+                arrays.push(array.clone());
+            }
+        }
+        let errors: StringArray = self
+            .documents_errors()
+            .into_iter()
+            .map(|e| (!e.is_empty()).then(|| serde_json::to_string(&e).unwrap_or_default()))
+            .collect();
+        fields.push(Field::new("errors", DataType::Utf8, true));
+        arrays.push(Arc::new(errors));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+    }
+
+    fn documents_errors(&self) -> Vec<Vec<RowError>> {
+        (0..self.len())
+            .map(|row| {
+                let mut errors: Vec<RowError> = self.chunk.object_errors[row]
+                    .iter()
+                    .map(|m| RowError {
+                        extractor: "object".into(),
+                        message: m.clone(),
+                    })
+                    .collect();
+                for (step, result) in self.results() {
+                    if let RowStatus::Failed(message) = &result.status[row] {
+                        errors.push(RowError {
+                            extractor: step.extractor.manifest().name.clone(),
+                            message: message.clone(),
+                        });
+                    }
+                }
+                errors
+            })
+            .collect()
+    }
+
+    /// The plan that produced this batch.
+    pub fn plan(&self) -> &Plan {
+        self.plan
+    }
+}
+
+/// The outputs of a step as one JSON object per row.
+fn json_rows(step: &Step, result: &StepResult) -> Vec<Option<Map<String, Value>>> {
+    let rows = result.status.len();
+    let fields: Vec<Field> = step
+        .columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.data_type.clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), result.outputs.clone());
+    let encoded = batch.and_then(|batch| {
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        writer.write(&batch)?;
+        writer.finish()?;
+        Ok(writer.into_inner())
+    });
+    let parsed = encoded
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Vec<Map<String, Value>>>(&bytes).ok());
+    match parsed {
+        Some(rows_json) if rows_json.len() == rows => rows_json.into_iter().map(Some).collect(),
+        _ => vec![None; rows],
+    }
+}

@@ -1,0 +1,17 @@
+//! # strata-host
+//!
+//! The Strata host: runs untrusted feature extractors, built as WebAssembly
+//! components against `wit/extractor.wit`, over batches of objects.
+//!
+//! - [`engine`] loads components into a sandbox, plans pipelines into tiers
+//!   and streams Arrow record batches through them;
+//! - [`run`] is `strata run`: a pipeline over a directory of files, without
+//!   a server.
+
+pub mod cli;
+pub mod engine;
+pub mod run;
+
+pub use engine::executor::{Document, ExecOptions, ObjectInput, Stats, execute};
+pub use engine::planner::{Plan, PlanError};
+pub use engine::{CallError, Engine, EngineConfig, Extractor, LoadError, Manifest};

@@ -1,0 +1,345 @@
+//! `strata run`: a pipeline over every file of a directory, without a
+//! server. The object key is the path relative to the directory.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use parquet::arrow::ArrowWriter;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::executor::{ExecOptions, Finished, ObjectInput, Stats, execute};
+use crate::engine::planner::{Plan, PlanError};
+use crate::engine::{Engine, Extractor, LoadError};
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline file is unreadable or wrong.
+    #[error("{path}: {message}")]
+    Pipeline {
+        /// The pipeline file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A component could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The pipeline cannot be planned.
+    #[error("{path}: {source}")]
+    Plan {
+        /// The pipeline file.
+        path: String,
+        /// What is wrong.
+        #[source]
+        source: PlanError,
+    },
+    /// The input directory cannot be listed.
+    #[error("{path}: {message}")]
+    Input {
+        /// The directory.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output cannot be written.
+    #[error("{path}: {message}")]
+    Output {
+        /// The output file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A pipeline file: extractors with their parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Objects per record batch.
+    pub batch_size: Option<usize>,
+    /// The extractors, in any order.
+    pub extractors: Vec<PipelineEntry>,
+}
+
+/// One extractor of a pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineEntry {
+    /// Extractor name, looked up in the plugins directory.
+    pub name: Option<String>,
+    /// Path of the component, relative to the pipeline file.
+    pub component: Option<PathBuf>,
+    /// Parameters.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// The directory of input files.
+    pub input: PathBuf,
+    /// Output file: `.jsonl`, `.parquet`, or `-` for JSON lines on stdout.
+    pub output: PathBuf,
+    /// Where extractors named without a component path are found.
+    pub plugins: PathBuf,
+    /// Execution settings.
+    pub exec: ExecOptions,
+    /// Files larger than this fail as objects instead of being read.
+    pub max_object_bytes: u64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Counts.
+    pub stats: Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Loads the extractors of a pipeline file and plans them.
+pub fn load_pipeline(engine: &Engine, path: &Path, plugins: &Path, batch_rows: &mut usize) -> Result<Plan, RunError> {
+    let pipeline_error = |message: String| RunError::Pipeline {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| pipeline_error(format!("cannot read: {e}")))?;
+    let file: PipelineFile = toml::from_str(&text).map_err(|e| pipeline_error(e.to_string()))?;
+    if let Some(rows) = file.batch_size {
+        if rows == 0 {
+            return Err(pipeline_error("batch_size: must be at least 1".into()));
+        }
+        *batch_rows = rows;
+    }
+    if file.extractors.is_empty() {
+        return Err(pipeline_error("extractors: the pipeline has no extractor".into()));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut selected: Vec<(Extractor, String)> = Vec::new();
+    for (i, entry) in file.extractors.iter().enumerate() {
+        let component = match (&entry.component, &entry.name) {
+            (Some(component), _) => base.join(component),
+            (None, Some(name)) => find_component(plugins, name).ok_or_else(|| {
+                pipeline_error(format!(
+                    "extractors[{i}]: no component for `{name}` in {} (looked for {name}.wasm and {}.wasm)",
+                    plugins.display(),
+                    name.replace('-', "_")
+                ))
+            })?,
+            (None, None) => {
+                return Err(pipeline_error(format!("extractors[{i}]: give `name` or `component`")));
+            }
+        };
+        let extractor = engine.load(&component)?;
+        if let Some(name) = &entry.name {
+            if *name != extractor.manifest().name {
+                return Err(pipeline_error(format!(
+                    "extractors[{i}]: {} is extractor `{}`, not `{name}`",
+                    component.display(),
+                    extractor.manifest().name
+                )));
+            }
+        }
+        let params = serde_json::to_string(&entry.params).map_err(|e| pipeline_error(e.to_string()))?;
+        selected.push((extractor, params));
+    }
+    Plan::new(selected).map_err(|source| RunError::Plan {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// `DIR/NAME.wasm` or `DIR/NAME_WITH_UNDERSCORES.wasm`.
+pub fn find_component(dir: &Path, name: &str) -> Option<PathBuf> {
+    [format!("{name}.wasm"), format!("{}.wasm", name.replace('-', "_"))]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// Runs a pipeline over a directory and writes one document per file.
+pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let plan = load_pipeline(engine, &options.pipeline, &options.plugins, &mut options.exec.batch_rows)?;
+    let files = list_files(&options.input)?;
+    let progress = if options.progress {
+        let bar = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} objects · {per_sec} · ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut writer = OutputWriter::create(&options.output)?;
+    let input = options.input.clone();
+    let max_bytes = options.max_object_bytes;
+    let objects = files.into_iter().map(move |path| read_object(&input, &path, max_bytes));
+    let stats = execute(&plan, &options.exec, objects, |finished| {
+        writer.write(&finished)?;
+        progress.inc(finished.len() as u64);
+        Ok::<(), RunError>(())
+    })?;
+    writer.finish()?;
+    progress.finish_and_clear();
+    Ok(RunSummary {
+        stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn list_files(dir: &Path) -> Result<Vec<PathBuf>, RunError> {
+    let input_error = |message: String| RunError::Input {
+        path: dir.display().to_string(),
+        message,
+    };
+    if !dir.is_dir() {
+        return Err(input_error("not a directory".into()));
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| input_error(format!("cannot list: {e}")))?;
+        if entry.file_type().is_file() {
+            files.push(entry.into_path());
+        }
+    }
+    Ok(files)
+}
+
+/// Reads one file as an object; a file that cannot be read becomes an
+/// object with an error, not a failed run.
+fn read_object(root: &Path, path: &Path, max_bytes: u64) -> ObjectInput {
+    let key = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    let content = match std::fs::metadata(path) {
+        Ok(m) if m.len() > max_bytes => Err(format!("file of {} bytes exceeds the {max_bytes}-byte limit", m.len())),
+        Ok(_) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mime_type = match &content {
+        Ok(bytes) => sniff_mime(path, bytes),
+        Err(_) => "application/octet-stream".to_owned(),
+    };
+    ObjectInput {
+        object_id: object_id(&key),
+        key,
+        mime_type,
+        metadata: None,
+        content,
+    }
+}
+
+/// A stable object id for a key.
+pub fn object_id(key: &str) -> String {
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    format!("obj_{}", &digest[..20])
+}
+
+/// The MIME type of a file: from its extension, else from its first bytes,
+/// else `text/plain` for UTF-8 and `application/octet-stream` for the rest.
+pub fn sniff_mime(path: &Path, bytes: &[u8]) -> String {
+    if let Some(mime) = mime_guess::from_path(path).first() {
+        return mime.essence_str().to_owned();
+    }
+    if let Some(kind) = infer::get(bytes) {
+        return kind.mime_type().to_owned();
+    }
+    if std::str::from_utf8(bytes).is_ok() {
+        "text/plain".to_owned()
+    } else {
+        "application/octet-stream".to_owned()
+    }
+}
+
+enum OutputWriter {
+    JsonLines(Box<dyn Write>, String),
+    Parquet(Option<ArrowWriter<File>>, PathBuf),
+}
+
+impl OutputWriter {
+    fn create(path: &Path) -> Result<Self, RunError> {
+        let output_error = |message: String| RunError::Output {
+            path: path.display().to_string(),
+            message,
+        };
+        if path == Path::new("-") {
+            return Ok(OutputWriter::JsonLines(Box::new(BufWriter::new(std::io::stdout())), "-".into()));
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "ndjson") => {
+                let file = File::create(path).map_err(|e| output_error(format!("cannot create: {e}")))?;
+                Ok(OutputWriter::JsonLines(Box::new(BufWriter::new(file)), path.display().to_string()))
+            }
+            Some("parquet") => Ok(OutputWriter::Parquet(None, path.to_owned())),
+            _ => Err(output_error("unknown output format: use .jsonl, .parquet or -".into())),
+        }
+    }
+
+    fn write(&mut self, finished: &Finished<'_>) -> Result<(), RunError> {
+        match self {
+            OutputWriter::JsonLines(out, path) => {
+                let error = |e: std::io::Error| RunError::Output {
+                    path: path.clone(),
+                    message: e.to_string(),
+                };
+                for doc in finished.documents() {
+                    serde_json::to_writer(&mut *out, &doc).map_err(|e| error(e.into()))?;
+                    out.write_all(b"\n").map_err(error)?;
+                }
+                Ok(())
+            }
+            OutputWriter::Parquet(writer, path) => {
+                let error = |message: String| RunError::Output {
+                    path: path.display().to_string(),
+                    message,
+                };
+                let batch = finished.record_batch().map_err(|e| error(e.to_string()))?;
+                if writer.is_none() {
+                    let file = File::create(&*path).map_err(|e| error(format!("cannot create: {e}")))?;
+                    *writer = Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| error(e.to_string()))?);
+                }
+                if let Some(w) = writer {
+                    w.write(&batch).map_err(|e| error(e.to_string()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), RunError> {
+        match self {
+            OutputWriter::JsonLines(mut out, path) => out.flush().map_err(|e| RunError::Output {
+                path,
+                message: e.to_string(),
+            }),
+            OutputWriter::Parquet(writer, path) => {
+                let error = |message: String| RunError::Output {
+                    path: path.display().to_string(),
+                    message,
+                };
+                match writer {
+                    Some(w) => w.close().map(|_| ()).map_err(|e| error(e.to_string())),
+                    None => File::create(&path).map(|_| ()).map_err(|e| error(e.to_string())),
+                }
+            }
+        }
+    }
+}
