@@ -19,7 +19,13 @@ pub const EXIT_PARTIAL: u8 = 3;
 #[command(name = "strata", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG, e.g. `RUST_LOG=strata=debug`).
-    #[arg(long, global = true, value_enum, default_value = "text", env = "STRATA_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "STRATA_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -157,7 +163,9 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -183,7 +191,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Extractor(ExtractorCommand::Validate { file, engine }) => {
             let extractor = engine.engine()?.load(&file)?;
-            println!("{}: valid extractor {}", file.display(), extractor.manifest().id());
+            println!(
+                "{}: valid extractor {}",
+                file.display(),
+                extractor.manifest().id()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -236,18 +248,43 @@ fn describe(extractor: &crate::engine::Extractor) -> String {
     use std::fmt::Write as _;
     let m = extractor.manifest();
     let mut out = String::new();
-    let list = |items: &[String]| if items.is_empty() { "-".to_owned() } else { items.join(", ") };
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
     let _ = writeln!(out, "{} {}", m.name, m.version);
     let _ = writeln!(out, "  {}", m.description);
     let _ = writeln!(out, "depends on:   {}", list(&m.depends_on));
     let _ = writeln!(out, "inputs:       {}", list(&m.inputs));
-    let _ = writeln!(out, "applies to:   {}", if m.mime_types.is_empty() { "every object".into() } else { m.mime_types.join(", ") });
+    let _ = writeln!(
+        out,
+        "applies to:   {}",
+        if m.mime_types.is_empty() {
+            "every object".into()
+        } else {
+            m.mime_types.join(", ")
+        }
+    );
     let _ = writeln!(out, "batch size:   {} rows", m.batch_size);
     let _ = writeln!(out, "memory:       {} MiB", m.memory_limit_mb);
-    let _ = writeln!(out, "component:    {} bytes, sha256 {}", extractor.size_bytes(), extractor.content_hash());
+    let _ = writeln!(
+        out,
+        "component:    {} bytes, sha256 {}",
+        extractor.size_bytes(),
+        extractor.content_hash()
+    );
     let _ = writeln!(out, "outputs:");
     for c in &m.outputs {
-        let _ = writeln!(out, "  {:<14} {:<28} {}", c.name, c.data_type.to_string(), c.description);
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<28} {}",
+            c.name,
+            c.data_type.to_string(),
+            c.description
+        );
     }
     let _ = writeln!(out, "parameters:   {}", m.params_schema);
     out

@@ -108,12 +108,18 @@ pub struct RunSummary {
 }
 
 /// Loads the extractors of a pipeline file and plans them.
-pub fn load_pipeline(engine: &Engine, path: &Path, plugins: &Path, batch_rows: &mut usize) -> Result<Plan, RunError> {
+pub fn load_pipeline(
+    engine: &Engine,
+    path: &Path,
+    plugins: &Path,
+    batch_rows: &mut usize,
+) -> Result<Plan, RunError> {
     let pipeline_error = |message: String| RunError::Pipeline {
         path: path.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| pipeline_error(format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| pipeline_error(format!("cannot read: {e}")))?;
     let file: PipelineFile = toml::from_str(&text).map_err(|e| pipeline_error(e.to_string()))?;
     if let Some(rows) = file.batch_size {
         if rows == 0 {
@@ -122,7 +128,9 @@ pub fn load_pipeline(engine: &Engine, path: &Path, plugins: &Path, batch_rows: &
         *batch_rows = rows;
     }
     if file.extractors.is_empty() {
-        return Err(pipeline_error("extractors: the pipeline has no extractor".into()));
+        return Err(pipeline_error(
+            "extractors: the pipeline has no extractor".into(),
+        ));
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut selected: Vec<(Extractor, String)> = Vec::new();
@@ -150,7 +158,8 @@ pub fn load_pipeline(engine: &Engine, path: &Path, plugins: &Path, batch_rows: &
                 )));
             }
         }
-        let params = serde_json::to_string(&entry.params).map_err(|e| pipeline_error(e.to_string()))?;
+        let params =
+            serde_json::to_string(&entry.params).map_err(|e| pipeline_error(e.to_string()))?;
         selected.push((extractor, params));
     }
     Plan::new(selected).map_err(|source| RunError::Plan {
@@ -161,19 +170,28 @@ pub fn load_pipeline(engine: &Engine, path: &Path, plugins: &Path, batch_rows: &
 
 /// `DIR/NAME.wasm` or `DIR/NAME_WITH_UNDERSCORES.wasm`.
 pub fn find_component(dir: &Path, name: &str) -> Option<PathBuf> {
-    [format!("{name}.wasm"), format!("{}.wasm", name.replace('-', "_"))]
-        .into_iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.is_file())
+    [
+        format!("{name}.wasm"),
+        format!("{}.wasm", name.replace('-', "_")),
+    ]
+    .into_iter()
+    .map(|f| dir.join(f))
+    .find(|p| p.is_file())
 }
 
 /// Runs a pipeline over a directory and writes one document per file.
 pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let plan = load_pipeline(engine, &options.pipeline, &options.plugins, &mut options.exec.batch_rows)?;
+    let plan = load_pipeline(
+        engine,
+        &options.pipeline,
+        &options.plugins,
+        &mut options.exec.batch_rows,
+    )?;
     let files = list_files(&options.input)?;
     let progress = if options.progress {
-        let bar = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
+        let bar =
+            ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} objects · {per_sec} · ETA {eta}",
@@ -187,7 +205,9 @@ pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunEr
     let mut writer = OutputWriter::create(&options.output)?;
     let input = options.input.clone();
     let max_bytes = options.max_object_bytes;
-    let objects = files.into_iter().map(move |path| read_object(&input, &path, max_bytes));
+    let objects = files
+        .into_iter()
+        .map(move |path| read_object(&input, &path, max_bytes));
     let stats = execute(&plan, &options.exec, objects, |finished| {
         writer.write(&finished)?;
         progress.inc(finished.len() as u64);
@@ -230,7 +250,10 @@ fn read_object(root: &Path, path: &Path, max_bytes: u64) -> ObjectInput {
         .collect::<Vec<_>>()
         .join("/");
     let content = match std::fs::metadata(path) {
-        Ok(m) if m.len() > max_bytes => Err(format!("file of {} bytes exceeds the {max_bytes}-byte limit", m.len())),
+        Ok(m) if m.len() > max_bytes => Err(format!(
+            "file of {} bytes exceeds the {max_bytes}-byte limit",
+            m.len()
+        )),
         Ok(_) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     };
@@ -281,15 +304,24 @@ impl OutputWriter {
             message,
         };
         if path == Path::new("-") {
-            return Ok(OutputWriter::JsonLines(Box::new(BufWriter::new(std::io::stdout())), "-".into()));
+            return Ok(OutputWriter::JsonLines(
+                Box::new(BufWriter::new(std::io::stdout())),
+                "-".into(),
+            ));
         }
         match path.extension().and_then(|e| e.to_str()) {
             Some("jsonl" | "ndjson") => {
-                let file = File::create(path).map_err(|e| output_error(format!("cannot create: {e}")))?;
-                Ok(OutputWriter::JsonLines(Box::new(BufWriter::new(file)), path.display().to_string()))
+                let file =
+                    File::create(path).map_err(|e| output_error(format!("cannot create: {e}")))?;
+                Ok(OutputWriter::JsonLines(
+                    Box::new(BufWriter::new(file)),
+                    path.display().to_string(),
+                ))
             }
             Some("parquet") => Ok(OutputWriter::Parquet(None, path.to_owned())),
-            _ => Err(output_error("unknown output format: use .jsonl, .parquet or -".into())),
+            _ => Err(output_error(
+                "unknown output format: use .jsonl, .parquet or -".into(),
+            )),
         }
     }
 
@@ -313,8 +345,12 @@ impl OutputWriter {
                 };
                 let batch = finished.record_batch().map_err(|e| error(e.to_string()))?;
                 if writer.is_none() {
-                    let file = File::create(&*path).map_err(|e| error(format!("cannot create: {e}")))?;
-                    *writer = Some(ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| error(e.to_string()))?);
+                    let file =
+                        File::create(&*path).map_err(|e| error(format!("cannot create: {e}")))?;
+                    *writer = Some(
+                        ArrowWriter::try_new(file, batch.schema(), None)
+                            .map_err(|e| error(e.to_string()))?,
+                    );
                 }
                 if let Some(w) = writer {
                     w.write(&batch).map_err(|e| error(e.to_string()))?;
@@ -337,7 +373,9 @@ impl OutputWriter {
                 };
                 match writer {
                     Some(w) => w.close().map(|_| ()).map_err(|e| error(e.to_string())),
-                    None => File::create(&path).map(|_| ()).map_err(|e| error(e.to_string())),
+                    None => File::create(&path)
+                        .map(|_| ())
+                        .map_err(|e| error(e.to_string())),
                 }
             }
         }

@@ -115,9 +115,12 @@ pub fn open<E: Extractor>(params: &str) -> Result<wit::Session, wit_types::OpenE
                 session: RefCell::new(Box::new(session)),
             }))
         }
-        Err(OpenError::InvalidParam { param, message }) => Err(
-            wit_types::OpenError::InvalidParam(wit_types::ParamError { param, message }),
-        ),
+        Err(OpenError::InvalidParam { param, message }) => {
+            Err(wit_types::OpenError::InvalidParam(wit_types::ParamError {
+                param,
+                message,
+            }))
+        }
         Err(OpenError::Other(message)) => Err(wit_types::OpenError::Other(message)),
     }
 }

@@ -79,8 +79,14 @@ mod tests {
                 .expect("batch");
         let input = Input::new(batch);
         let missing = input.utf8("text").expect_err("missing");
-        assert_eq!(missing.to_string(), "input has no column `text` (it has: n)");
+        assert_eq!(
+            missing.to_string(),
+            "input has no column `text` (it has: n)"
+        );
         let wrong = input.utf8("n").expect_err("wrong type");
-        assert_eq!(wrong.to_string(), "input column `n` is Int32, expected Utf8");
+        assert_eq!(
+            wrong.to_string(),
+            "input column `n` is Int32, expected Utf8"
+        );
     }
 }

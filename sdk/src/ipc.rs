@@ -48,7 +48,10 @@ mod tests {
     fn round_trip_keeps_rows_and_types() {
         let batch = RecordBatch::try_from_iter([
             ("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
-            ("s", Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])) as ArrayRef),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])) as ArrayRef,
+            ),
         ])
         .expect("batch");
         let decoded = decode_batch(encode_batch(&batch).expect("encode")).expect("decode");

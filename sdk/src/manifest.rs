@@ -73,7 +73,8 @@ impl Manifest {
 
     /// Adds dependencies.
     pub fn depends_on<const N: usize>(mut self, names: [&str; N]) -> Self {
-        self.depends_on.extend(names.iter().map(|n| (*n).to_owned()));
+        self.depends_on
+            .extend(names.iter().map(|n| (*n).to_owned()));
         self
     }
 

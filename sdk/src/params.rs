@@ -45,7 +45,9 @@ impl Params {
                 "parameters must be a JSON object, got {}",
                 kind(&other)
             ))),
-            Err(e) => Err(OpenError::Other(format!("parameters are not valid JSON: {e}"))),
+            Err(e) => Err(OpenError::Other(format!(
+                "parameters are not valid JSON: {e}"
+            ))),
         }
     }
 
@@ -65,11 +67,14 @@ impl Params {
         let Some(value) = self.values.get(name) else {
             return Ok(default);
         };
-        let n = value
-            .as_u64()
-            .ok_or_else(|| OpenError::invalid(name, format!("expected an integer, got {}", kind(value))))?;
+        let n = value.as_u64().ok_or_else(|| {
+            OpenError::invalid(name, format!("expected an integer, got {}", kind(value)))
+        })?;
         if n < u64::from(min) || n > u64::from(max) {
-            return Err(OpenError::invalid(name, format!("must be between {min} and {max}, got {n}")));
+            return Err(OpenError::invalid(
+                name,
+                format!("must be between {min} and {max}, got {n}"),
+            ));
         }
         Ok(n as u32)
     }
@@ -79,11 +84,14 @@ impl Params {
         let Some(value) = self.values.get(name) else {
             return Ok(default);
         };
-        let n = value
-            .as_f64()
-            .ok_or_else(|| OpenError::invalid(name, format!("expected a number, got {}", kind(value))))?;
+        let n = value.as_f64().ok_or_else(|| {
+            OpenError::invalid(name, format!("expected a number, got {}", kind(value)))
+        })?;
         if !(min..=max).contains(&n) {
-            return Err(OpenError::invalid(name, format!("must be between {min} and {max}, got {n}")));
+            return Err(OpenError::invalid(
+                name,
+                format!("must be between {min} and {max}, got {n}"),
+            ));
         }
         Ok(n)
     }
@@ -93,7 +101,10 @@ impl Params {
         match self.values.get(name) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(OpenError::invalid(name, format!("expected a boolean, got {}", kind(other)))),
+            Some(other) => Err(OpenError::invalid(
+                name,
+                format!("expected a boolean, got {}", kind(other)),
+            )),
         }
     }
 
@@ -102,7 +113,10 @@ impl Params {
         match self.values.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(OpenError::invalid(name, format!("expected a string, got {}", kind(other)))),
+            Some(other) => Err(OpenError::invalid(
+                name,
+                format!("expected a string, got {}", kind(other)),
+            )),
         }
     }
 
@@ -141,7 +155,9 @@ mod tests {
         assert!(p.bool_or("flag", false).is_err());
         assert_eq!(p.u32_in("absent", 7, 1, 9), Ok(7));
         assert_eq!(
-            p.allow_only(&["k", "dim"]).expect_err("unknown").to_string(),
+            p.allow_only(&["k", "dim"])
+                .expect_err("unknown")
+                .to_string(),
             "parameter `flag`: unknown parameter (known: k, dim)"
         );
     }

@@ -27,7 +27,8 @@ impl CompileCache {
     }
 
     fn path(&self, content_hash: &str) -> PathBuf {
-        self.dir.join(format!("{content_hash}-{}.cwasm", self.fingerprint))
+        self.dir
+            .join(format!("{content_hash}-{}.cwasm", self.fingerprint))
     }
 
     /// The compiled component for `content_hash`, compiling `bytes` and

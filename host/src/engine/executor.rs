@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::builder::{BinaryBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray, UInt32Array, new_null_array};
+use arrow_array::{
+    Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray, UInt32Array, new_null_array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_select::concat::concat;
 use arrow_select::take::{take, take_record_batch};
@@ -294,7 +296,8 @@ fn run_tier(tier: &[Step], first: usize, chunk: &mut Chunk, ctx: &Context<'_>) {
                 .into_iter()
                 .zip(tier)
                 .map(|(h, step)| {
-                    h.join().unwrap_or_else(|_| failed_step(step, chunk.base.num_rows(), "host error"))
+                    h.join()
+                        .unwrap_or_else(|_| failed_step(step, chunk.base.num_rows(), "host error"))
                 })
                 .collect()
         })
@@ -306,7 +309,11 @@ fn run_tier(tier: &[Step], first: usize, chunk: &mut Chunk, ctx: &Context<'_>) {
 
 fn failed_step(step: &Step, rows: usize, reason: &str) -> StepResult {
     StepResult {
-        outputs: step.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect(),
+        outputs: step
+            .columns
+            .iter()
+            .map(|c| new_null_array(&c.data_type, rows))
+            .collect(),
         status: vec![RowStatus::Failed(reason.to_owned()); rows],
         timing: vec![None; rows],
     }
@@ -431,10 +438,11 @@ fn call_with_retry(
             let mut pieces: Vec<Vec<ArrayRef>> = Vec::with_capacity(batch.num_rows());
             let mut errors = Vec::with_capacity(batch.num_rows());
             for row in 0..batch.num_rows() {
-                let (columns, mut row_errors) = match unit(step, position, &batch.slice(row, 1), ctx) {
-                    Ok(output) => split(step, output),
-                    Err(e) => (nulls(step, 1), vec![Some(e.to_string())]),
-                };
+                let (columns, mut row_errors) =
+                    match unit(step, position, &batch.slice(row, 1), ctx) {
+                        Ok(output) => split(step, output),
+                        Err(e) => (nulls(step, 1), vec![Some(e.to_string())]),
+                    };
                 pieces.push(columns);
                 errors.push(row_errors.pop().flatten());
             }
@@ -444,7 +452,8 @@ fn call_with_retry(
                 .enumerate()
                 .map(|(c, spec)| {
                     let parts: Vec<&dyn Array> = pieces.iter().map(|p| p[c].as_ref()).collect();
-                    concat(&parts).unwrap_or_else(|_| new_null_array(&spec.data_type, batch.num_rows()))
+                    concat(&parts)
+                        .unwrap_or_else(|_| new_null_array(&spec.data_type, batch.num_rows()))
                 })
                 .collect();
             (columns, errors)
@@ -454,25 +463,39 @@ fn call_with_retry(
 }
 
 fn nulls(step: &Step, rows: usize) -> Vec<ArrayRef> {
-    step.columns.iter().map(|c| new_null_array(&c.data_type, rows)).collect()
+    step.columns
+        .iter()
+        .map(|c| new_null_array(&c.data_type, rows))
+        .collect()
 }
 
 fn split(step: &Step, output: RecordBatch) -> (Vec<ArrayRef>, Vec<Option<String>>) {
     let rows = output.num_rows();
     let errors = match output.column_by_name(ERROR_COLUMN) {
-        Some(e) => e.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect(),
+        Some(e) => e
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect(),
         None => vec![None; rows],
     };
     let columns = output.columns()[..step.columns.len()].to_vec();
     (columns, errors)
 }
 
-fn unit(step: &Step, position: usize, batch: &RecordBatch, ctx: &Context<'_>) -> Result<RecordBatch, String> {
+fn unit(
+    step: &Step,
+    position: usize,
+    batch: &RecordBatch,
+    ctx: &Context<'_>,
+) -> Result<RecordBatch, String> {
     let manifest = step.extractor.manifest();
     let timeouts = &ctx.timeouts[position];
     let max = ctx.options.max_timeouts;
     if max > 0 && timeouts.load(Ordering::Relaxed) >= max {
-        return Err(format!("extractor disabled for this run after {max} timeouts"));
+        return Err(format!(
+            "extractor disabled for this run after {max} timeouts"
+        ));
     }
     let result = step
         .extractor
@@ -493,7 +516,11 @@ fn unit(step: &Step, position: usize, batch: &RecordBatch, ctx: &Context<'_>) ->
 /// Checks an extractor's output against its declared columns: the same
 /// row count, every declared column with its type, nothing undeclared but
 /// a `Utf8` `_error`. Returns the declared columns in order, then `_error`.
-pub fn conform(output: RecordBatch, rows: usize, columns: &[ColumnSpec]) -> Result<RecordBatch, String> {
+pub fn conform(
+    output: RecordBatch,
+    rows: usize,
+    columns: &[ColumnSpec],
+) -> Result<RecordBatch, String> {
     if output.num_rows() != rows {
         return Err(format!("returned {} rows for {rows}", output.num_rows()));
     }
@@ -523,7 +550,10 @@ pub fn conform(output: RecordBatch, rows: usize, columns: &[ColumnSpec]) -> Resu
     }
     if let Some(errors) = output.column_by_name(ERROR_COLUMN) {
         if errors.data_type() != &DataType::Utf8 {
-            return Err(format!("returned `{ERROR_COLUMN}` as {}, expected Utf8", errors.data_type()));
+            return Err(format!(
+                "returned `{ERROR_COLUMN}` as {}, expected Utf8",
+                errors.data_type()
+            ));
         }
         fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
         arrays.push(errors.clone());
@@ -563,7 +593,10 @@ impl Finished<'_> {
         for row in 0..self.len() {
             let mut failed = false;
             if self.chunk.object_errors[row].is_some() {
-                *stats.errors_by_extractor.entry("object".into()).or_default() += 1;
+                *stats
+                    .errors_by_extractor
+                    .entry("object".into())
+                    .or_default() += 1;
                 failed = true;
             }
             for (step, result) in self.results() {
@@ -588,8 +621,10 @@ impl Finished<'_> {
         let keys = base.column(1).as_string::<i32>();
         let mimes = base.column(3).as_string::<i32>();
         let metadata = base.column(4).as_string::<i32>();
-        let features: Vec<Vec<Option<Map<String, Value>>>> =
-            self.results().map(|(step, result)| json_rows(step, result)).collect();
+        let features: Vec<Vec<Option<Map<String, Value>>>> = self
+            .results()
+            .map(|(step, result)| json_rows(step, result))
+            .collect();
         (0..rows)
             .map(|row| {
                 let mut doc = Document {
@@ -616,7 +651,8 @@ impl Finished<'_> {
                     let outcome = match &result.status[row] {
                         RowStatus::Completed => {
                             let values = json[row].clone().unwrap_or_default();
-                            doc.features.insert(manifest.name.clone(), Value::Object(values));
+                            doc.features
+                                .insert(manifest.name.clone(), Value::Object(values));
                             doc.extractors.push(manifest.id());
                             "completed"
                         }
@@ -658,11 +694,19 @@ impl Finished<'_> {
             Field::new("key", DataType::Utf8, false),
             Field::new("mime_type", DataType::Utf8, false),
         ];
-        let mut arrays = vec![base.column(0).clone(), base.column(1).clone(), base.column(3).clone()];
+        let mut arrays = vec![
+            base.column(0).clone(),
+            base.column(1).clone(),
+            base.column(3).clone(),
+        ];
         for (step, result) in self.results() {
             let name = &step.extractor.manifest().name;
             for (spec, array) in step.columns.iter().zip(&result.outputs) {
-                fields.push(Field::new(format!("{name}.{}", spec.name), spec.data_type.clone(), true));
+                fields.push(Field::new(
+                    format!("{name}.{}", spec.name),
+                    spec.data_type.clone(),
+                    true,
+                ));
                 arrays.push(array.clone());
             }
         }

@@ -74,7 +74,9 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> ManifestError {
 /// single `-` inside, 1 to 64 characters.
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && name.as_bytes()[0].is_ascii_lowercase()
         && !name.ends_with('-')
         && !name.contains("--")
@@ -85,11 +87,17 @@ pub fn column(field: &str, c: wit::Column) -> Result<ColumnSpec, ManifestError> 
     if c.name.is_empty() || c.name.starts_with('_') || c.name.contains('.') {
         return Err(bad(
             field,
-            format!("column name `{}` must be non-empty, without `.` and not start with `_`", c.name),
+            format!(
+                "column name `{}` must be non-empty, without `.` and not start with `_`",
+                c.name
+            ),
         ));
     }
     let data_type = DataType::from_str(&c.data_type).map_err(|e| {
-        bad(format!("{field}.{}", c.name), format!("unknown Arrow type `{}`: {e}", c.data_type))
+        bad(
+            format!("{field}.{}", c.name),
+            format!("unknown Arrow type `{}`: {e}", c.data_type),
+        )
     })?;
     Ok(ColumnSpec {
         name: c.name,
@@ -106,14 +114,24 @@ impl TryFrom<wit::Manifest> for Manifest {
         if !valid_name(&m.name) {
             return Err(bad(
                 "name",
-                format!("`{}` is not a valid name (lower-case letters, digits and `-`)", m.name),
+                format!(
+                    "`{}` is not a valid name (lower-case letters, digits and `-`)",
+                    m.name
+                ),
             ));
         }
-        let version = semver::Version::parse(&m.version)
-            .map_err(|e| bad("version", format!("`{}` is not a semantic version: {e}", m.version)))?;
+        let version = semver::Version::parse(&m.version).map_err(|e| {
+            bad(
+                "version",
+                format!("`{}` is not a semantic version: {e}", m.version),
+            )
+        })?;
         for dep in &m.depends_on {
             if !valid_name(dep) {
-                return Err(bad("depends_on", format!("`{dep}` is not a valid extractor name")));
+                return Err(bad(
+                    "depends_on",
+                    format!("`{dep}` is not a valid extractor name"),
+                ));
             }
             if *dep == m.name {
                 return Err(bad("depends_on", format!("`{}` depends on itself", m.name)));
@@ -125,7 +143,9 @@ impl TryFrom<wit::Manifest> for Manifest {
                     if !m.depends_on.iter().any(|d| d == dep) {
                         return Err(bad(
                             "inputs",
-                            format!("`{input}` reads extractor `{dep}`, which is not in depends_on"),
+                            format!(
+                                "`{input}` reads extractor `{dep}`, which is not in depends_on"
+                            ),
                         ));
                     }
                     if column.is_empty() {
@@ -148,7 +168,10 @@ impl TryFrom<wit::Manifest> for Manifest {
         for c in m.outputs {
             let c = column("outputs", c)?;
             if outputs.iter().any(|o| o.name == c.name) {
-                return Err(bad("outputs", format!("column `{}` is declared twice", c.name)));
+                return Err(bad(
+                    "outputs",
+                    format!("column `{}` is declared twice", c.name),
+                ));
             }
             outputs.push(c);
         }
@@ -165,7 +188,10 @@ impl TryFrom<wit::Manifest> for Manifest {
                 .split_once('/')
                 .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty() && t != "*");
             if !ok {
-                return Err(bad("mime_types", format!("`{pattern}` is not `type/subtype` or `type/*`")));
+                return Err(bad(
+                    "mime_types",
+                    format!("`{pattern}` is not `type/subtype` or `type/*`"),
+                ));
             }
         }
         if m.batch_size == 0 {
@@ -202,12 +228,14 @@ impl Manifest {
             return true;
         }
         let essence = mime.split(';').next().unwrap_or("").trim();
-        self.mime_types.iter().any(|pattern| match pattern.strip_suffix("/*") {
-            Some(top) => essence
-                .split_once('/')
-                .is_some_and(|(t, _)| t.eq_ignore_ascii_case(top)),
-            None => essence.eq_ignore_ascii_case(pattern),
-        })
+        self.mime_types
+            .iter()
+            .any(|pattern| match pattern.strip_suffix("/*") {
+                Some(top) => essence
+                    .split_once('/')
+                    .is_some_and(|(t, _)| t.eq_ignore_ascii_case(top)),
+                None => essence.eq_ignore_ascii_case(pattern),
+            })
     }
 }
 
@@ -253,16 +281,43 @@ mod tests {
 
     #[test]
     fn rejects_inconsistencies_naming_the_field() {
-        check(|m| m.name = "Bad Name".into(), "name: `Bad Name` is not a valid name (lower-case letters, digits and `-`)");
-        check(|m| m.version = "1.0".into(), "version: `1.0` is not a semantic version: unexpected end of input while parsing minor version number");
-        check(|m| m.inputs.push("other.text".into()), "inputs: `other.text` reads extractor `other`, which is not in depends_on");
-        check(|m| m.inputs.push("body".into()), "inputs: `body` is neither an object column (object_id, key, content, mime_type, metadata) nor `extractor.column`");
-        check(|m| m.outputs[0].data_type = "Utf9".into(), "outputs.count: unknown Arrow type `Utf9`: Parser error: Unsupported type 'Utf9'. Must be a supported arrow type name such as 'Int32' or 'Timestamp(ns)'. Error unknown token: Utf9");
-        check(|m| m.outputs.push(m.outputs[0].clone()), "outputs: column `count` is declared twice");
+        check(
+            |m| m.name = "Bad Name".into(),
+            "name: `Bad Name` is not a valid name (lower-case letters, digits and `-`)",
+        );
+        check(
+            |m| m.version = "1.0".into(),
+            "version: `1.0` is not a semantic version: unexpected end of input while parsing minor version number",
+        );
+        check(
+            |m| m.inputs.push("other.text".into()),
+            "inputs: `other.text` reads extractor `other`, which is not in depends_on",
+        );
+        check(
+            |m| m.inputs.push("body".into()),
+            "inputs: `body` is neither an object column (object_id, key, content, mime_type, metadata) nor `extractor.column`",
+        );
+        check(
+            |m| m.outputs[0].data_type = "Utf9".into(),
+            "outputs.count: unknown Arrow type `Utf9`: Parser error: Unsupported type 'Utf9'. Must be a supported arrow type name such as 'Int32' or 'Timestamp(ns)'. Error unknown token: Utf9",
+        );
+        check(
+            |m| m.outputs.push(m.outputs[0].clone()),
+            "outputs: column `count` is declared twice",
+        );
         check(|m| m.outputs.clear(), "outputs: declares no output column");
-        check(|m| m.depends_on.push("words".into()), "depends_on: `words` depends on itself");
-        check(|m| m.params_schema = "[".into(), "params_schema: not JSON: EOF while parsing a list at line 1 column 1");
-        check(|m| m.mime_types = vec!["*/*".into()], "mime_types: `*/*` is not `type/subtype` or `type/*`");
+        check(
+            |m| m.depends_on.push("words".into()),
+            "depends_on: `words` depends on itself",
+        );
+        check(
+            |m| m.params_schema = "[".into(),
+            "params_schema: not JSON: EOF while parsing a list at line 1 column 1",
+        );
+        check(
+            |m| m.mime_types = vec!["*/*".into()],
+            "mime_types: `*/*` is not `type/subtype` or `type/*`",
+        );
         check(|m| m.batch_size = 0, "batch_size: must be at least 1");
     }
 }

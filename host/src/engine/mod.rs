@@ -8,8 +8,8 @@ pub mod planner;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -146,7 +146,9 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.inner.config).finish()
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -238,9 +240,14 @@ impl Engine {
         let plugin = pre
             .instantiate(&mut store)
             .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
-        let described = plugin.strata_extractor_extractor().call_describe(&mut store);
+        let described = plugin
+            .strata_extractor_extractor()
+            .call_describe(&mut store);
         let raw = described.map_err(|e| {
-            invalid(format!("describe failed: {}", sandbox::fault(&store, &e, &budget)))
+            invalid(format!(
+                "describe failed: {}",
+                sandbox::fault(&store, &e, &budget)
+            ))
         })?;
         let manifest = Manifest::try_from(raw).map_err(|source| LoadError::Manifest {
             path: origin.to_owned(),
@@ -253,6 +260,7 @@ impl Engine {
             engine: self.clone(),
             content_hash: hash,
             size_bytes: bytes.len() as u64,
+            from_cache: cached,
         })
     }
 
@@ -289,15 +297,23 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
 /// Checks that the component exports a compatible `strata:extractor/extractor`.
 fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<(), String> {
     let ty = component.component_type();
-    let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let names: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let Some(version) = names.iter().find_map(|n| n.strip_prefix(EXPORT_PREFIX)) else {
         return Err(format!(
             "does not export strata:extractor/extractor (it exports: {})",
-            if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "nothing".to_owned()
+            } else {
+                names.join(", ")
+            }
         ));
     };
-    let version = semver::Version::parse(version)
-        .map_err(|e| format!("exports strata:extractor/extractor with a bad version `{version}`: {e}"))?;
+    let version = semver::Version::parse(version).map_err(|e| {
+        format!("exports strata:extractor/extractor with a bad version `{version}`: {e}")
+    })?;
     let compatible = version.major == WIT_VERSION.major
         && (WIT_VERSION.major > 0 || version.minor == WIT_VERSION.minor);
     if !compatible {
@@ -317,11 +333,14 @@ pub struct Extractor {
     engine: Engine,
     content_hash: String,
     size_bytes: u64,
+    from_cache: bool,
 }
 
 impl std::fmt::Debug for Extractor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extractor").field("id", &self.manifest.id()).finish()
+        f.debug_struct("Extractor")
+            .field("id", &self.manifest.id())
+            .finish()
     }
 }
 
@@ -341,6 +360,11 @@ impl Extractor {
         self.size_bytes
     }
 
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
     /// The memory and time one unit of work of this extractor gets.
     pub fn budget(&self) -> Budget {
         self.engine.budget(self.manifest.memory_limit_mb)
@@ -356,7 +380,9 @@ impl Extractor {
             Ok(plugin) => plugin,
             Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
         };
-        let opened = plugin.strata_extractor_extractor().call_open(&mut store, params);
+        let opened = plugin
+            .strata_extractor_extractor()
+            .call_open(&mut store, params);
         let session = match opened {
             Ok(Ok(session)) => session,
             Ok(Err(bindings::strata::extractor::types::OpenError::InvalidParam(p))) => {
@@ -432,7 +458,8 @@ impl Instance {
     /// Processes one batch; the result has exactly the declared columns
     /// (in order) and, if any row failed, `_error`.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, CallError> {
-        let bytes = strata_sdk::encode_batch(batch).map_err(|e| CallError::Contract(e.to_string()))?;
+        let bytes =
+            strata_sdk::encode_batch(batch).map_err(|e| CallError::Contract(e.to_string()))?;
         self.store
             .set_epoch_deadline(sandbox::deadline_ticks(self.budget.call_timeout));
         let result = self
@@ -440,12 +467,14 @@ impl Instance {
             .strata_extractor_extractor()
             .session()
             .call_process(&mut self.store, self.session, &bytes);
-        self.store.data_mut().flush_output();
         let output = match result {
             Ok(Ok(output)) => output,
             Ok(Err(message)) => return Err(CallError::Plugin(message)),
+            // Classify before the captured output is flushed: a panic
+            // message on stderr becomes part of the reason.
             Err(e) => return Err(sandbox::fault(&self.store, &e, &self.budget).into()),
         };
+        self.store.data_mut().flush_output();
         let output = strata_sdk::decode_batch(output)
             .map_err(|e| CallError::Contract(format!("output is not an Arrow IPC stream: {e}")))?;
         executor::conform(output, batch.num_rows(), &self.columns).map_err(CallError::Contract)

@@ -91,9 +91,10 @@ pub fn tiers(nodes: &[Node]) -> Result<Vec<Vec<usize>>, PlanError> {
         let ready: Vec<usize> = (0..nodes.len())
             .filter(|&i| tier_of[i].is_none())
             .filter(|&i| {
-                nodes[i].depends_on.iter().all(|d| {
-                    tier_of[index[d.as_str()]].is_some_and(|t| t < tiers.len())
-                })
+                nodes[i]
+                    .depends_on
+                    .iter()
+                    .all(|d| tier_of[index[d.as_str()]].is_some_and(|t| t < tiers.len()))
             })
             .collect();
         if ready.is_empty() {
@@ -126,7 +127,11 @@ pub fn tiers(nodes: &[Node]) -> Result<Vec<Vec<usize>>, PlanError> {
 }
 
 /// A cycle among the unplaced nodes, as names, first name repeated last.
-fn find_cycle(nodes: &[Node], index: &BTreeMap<&str, usize>, placed: &[Option<usize>]) -> Vec<String> {
+fn find_cycle(
+    nodes: &[Node],
+    index: &BTreeMap<&str, usize>,
+    placed: &[Option<usize>],
+) -> Vec<String> {
     let start = (0..nodes.len()).find(|&i| placed[i].is_none()).unwrap_or(0);
     let mut path = vec![start];
     let mut seen = BTreeSet::from([start]);
@@ -140,7 +145,10 @@ fn find_cycle(nodes: &[Node], index: &BTreeMap<&str, usize>, placed: &[Option<us
         let Some(next) = next else { break };
         if seen.contains(&next) {
             let from = path.iter().position(|&p| p == next).unwrap_or(0);
-            let mut cycle: Vec<String> = path[from..].iter().map(|&i| nodes[i].name.clone()).collect();
+            let mut cycle: Vec<String> = path[from..]
+                .iter()
+                .map(|&i| nodes[i].name.clone())
+                .collect();
             cycle.push(nodes[next].name.clone());
             return cycle;
         }
@@ -202,7 +210,9 @@ impl Plan {
         for (tier, members) in order.into_iter().enumerate() {
             let mut steps = Vec::new();
             for i in members {
-                let Some((extractor, params)) = slots[i].take() else { continue };
+                let Some((extractor, params)) = slots[i].take() else {
+                    continue;
+                };
                 let name = extractor.manifest().name.clone();
                 let columns = match extractor.open(&params) {
                     Ok(instance) => instance.columns().to_vec(),
@@ -279,7 +289,9 @@ mod tests {
     }
 
     fn check(nodes: &[Node], expected: Result<Vec<Vec<&str>>, &str>) {
-        let got = tiers(nodes).map(|t| names(nodes, t)).map_err(|e| e.to_string());
+        let got = tiers(nodes)
+            .map(|t| names(nodes, t))
+            .map_err(|e| e.to_string());
         assert_eq!(got, expected.map_err(str::to_owned));
     }
 
@@ -292,7 +304,11 @@ mod tests {
         );
         // A chain gets one tier per link, whatever the selection order.
         check(
-            &[node("c", &["b"], &["b.out"]), node("b", &["a"], &["a.out"]), node("a", &[], &[])],
+            &[
+                node("c", &["b"], &["b.out"]),
+                node("b", &["a"], &["a.out"]),
+                node("a", &[], &[]),
+            ],
             Ok(vec![vec!["a"], vec!["b"], vec!["c"]]),
         );
         // A diamond: the two middles run together.
@@ -307,22 +323,37 @@ mod tests {
         );
         // An extractor waits for its deepest dependency.
         check(
-            &[node("a", &[], &[]), node("b", &["a"], &[]), node("c", &["a", "b"], &[])],
+            &[
+                node("a", &[], &[]),
+                node("b", &["a"], &[]),
+                node("c", &["a", "b"], &[]),
+            ],
             Ok(vec![vec!["a"], vec!["b"], vec!["c"]]),
         );
         check(&[], Ok(vec![]));
         // Cycles name their members in order.
         check(
-            &[node("a", &["b"], &[]), node("b", &["c"], &[]), node("c", &["a"], &[]), node("d", &[], &[])],
+            &[
+                node("a", &["b"], &[]),
+                node("b", &["c"], &[]),
+                node("c", &["a"], &[]),
+                node("d", &[], &[]),
+            ],
             Err("dependency cycle: a → b → c → a"),
         );
-        check(&[node("a", &["b"], &[]), node("b", &["a"], &[])], Err("dependency cycle: a → b → a"));
+        check(
+            &[node("a", &["b"], &[]), node("b", &["a"], &[])],
+            Err("dependency cycle: a → b → a"),
+        );
         // Missing dependency, duplicates, unknown inputs.
         check(
             &[node("keywords", &["text-extract"], &["text-extract.text"])],
             Err("extractor `keywords` depends on `text-extract`, which is not in the pipeline"),
         );
-        check(&[node("a", &[], &[]), node("a", &[], &[])], Err("extractor `a` is selected more than once"));
+        check(
+            &[node("a", &[], &[]), node("a", &[], &[])],
+            Err("extractor `a` is selected more than once"),
+        );
         check(
             &[node("a", &[], &[]), node("b", &["a"], &["a.nope"])],
             Err("extractor `b` reads `a.nope`, which no earlier extractor produces"),

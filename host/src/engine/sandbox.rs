@@ -69,7 +69,11 @@ impl Drop for StoreState {
 
 /// Creates a store for one unit of work of `plugin`, with no access to
 /// files, environment, arguments or network.
-pub fn new_store(engine: &wasmtime::Engine, plugin: &Arc<str>, budget: &Budget) -> Store<StoreState> {
+pub fn new_store(
+    engine: &wasmtime::Engine,
+    plugin: &Arc<str>,
+    budget: &Budget,
+) -> Store<StoreState> {
     let stdout = Capture::new(budget.log_bytes / 4);
     let stderr = Capture::new(budget.log_bytes / 4);
     let wasi = WasiCtxBuilder::new()
@@ -149,13 +153,23 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.memory_bytes && maximum.is_none_or(|m| desired <= m);
         self.refused |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -185,11 +199,21 @@ impl host::Host for StoreState {
         sink.used += message.len();
         let plugin = &sink.plugin;
         match level {
-            types::LogLevel::Trace => event!(target: "strata::plugin", Level::TRACE, plugin = %plugin, "{message}"),
-            types::LogLevel::Debug => event!(target: "strata::plugin", Level::DEBUG, plugin = %plugin, "{message}"),
-            types::LogLevel::Info => event!(target: "strata::plugin", Level::INFO, plugin = %plugin, "{message}"),
-            types::LogLevel::Warn => event!(target: "strata::plugin", Level::WARN, plugin = %plugin, "{message}"),
-            types::LogLevel::Error => event!(target: "strata::plugin", Level::ERROR, plugin = %plugin, "{message}"),
+            types::LogLevel::Trace => {
+                event!(target: "strata::plugin", Level::TRACE, plugin = %plugin, "{message}")
+            }
+            types::LogLevel::Debug => {
+                event!(target: "strata::plugin", Level::DEBUG, plugin = %plugin, "{message}")
+            }
+            types::LogLevel::Info => {
+                event!(target: "strata::plugin", Level::INFO, plugin = %plugin, "{message}")
+            }
+            types::LogLevel::Warn => {
+                event!(target: "strata::plugin", Level::WARN, plugin = %plugin, "{message}")
+            }
+            types::LogLevel::Error => {
+                event!(target: "strata::plugin", Level::ERROR, plugin = %plugin, "{message}")
+            }
         }
     }
 }

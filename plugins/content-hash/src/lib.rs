@@ -13,12 +13,24 @@ impl Extractor for ContentHash {
     type Session = HashSession;
 
     fn manifest() -> Manifest {
-        Manifest::new("content-hash", "1.0.0", "SHA-256 and byte size of the raw content")
-            .input("content")
-            .output(Column::new("sha256", DataType::Utf8, "lower-case hex SHA-256 of the content"))
-            .output(Column::new("size_bytes", DataType::UInt64, "content size in bytes"))
-            .batch_size(256)
-            .memory_limit_mb(64)
+        Manifest::new(
+            "content-hash",
+            "1.0.0",
+            "SHA-256 and byte size of the raw content",
+        )
+        .input("content")
+        .output(Column::new(
+            "sha256",
+            DataType::Utf8,
+            "lower-case hex SHA-256 of the content",
+        ))
+        .output(Column::new(
+            "size_bytes",
+            DataType::UInt64,
+            "content size in bytes",
+        ))
+        .batch_size(256)
+        .memory_limit_mb(64)
     }
 
     fn open(params: &Params) -> Result<HashSession, OpenError> {
@@ -64,16 +76,35 @@ mod tests {
     fn hashes_known_vectors() {
         let batch = RecordBatch::try_from_iter([(
             "content",
-            Arc::new(BinaryArray::from(vec![Some(&b""[..]), Some(&b"abc"[..]), None])) as ArrayRef,
+            Arc::new(BinaryArray::from(vec![
+                Some(&b""[..]),
+                Some(&b"abc"[..]),
+                None,
+            ])) as ArrayRef,
         )])
         .expect("batch");
         let out = strata_sdk::run::<ContentHash>("{}", batch).expect("processed");
-        let sha = out.column_by_name("sha256").expect("sha256").as_string::<i32>();
-        assert_eq!(sha.value(0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(sha.value(1), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        let size = out.column_by_name("size_bytes").expect("size").as_primitive::<UInt64Type>();
+        let sha = out
+            .column_by_name("sha256")
+            .expect("sha256")
+            .as_string::<i32>();
+        assert_eq!(
+            sha.value(0),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha.value(1),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let size = out
+            .column_by_name("size_bytes")
+            .expect("size")
+            .as_primitive::<UInt64Type>();
         assert_eq!(size.value(1), 3);
-        let errors = out.column_by_name("_error").expect("_error").as_string::<i32>();
+        let errors = out
+            .column_by_name("_error")
+            .expect("_error")
+            .as_string::<i32>();
         assert_eq!(errors.value(2), "object has no content");
     }
 }

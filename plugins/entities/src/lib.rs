@@ -39,7 +39,10 @@ fn entity_fields() -> Fields {
 }
 
 fn entities_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Struct(entity_fields()), true)))
+    DataType::List(Arc::new(Field::new_list_field(
+        DataType::Struct(entity_fields()),
+        true,
+    )))
 }
 
 impl Extractor for Entities {
@@ -83,9 +86,13 @@ impl Patterns {
     /// Compiles the patterns.
     pub fn new() -> Result<Self, regex::Error> {
         Ok(Patterns {
-            email: Regex::new(r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}\b")?,
+            email: Regex::new(
+                r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}\b",
+            )?,
             url: Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'`]+"#)?,
-            phone: Regex::new(r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,5}\b")?,
+            phone: Regex::new(
+                r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,5}\b",
+            )?,
         })
     }
 
@@ -93,7 +100,9 @@ impl Patterns {
     pub fn find(&self, text: &str, max: usize) -> Vec<Entity> {
         let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
         for m in self.url.find_iter(text) {
-            let trimmed = m.as_str().trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']']);
+            let trimmed = m
+                .as_str()
+                .trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']']);
             spans.push((m.start(), m.start() + trimmed.len(), "url"));
         }
         for m in self.email.find_iter(text) {
@@ -147,7 +156,9 @@ impl Session for EntitiesSession {
         let mut valid = Vec::with_capacity(texts.len());
         let mut count = UInt32Builder::with_capacity(texts.len());
         for text in texts.iter() {
-            let found = text.map(|t| self.patterns.find(t, self.max_per_text)).unwrap_or_default();
+            let found = text
+                .map(|t| self.patterns.find(t, self.max_per_text))
+                .unwrap_or_default();
             for e in &found {
                 kind.append_value(e.kind);
                 value.append_value(&e.value);
@@ -226,15 +237,24 @@ mod tests {
     fn session_builds_lists() {
         let batch = RecordBatch::try_from_iter([(
             "text-extract.text",
-            Arc::new(StringArray::from(vec![Some("mail a@b.io and c@d.io"), Some("none"), None]))
-                as ArrayRef,
+            Arc::new(StringArray::from(vec![
+                Some("mail a@b.io and c@d.io"),
+                Some("none"),
+                None,
+            ])) as ArrayRef,
         )])
         .expect("batch");
         let out = strata_sdk::run::<Entities>("{}", batch).expect("processed");
-        let count = out.column_by_name("count").expect("count").as_primitive::<UInt32Type>();
+        let count = out
+            .column_by_name("count")
+            .expect("count")
+            .as_primitive::<UInt32Type>();
         assert_eq!((count.value(0), count.value(1)), (2, 0));
         assert!(count.is_null(2));
-        let list = out.column_by_name("entities").expect("entities").as_list::<i32>();
+        let list = out
+            .column_by_name("entities")
+            .expect("entities")
+            .as_list::<i32>();
         assert_eq!(list.value(0).len(), 2);
         assert!(list.is_null(2));
     }

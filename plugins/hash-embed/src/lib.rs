@@ -34,12 +34,19 @@ const DEFAULT_DIM: u32 = 256;
 
 /// The embedding column's type for `dim` dimensions.
 pub fn embedding_type(dim: usize) -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new_list_field(DataType::Float32, true)), dim as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new_list_field(DataType::Float32, true)),
+        dim as i32,
+    )
 }
 
 fn columns(dim: usize) -> [Column; 2] {
     [
-        Column::new("embedding", embedding_type(dim), "unit-length feature-hashing embedding; null for text without words"),
+        Column::new(
+            "embedding",
+            embedding_type(dim),
+            "unit-length feature-hashing embedding; null for text without words",
+        ),
         Column::new("token_count", DataType::UInt32, "number of words"),
     ]
 }
@@ -49,24 +56,28 @@ impl Extractor for HashEmbed {
 
     fn manifest() -> Manifest {
         let [embedding, tokens] = columns(DEFAULT_DIM as usize);
-        Manifest::new("hash-embed", "1.0.0", "Feature-hashing embedding of word and character n-grams")
-            .depends_on(["text-extract"])
-            .input("text-extract.text")
-            .output(embedding)
-            .output(tokens)
-            .params_schema(serde_json::json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "dim": {"type": "integer", "minimum": 8, "maximum": 4096, "default": DEFAULT_DIM,
-                        "description": "number of dimensions"},
-                    "char_ngram": {"type": "integer", "minimum": 0, "maximum": 6, "default": 3,
-                        "description": "character n-gram length; 0 turns them off"},
-                    "word_bigrams": {"type": "boolean", "default": true}
-                }
-            }))
-            .batch_size(256)
-            .memory_limit_mb(64)
+        Manifest::new(
+            "hash-embed",
+            "1.0.0",
+            "Feature-hashing embedding of word and character n-grams",
+        )
+        .depends_on(["text-extract"])
+        .input("text-extract.text")
+        .output(embedding)
+        .output(tokens)
+        .params_schema(serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "dim": {"type": "integer", "minimum": 8, "maximum": 4096, "default": DEFAULT_DIM,
+                    "description": "number of dimensions"},
+                "char_ngram": {"type": "integer", "minimum": 0, "maximum": 6, "default": 3,
+                    "description": "character n-gram length; 0 turns them off"},
+                "word_bigrams": {"type": "boolean", "default": true}
+            }
+        }))
+        .batch_size(256)
+        .memory_limit_mb(64)
     }
 
     fn open(params: &Params) -> Result<EmbedSession, OpenError> {
@@ -113,7 +124,10 @@ impl Session for EmbedSession {
                 tokens.append_null();
             }
         }
-        Ok(Output::new(vec![Arc::new(embedding.finish()), Arc::new(tokens.finish())]))
+        Ok(Output::new(vec![
+            Arc::new(embedding.finish()),
+            Arc::new(tokens.finish()),
+        ]))
     }
 }
 
@@ -124,7 +138,9 @@ pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
     let words: Vec<String> = text.unicode_words().map(str::to_lowercase).collect();
     let mut counts: HashMap<u64, f32> = HashMap::new();
     let mut add = |feature: &str, kind: u64, weight: f32| {
-        *counts.entry(xxh3_64_with_seed(feature.as_bytes(), kind)).or_default() += weight;
+        *counts
+            .entry(xxh3_64_with_seed(feature.as_bytes(), kind))
+            .or_default() += weight;
     };
     for word in &words {
         add(word, 1, 1.0);
@@ -178,18 +194,28 @@ mod tests {
     fn unit_length_and_similar_texts_closer() {
         let a = embed("The cat sat on the mat", &CONFIG).0.expect("a");
         let b = embed("A cat sat on a mat", &CONFIG).0.expect("b");
-        let c = embed("Quarterly revenue grew in emerging markets", &CONFIG).0.expect("c");
+        let c = embed("Quarterly revenue grew in emerging markets", &CONFIG)
+            .0
+            .expect("c");
         assert!((cosine(&a, &a) - 1.0).abs() < 1e-5);
         assert!(cosine(&a, &b) > 0.5, "{}", cosine(&a, &b));
         assert!(cosine(&a, &b) > cosine(&a, &c) + 0.3);
-        assert_eq!(embed("The cat sat on the mat", &CONFIG).0.expect("again"), a, "deterministic");
+        assert_eq!(
+            embed("The cat sat on the mat", &CONFIG).0.expect("again"),
+            a,
+            "deterministic"
+        );
     }
 
     #[test]
     fn dim_parameter_sets_the_output_type() {
         let batch = RecordBatch::try_from_iter([(
             "text-extract.text",
-            Arc::new(StringArray::from(vec![Some("hello world"), Some("  "), None])) as ArrayRef,
+            Arc::new(StringArray::from(vec![
+                Some("hello world"),
+                Some("  "),
+                None,
+            ])) as ArrayRef,
         )])
         .expect("batch");
         let out = strata_sdk::run::<HashEmbed>(r#"{"dim": 32}"#, batch).expect("processed");
@@ -197,7 +223,12 @@ mod tests {
         assert_eq!(embedding.data_type(), &embedding_type(32));
         let list = embedding.as_fixed_size_list();
         let first = list.value(0);
-        let norm: f32 = first.as_primitive::<Float32Type>().values().iter().map(|v| v * v).sum();
+        let norm: f32 = first
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .map(|v| v * v)
+            .sum();
         assert!((norm - 1.0).abs() < 1e-5);
         assert!(list.is_null(1) && list.is_null(2));
     }

@@ -80,13 +80,17 @@ pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<ImageInfo, String> {
         .map_err(|e| format!("cannot read image: {e}"))?
         .map_err(|e| format!("cannot read image header: {e}"))?;
     if u64::from(width) * u64::from(height) > max_pixels {
-        return Err(format!("image of {width}x{height} pixels exceeds max_pixels {max_pixels}"));
+        return Err(format!(
+            "image of {width}x{height} pixels exceeds max_pixels {max_pixels}"
+        ));
     }
     let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 20));
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| format!("cannot decode {format:?} image: {e}"))?;
+    let image = reader
+        .decode()
+        .map_err(|e| format!("cannot decode {format:?} image: {e}"))?;
     Ok(ImageInfo {
         format: format!("{format:?}").to_lowercase(),
         width,
@@ -174,14 +178,23 @@ mod tests {
 
     #[test]
     fn describes_png_and_jpeg() {
-        let png = encode(DynamicImage::ImageRgba8(RgbaImage::from_pixel(40, 30, Rgba([1, 2, 3, 255]))), ImageFormat::Png);
+        let png = encode(
+            DynamicImage::ImageRgba8(RgbaImage::from_pixel(40, 30, Rgba([1, 2, 3, 255]))),
+            ImageFormat::Png,
+        );
         let info = inspect(&png, u64::MAX).expect("png");
-        assert_eq!((info.format.as_str(), info.width, info.height), ("png", 40, 30));
+        assert_eq!(
+            (info.format.as_str(), info.width, info.height),
+            ("png", 40, 30)
+        );
         assert_eq!(info.color_type, "rgba8");
 
         let jpeg = encode(DynamicImage::ImageRgb8(gradient(64, 48)), ImageFormat::Jpeg);
         let info = inspect(&jpeg, u64::MAX).expect("jpeg");
-        assert_eq!((info.format.as_str(), info.width, info.height), ("jpeg", 64, 48));
+        assert_eq!(
+            (info.format.as_str(), info.width, info.height),
+            ("jpeg", 64, 48)
+        );
         assert_eq!(info.color_type, "rgb8");
     }
 
@@ -197,7 +210,10 @@ mod tests {
 
     #[test]
     fn bad_and_oversized_images_fail_their_row_only() {
-        let png = encode(DynamicImage::ImageRgb8(gradient(100, 100)), ImageFormat::Png);
+        let png = encode(
+            DynamicImage::ImageRgb8(gradient(100, 100)),
+            ImageFormat::Png,
+        );
         let batch = RecordBatch::try_from_iter([(
             "content",
             Arc::new(BinaryArray::from(vec![&b"not an image"[..], &png[..]])) as ArrayRef,
@@ -206,6 +222,10 @@ mod tests {
         let out = strata_sdk::run::<ImageMeta>("{}", batch.clone()).expect("processed");
         let errors = out.column_by_name("_error").expect("_error");
         assert!(errors.is_valid(0) && errors.is_null(1));
-        assert!(inspect(&png, 5_000).expect_err("too big").contains("exceeds max_pixels"));
+        assert!(
+            inspect(&png, 5_000)
+                .expect_err("too big")
+                .contains("exceeds max_pixels")
+        );
     }
 }

@@ -25,23 +25,35 @@ impl Extractor for Keywords {
     type Session = KeywordsSession;
 
     fn manifest() -> Manifest {
-        Manifest::new("keywords", "1.0.0", "Top-k key phrases of a text with RAKE scores")
-            .depends_on(["text-extract"])
-            .input("text-extract.text")
-            .output(Column::new("keywords", list_of(DataType::Utf8), "key phrases, best first"))
-            .output(Column::new("scores", list_of(DataType::Float32), "RAKE score of each key phrase"))
-            .params_schema(serde_json::json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
-                        "description": "number of key phrases kept"},
-                    "max_words": {"type": "integer", "minimum": 1, "maximum": 8, "default": 3,
-                        "description": "longest key phrase, in words"}
-                }
-            }))
-            .batch_size(256)
-            .memory_limit_mb(64)
+        Manifest::new(
+            "keywords",
+            "1.0.0",
+            "Top-k key phrases of a text with RAKE scores",
+        )
+        .depends_on(["text-extract"])
+        .input("text-extract.text")
+        .output(Column::new(
+            "keywords",
+            list_of(DataType::Utf8),
+            "key phrases, best first",
+        ))
+        .output(Column::new(
+            "scores",
+            list_of(DataType::Float32),
+            "RAKE score of each key phrase",
+        ))
+        .params_schema(serde_json::json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
+                    "description": "number of key phrases kept"},
+                "max_words": {"type": "integer", "minimum": 1, "maximum": 8, "default": 3,
+                    "description": "longest key phrase, in words"}
+            }
+        }))
+        .batch_size(256)
+        .memory_limit_mb(64)
     }
 
     fn open(params: &Params) -> Result<KeywordsSession, OpenError> {
@@ -74,7 +86,10 @@ impl Session for KeywordsSession {
                 }
             }
         }
-        Ok(Output::new(vec![Arc::new(keywords.finish()), Arc::new(scores.finish())]))
+        Ok(Output::new(vec![
+            Arc::new(keywords.finish()),
+            Arc::new(scores.finish()),
+        ]))
     }
 }
 
@@ -85,22 +100,38 @@ strata_sdk::export_extractor!(Keywords);
 pub fn rake(text: &str, k: usize, max_words: usize) -> Vec<(String, f32)> {
     let mut phrases: Vec<Vec<String>> = Vec::new();
     for sentence in text.split_sentence_bounds() {
-        for chunk in sentence.split(|c: char| ",;:()[]{}\"«»“”|/\\".contains(c)) {
-            let mut current = Vec::new();
-            for word in chunk.unicode_words() {
-                let word = word.to_lowercase();
-                let keep = word.chars().count() > 1
-                    && word.chars().any(char::is_alphabetic)
-                    && !is_stop_word(&word);
-                if keep {
-                    current.push(word);
-                } else if !current.is_empty() {
+        let mut current = Vec::new();
+        for token in sentence.split_whitespace() {
+            // Addresses and links are entities, not key phrases: they break
+            // a phrase like punctuation does.
+            if token.contains('@') || token.contains("://") || token.starts_with("www.") {
+                if !current.is_empty() {
                     phrases.push(std::mem::take(&mut current));
                 }
+                continue;
             }
-            if !current.is_empty() {
-                phrases.push(current);
+            for (i, piece) in token
+                .split(|c: char| ",;:()[]{}\"«»“”|/\\".contains(c))
+                .enumerate()
+            {
+                if i > 0 && !current.is_empty() {
+                    phrases.push(std::mem::take(&mut current));
+                }
+                for word in piece.unicode_words() {
+                    let word = word.to_lowercase();
+                    let keep = word.chars().count() > 1
+                        && word.chars().any(char::is_alphabetic)
+                        && !is_stop_word(&word);
+                    if keep {
+                        current.push(word);
+                    } else if !current.is_empty() {
+                        phrases.push(std::mem::take(&mut current));
+                    }
+                }
             }
+        }
+        if !current.is_empty() {
+            phrases.push(current);
         }
     }
     phrases.retain(|p| p.len() <= max_words);
@@ -120,7 +151,10 @@ pub fn rake(text: &str, k: usize, max_words: usize) -> Vec<(String, f32)> {
         if seen.contains_key(&joined) {
             continue;
         }
-        let score = phrase.iter().map(|w| degree[w.as_str()] / frequency[w.as_str()]).sum();
+        let score = phrase
+            .iter()
+            .map(|w| degree[w.as_str()] / frequency[w.as_str()])
+            .sum();
         seen.insert(joined.clone(), ());
         let order = scored.len();
         scored.push((joined, score, order));
@@ -135,22 +169,197 @@ fn is_stop_word(word: &str) -> bool {
 
 /// English and French stop words, sorted for binary search.
 const STOP_WORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "ai", "aie", "all", "also", "am", "an",
-    "and", "any", "are", "as", "at", "au", "aux", "avec", "be", "because", "been", "before",
-    "being", "below", "between", "both", "but", "by", "can", "ce", "ces", "cet", "cette", "could",
-    "dans", "de", "des", "did", "do", "does", "doing", "donc", "down", "du", "during", "each",
-    "elle", "elles", "en", "est", "et", "eu", "few", "for", "from", "further", "had", "has", "have",
-    "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if",
-    "il", "ils", "in", "into", "is", "it", "its", "itself", "je", "just", "la", "le", "les", "leur",
-    "leurs", "lui", "ma", "mais", "me", "mes", "might", "mon", "more", "most", "must", "my",
-    "myself", "ne", "no", "nor", "nos", "not", "notre", "nous", "now", "of", "off", "on", "once",
-    "only", "or", "other", "ou", "our", "ours", "ourselves", "out", "over", "own", "par", "pas",
-    "pour", "qu", "que", "qui", "sa", "same", "sans", "se", "ses", "she", "should", "so", "some",
-    "son", "sont", "such", "sur", "ta", "te", "tes", "than", "that", "the", "their", "theirs",
-    "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "ton",
-    "too", "tu", "un", "under", "une", "until", "up", "us", "very", "vos", "votre", "vous", "was",
-    "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with",
-    "would", "you", "your", "yours", "yourself", "yourselves",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "ai",
+    "aie",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "au",
+    "aux",
+    "avec",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "ce",
+    "ces",
+    "cet",
+    "cette",
+    "could",
+    "dans",
+    "de",
+    "des",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "donc",
+    "down",
+    "du",
+    "during",
+    "each",
+    "elle",
+    "elles",
+    "en",
+    "est",
+    "et",
+    "eu",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "il",
+    "ils",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "je",
+    "just",
+    "la",
+    "le",
+    "les",
+    "leur",
+    "leurs",
+    "lui",
+    "ma",
+    "mais",
+    "me",
+    "mes",
+    "might",
+    "mon",
+    "more",
+    "most",
+    "must",
+    "my",
+    "myself",
+    "ne",
+    "no",
+    "nor",
+    "nos",
+    "not",
+    "notre",
+    "nous",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "ou",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "par",
+    "pas",
+    "pour",
+    "qu",
+    "que",
+    "qui",
+    "sa",
+    "same",
+    "sans",
+    "se",
+    "ses",
+    "she",
+    "should",
+    "so",
+    "some",
+    "son",
+    "sont",
+    "such",
+    "sur",
+    "ta",
+    "te",
+    "tes",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "ton",
+    "too",
+    "tu",
+    "un",
+    "under",
+    "une",
+    "until",
+    "up",
+    "us",
+    "very",
+    "vos",
+    "votre",
+    "vous",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
 ];
 
 #[cfg(test)]
@@ -173,9 +382,24 @@ mod tests {
         let phrases: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             phrases,
-            ["linear diophantine equations", "linear constraints", "natural numbers"]
+            [
+                "linear diophantine equations",
+                "linear constraints",
+                "natural numbers"
+            ]
         );
         assert!(got[0].1 > got[1].1 && got[1].1 >= got[2].1, "{got:?}");
+    }
+
+    #[test]
+    fn addresses_are_not_key_phrases() {
+        let got = rake(
+            "Write to library help@example.org or see https://example.org/hours today.",
+            10,
+            3,
+        );
+        let phrases: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(phrases, ["write", "library", "see", "today"]);
     }
 
     #[test]
@@ -189,7 +413,10 @@ mod tests {
         )])
         .expect("batch");
         let out = strata_sdk::run::<Keywords>(r#"{"k": 1}"#, batch).expect("processed");
-        let keywords = out.column_by_name("keywords").expect("keywords").as_list::<i32>();
+        let keywords = out
+            .column_by_name("keywords")
+            .expect("keywords")
+            .as_list::<i32>();
         assert_eq!(keywords.value(0).len(), 1);
         assert!(keywords.is_null(1));
         assert!(strata_sdk::run::<Keywords>(r#"{"k": 0}"#, out).is_err());

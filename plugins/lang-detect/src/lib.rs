@@ -132,11 +132,31 @@ mod tests {
     #[test]
     fn detects_common_languages() {
         let cases = [
-            ("Le chat est assis sur le tapis et regarde les oiseaux dans le jardin.", "fr", "French"),
-            ("The quick brown fox jumps over the lazy dog near the river bank.", "en", "English"),
-            ("Der schnelle braune Fuchs springt über den faulen Hund am Flussufer.", "de", "German"),
-            ("El rápido zorro marrón salta sobre el perro perezoso junto al río.", "es", "Spanish"),
-            ("Быстрая коричневая лиса прыгает через ленивую собаку у реки.", "ru", "Russian"),
+            (
+                "Le chat est assis sur le tapis et regarde les oiseaux dans le jardin.",
+                "fr",
+                "French",
+            ),
+            (
+                "The quick brown fox jumps over the lazy dog near the river bank.",
+                "en",
+                "English",
+            ),
+            (
+                "Der schnelle braune Fuchs springt über den faulen Hund am Flussufer.",
+                "de",
+                "German",
+            ),
+            (
+                "El rápido zorro marrón salta sobre el perro perezoso junto al río.",
+                "es",
+                "Spanish",
+            ),
+            (
+                "Быстрая коричневая лиса прыгает через ленивую собаку у реки.",
+                "ru",
+                "Russian",
+            ),
         ];
         for (text, code, name) in cases {
             let d = detect(text).expect(text);
@@ -157,7 +177,10 @@ mod tests {
         )])
         .expect("batch");
         let out = strata_sdk::run::<LangDetect>("{}", batch).expect("processed");
-        let language = out.column_by_name("language").expect("language").as_string::<i32>();
+        let language = out
+            .column_by_name("language")
+            .expect("language")
+            .as_string::<i32>();
         assert_eq!(language.value(0), "fr");
         assert!(language.is_null(1));
         assert!(language.is_null(2));

@@ -27,9 +27,21 @@ impl Extractor for TextExtract {
         .input("content")
         .input("mime_type")
         .output(Column::new("text", DataType::Utf8, "readable text"))
-        .output(Column::new("char_count", DataType::UInt64, "number of characters of `text`"))
-        .output(Column::new("encoding", DataType::Utf8, "detected encoding of the bytes, e.g. UTF-8"))
-        .output(Column::new("format", DataType::Utf8, "plain, html, markdown or json"))
+        .output(Column::new(
+            "char_count",
+            DataType::UInt64,
+            "number of characters of `text`",
+        ))
+        .output(Column::new(
+            "encoding",
+            DataType::Utf8,
+            "detected encoding of the bytes, e.g. UTF-8",
+        ))
+        .output(Column::new(
+            "format",
+            DataType::Utf8,
+            "plain, html, markdown or json",
+        ))
         .params_schema(serde_json::json!({
             "type": "object",
             "additionalProperties": false,
@@ -78,7 +90,11 @@ impl Session for TextSession {
                 errors.push(Some("object has no content".to_owned()));
                 continue;
             }
-            let mime = if mime.is_null(row) { "" } else { mime.value(row) };
+            let mime = if mime.is_null(row) {
+                ""
+            } else {
+                mime.value(row)
+            };
             let extracted = extract(content.value(row), mime, self.max_chars);
             text.append_value(&extracted.text);
             chars.append_value(extracted.text.chars().count() as u64);
@@ -156,7 +172,12 @@ pub struct Extracted {
 /// `max_chars` characters.
 pub fn extract(bytes: &[u8], mime: &str, max_chars: usize) -> Extracted {
     let (decoded, encoding) = decode(bytes, charset(mime));
-    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let format = Format::of(&essence, &decoded);
     let mut text = match format {
         Format::Plain => decoded,
@@ -285,15 +306,33 @@ mod tests {
 
     #[test]
     fn decodes_encodings() {
-        check("héllo".as_bytes(), "text/plain", "héllo", "UTF-8", Format::Plain);
+        check(
+            "héllo".as_bytes(),
+            "text/plain",
+            "héllo",
+            "UTF-8",
+            Format::Plain,
+        );
         let mut utf16le = vec![0xFF, 0xFE];
         utf16le.extend("Grüße".encode_utf16().flat_map(u16::to_le_bytes));
         check(&utf16le, "text/plain", "Grüße", "UTF-16LE", Format::Plain);
         let mut utf16be = vec![0xFE, 0xFF];
         utf16be.extend("日本".encode_utf16().flat_map(u16::to_be_bytes));
         check(&utf16be, "text/plain", "日本", "UTF-16BE", Format::Plain);
-        check(b"caf\xe9 cr\xe8me", "text/plain", "café crème", "windows-1252", Format::Plain);
-        check(b"caf\xe9", "text/plain; charset=ISO-8859-1", "café", "windows-1252", Format::Plain);
+        check(
+            b"caf\xe9 cr\xe8me",
+            "text/plain",
+            "café crème",
+            "windows-1252",
+            Format::Plain,
+        );
+        check(
+            b"caf\xe9",
+            "text/plain; charset=ISO-8859-1",
+            "café",
+            "windows-1252",
+            Format::Plain,
+        );
     }
 
     #[test]
@@ -309,7 +348,10 @@ mod tests {
         assert!(!got.text.contains("color:red"), "{}", got.text);
         assert!(!got.text.contains("var x"), "{}", got.text);
         // Sniffed without a MIME type.
-        assert_eq!(extract(html.as_bytes(), "", usize::MAX).format, Format::Html);
+        assert_eq!(
+            extract(html.as_bytes(), "", usize::MAX).format,
+            Format::Html
+        );
     }
 
     #[test]
@@ -329,7 +371,13 @@ mod tests {
             Format::Json,
         );
         // Invalid JSON stays as it is.
-        check(b"{not json", "application/json", "{not json", "UTF-8", Format::Json);
+        check(
+            b"{not json",
+            "application/json",
+            "{not json",
+            "UTF-8",
+            Format::Json,
+        );
     }
 
     #[test]
@@ -344,14 +392,20 @@ mod tests {
                 "content",
                 Arc::new(BinaryArray::from(vec![Some(&b"abc"[..]), None])) as ArrayRef,
             ),
-            ("mime_type", Arc::new(StringArray::from(vec!["text/plain", "text/plain"])) as ArrayRef),
+            (
+                "mime_type",
+                Arc::new(StringArray::from(vec!["text/plain", "text/plain"])) as ArrayRef,
+            ),
         ])
         .expect("batch");
         let out = strata_sdk::run::<TextExtract>("{}", batch).expect("processed");
         assert_eq!(out.num_rows(), 2);
         let chars = out.column_by_name("char_count").expect("char_count");
         assert_eq!(chars.as_primitive::<UInt64Type>().value(0), 3);
-        let errors = out.column_by_name("_error").expect("_error").as_string::<i32>();
+        let errors = out
+            .column_by_name("_error")
+            .expect("_error")
+            .as_string::<i32>();
         assert!(errors.is_null(0));
         assert_eq!(errors.value(1), "object has no content");
     }

@@ -1,0 +1,176 @@
+//! Hostile components are contained: the host stays up, other rows and
+//! other extractors finish, and each failure lands on the right rows with a
+//! clear reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{engine, errors_of, load, run, text_objects};
+use strata_host::engine::executor::ExecOptions;
+use strata_host::{Engine, Plan};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs `hostile` in `mode` beside `content-hash` over three objects, the
+/// middle one carrying the trigger.
+fn hostile_run(engine: &Engine, mode: &str) -> Vec<strata_host::Document> {
+    let plan = Plan::new(vec![
+        (load(engine, "hostile"), format!(r#"{{"mode": "{mode}"}}"#)),
+        (load(engine, "content-hash"), "{}".into()),
+    ])
+    .expect("plan");
+    let (docs, stats) = run(
+        &plan,
+        &ExecOptions::default(),
+        text_objects(&["first row", "TRIGGER the second row", "third row"]),
+    );
+    assert_eq!(stats.objects, 3);
+    assert_eq!(docs.len(), 3, "every object has a document");
+    for doc in &docs {
+        assert!(
+            doc.features.contains_key("content-hash"),
+            "{mode}: the other extractor finished on {}: {doc:?}",
+            doc.key
+        );
+    }
+    docs
+}
+
+/// Only the triggering row fails, with a reason containing `reason`.
+fn check_only_trigger_fails(mode: &str, reason: &str) {
+    let engine = engine(TIMEOUT);
+    let docs = hostile_run(&engine, mode);
+    for i in [0, 2] {
+        assert!(
+            errors_of(&docs[i], "hostile").is_empty(),
+            "{mode}: {:?}",
+            docs[i].errors
+        );
+    }
+    assert_eq!(docs[0].features["hostile"]["length"], 9);
+    assert_eq!(docs[2].features["hostile"]["length"], 9);
+    let errors = errors_of(&docs[1], "hostile");
+    assert_eq!(errors.len(), 1, "{mode}: {:?}", docs[1].errors);
+    assert!(
+        errors[0].contains(reason),
+        "{mode}: `{}` should contain `{reason}`",
+        errors[0]
+    );
+    assert!(!docs[1].features.contains_key("hostile"));
+    // The host is still up and the engine still works.
+    let plan = Plan::new(vec![(load(&engine, "content-hash"), "{}".into())]).expect("plan");
+    let (after, _) = run(
+        &plan,
+        &ExecOptions::default(),
+        text_objects(&["still here"]),
+    );
+    assert!(after[0].errors.is_empty());
+}
+
+#[test]
+fn an_infinite_loop_times_out_on_its_row_only() {
+    let started = Instant::now();
+    check_only_trigger_fails("loop", "timed out after 1s");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "bounded by deadlines"
+    );
+}
+
+#[test]
+fn a_memory_bomb_runs_out_of_memory_on_its_row_only() {
+    check_only_trigger_fails("alloc", "out of memory (limit 32 MiB)");
+}
+
+#[test]
+fn a_panic_fails_its_row_only_with_the_panic_message() {
+    check_only_trigger_fails("panic", "hostile extractor panics on row 0");
+}
+
+#[test]
+fn files_environment_and_network_are_out_of_reach() {
+    let marker = std::path::Path::new("/tmp/strata-hostile-escape");
+    let _ = std::fs::remove_file(marker);
+    let docs = hostile_run(&engine(TIMEOUT), "escape");
+    for doc in &docs {
+        assert!(doc.errors.is_empty(), "{:?}", doc.errors);
+        assert_eq!(
+            doc.features["hostile"]["report"],
+            "read=denied list=denied write=denied env=denied args=denied connect=denied \
+             bind=denied udp=denied resolve=denied"
+        );
+    }
+    assert!(!marker.exists(), "the plugin wrote a file");
+}
+
+#[test]
+fn contract_breaches_fail_the_rows_with_the_reason() {
+    let engine = engine(TIMEOUT);
+    let cases = [
+        ("wrong-rows", "broke the contract: returned 0 rows for 1"),
+        (
+            "garbage",
+            "broke the contract: output is not an Arrow IPC stream",
+        ),
+        (
+            "missing-column",
+            "broke the contract: did not return declared column `report`",
+        ),
+    ];
+    for (mode, reason) in cases {
+        let docs = hostile_run(&engine, mode);
+        for doc in &docs {
+            let errors = errors_of(doc, "hostile");
+            assert_eq!(errors.len(), 1, "{mode}: {:?}", doc.errors);
+            assert!(errors[0].starts_with(reason), "{mode}: `{}`", errors[0]);
+        }
+    }
+}
+
+#[test]
+fn a_log_flood_is_capped_and_the_rows_complete() {
+    let docs = hostile_run(&engine(TIMEOUT), "flood");
+    for doc in &docs {
+        assert!(doc.errors.is_empty(), "{:?}", doc.errors);
+        assert!(doc.features["hostile"]["length"].is_u64());
+    }
+}
+
+#[test]
+fn repeated_timeouts_disable_the_extractor_for_the_run() {
+    let engine = engine(Duration::from_millis(300));
+    let plan = Plan::new(vec![(
+        load(&engine, "hostile"),
+        r#"{"mode": "loop"}"#.into(),
+    )])
+    .expect("plan");
+    let options = ExecOptions {
+        max_timeouts: 2,
+        ..ExecOptions::default()
+    };
+    let texts = ["TRIGGER"; 6];
+    let (docs, stats) = run(&plan, &options, text_objects(&texts));
+    assert_eq!(stats.failed_objects, 6);
+    assert_eq!(errors_of(&docs[0], "hostile"), ["timed out after 300ms"]);
+    for doc in &docs[1..] {
+        assert_eq!(
+            errors_of(doc, "hostile"),
+            ["extractor disabled for this run after 2 timeouts"]
+        );
+    }
+}
+
+#[test]
+fn bad_parameters_are_refused_at_planning_naming_the_parameter() {
+    let engine = engine(TIMEOUT);
+    let err = Plan::new(vec![(
+        load(&engine, "hostile"),
+        r#"{"mode": "explode"}"#.into(),
+    )])
+    .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "extractor `hostile`: parameter `mode`: unknown mode `explode`"
+    );
+}
