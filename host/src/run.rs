@@ -11,7 +11,9 @@ use parquet::arrow::ArrowWriter;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::executor::{ExecOptions, Finished, ObjectInput, Stats, execute};
+use arrow_schema::SchemaRef;
+
+use crate::engine::executor::{ExecOptions, Finished, ObjectInput, Stats, execute, flat_schema};
 use crate::engine::planner::{Plan, PlanError};
 use crate::engine::{Engine, Extractor, LoadError};
 
@@ -149,14 +151,16 @@ pub fn load_pipeline(
             }
         };
         let extractor = engine.load(&component)?;
-        if let Some(name) = &entry.name {
-            if *name != extractor.manifest().name {
-                return Err(pipeline_error(format!(
-                    "extractors[{i}]: {} is extractor `{}`, not `{name}`",
-                    component.display(),
-                    extractor.manifest().name
-                )));
-            }
+        if let Some(name) = entry
+            .name
+            .as_ref()
+            .filter(|n| **n != extractor.manifest().name)
+        {
+            return Err(pipeline_error(format!(
+                "extractors[{i}]: {} is extractor `{}`, not `{name}`",
+                component.display(),
+                extractor.manifest().name
+            )));
         }
         let params =
             serde_json::to_string(&entry.params).map_err(|e| pipeline_error(e.to_string()))?;
@@ -202,7 +206,7 @@ pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunEr
     } else {
         ProgressBar::hidden()
     };
-    let mut writer = OutputWriter::create(&options.output)?;
+    let mut writer = OutputWriter::create(&options.output, flat_schema(&plan))?;
     let input = options.input.clone();
     let max_bytes = options.max_object_bytes;
     let objects = files
@@ -294,90 +298,78 @@ pub fn sniff_mime(path: &Path, bytes: &[u8]) -> String {
 
 enum OutputWriter {
     JsonLines(Box<dyn Write>, String),
-    Parquet(Option<ArrowWriter<File>>, PathBuf),
+    Parquet(Box<ArrowWriter<File>>, String),
 }
 
 impl OutputWriter {
-    fn create(path: &Path) -> Result<Self, RunError> {
+    /// Opens the output; a Parquet file gets `schema` even if no object
+    /// comes.
+    fn create(path: &Path, schema: SchemaRef) -> Result<Self, RunError> {
+        let name = path.display().to_string();
         let output_error = |message: String| RunError::Output {
-            path: path.display().to_string(),
+            path: name.clone(),
             message,
         };
         if path == Path::new("-") {
             return Ok(OutputWriter::JsonLines(
                 Box::new(BufWriter::new(std::io::stdout())),
-                "-".into(),
+                name,
             ));
         }
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("jsonl" | "ndjson") => {
-                let file =
-                    File::create(path).map_err(|e| output_error(format!("cannot create: {e}")))?;
-                Ok(OutputWriter::JsonLines(
-                    Box::new(BufWriter::new(file)),
-                    path.display().to_string(),
-                ))
-            }
-            Some("parquet") => Ok(OutputWriter::Parquet(None, path.to_owned())),
-            _ => Err(output_error(
+        let extension = path.extension().and_then(|e| e.to_str());
+        if !matches!(extension, Some("jsonl" | "ndjson" | "parquet")) {
+            return Err(output_error(
                 "unknown output format: use .jsonl, .parquet or -".into(),
-            )),
+            ));
+        }
+        let file = File::create(path).map_err(|e| output_error(format!("cannot create: {e}")))?;
+        if extension == Some("parquet") {
+            let writer = ArrowWriter::try_new(file, schema, None)
+                .map_err(|e| output_error(e.to_string()))?;
+            Ok(OutputWriter::Parquet(Box::new(writer), name))
+        } else {
+            Ok(OutputWriter::JsonLines(
+                Box::new(BufWriter::new(file)),
+                name,
+            ))
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            OutputWriter::JsonLines(_, path) | OutputWriter::Parquet(_, path) => path,
         }
     }
 
     fn write(&mut self, finished: &Finished<'_>) -> Result<(), RunError> {
-        match self {
-            OutputWriter::JsonLines(out, path) => {
-                let error = |e: std::io::Error| RunError::Output {
-                    path: path.clone(),
-                    message: e.to_string(),
-                };
-                for doc in finished.documents() {
-                    serde_json::to_writer(&mut *out, &doc).map_err(|e| error(e.into()))?;
-                    out.write_all(b"\n").map_err(error)?;
-                }
-                Ok(())
-            }
-            OutputWriter::Parquet(writer, path) => {
-                let error = |message: String| RunError::Output {
-                    path: path.display().to_string(),
-                    message,
-                };
-                let batch = finished.record_batch().map_err(|e| error(e.to_string()))?;
-                if writer.is_none() {
-                    let file =
-                        File::create(&*path).map_err(|e| error(format!("cannot create: {e}")))?;
-                    *writer = Some(
-                        ArrowWriter::try_new(file, batch.schema(), None)
-                            .map_err(|e| error(e.to_string()))?,
-                    );
-                }
-                if let Some(w) = writer {
-                    w.write(&batch).map_err(|e| error(e.to_string()))?;
-                }
-                Ok(())
-            }
-        }
+        let result = match self {
+            OutputWriter::JsonLines(out, _) => finished.documents().iter().try_for_each(|doc| {
+                serde_json::to_writer(&mut *out, doc)?;
+                out.write_all(b"\n")?;
+                Ok::<(), anyhow::Error>(())
+            }),
+            OutputWriter::Parquet(writer, _) => finished
+                .record_batch()
+                .map_err(anyhow::Error::from)
+                .and_then(|batch| Ok(writer.write(&batch)?)),
+        };
+        result.map_err(|e| RunError::Output {
+            path: self.path().to_owned(),
+            message: format!("{e:#}"),
+        })
     }
 
     fn finish(self) -> Result<(), RunError> {
-        match self {
-            OutputWriter::JsonLines(mut out, path) => out.flush().map_err(|e| RunError::Output {
-                path,
-                message: e.to_string(),
-            }),
-            OutputWriter::Parquet(writer, path) => {
-                let error = |message: String| RunError::Output {
-                    path: path.display().to_string(),
-                    message,
-                };
-                match writer {
-                    Some(w) => w.close().map(|_| ()).map_err(|e| error(e.to_string())),
-                    None => File::create(&path)
-                        .map(|_| ())
-                        .map_err(|e| error(e.to_string())),
-                }
+        let path = self.path().to_owned();
+        let result = match self {
+            OutputWriter::JsonLines(mut out, _) => out.flush().map_err(anyhow::Error::from),
+            OutputWriter::Parquet(writer, _) => {
+                writer.close().map(|_| ()).map_err(anyhow::Error::from)
             }
-        }
+        };
+        result.map_err(|e| RunError::Output {
+            path,
+            message: format!("{e:#}"),
+        })
     }
 }

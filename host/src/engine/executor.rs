@@ -689,35 +689,21 @@ impl Finished<'_> {
     /// (a JSON array, null when there are none).
     pub fn record_batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let base = &self.chunk.base;
-        let mut fields = vec![
-            Field::new("object_id", DataType::Utf8, false),
-            Field::new("key", DataType::Utf8, false),
-            Field::new("mime_type", DataType::Utf8, false),
-        ];
         let mut arrays = vec![
             base.column(0).clone(),
             base.column(1).clone(),
             base.column(3).clone(),
         ];
-        for (step, result) in self.results() {
-            let name = &step.extractor.manifest().name;
-            for (spec, array) in step.columns.iter().zip(&result.outputs) {
-                fields.push(Field::new(
-                    format!("{name}.{}", spec.name),
-                    spec.data_type.clone(),
-                    true,
-                ));
-                arrays.push(array.clone());
-            }
+        for (_, result) in self.results() {
+            arrays.extend(result.outputs.iter().cloned());
         }
         let errors: StringArray = self
             .documents_errors()
             .into_iter()
             .map(|e| (!e.is_empty()).then(|| serde_json::to_string(&e).unwrap_or_default()))
             .collect();
-        fields.push(Field::new("errors", DataType::Utf8, true));
         arrays.push(Arc::new(errors));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        RecordBatch::try_new(flat_schema(self.plan), arrays)
     }
 
     fn documents_errors(&self) -> Vec<Vec<RowError>> {
@@ -747,6 +733,27 @@ impl Finished<'_> {
     pub fn plan(&self) -> &Plan {
         self.plan
     }
+}
+
+/// The schema of [`Finished::record_batch`] for a plan.
+pub fn flat_schema(plan: &Plan) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("object_id", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("mime_type", DataType::Utf8, false),
+    ];
+    for step in plan.steps() {
+        let name = &step.extractor.manifest().name;
+        for spec in &step.columns {
+            fields.push(Field::new(
+                format!("{name}.{}", spec.name),
+                spec.data_type.clone(),
+                true,
+            ));
+        }
+    }
+    fields.push(Field::new("errors", DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
 }
 
 /// The outputs of a step as one JSON object per row.

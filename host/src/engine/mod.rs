@@ -314,14 +314,19 @@ fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<(),
     let version = semver::Version::parse(version).map_err(|e| {
         format!("exports strata:extractor/extractor with a bad version `{version}`: {e}")
     })?;
-    let compatible = version.major == WIT_VERSION.major
-        && (WIT_VERSION.major > 0 || version.minor == WIT_VERSION.minor);
-    if !compatible {
+    if !compatible(&version, &WIT_VERSION) {
         return Err(format!(
             "built for strata:extractor@{version}, incompatible with this host's strata:extractor@{WIT_VERSION}"
         ));
     }
     Ok(())
+}
+
+/// Whether a component built against WIT package `found` runs on a host
+/// implementing `host`: the same major version, and for 0.x the same minor
+/// (semver's rule for pre-1.0 versions).
+pub fn compatible(found: &semver::Version, host: &semver::Version) -> bool {
+    found.major == host.major && (host.major > 0 || found.minor == host.minor)
 }
 
 /// A loaded extractor version: its manifest and a pre-linked instance
@@ -478,5 +483,38 @@ impl Instance {
         let output = strata_sdk::decode_batch(output)
             .map_err(|e| CallError::Contract(format!("output is not an Arrow IPC stream: {e}")))?;
         executor::conform(output, batch.num_rows(), &self.columns).map_err(CallError::Contract)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_versions_follow_semver_compatibility() {
+        let v = |s: &str| semver::Version::parse(s).expect("version");
+        let cases = [
+            ("0.1.0", "0.1.0", true),
+            ("0.1.7", "0.1.0", true),
+            ("0.2.0", "0.1.0", false),
+            ("1.0.0", "0.1.0", false),
+            ("1.4.0", "1.0.0", true),
+            ("2.0.0", "1.9.0", false),
+        ];
+        for (found, host, expected) in cases {
+            assert_eq!(
+                compatible(&v(found), &v(host)),
+                expected,
+                "{found} on {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn headers_tell_components_from_modules() {
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0rest"), Ok(()));
+        assert!(check_header(b"\0asm\x01\0\0\0").is_err());
+        assert!(check_header(b"PK\x03\x04").is_err());
+        assert!(check_header(b"").is_err());
     }
 }

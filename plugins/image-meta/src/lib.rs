@@ -68,23 +68,24 @@ pub struct ImageInfo {
 
 /// Decodes `bytes` and describes the image.
 pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<ImageInfo, String> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read image: {e}"))?;
+    let open = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("cannot read image: {e}"))
+    };
+    let mut reader = open()?;
     let format = reader
         .format()
         .ok_or_else(|| "not an image in a known format".to_owned())?;
-    let (width, height) = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .and_then(|r| Ok(r.into_dimensions()))
-        .map_err(|e| format!("cannot read image: {e}"))?
-        .map_err(|e| format!("cannot read image header: {e}"))?;
+    // The header alone first: a decompression bomb is refused unread.
+    let (width, height) = open()?
+        .into_dimensions()
+        .map_err(|e| format!("cannot read {format:?} header: {e}"))?;
     if u64::from(width) * u64::from(height) > max_pixels {
         return Err(format!(
             "image of {width}x{height} pixels exceeds max_pixels {max_pixels}"
         ));
     }
-    let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 20));
     reader.limits(limits);
