@@ -56,6 +56,14 @@ demo: host plugins
 test: host plugins template
 	$(CARGO) test --workspace
 
+## bench: measure the engine side by side (release build) and write BENCHMARKS.md
+bench: plugins
+	$(CARGO) bench -p strata-host --bench pipeline --no-run
+	@{ echo "<!-- Written by \`make bench\` ($$(date -u +%Y-%m-%d), $$(uname -m)); edit the bench, not this file. -->"; \
+	   echo; $(CARGO) bench -q -p strata-host --bench pipeline; } > BENCHMARKS.md.new
+	@mv BENCHMARKS.md.new BENCHMARKS.md
+	@cat BENCHMARKS.md
+
 ## lint: formatting and clippy, as CI wants them
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,7 @@
 //! Write a Strata feature extractor in plain Rust and build it as a
 //! WebAssembly component:
 //!
-//! ```ignore
+//! ```
 //! use strata_sdk::prelude::*;
 //!
 //! struct Shout;

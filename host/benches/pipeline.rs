@@ -1,0 +1,234 @@
+//! `make bench`: the engine's costs, measured side by side in one run.
+//!
+//! 1. Text pipeline throughput through WebAssembly vs the same extractor
+//!    code linked natively (both single-threaded, same batches).
+//! 2. Boundary overhead: an identity extractor at 1, 64 and 1024 rows of
+//!    1 KiB per call.
+//! 3. Instantiation cost of a unit of work (fresh store + instance +
+//!    session) with the pooling allocator.
+//! 4. Peak RSS while streaming many objects through the executor.
+//!
+//! Sizes: STRATA_BENCH_OBJECTS (default 20000), STRATA_BENCH_STREAM
+//! (default 100000). Prints a Markdown report on stdout.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use strata_host::engine::executor::{ExecOptions, ObjectInput, execute};
+use strata_host::{Engine, EngineConfig, Extractor, Plan};
+
+const TEXT_PIPELINE: [(&str, &str); 5] = [
+    ("text-extract", "{}"),
+    ("lang-detect", "{}"),
+    ("keywords", r#"{"k": 10}"#),
+    ("hash-embed", r#"{"dim": 256}"#),
+    ("entities", "{}"),
+];
+
+fn main() -> anyhow::Result<()> {
+    let objects = env_usize("STRATA_BENCH_OBJECTS", 20_000);
+    let stream = env_usize("STRATA_BENCH_STREAM", 100_000);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(std::env::temp_dir().join("strata-bench-cache")),
+        ..EngineConfig::default()
+    })?;
+    let load = |name: &str| -> anyhow::Result<Extractor> {
+        let path = root.join("plugins/dist").join(format!("{name}.wasm"));
+        let path = if path.exists() { path } else { root.join("tests/fixtures/dist").join(format!("{name}.wasm")) };
+        engine.load(&path).with_context(|| format!("loading {name} (run `make plugins`)"))
+    };
+    let corpus = corpus(objects);
+    let kb: f64 = corpus.iter().map(|t| t.len()).sum::<usize>() as f64 / 1024.0;
+    println!("# Strata benchmarks\n");
+    println!("Machine: {} cores. Corpus: {objects} synthetic text objects of 1–4 KB ({:.1} MiB).\n", cores(), kb / 1024.0);
+
+    // 1. WASM vs native, single-threaded, same batches.
+    let extractors: Vec<(Extractor, &str)> =
+        TEXT_PIPELINE.iter().map(|(n, p)| load(n).map(|e| (e, *p))).collect::<anyhow::Result<_>>()?;
+    let batches: Vec<RecordBatch> = corpus.chunks(256).map(base_batch).collect();
+    let wasm = time(|| {
+        for batch in &batches {
+            let text = wasm_call(&extractors[0].0, extractors[0].1, batch.clone())?;
+            let input = text_input(&text)?;
+            for (extractor, params) in &extractors[1..] {
+                wasm_call(extractor, params, input.clone())?;
+            }
+        }
+        Ok(())
+    })?;
+    let native = time(|| {
+        for batch in &batches {
+            let text = strata_sdk::run::<text_extract::TextExtract>("{}", batch.clone())?;
+            let input = text_input(&text)?;
+            strata_sdk::run::<lang_detect::LangDetect>("{}", input.clone())?;
+            strata_sdk::run::<keywords::Keywords>(r#"{"k": 10}"#, input.clone())?;
+            strata_sdk::run::<hash_embed::HashEmbed>(r#"{"dim": 256}"#, input.clone())?;
+            strata_sdk::run::<entities::Entities>("{}", input.clone())?;
+        }
+        Ok(())
+    })?;
+    let rate = |d: Duration| objects as f64 / d.as_secs_f64();
+    println!("## 1. Text pipeline: WebAssembly vs native\n");
+    println!("text-extract → lang-detect, keywords, hash-embed, entities; 256 objects per call; one thread each.\n");
+    println!("| path | time | objects/s |\n|---|---|---|");
+    println!("| native | {:.2} s | {:.0} |", native.as_secs_f64(), rate(native));
+    println!("| WebAssembly | {:.2} s | {:.0} |", wasm.as_secs_f64(), rate(wasm));
+    println!("\n**WASM / native throughput ratio: {:.2}** (target ≥ 0.75)\n", rate(wasm) / rate(native));
+
+    // The executor end to end (tiers in parallel, pipelined batches).
+    let plan = Plan::new(extractors.iter().map(|(e, p)| (e.clone(), (*p).to_owned())).collect())?;
+    let inputs: Vec<ObjectInput> = corpus.iter().enumerate().map(|(i, t)| object(i, t.as_bytes().to_vec())).collect();
+    let executor = time(|| {
+        execute(&plan, &ExecOptions::default(), inputs, |_| Ok::<(), anyhow::Error>(()))?;
+        Ok(())
+    })?;
+    println!("Executor end to end (tiers on threads, batches pipelined, documents built): {:.0} objects/s.\n", rate(executor));
+
+    // 2. Boundary overhead.
+    let identity = load("identity")?;
+    println!("## 2. Boundary overhead (identity extractor, 1 KiB per row)\n");
+    println!("| rows per call | µs per call | µs per row | µs per KiB |\n|---|---|---|---|");
+    for rows in [1usize, 64, 1024] {
+        let batch = base_batch(&vec!["x".repeat(1024); rows]);
+        let mut instance = identity.open("{}").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let calls = (200_000 / rows).clamp(50, 20_000);
+        for _ in 0..10 {
+            instance.process(&batch).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let took = time(|| {
+            for _ in 0..calls {
+                instance.process(&batch).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Ok(())
+        })?;
+        let per_call = took.as_secs_f64() * 1e6 / calls as f64;
+        println!("| {rows} | {per_call:.1} | {:.2} | {:.3} |", per_call / rows as f64, per_call / rows as f64);
+    }
+    println!("\nTarget: ≤ 0.3 µs per KiB of row data at 1024 rows.\n");
+
+    // 3. Instantiation.
+    let opens = 5_000;
+    for _ in 0..100 {
+        drop(identity.open("{}").map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let took = time(|| {
+        for _ in 0..opens {
+            drop(identity.open("{}").map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        Ok(())
+    })?;
+    println!("## 3. Instantiation\n");
+    println!(
+        "Fresh store + instance (pooling allocator) + open session + read its columns: **{:.1} µs** per unit of work (mean of {opens}; target ≤ 50 µs).\n",
+        took.as_secs_f64() * 1e6 / opens as f64
+    );
+
+    // 4. Peak RSS while streaming.
+    println!("## 4. Memory while streaming {stream} objects\n");
+    println!("Objects of 2 KiB generated on the fly through the text pipeline; RSS sampled as documents come out.\n");
+    println!("| objects done | RSS (MiB) |\n|---|---|");
+    let generated = (0..stream).map(|i| object(i, synthetic_text(i, 2048).into_bytes()));
+    let mut done = 0usize;
+    let step = (stream / 10).max(1);
+    let mut next = step;
+    let started = Instant::now();
+    execute(&plan, &ExecOptions::default(), generated, |finished| {
+        done += finished.len();
+        if done >= next {
+            println!("| {done} | {:.0} |", rss_mib("VmRSS"));
+            next += step;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    println!(
+        "\nPeak RSS (VmHWM) {:.0} MiB after {stream} objects in {:.1} s; flat RSS across the run means memory does not grow with the object count.",
+        rss_mib("VmHWM"),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
+fn time(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed())
+}
+
+fn wasm_call(extractor: &Extractor, params: &str, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+    let mut instance = extractor.open(params).map_err(|e| anyhow::anyhow!("{e}"))?;
+    instance.process(&batch).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn text_input(text: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let column = text.column_by_name("text").context("text column")?.clone();
+    Ok(RecordBatch::try_from_iter([("text-extract.text", column)])?)
+}
+
+fn base_batch(texts: &[String]) -> RecordBatch {
+    let content: BinaryArray = texts.iter().map(|t| Some(t.as_bytes())).collect();
+    let mime: StringArray = texts.iter().map(|_| Some("text/plain")).collect();
+    RecordBatch::try_from_iter([
+        ("content", Arc::new(content) as ArrayRef),
+        ("mime_type", Arc::new(mime) as ArrayRef),
+    ])
+    .unwrap_or_else(|e| unreachable!("two columns of equal length: {e}"))
+}
+
+fn object(i: usize, content: Vec<u8>) -> ObjectInput {
+    ObjectInput {
+        object_id: format!("obj_{i}"),
+        key: format!("doc-{i}.txt"),
+        mime_type: "text/plain".into(),
+        metadata: None,
+        content: Ok(content),
+    }
+}
+
+/// `n` texts of 1–4 KB in English, French and German, with addresses.
+fn corpus(n: usize) -> Vec<String> {
+    (0..n).map(|i| synthetic_text(i, 1024 + (i * 7919) % 3072)).collect()
+}
+
+fn synthetic_text(seed: usize, len: usize) -> String {
+    const EN: &[&str] = &["the", "storage", "engine", "writes", "compressed", "column", "chunks", "and", "keeps", "a", "log", "for", "recovery", "of", "every", "batch", "with", "fast", "reads"];
+    const FR: &[&str] = &["la", "bibliothèque", "ouvre", "ses", "portes", "le", "matin", "et", "les", "lecteurs", "empruntent", "des", "livres", "pour", "toute", "la", "semaine"];
+    const DE: &[&str] = &["die", "bäckerei", "backt", "jeden", "morgen", "frisches", "brot", "aus", "regionalem", "getreide", "und", "verkauft", "es", "im", "laden"];
+    let words = [EN, FR, DE][seed % 3];
+    let mut state = (seed as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut text = String::with_capacity(len + 64);
+    let mut n = 0;
+    while text.len() < len {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let word = words[(state >> 33) as usize % words.len()];
+        text.push_str(word);
+        n += 1;
+        text.push_str(if n % 12 == 0 { ". " } else { " " });
+        if n % 97 == 0 {
+            text.push_str("contact support@example.com or https://example.com/help ");
+        }
+    }
+    text
+}
+
+fn rss_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
