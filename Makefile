@@ -65,9 +65,10 @@ bench: plugins
 	@cat BENCHMARKS.md
 
 ## lint: formatting and clippy, as CI wants them
-lint:
+lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 $(addprefix -p ,$(PLUGINS) $(FIXTURES)) -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -37,17 +37,30 @@ fn main() -> anyhow::Result<()> {
     })?;
     let load = |name: &str| -> anyhow::Result<Extractor> {
         let path = root.join("plugins/dist").join(format!("{name}.wasm"));
-        let path = if path.exists() { path } else { root.join("tests/fixtures/dist").join(format!("{name}.wasm")) };
-        engine.load(&path).with_context(|| format!("loading {name} (run `make plugins`)"))
+        let path = if path.exists() {
+            path
+        } else {
+            root.join("tests/fixtures/dist")
+                .join(format!("{name}.wasm"))
+        };
+        engine
+            .load(&path)
+            .with_context(|| format!("loading {name} (run `make plugins`)"))
     };
     let corpus = corpus(objects);
     let kb: f64 = corpus.iter().map(|t| t.len()).sum::<usize>() as f64 / 1024.0;
     println!("# Strata benchmarks\n");
-    println!("Machine: {} cores. Corpus: {objects} synthetic text objects of 1–4 KB ({:.1} MiB).\n", cores(), kb / 1024.0);
+    println!(
+        "Machine: {} cores. Corpus: {objects} synthetic text objects of 1–4 KB ({:.1} MiB).\n",
+        cores(),
+        kb / 1024.0
+    );
 
     // 1. WASM vs native, single-threaded, same batches.
-    let extractors: Vec<(Extractor, &str)> =
-        TEXT_PIPELINE.iter().map(|(n, p)| load(n).map(|e| (e, *p))).collect::<anyhow::Result<_>>()?;
+    let extractors: Vec<(Extractor, &str)> = TEXT_PIPELINE
+        .iter()
+        .map(|(n, p)| load(n).map(|e| (e, *p)))
+        .collect::<anyhow::Result<_>>()?;
     let batches: Vec<RecordBatch> = corpus.chunks(256).map(base_batch).collect();
     let wasm = time(|| {
         for batch in &batches {
@@ -72,20 +85,47 @@ fn main() -> anyhow::Result<()> {
     })?;
     let rate = |d: Duration| objects as f64 / d.as_secs_f64();
     println!("## 1. Text pipeline: WebAssembly vs native\n");
-    println!("text-extract → lang-detect, keywords, hash-embed, entities; 256 objects per call; one thread each.\n");
+    println!(
+        "text-extract → lang-detect, keywords, hash-embed, entities; 256 objects per call; one thread each.\n"
+    );
     println!("| path | time | objects/s |\n|---|---|---|");
-    println!("| native | {:.2} s | {:.0} |", native.as_secs_f64(), rate(native));
-    println!("| WebAssembly | {:.2} s | {:.0} |", wasm.as_secs_f64(), rate(wasm));
-    println!("\n**WASM / native throughput ratio: {:.2}** (target ≥ 0.75)\n", rate(wasm) / rate(native));
+    println!(
+        "| native | {:.2} s | {:.0} |",
+        native.as_secs_f64(),
+        rate(native)
+    );
+    println!(
+        "| WebAssembly | {:.2} s | {:.0} |",
+        wasm.as_secs_f64(),
+        rate(wasm)
+    );
+    println!(
+        "\n**WASM / native throughput ratio: {:.2}** (target ≥ 0.75)\n",
+        rate(wasm) / rate(native)
+    );
 
     // The executor end to end (tiers in parallel, pipelined batches).
-    let plan = Plan::new(extractors.iter().map(|(e, p)| (e.clone(), (*p).to_owned())).collect())?;
-    let inputs: Vec<ObjectInput> = corpus.iter().enumerate().map(|(i, t)| object(i, t.as_bytes().to_vec())).collect();
+    let plan = Plan::new(
+        extractors
+            .iter()
+            .map(|(e, p)| (e.clone(), (*p).to_owned()))
+            .collect(),
+    )?;
+    let inputs: Vec<ObjectInput> = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, t)| object(i, t.as_bytes().to_vec()))
+        .collect();
     let executor = time(|| {
-        execute(&plan, &ExecOptions::default(), inputs, |_| Ok::<(), anyhow::Error>(()))?;
+        execute(&plan, &ExecOptions::default(), inputs, |_| {
+            Ok::<(), anyhow::Error>(())
+        })?;
         Ok(())
     })?;
-    println!("Executor end to end (tiers on threads, batches pipelined, documents built): {:.0} objects/s.\n", rate(executor));
+    println!(
+        "Executor end to end (tiers on threads, batches pipelined, documents built): {:.0} objects/s.\n",
+        rate(executor)
+    );
 
     // 2. Boundary overhead.
     let identity = load("identity")?;
@@ -96,16 +136,24 @@ fn main() -> anyhow::Result<()> {
         let mut instance = identity.open("{}").map_err(|e| anyhow::anyhow!("{e}"))?;
         let calls = (200_000 / rows).clamp(50, 20_000);
         for _ in 0..10 {
-            instance.process(&batch).map_err(|e| anyhow::anyhow!("{e}"))?;
+            instance
+                .process(&batch)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let took = time(|| {
             for _ in 0..calls {
-                instance.process(&batch).map_err(|e| anyhow::anyhow!("{e}"))?;
+                instance
+                    .process(&batch)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             Ok(())
         })?;
         let per_call = took.as_secs_f64() * 1e6 / calls as f64;
-        println!("| {rows} | {per_call:.1} | {:.2} | {:.3} |", per_call / rows as f64, per_call / rows as f64);
+        println!(
+            "| {rows} | {per_call:.1} | {:.2} | {:.3} |",
+            per_call / rows as f64,
+            per_call / rows as f64
+        );
     }
     println!("\nTarget: ≤ 0.3 µs per KiB of row data at 1024 rows.\n");
 
@@ -128,7 +176,9 @@ fn main() -> anyhow::Result<()> {
 
     // 4. Peak RSS while streaming.
     println!("## 4. Memory while streaming {stream} objects\n");
-    println!("Objects of 2 KiB generated on the fly through the text pipeline; RSS sampled as documents come out.\n");
+    println!(
+        "Objects of 2 KiB generated on the fly through the text pipeline; RSS sampled as documents come out.\n"
+    );
     println!("| objects done | RSS (MiB) |\n|---|---|");
     let generated = (0..stream).map(|i| object(i, synthetic_text(i, 2048).into_bytes()));
     let mut done = 0usize;
@@ -152,11 +202,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
 }
 
 fn time(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
@@ -165,7 +220,11 @@ fn time(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-fn wasm_call(extractor: &Extractor, params: &str, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+fn wasm_call(
+    extractor: &Extractor,
+    params: &str,
+    batch: RecordBatch,
+) -> anyhow::Result<RecordBatch> {
     let mut instance = extractor.open(params).map_err(|e| anyhow::anyhow!("{e}"))?;
     instance.process(&batch).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -197,19 +256,79 @@ fn object(i: usize, content: Vec<u8>) -> ObjectInput {
 
 /// `n` texts of 1–4 KB in English, French and German, with addresses.
 fn corpus(n: usize) -> Vec<String> {
-    (0..n).map(|i| synthetic_text(i, 1024 + (i * 7919) % 3072)).collect()
+    (0..n)
+        .map(|i| synthetic_text(i, 1024 + (i * 7919) % 3072))
+        .collect()
 }
 
 fn synthetic_text(seed: usize, len: usize) -> String {
-    const EN: &[&str] = &["the", "storage", "engine", "writes", "compressed", "column", "chunks", "and", "keeps", "a", "log", "for", "recovery", "of", "every", "batch", "with", "fast", "reads"];
-    const FR: &[&str] = &["la", "bibliothèque", "ouvre", "ses", "portes", "le", "matin", "et", "les", "lecteurs", "empruntent", "des", "livres", "pour", "toute", "la", "semaine"];
-    const DE: &[&str] = &["die", "bäckerei", "backt", "jeden", "morgen", "frisches", "brot", "aus", "regionalem", "getreide", "und", "verkauft", "es", "im", "laden"];
+    const EN: &[&str] = &[
+        "the",
+        "storage",
+        "engine",
+        "writes",
+        "compressed",
+        "column",
+        "chunks",
+        "and",
+        "keeps",
+        "a",
+        "log",
+        "for",
+        "recovery",
+        "of",
+        "every",
+        "batch",
+        "with",
+        "fast",
+        "reads",
+    ];
+    const FR: &[&str] = &[
+        "la",
+        "bibliothèque",
+        "ouvre",
+        "ses",
+        "portes",
+        "le",
+        "matin",
+        "et",
+        "les",
+        "lecteurs",
+        "empruntent",
+        "des",
+        "livres",
+        "pour",
+        "toute",
+        "la",
+        "semaine",
+    ];
+    const DE: &[&str] = &[
+        "die",
+        "bäckerei",
+        "backt",
+        "jeden",
+        "morgen",
+        "frisches",
+        "brot",
+        "aus",
+        "regionalem",
+        "getreide",
+        "und",
+        "verkauft",
+        "es",
+        "im",
+        "laden",
+    ];
     let words = [EN, FR, DE][seed % 3];
-    let mut state = (seed as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = (seed as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut text = String::with_capacity(len + 64);
     let mut n = 0;
     while text.len() < len {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let word = words[(state >> 33) as usize % words.len()];
         text.push_str(word);
         n += 1;

@@ -382,15 +382,11 @@ fn run_step(step: &Step, position: usize, chunk: &Chunk, ctx: &Context<'_>) -> S
         };
     }
     let scatter = UInt32Array::from(slot);
-    let outputs = step
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(c, spec)| {
-            let pieces: Vec<&dyn Array> = parts.iter().map(|p| p[c].as_ref()).collect();
-            concat(&pieces)
-                .and_then(|all| take(&all, &scatter, None))
-                .unwrap_or_else(|_| new_null_array(&spec.data_type, rows))
+    let outputs = stack(&step.columns, &parts, selected.len())
+        .into_iter()
+        .zip(&step.columns)
+        .map(|(all, spec)| {
+            take(&all, &scatter, None).unwrap_or_else(|_| new_null_array(&spec.data_type, rows))
         })
         .collect();
     StepResult {
@@ -446,20 +442,24 @@ fn call_with_retry(
                 pieces.push(columns);
                 errors.push(row_errors.pop().flatten());
             }
-            let columns = step
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(c, spec)| {
-                    let parts: Vec<&dyn Array> = pieces.iter().map(|p| p[c].as_ref()).collect();
-                    concat(&parts)
-                        .unwrap_or_else(|_| new_null_array(&spec.data_type, batch.num_rows()))
-                })
-                .collect();
+            let columns = stack(&step.columns, &pieces, batch.num_rows());
             (columns, errors)
         }
         Err(e) => (nulls(step, 1), vec![Some(e.to_string())]),
     }
+}
+
+/// Stacks row-wise pieces (each a full set of `columns`) into one array per
+/// column of `rows` rows; a column that cannot be stacked is all null.
+fn stack(columns: &[ColumnSpec], pieces: &[Vec<ArrayRef>], rows: usize) -> Vec<ArrayRef> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(c, spec)| {
+            let parts: Vec<&dyn Array> = pieces.iter().map(|p| p[c].as_ref()).collect();
+            concat(&parts).unwrap_or_else(|_| new_null_array(&spec.data_type, rows))
+        })
+        .collect()
 }
 
 fn nulls(step: &Step, rows: usize) -> Vec<ArrayRef> {
