@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{engine, errors_of, load, run, text_objects};
 use strata_host::engine::executor::ExecOptions;
@@ -70,12 +70,7 @@ fn check_only_trigger_fails(mode: &str, reason: &str) {
 
 #[test]
 fn an_infinite_loop_times_out_on_its_row_only() {
-    let started = Instant::now();
     check_only_trigger_fails("loop", "timed out after 1s");
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "bounded by deadlines"
-    );
 }
 
 #[test]
@@ -130,7 +125,7 @@ fn contract_breaches_fail_the_rows_with_the_reason() {
 
 #[test]
 fn a_log_flood_is_capped_and_the_rows_complete() {
-    let docs = hostile_run(&engine(TIMEOUT), "flood");
+    let docs = hostile_run(&engine(Duration::from_secs(30)), "flood");
     for doc in &docs {
         assert!(doc.errors.is_empty(), "{:?}", doc.errors);
         assert!(doc.features["hostile"]["length"].is_u64());
@@ -172,5 +167,73 @@ fn bad_parameters_are_refused_at_planning_naming_the_parameter() {
     assert_eq!(
         err.to_string(),
         "extractor `hostile`: parameter `mode`: unknown mode `explode`"
+    );
+}
+
+/// A `tracing` writer that keeps everything in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::ErrorKind::Other)?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn plugin_output_reaches_the_log_tagged_and_capped() {
+    // 15,000 writes across the boundary: a deadline that a loaded machine
+    // cannot miss.
+    let engine = engine(Duration::from_secs(30));
+    let hostile = load(&engine, "hostile");
+    let params = r#"{"mode": "flood"}"#;
+    let columns = hostile.columns(params).expect("columns");
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "content",
+        std::sync::Arc::new(arrow_array::BinaryArray::from(vec![&b"row"[..]]))
+            as arrow_array::ArrayRef,
+    )])
+    .expect("batch");
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut instance = hostile.open(params).expect("open");
+        let output = instance
+            .process(&batch, &columns)
+            .expect("the flood completes");
+        assert_eq!(output.num_rows(), 1);
+    });
+    let log = String::from_utf8_lossy(&captured.0.lock().expect("log")).into_owned();
+    // The plugin wrote 5,000 lines of 1 kB to each of log, stdout and stderr.
+    assert!(
+        log.contains("plugin=hostile"),
+        "lines are tagged with the plugin"
+    );
+    assert!(
+        log.contains("stream=\"stdout\"") && log.contains("stream=\"stderr\""),
+        "both streams are captured"
+    );
+    assert!(
+        log.contains("plugin log volume over"),
+        "the log budget is announced"
+    );
+    assert!(log.contains("plugin output cut"), "cut output is announced");
+    assert!(
+        log.len() < 1 << 20,
+        "at most the budget reaches the log, got {} bytes",
+        log.len()
     );
 }

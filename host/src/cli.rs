@@ -203,7 +203,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
-    let mut exec = ExecOptions {
+    anyhow::ensure!(
+        args.batch_size != Some(0),
+        "--batch-size must be at least 1"
+    );
+    let exec = ExecOptions {
         history: args.history,
         max_timeouts: args.engine.max_timeouts,
         ..ExecOptions::default()
@@ -213,15 +217,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         input: args.input,
         output: args.output.clone(),
         plugins: args.plugins,
-        exec: exec.clone(),
+        exec,
+        batch_size: args.batch_size,
         max_object_bytes: args.max_object_bytes,
         progress: !args.no_progress,
     };
-    if let Some(rows) = args.batch_size {
-        anyhow::ensure!(rows > 0, "--batch-size must be at least 1");
-        exec.batch_rows = rows;
-    }
-    let options = RunOptions { exec, ..options };
     let summary = run(&engine, options)?;
     let stats = &summary.stats;
     let secs = summary.elapsed.as_secs_f64();

@@ -92,8 +92,11 @@ pub struct RunOptions {
     pub output: PathBuf,
     /// Where extractors named without a component path are found.
     pub plugins: PathBuf,
-    /// Execution settings.
+    /// Execution settings; `exec.batch_rows` applies when neither
+    /// `batch_size` nor the pipeline file sets one.
     pub exec: ExecOptions,
+    /// Objects per record batch, overriding the pipeline file.
+    pub batch_size: Option<usize>,
     /// Files larger than this fail as objects instead of being read.
     pub max_object_bytes: u64,
     /// Show a progress bar on stderr.
@@ -109,13 +112,13 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-/// Loads the extractors of a pipeline file and plans them.
+/// Loads the extractors of a pipeline file and plans them; returns the
+/// plan and the file's `batch_size`, if any.
 pub fn load_pipeline(
     engine: &Engine,
     path: &Path,
     plugins: &Path,
-    batch_rows: &mut usize,
-) -> Result<Plan, RunError> {
+) -> Result<(Plan, Option<usize>), RunError> {
     let pipeline_error = |message: String| RunError::Pipeline {
         path: path.display().to_string(),
         message,
@@ -123,11 +126,8 @@ pub fn load_pipeline(
     let text =
         std::fs::read_to_string(path).map_err(|e| pipeline_error(format!("cannot read: {e}")))?;
     let file: PipelineFile = toml::from_str(&text).map_err(|e| pipeline_error(e.to_string()))?;
-    if let Some(rows) = file.batch_size {
-        if rows == 0 {
-            return Err(pipeline_error("batch_size: must be at least 1".into()));
-        }
-        *batch_rows = rows;
+    if file.batch_size == Some(0) {
+        return Err(pipeline_error("batch_size: must be at least 1".into()));
     }
     if file.extractors.is_empty() {
         return Err(pipeline_error(
@@ -166,10 +166,11 @@ pub fn load_pipeline(
             serde_json::to_string(&entry.params).map_err(|e| pipeline_error(e.to_string()))?;
         selected.push((extractor, params));
     }
-    Plan::new(selected).map_err(|source| RunError::Plan {
+    let plan = Plan::new(selected).map_err(|source| RunError::Plan {
         path: path.display().to_string(),
         source,
-    })
+    })?;
+    Ok((plan, file.batch_size))
 }
 
 /// `DIR/NAME.wasm` or `DIR/NAME_WITH_UNDERSCORES.wasm`.
@@ -186,12 +187,10 @@ pub fn find_component(dir: &Path, name: &str) -> Option<PathBuf> {
 /// Runs a pipeline over a directory and writes one document per file.
 pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let plan = load_pipeline(
-        engine,
-        &options.pipeline,
-        &options.plugins,
-        &mut options.exec.batch_rows,
-    )?;
+    let (plan, file_batch_size) = load_pipeline(engine, &options.pipeline, &options.plugins)?;
+    if let Some(rows) = options.batch_size.or(file_batch_size) {
+        options.exec.batch_rows = rows;
+    }
     let files = list_files(&options.input)?;
     let progress = if options.progress {
         let bar =

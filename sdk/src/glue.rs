@@ -138,7 +138,7 @@ impl wit::GuestSession for GuestSession {
 
     fn process(&self, batch: Vec<u8>) -> Result<Vec<u8>, String> {
         let run = || -> Result<Vec<u8>, Error> {
-            let input = crate::decode_batch(batch)?;
+            let input = crate::ipc::decode_trusted_batch(batch)?;
             let mut session = self.session.borrow_mut();
             let output = process_batch(&mut **session, &self.columns, input)?;
             Ok(crate::encode_batch(&output)?)

@@ -500,7 +500,7 @@ fn unit(
     let result = step
         .extractor
         .open(&step.params)
-        .and_then(|mut instance| instance.process(batch));
+        .and_then(|mut instance| instance.process(batch, &step.columns));
     result.map_err(|e| {
         if e.is_incident() {
             ctx.incidents.fetch_add(1, Ordering::Relaxed);

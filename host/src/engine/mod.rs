@@ -401,23 +401,30 @@ impl Extractor {
             }
             Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
         };
-        store.set_epoch_deadline(sandbox::deadline_ticks(budget.call_timeout));
-        let columns = plugin
-            .strata_extractor_extractor()
-            .session()
-            .call_columns(&mut store, session);
-        let columns = match columns {
-            Ok(columns) => columns,
-            Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
-        };
-        let columns = self.check_columns(columns)?;
         Ok(Instance {
             store,
             plugin,
             session,
-            columns,
             budget,
         })
+    }
+
+    /// The concrete output columns of a session opened with `params`,
+    /// checked against the manifest. Planning calls this once per step, so
+    /// units of work need not ask again.
+    pub fn columns(&self, params: &str) -> Result<Vec<ColumnSpec>, CallError> {
+        let mut instance = self.open(params)?;
+        let store = &mut instance.store;
+        store.set_epoch_deadline(sandbox::deadline_ticks(instance.budget.call_timeout));
+        let columns = instance
+            .plugin
+            .strata_extractor_extractor()
+            .session()
+            .call_columns(&mut *store, instance.session);
+        match columns {
+            Ok(columns) => self.check_columns(columns),
+            Err(e) => Err(sandbox::fault(store, &e, &instance.budget).into()),
+        }
     }
 
     /// A session's columns must be the manifest's, up to list sizes.
@@ -450,19 +457,18 @@ pub struct Instance {
     store: Store<StoreState>,
     plugin: bindings::Plugin,
     session: ResourceAny,
-    columns: Vec<ColumnSpec>,
     budget: Budget,
 }
 
 impl Instance {
-    /// The concrete output columns of the session.
-    pub fn columns(&self) -> &[ColumnSpec] {
-        &self.columns
-    }
-
-    /// Processes one batch; the result has exactly the declared columns
-    /// (in order) and, if any row failed, `_error`.
-    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, CallError> {
+    /// Processes one batch; the result has exactly `columns` (the session's
+    /// columns, from [`Extractor::columns`]) in order and, if any row
+    /// failed, `_error`.
+    pub fn process(
+        &mut self,
+        batch: &RecordBatch,
+        columns: &[ColumnSpec],
+    ) -> Result<RecordBatch, CallError> {
         let bytes =
             strata_sdk::encode_batch(batch).map_err(|e| CallError::Contract(e.to_string()))?;
         self.store
@@ -482,7 +488,7 @@ impl Instance {
         self.store.data_mut().flush_output();
         let output = strata_sdk::decode_batch(output)
             .map_err(|e| CallError::Contract(format!("output is not an Arrow IPC stream: {e}")))?;
-        executor::conform(output, batch.num_rows(), &self.columns).map_err(CallError::Contract)
+        executor::conform(output, batch.num_rows(), columns).map_err(CallError::Contract)
     }
 }
 

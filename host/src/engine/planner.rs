@@ -214,8 +214,8 @@ impl Plan {
                     continue;
                 };
                 let name = extractor.manifest().name.clone();
-                let columns = match extractor.open(&params) {
-                    Ok(instance) => instance.columns().to_vec(),
+                let columns = match extractor.columns(&params) {
+                    Ok(columns) => columns,
                     Err(CallError::InvalidParam { param, message }) => {
                         return Err(PlanError::InvalidParam {
                             extractor: name,

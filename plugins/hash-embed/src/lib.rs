@@ -6,6 +6,7 @@
 //! and word pieces have a high cosine similarity.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_sdk::prelude::*;
 use unicode_segmentation::UnicodeSegmentation;
@@ -136,24 +137,36 @@ strata_sdk::export_extractor!(HashEmbed);
 /// The embedding of `text` (`None` when it has no words) and its word count.
 pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
     let words: Vec<String> = text.unicode_words().map(str::to_lowercase).collect();
-    let mut counts: HashMap<u64, f32> = HashMap::new();
+    let mut counts: Counts = HashMap::with_capacity_and_hasher(words.len() * 8, Default::default());
     let mut add = |feature: &str, kind: u64, weight: f32| {
         *counts
             .entry(xxh3_64_with_seed(feature.as_bytes(), kind))
             .or_default() += weight;
     };
+    // Buffers reused across words: no allocation per feature.
+    let mut chars: Vec<char> = Vec::new();
+    let mut gram = String::new();
     for word in &words {
         add(word, 1, 1.0);
         if config.char_ngram > 0 {
-            let padded: Vec<char> = format!("<{word}>").chars().collect();
-            for gram in padded.windows(config.char_ngram) {
-                add(&gram.iter().collect::<String>(), 2, 0.5);
+            chars.clear();
+            chars.push('<');
+            chars.extend(word.chars());
+            chars.push('>');
+            for window in chars.windows(config.char_ngram) {
+                gram.clear();
+                gram.extend(window);
+                add(&gram, 2, 0.5);
             }
         }
     }
     if config.word_bigrams {
         for pair in words.windows(2) {
-            add(&format!("{} {}", pair[0], pair[1]), 3, 0.7);
+            gram.clear();
+            gram.push_str(&pair[0]);
+            gram.push(' ');
+            gram.push_str(&pair[1]);
+            add(&gram, 3, 0.7);
         }
     }
     if counts.is_empty() {
@@ -171,6 +184,29 @@ pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
     }
     vector.iter_mut().for_each(|v| *v /= norm);
     (Some(vector), words.len())
+}
+
+/// Feature counts keyed by feature hash. The keys are XXH3 hashes already,
+/// so the map uses them as they are instead of hashing them again.
+type Counts = HashMap<u64, f32, BuildHasherDefault<HashAsIs>>;
+
+#[derive(Default)]
+struct HashAsIs(u64);
+
+impl Hasher for HashAsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[cfg(test)]
