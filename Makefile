@@ -45,12 +45,7 @@ demo: host plugins
 	@mkdir -p out
 	$(STRATA) run --pipeline examples/pipelines/text.toml --input examples/data/docs --output out/text.jsonl
 	$(STRATA) run --pipeline examples/pipelines/image.toml --input examples/data/images --output out/images.jsonl
-	@echo; echo "== a text document (embedding cut) =="
-	@python3 -c 'import json; d=[json.loads(l) for l in open("out/text.jsonl")]; x=next(v for v in d if v["key"]=="french.txt"); x["features"]["hash-embed"]["embedding"]=x["features"]["hash-embed"]["embedding"][:4]+["..."]; print(json.dumps(x, indent=2, ensure_ascii=False))'
-	@echo; echo "== languages =="
-	@python3 -c 'import json; [print(f"  {d[\"key\"]:<24} {d[\"features\"].get(\"lang-detect\",{}).get(\"language\")}") for d in map(json.loads, open("out/text.jsonl"))]'
-	@echo; echo "== images =="
-	@python3 -c 'import json; [print(f"  {d[\"key\"]:<18}", json.dumps(d["features"].get("image-meta"))) for d in map(json.loads, open("out/images.jsonl"))]'
+	@echo; python3 examples/show-documents.py out/text.jsonl out/images.jsonl
 
 ## test: build everything, then run every test suite
 test: host plugins template
