@@ -1,8 +1,7 @@
 //! `keywords`: the top-k key phrases of an English, French or German text,
 //! scored with RAKE (Rapid Automatic Keyword Extraction): candidate phrases
 //! are the runs of words between stop words and punctuation; a word scores
-//! its degree over its
-//! frequency; a phrase scores the sum of its words.
+//! its degree over its frequency; a phrase scores the sum of its words.
 
 use std::collections::HashMap;
 
