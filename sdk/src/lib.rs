@@ -73,7 +73,7 @@ pub use ipc::{decode_batch, encode_batch};
 pub use log::{Level, log};
 pub use manifest::{Column, Manifest, WIT_PACKAGE_VERSION};
 pub use output::{ERROR_COLUMN, Output};
-pub use params::{OpenError, Params};
+pub use params::{OpenError, Param, Params};
 
 use arrow_array::RecordBatch;
 
@@ -119,7 +119,8 @@ pub mod prelude {
     };
     pub use crate::arrow_schema::{DataType, Field};
     pub use crate::{
-        Column, Error, Extractor, Input, Level, Manifest, OpenError, Output, Params, Session, log,
+        Column, Error, Extractor, Input, Level, Manifest, OpenError, Output, Param, Params,
+        Session, log,
     };
     pub use std::sync::Arc;
 }

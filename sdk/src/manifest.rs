@@ -64,7 +64,7 @@ impl Manifest {
             depends_on: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
-            params_schema: serde_json::json!({"type": "object", "additionalProperties": false}),
+            params_schema: crate::params::params_schema(&[]),
             mime_types: Vec::new(),
             batch_size: 256,
             memory_limit_mb: 64,
@@ -90,9 +90,10 @@ impl Manifest {
         self
     }
 
-    /// Sets the JSON Schema of the parameters.
-    pub fn params_schema(mut self, schema: serde_json::Value) -> Self {
-        self.params_schema = schema;
+    /// Declares the parameters; the manifest's JSON Schema is made from
+    /// them. Check them in `open` with [`crate::Params::check`].
+    pub fn params(mut self, params: &[crate::Param]) -> Self {
+        self.params_schema = crate::params::params_schema(params);
         self
     }
 

@@ -1,4 +1,4 @@
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Why a session could not be opened.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -26,14 +26,93 @@ impl OpenError {
     }
 }
 
-/// The parameters of a session: a JSON object with typed, checked getters.
+/// A parameter an extractor accepts, declared once: the manifest's JSON
+/// Schema and the checks in `open` both come from it.
+///
+/// ```
+/// use strata_sdk::{Param, Params};
+///
+/// const K: Param = Param::uint("k", 10, 1, 100, "number of key phrases kept");
+///
+/// let params = Params::parse(r#"{"k": 5}"#).expect("JSON object");
+/// params.check(&[K]).expect("only declared parameters");
+/// assert_eq!(params.uint(&K), Ok(5));
+/// assert_eq!(Params::default().uint(&K), Ok(10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Param {
+    name: &'static str,
+    kind: Kind,
+    description: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    UInt { default: u32, min: u32, max: u32 },
+    Bool { default: bool },
+}
+
+impl Param {
+    /// An unsigned integer in `min..=max`, `default` when absent.
+    pub const fn uint(
+        name: &'static str,
+        default: u32,
+        min: u32,
+        max: u32,
+        description: &'static str,
+    ) -> Self {
+        Param {
+            name,
+            kind: Kind::UInt { default, min, max },
+            description,
+        }
+    }
+
+    /// A boolean, `default` when absent.
+    pub const fn boolean(name: &'static str, default: bool, description: &'static str) -> Self {
+        Param {
+            name,
+            kind: Kind::Bool { default },
+            description,
+        }
+    }
+
+    /// The parameter's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn schema(&self) -> Value {
+        match self.kind {
+            Kind::UInt { default, min, max } => json!({
+                "type": "integer", "minimum": min, "maximum": max, "default": default,
+                "description": self.description,
+            }),
+            Kind::Bool { default } => json!({
+                "type": "boolean", "default": default, "description": self.description,
+            }),
+        }
+    }
+}
+
+/// The JSON Schema of a parameters object made of `params` and nothing else.
+pub fn params_schema(params: &[Param]) -> Value {
+    let properties: Map<String, Value> = params
+        .iter()
+        .map(|p| (p.name.to_owned(), p.schema()))
+        .collect();
+    json!({"type": "object", "additionalProperties": false, "properties": properties})
+}
+
+/// The parameters of a session: a JSON object read through declared
+/// [`Param`]s, with errors that name the parameter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Params {
     values: Map<String, Value>,
 }
 
 impl Params {
-    /// Parses a JSON object; empty text means no parameters.
+    /// Parses a JSON object; empty text or `null` means no parameters.
     pub fn parse(text: &str) -> Result<Self, OpenError> {
         if text.trim().is_empty() {
             return Ok(Params::default());
@@ -51,76 +130,75 @@ impl Params {
         }
     }
 
-    /// Fails on any parameter not in `known`.
-    pub fn allow_only(&self, known: &[&str]) -> Result<(), OpenError> {
-        match self.values.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(unknown) => Err(OpenError::invalid(
-                unknown,
-                format!("unknown parameter (known: {})", known.join(", ")),
-            )),
+    /// Fails on any parameter that is not declared in `declared`.
+    pub fn check(&self, declared: &[Param]) -> Result<(), OpenError> {
+        match self
+            .values
+            .keys()
+            .find(|k| !declared.iter().any(|p| p.name == k.as_str()))
+        {
+            Some(unknown) => {
+                let known: Vec<&str> = declared.iter().map(|p| p.name).collect();
+                let known = if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                Err(OpenError::invalid(
+                    unknown,
+                    format!("unknown parameter (known: {known})"),
+                ))
+            }
             None => Ok(()),
         }
     }
 
-    /// An unsigned integer in `min..=max`, or `default` when absent.
-    pub fn u32_in(&self, name: &str, default: u32, min: u32, max: u32) -> Result<u32, OpenError> {
-        let Some(value) = self.values.get(name) else {
+    /// The value of an unsigned integer parameter.
+    pub fn uint(&self, param: &Param) -> Result<u32, OpenError> {
+        let Kind::UInt { default, min, max } = param.kind else {
+            return Err(OpenError::invalid(
+                param.name,
+                "is not declared as an integer",
+            ));
+        };
+        let Some(value) = self.values.get(param.name) else {
             return Ok(default);
         };
         let n = value.as_u64().ok_or_else(|| {
-            OpenError::invalid(name, format!("expected an integer, got {}", kind(value)))
+            OpenError::invalid(
+                param.name,
+                format!("expected an integer, got {}", kind(value)),
+            )
         })?;
         if n < u64::from(min) || n > u64::from(max) {
             return Err(OpenError::invalid(
-                name,
+                param.name,
                 format!("must be between {min} and {max}, got {n}"),
             ));
         }
         Ok(n as u32)
     }
 
-    /// A number in `min..=max`, or `default` when absent.
-    pub fn f64_in(&self, name: &str, default: f64, min: f64, max: f64) -> Result<f64, OpenError> {
-        let Some(value) = self.values.get(name) else {
-            return Ok(default);
-        };
-        let n = value.as_f64().ok_or_else(|| {
-            OpenError::invalid(name, format!("expected a number, got {}", kind(value)))
-        })?;
-        if !(min..=max).contains(&n) {
+    /// The value of a boolean parameter.
+    pub fn boolean(&self, param: &Param) -> Result<bool, OpenError> {
+        let Kind::Bool { default } = param.kind else {
             return Err(OpenError::invalid(
-                name,
-                format!("must be between {min} and {max}, got {n}"),
+                param.name,
+                "is not declared as a boolean",
             ));
-        }
-        Ok(n)
-    }
-
-    /// A boolean, or `default` when absent.
-    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, OpenError> {
-        match self.values.get(name) {
+        };
+        match self.values.get(param.name) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(other) => Err(OpenError::invalid(
-                name,
+                param.name,
                 format!("expected a boolean, got {}", kind(other)),
             )),
         }
     }
 
-    /// A string, or `None` when absent.
-    pub fn str(&self, name: &str) -> Result<Option<&str>, OpenError> {
-        match self.values.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(OpenError::invalid(
-                name,
-                format!("expected a string, got {}", kind(other)),
-            )),
-        }
-    }
-
-    /// The raw JSON value of a parameter.
+    /// The raw JSON value of a parameter, for types the declared kinds do
+    /// not cover.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.values.get(name)
     }
@@ -141,25 +219,45 @@ fn kind(value: &Value) -> &'static str {
 mod tests {
     use super::*;
 
+    const K: Param = Param::uint("k", 10, 1, 100, "how many");
+    const DIM: Param = Param::uint("dim", 8, 1, 9, "dimensions");
+    const FLAG: Param = Param::boolean("flag", false, "a switch");
+
     #[test]
-    fn getters_name_the_bad_parameter() {
-        let p = Params::parse(r#"{"k": 0, "dim": "x", "flag": 1}"#).expect("object");
+    fn errors_name_the_bad_parameter() {
+        let p = Params::parse(r#"{"k": 0, "dim": "x", "flag": 1, "other": true}"#).expect("object");
         assert_eq!(
-            p.u32_in("k", 10, 1, 100).expect_err("range").to_string(),
+            p.uint(&K).expect_err("range").to_string(),
             "parameter `k`: must be between 1 and 100, got 0"
         );
         assert_eq!(
-            p.u32_in("dim", 8, 1, 9).expect_err("type").to_string(),
+            p.uint(&DIM).expect_err("type").to_string(),
             "parameter `dim`: expected an integer, got a string"
         );
-        assert!(p.bool_or("flag", false).is_err());
-        assert_eq!(p.u32_in("absent", 7, 1, 9), Ok(7));
         assert_eq!(
-            p.allow_only(&["k", "dim"])
-                .expect_err("unknown")
-                .to_string(),
-            "parameter `flag`: unknown parameter (known: k, dim)"
+            p.boolean(&FLAG).expect_err("type").to_string(),
+            "parameter `flag`: expected a boolean, got a number"
         );
+        assert_eq!(
+            p.check(&[K, DIM, FLAG]).expect_err("unknown").to_string(),
+            "parameter `other`: unknown parameter (known: k, dim, flag)"
+        );
+        assert_eq!(
+            p.check(&[]).expect_err("unknown").to_string(),
+            "parameter `k`: unknown parameter (known: none)"
+        );
+        assert_eq!(Params::default().uint(&K), Ok(10));
+        assert_eq!(Params::default().boolean(&FLAG), Ok(false));
+    }
+
+    #[test]
+    fn the_schema_matches_the_checks() {
+        let schema = params_schema(&[K, FLAG]);
+        assert_eq!(schema["additionalProperties"], false);
+        assert_eq!(schema["properties"]["k"]["minimum"], 1);
+        assert_eq!(schema["properties"]["k"]["maximum"], 100);
+        assert_eq!(schema["properties"]["k"]["default"], 10);
+        assert_eq!(schema["properties"]["flag"]["type"], "boolean");
     }
 
     #[test]

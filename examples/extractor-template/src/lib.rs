@@ -11,6 +11,11 @@ pub struct WordStatsSession {
     min_word_chars: usize,
 }
 
+/// Parameters are declared once: the manifest's JSON Schema and the
+/// checks in `open` both come from these.
+const MIN_WORD_CHARS: Param = Param::uint("min_word_chars", 1, 1, 100, "shorter words are not counted");
+const PARAMS: &[Param] = &[MIN_WORD_CHARS];
+
 impl Extractor for WordStats {
     type Session = WordStatsSession;
 
@@ -23,22 +28,16 @@ impl Extractor for WordStats {
             .output(Column::new("words", DataType::UInt32, "number of words"))
             .output(Column::new("sentences", DataType::UInt32, "number of sentences"))
             .output(Column::new("avg_word_chars", DataType::Float32, "average characters per word"))
-            .params_schema(serde_json::json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "min_word_chars": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1}
-                }
-            }))
+            .params(PARAMS)
             .batch_size(256)
             .memory_limit_mb(32)
     }
 
     fn open(params: &Params) -> Result<WordStatsSession, OpenError> {
         // Name the bad parameter: the host shows the message to the user.
-        params.allow_only(&["min_word_chars"])?;
+        params.check(PARAMS)?;
         Ok(WordStatsSession {
-            min_word_chars: params.u32_in("min_word_chars", 1, 1, 100)? as usize,
+            min_word_chars: params.uint(&MIN_WORD_CHARS)? as usize,
         })
     }
 }

@@ -9,6 +9,9 @@ pub struct ContentHash;
 /// A session; there is nothing to configure.
 pub struct HashSession;
 
+/// No parameters.
+const PARAMS: &[Param] = &[];
+
 impl Extractor for ContentHash {
     type Session = HashSession;
 
@@ -34,7 +37,7 @@ impl Extractor for ContentHash {
     }
 
     fn open(params: &Params) -> Result<HashSession, OpenError> {
-        params.allow_only(&[])?;
+        params.check(PARAMS)?;
         Ok(HashSession)
     }
 }

@@ -45,32 +45,36 @@ fn entities_type() -> DataType {
     )))
 }
 
+const MAX_PER_TEXT: Param = Param::uint("max_per_text", 1000, 1, 100_000, "entities kept per text");
+const PARAMS: &[Param] = &[MAX_PER_TEXT];
+
 impl Extractor for Entities {
     type Session = EntitiesSession;
 
     fn manifest() -> Manifest {
-        Manifest::new("entities", "1.0.0", "E-mail addresses, URLs and phone numbers with offsets")
-            .depends_on(["text-extract"])
-            .input("text-extract.text")
-            .output(Column::new("entities", entities_type(), "entities in order of appearance: kind, value, start, end (character offsets)"))
-            .output(Column::new("count", DataType::UInt32, "number of entities"))
-            .params_schema(serde_json::json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "max_per_text": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 1000,
-                        "description": "entities kept per text"}
-                }
-            }))
-            .batch_size(256)
-            .memory_limit_mb(96)
+        Manifest::new(
+            "entities",
+            "1.0.0",
+            "E-mail addresses, URLs and phone numbers with offsets",
+        )
+        .depends_on(["text-extract"])
+        .input("text-extract.text")
+        .output(Column::new(
+            "entities",
+            entities_type(),
+            "entities in order of appearance: kind, value, start, end (character offsets)",
+        ))
+        .output(Column::new("count", DataType::UInt32, "number of entities"))
+        .params(PARAMS)
+        .batch_size(256)
+        .memory_limit_mb(96)
     }
 
     fn open(params: &Params) -> Result<EntitiesSession, OpenError> {
-        params.allow_only(&["max_per_text"])?;
+        params.check(PARAMS)?;
         Ok(EntitiesSession {
             patterns: Patterns::new().map_err(|e| OpenError::Other(e.to_string()))?,
-            max_per_text: params.u32_in("max_per_text", 1000, 1, 100_000)? as usize,
+            max_per_text: params.uint(&MAX_PER_TEXT)? as usize,
         })
     }
 }

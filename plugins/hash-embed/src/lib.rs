@@ -52,6 +52,18 @@ fn columns(dim: usize) -> [Column; 2] {
     ]
 }
 
+const DIM: Param = Param::uint("dim", DEFAULT_DIM, 8, 4096, "number of dimensions");
+const CHAR_NGRAM: Param = Param::uint(
+    "char_ngram",
+    3,
+    0,
+    6,
+    "character n-gram length; 0 turns them off",
+);
+const WORD_BIGRAMS: Param =
+    Param::boolean("word_bigrams", true, "whether pairs of words are features");
+const PARAMS: &[Param] = &[DIM, CHAR_NGRAM, WORD_BIGRAMS];
+
 impl Extractor for HashEmbed {
     type Session = EmbedSession;
 
@@ -66,28 +78,18 @@ impl Extractor for HashEmbed {
         .input("text-extract.text")
         .output(embedding)
         .output(tokens)
-        .params_schema(serde_json::json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "dim": {"type": "integer", "minimum": 8, "maximum": 4096, "default": DEFAULT_DIM,
-                    "description": "number of dimensions"},
-                "char_ngram": {"type": "integer", "minimum": 0, "maximum": 6, "default": 3,
-                    "description": "character n-gram length; 0 turns them off"},
-                "word_bigrams": {"type": "boolean", "default": true}
-            }
-        }))
+        .params(PARAMS)
         .batch_size(256)
         .memory_limit_mb(64)
     }
 
     fn open(params: &Params) -> Result<EmbedSession, OpenError> {
-        params.allow_only(&["dim", "char_ngram", "word_bigrams"])?;
+        params.check(PARAMS)?;
         Ok(EmbedSession {
             config: Config {
-                dim: params.u32_in("dim", DEFAULT_DIM, 8, 4096)? as usize,
-                char_ngram: params.u32_in("char_ngram", 3, 0, 6)? as usize,
-                word_bigrams: params.bool_or("word_bigrams", true)?,
+                dim: params.uint(&DIM)? as usize,
+                char_ngram: params.uint(&CHAR_NGRAM)? as usize,
+                word_bigrams: params.boolean(&WORD_BIGRAMS)?,
             },
         })
     }

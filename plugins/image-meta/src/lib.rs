@@ -19,34 +19,52 @@ pub struct ImageSession {
     max_pixels: u64,
 }
 
+const MAX_PIXELS: Param = Param::uint(
+    "max_pixels",
+    40_000_000,
+    1,
+    100_000_000,
+    "larger images are refused unread (decompression bombs)",
+);
+const PARAMS: &[Param] = &[MAX_PIXELS];
+
 impl Extractor for ImageMeta {
     type Session = ImageSession;
 
     fn manifest() -> Manifest {
-        Manifest::new("image-meta", "1.0.0", "Image format, dimensions, colour type and 64-bit dHash")
-            .input("content")
-            .output(Column::new("format", DataType::Utf8, "png, jpeg, gif, webp, bmp or tiff"))
-            .output(Column::new("width", DataType::UInt32, "pixels"))
-            .output(Column::new("height", DataType::UInt32, "pixels"))
-            .output(Column::new("color_type", DataType::Utf8, "e.g. rgb8, rgba8, l8"))
-            .output(Column::new("dhash", DataType::Utf8, "64-bit difference hash as 16 hex digits"))
-            .params_schema(serde_json::json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "max_pixels": {"type": "integer", "minimum": 1, "maximum": 100_000_000u64, "default": 40_000_000u64,
-                        "description": "larger images are refused (decompression bombs)"}
-                }
-            }))
-            .mime_types(["image/*"])
-            .batch_size(16)
-            .memory_limit_mb(512)
+        Manifest::new(
+            "image-meta",
+            "1.0.0",
+            "Image format, dimensions, colour type and 64-bit dHash",
+        )
+        .input("content")
+        .output(Column::new(
+            "format",
+            DataType::Utf8,
+            "png, jpeg, gif, webp, bmp or tiff",
+        ))
+        .output(Column::new("width", DataType::UInt32, "pixels"))
+        .output(Column::new("height", DataType::UInt32, "pixels"))
+        .output(Column::new(
+            "color_type",
+            DataType::Utf8,
+            "e.g. rgb8, rgba8, l8",
+        ))
+        .output(Column::new(
+            "dhash",
+            DataType::Utf8,
+            "64-bit difference hash as 16 hex digits",
+        ))
+        .params(PARAMS)
+        .mime_types(["image/*"])
+        .batch_size(16)
+        .memory_limit_mb(512)
     }
 
     fn open(params: &Params) -> Result<ImageSession, OpenError> {
-        params.allow_only(&["max_pixels"])?;
+        params.check(PARAMS)?;
         Ok(ImageSession {
-            max_pixels: u64::from(params.u32_in("max_pixels", 40_000_000, 1, 100_000_000)?),
+            max_pixels: u64::from(params.uint(&MAX_PIXELS)?),
         })
     }
 }

@@ -21,6 +21,10 @@ fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(item, true)))
 }
 
+const K: Param = Param::uint("k", 10, 1, 100, "number of key phrases kept");
+const MAX_WORDS: Param = Param::uint("max_words", 3, 1, 8, "longest key phrase, in words");
+const PARAMS: &[Param] = &[K, MAX_WORDS];
+
 impl Extractor for Keywords {
     type Session = KeywordsSession;
 
@@ -42,25 +46,16 @@ impl Extractor for Keywords {
             list_of(DataType::Float32),
             "RAKE score of each key phrase",
         ))
-        .params_schema(serde_json::json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
-                    "description": "number of key phrases kept"},
-                "max_words": {"type": "integer", "minimum": 1, "maximum": 8, "default": 3,
-                    "description": "longest key phrase, in words"}
-            }
-        }))
+        .params(PARAMS)
         .batch_size(256)
         .memory_limit_mb(64)
     }
 
     fn open(params: &Params) -> Result<KeywordsSession, OpenError> {
-        params.allow_only(&["k", "max_words"])?;
+        params.check(PARAMS)?;
         Ok(KeywordsSession {
-            k: params.u32_in("k", 10, 1, 100)? as usize,
-            max_words: params.u32_in("max_words", 3, 1, 8)? as usize,
+            k: params.uint(&K)? as usize,
+            max_words: params.uint(&MAX_WORDS)? as usize,
         })
     }
 }

@@ -12,37 +12,64 @@ pub struct LangSession {
     sample_chars: usize,
 }
 
+const MIN_CHARS: Param = Param::uint(
+    "min_chars",
+    3,
+    1,
+    10_000,
+    "texts with fewer letters get no language",
+);
+const SAMPLE_CHARS: Param = Param::uint(
+    "sample_chars",
+    4096,
+    16,
+    1_000_000,
+    "only the first characters of a text are looked at",
+);
+const PARAMS: &[Param] = &[MIN_CHARS, SAMPLE_CHARS];
+
 impl Extractor for LangDetect {
     type Session = LangSession;
 
     fn manifest() -> Manifest {
-        Manifest::new("lang-detect", "1.0.0", "Language of a text, with script and confidence")
-            .depends_on(["text-extract"])
-            .input("text-extract.text")
-            .output(Column::new("language", DataType::Utf8, "ISO 639-1 code (639-3 when the language has none); null when undetermined"))
-            .output(Column::new("language_name", DataType::Utf8, "English name of the language"))
-            .output(Column::new("script", DataType::Utf8, "writing system, e.g. Latin"))
-            .output(Column::new("confidence", DataType::Float32, "0 to 1"))
-            .output(Column::new("reliable", DataType::Boolean, "whether the detection is considered reliable"))
-            .params_schema(serde_json::json!({
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "min_chars": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 3,
-                        "description": "texts shorter than this get no language"},
-                    "sample_chars": {"type": "integer", "minimum": 16, "maximum": 1000000, "default": 4096,
-                        "description": "only the first characters of a text are looked at"}
-                }
-            }))
-            .batch_size(512)
-            .memory_limit_mb(64)
+        Manifest::new(
+            "lang-detect",
+            "1.0.0",
+            "Language of a text, with script and confidence",
+        )
+        .depends_on(["text-extract"])
+        .input("text-extract.text")
+        .output(Column::new(
+            "language",
+            DataType::Utf8,
+            "ISO 639-1 code (639-3 when the language has none); null when undetermined",
+        ))
+        .output(Column::new(
+            "language_name",
+            DataType::Utf8,
+            "English name of the language",
+        ))
+        .output(Column::new(
+            "script",
+            DataType::Utf8,
+            "writing system, e.g. Latin",
+        ))
+        .output(Column::new("confidence", DataType::Float32, "0 to 1"))
+        .output(Column::new(
+            "reliable",
+            DataType::Boolean,
+            "whether the detection is considered reliable",
+        ))
+        .params(PARAMS)
+        .batch_size(512)
+        .memory_limit_mb(64)
     }
 
     fn open(params: &Params) -> Result<LangSession, OpenError> {
-        params.allow_only(&["min_chars", "sample_chars"])?;
+        params.check(PARAMS)?;
         Ok(LangSession {
-            min_chars: params.u32_in("min_chars", 3, 1, 10_000)? as usize,
-            sample_chars: params.u32_in("sample_chars", 4096, 16, 1_000_000)? as usize,
+            min_chars: params.uint(&MIN_CHARS)? as usize,
+            sample_chars: params.uint(&SAMPLE_CHARS)? as usize,
         })
     }
 }

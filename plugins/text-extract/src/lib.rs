@@ -15,6 +15,15 @@ pub struct TextSession {
     max_chars: usize,
 }
 
+const MAX_CHARS: Param = Param::uint(
+    "max_chars",
+    1_000_000,
+    1,
+    100_000_000,
+    "text longer than this is cut",
+);
+const PARAMS: &[Param] = &[MAX_CHARS];
+
 impl Extractor for TextExtract {
     type Session = TextSession;
 
@@ -42,16 +51,7 @@ impl Extractor for TextExtract {
             DataType::Utf8,
             "plain, html, markdown or json",
         ))
-        .params_schema(serde_json::json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "max_chars": {
-                    "type": "integer", "minimum": 1, "maximum": 100_000_000, "default": 1_000_000,
-                    "description": "text longer than this is cut"
-                }
-            }
-        }))
+        .params(PARAMS)
         .mime_types([
             "text/*",
             "application/json",
@@ -65,8 +65,8 @@ impl Extractor for TextExtract {
     }
 
     fn open(params: &Params) -> Result<TextSession, OpenError> {
-        params.allow_only(&["max_chars"])?;
-        let max_chars = params.u32_in("max_chars", 1_000_000, 1, 100_000_000)? as usize;
+        params.check(PARAMS)?;
+        let max_chars = params.uint(&MAX_CHARS)? as usize;
         Ok(TextSession { max_chars })
     }
 }
