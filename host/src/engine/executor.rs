@@ -307,16 +307,18 @@ fn run_tier(tier: &[Step], first: usize, chunk: &mut Chunk, ctx: &Context<'_>) {
     }
 }
 
-fn failed_step(step: &Step, rows: usize, reason: &str) -> StepResult {
+/// A step's result with null outputs and the given row statuses.
+fn without_outputs(step: &Step, status: Vec<RowStatus>) -> StepResult {
+    let rows = status.len();
     StepResult {
-        outputs: step
-            .columns
-            .iter()
-            .map(|c| new_null_array(&c.data_type, rows))
-            .collect(),
-        status: vec![RowStatus::Failed(reason.to_owned()); rows],
+        outputs: nulls(step, rows),
+        status,
         timing: vec![None; rows],
     }
+}
+
+fn failed_step(step: &Step, rows: usize, reason: &str) -> StepResult {
+    without_outputs(step, vec![RowStatus::Failed(reason.to_owned()); rows])
 }
 
 fn run_step(step: &Step, position: usize, chunk: &Chunk, ctx: &Context<'_>) -> StepResult {
@@ -341,12 +343,10 @@ fn run_step(step: &Step, position: usize, chunk: &Chunk, ctx: &Context<'_>) -> S
         }
         selected.push(row as u32);
     }
-    let mut timing = vec![None; rows];
     if selected.is_empty() {
-        let mut result = failed_step(step, rows, "");
-        result.status = status;
-        return result;
+        return without_outputs(step, status);
     }
+    let mut timing = vec![None; rows];
     let input = match input_batch(step, chunk, ctx) {
         Ok(batch) => batch,
         Err(reason) => return failed_step(step, rows, &reason),

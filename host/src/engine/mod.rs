@@ -235,7 +235,8 @@ impl Engine {
         let pre = bindings::PluginPre::new(pre)
             .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
 
-        let budget = self.budget(64);
+        // The manifest is not known yet: loading gets the host maximum.
+        let budget = self.budget(self.inner.config.max_memory_mb);
         let mut store = sandbox::new_store(engine, &Arc::from("loading"), &budget);
         let plugin = pre
             .instantiate(&mut store)
@@ -327,6 +328,16 @@ fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<(),
 /// (semver's rule for pre-1.0 versions).
 pub fn compatible(found: &semver::Version, host: &semver::Version) -> bool {
     found.major == host.major && (host.major > 0 || found.minor == host.minor)
+}
+
+/// Whether two types are equal but for the size of fixed-size lists (which
+/// a parameter may set, e.g. an embedding's dimension).
+fn same_up_to_size(a: &arrow_schema::DataType, b: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType::FixedSizeList;
+    match (a, b) {
+        (FixedSizeList(x, _), FixedSizeList(y, _)) => same_up_to_size(x.data_type(), y.data_type()),
+        _ => a.equals_datatype(b),
+    }
 }
 
 /// A loaded extractor version: its manifest and a pre-linked instance
@@ -447,6 +458,14 @@ impl Extractor {
                 expected.join(", ")
             )));
         }
+        for (column, declared) in columns.iter().zip(declared) {
+            if !same_up_to_size(&column.data_type, &declared.data_type) {
+                return Err(CallError::Contract(format!(
+                    "session column `{}` is {}, the manifest declares {}",
+                    column.name, column.data_type, declared.data_type
+                )));
+            }
+        }
         Ok(columns)
     }
 }
@@ -514,6 +533,21 @@ mod tests {
                 "{found} on {host}"
             );
         }
+    }
+
+    #[test]
+    fn session_columns_may_differ_only_in_list_size() {
+        let t = |s: &str| s.parse::<arrow_schema::DataType>().expect("type");
+        assert!(same_up_to_size(
+            &t("FixedSizeList(32 x Float32)"),
+            &t("FixedSizeList(256 x Float32)")
+        ));
+        assert!(same_up_to_size(&t("Utf8"), &t("Utf8")));
+        assert!(!same_up_to_size(
+            &t("FixedSizeList(32 x Float64)"),
+            &t("FixedSizeList(32 x Float32)")
+        ));
+        assert!(!same_up_to_size(&t("Utf8"), &t("LargeUtf8")));
     }
 
     #[test]
