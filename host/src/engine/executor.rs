@@ -351,10 +351,15 @@ fn run_step(step: &Step, position: usize, chunk: &Chunk, ctx: &Context<'_>) -> S
         Ok(batch) => batch,
         Err(reason) => return failed_step(step, rows, &reason),
     };
-    let picked = UInt32Array::from(selected.clone());
-    let input = match take_record_batch(&input, &picked) {
-        Ok(batch) => batch,
-        Err(e) => return failed_step(step, rows, &format!("host error: {e}")),
+    // Most often every row is selected: no copy then.
+    let every_row = selected.len() == rows;
+    let input = if every_row {
+        input
+    } else {
+        match take_record_batch(&input, &UInt32Array::from(selected.clone())) {
+            Ok(batch) => batch,
+            Err(e) => return failed_step(step, rows, &format!("host error: {e}")),
+        }
     };
     let size = manifest.batch_size as usize;
     let mut parts: Vec<Vec<ArrayRef>> = Vec::new();
@@ -381,14 +386,19 @@ fn run_step(step: &Step, position: usize, chunk: &Chunk, ctx: &Context<'_>) -> S
             None => RowStatus::Completed,
         };
     }
-    let scatter = UInt32Array::from(slot);
-    let outputs = stack(&step.columns, &parts, selected.len())
-        .into_iter()
-        .zip(&step.columns)
-        .map(|(all, spec)| {
-            take(&all, &scatter, None).unwrap_or_else(|_| new_null_array(&spec.data_type, rows))
-        })
-        .collect();
+    let stacked = stack(&step.columns, &parts, selected.len());
+    let outputs = if every_row {
+        stacked
+    } else {
+        let scatter = UInt32Array::from(slot);
+        stacked
+            .into_iter()
+            .zip(&step.columns)
+            .map(|(all, spec)| {
+                take(&all, &scatter, None).unwrap_or_else(|_| new_null_array(&spec.data_type, rows))
+            })
+            .collect()
+    };
     StepResult {
         outputs,
         status,
