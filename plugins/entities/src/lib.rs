@@ -87,15 +87,17 @@ pub struct Patterns {
 }
 
 impl Patterns {
-    /// Compiles the patterns.
+    /// Compiles the patterns. Word boundaries are ASCII ones (`(?-u:\b)`):
+    /// Unicode boundaries would push the regex engine off its fast DFA on
+    /// any non-ASCII text, and the entities themselves are ASCII.
     pub fn new() -> Result<Self, regex::Error> {
         Ok(Patterns {
             email: Regex::new(
-                r"(?i)\b[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}\b",
+                r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+-]*@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}(?-u:\b)",
             )?,
-            url: Regex::new(r#"(?i)\b(?:https?://|www\.)[^\s<>"'`]+"#)?,
+            url: Regex::new(r#"(?i)(?-u:\b)(?:https?://|www\.)[^\s<>"'`]+"#)?,
             phone: Regex::new(
-                r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,5}\b",
+                r"(?:\+[0-9]{1,3}[\s.-]?)?(?:\([0-9]{1,4}\)[\s.-]?)?[0-9]{1,4}(?:[\s.-][0-9]{2,4}){1,5}(?-u:\b)",
             )?,
         })
     }
