@@ -601,25 +601,15 @@ impl Finished<'_> {
 
     fn count(&self, stats: &mut Stats) {
         for row in 0..self.len() {
-            let mut failed = false;
-            if self.chunk.object_errors[row].is_some() {
+            let errors = self.row_errors(row);
+            for error in &errors {
                 *stats
                     .errors_by_extractor
-                    .entry("object".into())
+                    .entry(error.extractor.clone())
                     .or_default() += 1;
-                failed = true;
-            }
-            for (step, result) in self.results() {
-                if let RowStatus::Failed(_) = result.status[row] {
-                    *stats
-                        .errors_by_extractor
-                        .entry(step.extractor.manifest().name.clone())
-                        .or_default() += 1;
-                    failed = true;
-                }
             }
             stats.objects += 1;
-            stats.failed_objects += u64::from(failed);
+            stats.failed_objects += u64::from(!errors.is_empty());
         }
     }
 
@@ -646,16 +636,10 @@ impl Finished<'_> {
                         .then(|| serde_json::from_str(metadata.value(row)).ok())
                         .flatten(),
                     features: Map::new(),
-                    errors: Vec::new(),
+                    errors: self.row_errors(row),
                     extractors: Vec::new(),
                     processing_history: self.history.then(Vec::new),
                 };
-                if let Some(reason) = &self.chunk.object_errors[row] {
-                    doc.errors.push(RowError {
-                        extractor: "object".into(),
-                        message: reason.clone(),
-                    });
-                }
                 for ((step, result), json) in self.results().zip(&features) {
                     let manifest = step.extractor.manifest();
                     let outcome = match &result.status[row] {
@@ -666,13 +650,7 @@ impl Finished<'_> {
                             doc.extractors.push(manifest.id());
                             "completed"
                         }
-                        RowStatus::Failed(message) => {
-                            doc.errors.push(RowError {
-                                extractor: manifest.name.clone(),
-                                message: message.clone(),
-                            });
-                            "failed"
-                        }
+                        RowStatus::Failed(_) => "failed",
                         RowStatus::Skipped => "skipped",
                         RowStatus::NotApplicable => "not_applicable",
                     };
@@ -707,41 +685,30 @@ impl Finished<'_> {
         for (_, result) in self.results() {
             arrays.extend(result.outputs.iter().cloned());
         }
-        let errors: StringArray = self
-            .documents_errors()
-            .into_iter()
+        let errors: StringArray = (0..self.len())
+            .map(|row| self.row_errors(row))
             .map(|e| (!e.is_empty()).then(|| serde_json::to_string(&e).unwrap_or_default()))
             .collect();
         arrays.push(Arc::new(errors));
         RecordBatch::try_new(flat_schema(self.plan), arrays)
     }
 
-    fn documents_errors(&self) -> Vec<Vec<RowError>> {
-        (0..self.len())
-            .map(|row| {
-                let mut errors: Vec<RowError> = self.chunk.object_errors[row]
-                    .iter()
-                    .map(|m| RowError {
-                        extractor: "object".into(),
-                        message: m.clone(),
-                    })
-                    .collect();
-                for (step, result) in self.results() {
-                    if let RowStatus::Failed(message) = &result.status[row] {
-                        errors.push(RowError {
-                            extractor: step.extractor.manifest().name.clone(),
-                            message: message.clone(),
-                        });
-                    }
-                }
-                errors
-            })
-            .collect()
-    }
-
-    /// The plan that produced this batch.
-    pub fn plan(&self) -> &Plan {
-        self.plan
+    /// The errors of one object: unreadable, then each failed extractor.
+    fn row_errors(&self, row: usize) -> Vec<RowError> {
+        let object = self.chunk.object_errors[row].iter().map(|m| RowError {
+            extractor: "object".into(),
+            message: m.clone(),
+        });
+        let extractors = self
+            .results()
+            .filter_map(|(step, result)| match &result.status[row] {
+                RowStatus::Failed(message) => Some(RowError {
+                    extractor: step.extractor.manifest().name.clone(),
+                    message: message.clone(),
+                }),
+                _ => None,
+            });
+        object.chain(extractors).collect()
     }
 }
 
