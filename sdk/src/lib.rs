@@ -47,6 +47,7 @@ mod log;
 mod manifest;
 mod output;
 mod params;
+pub mod text;
 
 #[doc(hidden)]
 pub mod glue;

@@ -130,12 +130,14 @@ impl Params {
         }
     }
 
-    /// Fails on any parameter that is not declared in `declared`.
+    /// Fails on any parameter that is not declared in `declared`, naming the
+    /// first unknown one in alphabetical order.
     pub fn check(&self, declared: &[Param]) -> Result<(), OpenError> {
         match self
             .values
             .keys()
-            .find(|k| !declared.iter().any(|p| p.name == k.as_str()))
+            .filter(|k| !declared.iter().any(|p| p.name == k.as_str()))
+            .min()
         {
             Some(unknown) => {
                 let known: Vec<&str> = declared.iter().map(|p| p.name).collect();
@@ -244,7 +246,7 @@ mod tests {
         );
         assert_eq!(
             p.check(&[]).expect_err("unknown").to_string(),
-            "parameter `k`: unknown parameter (known: none)"
+            "parameter `dim`: unknown parameter (known: none)"
         );
         assert_eq!(Params::default().uint(&K), Ok(10));
         assert_eq!(Params::default().boolean(&FLAG), Ok(false));

@@ -169,7 +169,12 @@ impl Engine {
             .max_memory_size((config.max_memory_mb as usize) << 20)
             .table_elements(100_000);
         let mut wasm = Config::new();
+        // Every linear memory gets a 4 GiB reservation (a pooling slot)
+        // that it never leaves: compiled code needs no bounds checks and
+        // may keep the memory's base address in a register across loops.
         wasm.wasm_component_model(true)
+            .memory_reservation(1 << 32)
+            .memory_may_move(false)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .max_wasm_stack(1 << 20);

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_sdk::prelude::*;
-use unicode_segmentation::UnicodeSegmentation;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// The extractor.
@@ -138,7 +137,9 @@ strata_sdk::export_extractor!(HashEmbed);
 
 /// The embedding of `text` (`None` when it has no words) and its word count.
 pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
-    let words: Vec<String> = text.unicode_words().map(str::to_lowercase).collect();
+    let words: Vec<String> = strata_sdk::text::words(text)
+        .map(str::to_lowercase)
+        .collect();
     let mut counts: Counts = HashMap::with_capacity_and_hasher(words.len() * 8, Default::default());
     let mut add = |feature: &str, kind: u64, weight: f32| {
         *counts

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use strata_sdk::prelude::*;
-use unicode_segmentation::UnicodeSegmentation;
+use strata_sdk::text::words;
 
 /// The extractor.
 pub struct Keywords;
@@ -94,42 +94,33 @@ strata_sdk::export_extractor!(Keywords);
 /// first (ties keep the order of first appearance).
 pub fn rake(text: &str, k: usize, max_words: usize) -> Vec<(String, f32)> {
     let mut phrases: Vec<Vec<String>> = Vec::new();
-    for sentence in text.split_sentence_bounds() {
-        let mut current = Vec::new();
-        for token in sentence.split_whitespace() {
-            // Addresses and links are entities, not key phrases: they break
-            // a phrase like punctuation does.
-            if token.contains('@') || token.contains("://") || token.starts_with("www.") {
-                if !current.is_empty() {
-                    phrases.push(std::mem::take(&mut current));
-                }
-                continue;
-            }
-            for (i, piece) in token
-                .split(|c: char| ",;:()[]{}\"«»“”|/\\".contains(c))
-                .enumerate()
-            {
-                if i > 0 && !current.is_empty() {
-                    phrases.push(std::mem::take(&mut current));
-                }
-                for word in piece.unicode_words() {
-                    let word = word.to_lowercase();
-                    let keep = word.chars().count() > 1
-                        && word.chars().any(char::is_alphabetic)
-                        && !is_stop_word(&word);
-                    if keep {
-                        current.push(word);
-                    } else if !current.is_empty() {
-                        phrases.push(std::mem::take(&mut current));
-                    }
-                }
-            }
+    let mut current = Vec::new();
+    for token in text.split_whitespace() {
+        // Addresses and links are entities, not key phrases: they break a
+        // phrase like punctuation does.
+        if is_address_or_link(token) {
+            phrases.push(std::mem::take(&mut current));
+            continue;
         }
-        if !current.is_empty() {
-            phrases.push(current);
+        for (i, piece) in token.split(is_delimiter).enumerate() {
+            if i > 0 {
+                phrases.push(std::mem::take(&mut current));
+            }
+            for word in words(piece) {
+                let word = word.to_lowercase();
+                let keep = word.chars().nth(1).is_some()
+                    && word.chars().any(char::is_alphabetic)
+                    && !is_stop_word(&word);
+                if keep {
+                    current.push(word);
+                } else {
+                    phrases.push(std::mem::take(&mut current));
+                }
+            }
         }
     }
-    phrases.retain(|p| p.len() <= max_words);
+    phrases.push(current);
+    phrases.retain(|p| !p.is_empty() && p.len() <= max_words);
 
     let mut frequency: HashMap<&str, f32> = HashMap::new();
     let mut degree: HashMap<&str, f32> = HashMap::new();
@@ -156,6 +147,42 @@ pub fn rake(text: &str, k: usize, max_words: usize) -> Vec<(String, f32)> {
     }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
     scored.into_iter().take(k).map(|(p, s, _)| (p, s)).collect()
+}
+
+/// Punctuation that ends a phrase: sentence ends, clause marks, brackets,
+/// quotes and slashes.
+fn is_delimiter(c: char) -> bool {
+    matches!(
+        c,
+        '.' | '!'
+            | '?'
+            | '…'
+            | ','
+            | ';'
+            | ':'
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '"'
+            | '«'
+            | '»'
+            | '“'
+            | '”'
+            | '|'
+            | '/'
+            | '\\'
+    )
+}
+
+fn is_address_or_link(token: &str) -> bool {
+    token.contains('@')
+        || token.starts_with("www.")
+        || token
+            .find(':')
+            .is_some_and(|at| token[at..].starts_with("://"))
 }
 
 fn is_stop_word(word: &str) -> bool {
@@ -458,6 +485,13 @@ mod tests {
             ]
         );
         assert!(got[0].1 > got[1].1 && got[1].1 >= got[2].1, "{got:?}");
+    }
+
+    #[test]
+    fn phrases_end_at_sentence_ends_and_clause_marks() {
+        let got = rake("Rust compiler. Borrow checker; memory model", 10, 4);
+        let phrases: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(phrases, ["rust compiler", "borrow checker", "memory model"]);
     }
 
     #[test]
