@@ -4,16 +4,20 @@
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
-use arrow_ipc::writer::StreamWriter;
+use arrow_ipc::writer::StreamEncoder;
 use arrow_schema::ArrowError;
 
 /// Encodes one batch as an Arrow IPC stream (schema, batch, end marker).
+/// The arrays' buffers are copied once, straight into the stream.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
-    let capacity = batch.get_array_memory_size() + 1024;
-    let mut writer = StreamWriter::try_new(Vec::with_capacity(capacity), &batch.schema())?;
-    writer.write(batch)?;
-    writer.finish()?;
-    writer.into_inner()
+    let mut encoder = StreamEncoder::try_new(&batch.schema())?;
+    let mut parts = encoder.encode(batch)?;
+    parts.extend(encoder.finish()?);
+    let mut stream = Vec::with_capacity(parts.iter().map(Buffer::len).sum());
+    for part in &parts {
+        stream.extend_from_slice(part);
+    }
+    Ok(stream)
 }
 
 /// Decodes an Arrow IPC stream holding exactly one batch. The batch's
@@ -72,6 +76,25 @@ mod tests {
         .expect("batch");
         let decoded = decode_batch(encode_batch(&batch).expect("encode")).expect("decode");
         assert_eq!(decoded, batch);
+        let sliced = batch.slice(1, 2);
+        let decoded = decode_batch(encode_batch(&sliced).expect("encode")).expect("decode");
+        assert_eq!(decoded, sliced);
+    }
+
+    #[test]
+    fn the_stream_is_standard_arrow_ipc() {
+        let lists = arrow_array::ListArray::from_iter_primitive::<
+            arrow_array::types::Int32Type,
+            _,
+            _,
+        >([Some(vec![Some(1), None]), None, Some(vec![])]);
+        let batch =
+            RecordBatch::try_from_iter([("l", Arc::new(lists) as ArrayRef)]).expect("batch");
+        let stream = encode_batch(&batch).expect("encode");
+        let reader = arrow_ipc::reader::StreamReader::try_new(stream.as_slice(), None)
+            .expect("stream reader");
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("batches");
+        assert_eq!(batches, [batch]);
     }
 
     #[test]
