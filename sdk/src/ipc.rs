@@ -10,14 +10,23 @@ use arrow_schema::ArrowError;
 /// Encodes one batch as an Arrow IPC stream (schema, batch, end marker).
 /// The arrays' buffers are copied once, straight into the stream.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
-    let mut encoder = StreamEncoder::try_new(&batch.schema())?;
-    let mut parts = encoder.encode(batch)?;
-    parts.extend(encoder.finish()?);
+    let parts = encode_batch_parts(batch)?;
     let mut stream = Vec::with_capacity(parts.iter().map(Buffer::len).sum());
     for part in &parts {
         stream.extend_from_slice(part);
     }
     Ok(stream)
+}
+
+/// The Arrow IPC stream of one batch as the pieces that, concatenated, make
+/// it: the messages' metadata and padding are new, the arrays' buffers are
+/// shared with `batch` (no copy). For a writer that copies the pieces to
+/// their destination itself.
+pub fn encode_batch_parts(batch: &RecordBatch) -> Result<Vec<Buffer>, ArrowError> {
+    let mut encoder = StreamEncoder::try_new(&batch.schema())?;
+    let mut parts = encoder.encode(batch)?;
+    parts.extend(encoder.finish()?);
+    Ok(parts)
 }
 
 /// Decodes an Arrow IPC stream holding exactly one batch. The batch's

@@ -70,7 +70,7 @@ pub use arrow_schema;
 pub use arrow_select;
 pub use error::Error;
 pub use input::Input;
-pub use ipc::{decode_batch, encode_batch};
+pub use ipc::{decode_batch, encode_batch, encode_batch_parts};
 pub use log::{Level, log};
 pub use manifest::{Column, Manifest, WIT_PACKAGE_VERSION};
 pub use output::{ERROR_COLUMN, Output};

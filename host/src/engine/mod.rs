@@ -6,6 +6,7 @@ pub mod executor;
 pub mod manifest;
 pub mod planner;
 pub mod sandbox;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceAny};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, Linker, ResourceAny, TypedFunc,
+};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 pub use cache::CompileCache;
@@ -23,6 +26,7 @@ pub use manifest::{ColumnSpec, Manifest, ManifestError};
 pub use sandbox::{Budget, Fault};
 
 use sandbox::StoreState;
+use transfer::IpcPieces;
 
 /// Bindings generated from `wit/extractor.wit`.
 pub mod bindings {
@@ -35,6 +39,10 @@ pub mod bindings {
 /// The WIT package version this host implements.
 pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
 const EXPORT_PREFIX: &str = "strata:extractor/extractor@";
+const PROCESS: &str = "[method]session.process";
+
+/// `session.process` with the input lowered from IPC pieces.
+type ProcessFunc = TypedFunc<(ResourceAny, IpcPieces), (Result<Vec<u8>, String>,)>;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -231,7 +239,11 @@ impl Engine {
         }
         .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
         debug!(origin, cached, "component compiled");
-        check_exports(&component, engine).map_err(invalid)?;
+        let export = check_exports(&component, engine).map_err(invalid)?;
+        let process = component
+            .get_export_index(None, &export)
+            .and_then(|interface| component.get_export_index(Some(&interface), PROCESS))
+            .ok_or_else(|| invalid(format!("{export} has no `{PROCESS}`")))?;
         let pre = self
             .inner
             .linker
@@ -263,6 +275,7 @@ impl Engine {
         Ok(Extractor {
             manifest: Arc::new(manifest),
             pre,
+            process,
             engine: self.clone(),
             content_hash: hash,
             size_bytes: bytes.len() as u64,
@@ -301,13 +314,18 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
 }
 
 /// Checks that the component exports a compatible `strata:extractor/extractor`.
-fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<(), String> {
+/// Checks that `component` exports a compatible extractor interface;
+/// returns that export's name.
+fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<String, String> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    let Some(version) = names.iter().find_map(|n| n.strip_prefix(EXPORT_PREFIX)) else {
+    let Some((export, version)) = names
+        .iter()
+        .find_map(|n| n.strip_prefix(EXPORT_PREFIX).map(|v| (n, v)))
+    else {
         return Err(format!(
             "does not export strata:extractor/extractor (it exports: {})",
             if names.is_empty() {
@@ -325,7 +343,7 @@ fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<(),
             "built for strata:extractor@{version}, incompatible with this host's strata:extractor@{WIT_VERSION}"
         ));
     }
-    Ok(())
+    Ok(export.clone())
 }
 
 /// Whether a component built against WIT package `found` runs on a host
@@ -351,6 +369,7 @@ fn same_up_to_size(a: &arrow_schema::DataType, b: &arrow_schema::DataType) -> bo
 pub struct Extractor {
     manifest: Arc<Manifest>,
     pre: bindings::PluginPre<StoreState>,
+    process: ComponentExportIndex,
     engine: Engine,
     content_hash: String,
     size_bytes: u64,
@@ -397,8 +416,17 @@ impl Extractor {
         let budget = self.budget();
         let name: Arc<str> = Arc::from(self.manifest.name.as_str());
         let mut store = sandbox::new_store(&self.engine.inner.wasmtime, &name, &budget);
-        let plugin = match self.pre.instantiate(&mut store) {
-            Ok(plugin) => plugin,
+        let instantiated = self
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                let plugin = bindings::Plugin::new(&mut store, &instance)?;
+                let process = instance.get_typed_func(&mut store, self.process)?;
+                Ok((plugin, process))
+            });
+        let (plugin, process) = match instantiated {
+            Ok(instantiated) => instantiated,
             Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
         };
         let opened = plugin
@@ -420,6 +448,7 @@ impl Extractor {
         Ok(Instance {
             store,
             plugin,
+            process,
             session,
             budget,
         })
@@ -480,6 +509,7 @@ impl Extractor {
 pub struct Instance {
     store: Store<StoreState>,
     plugin: bindings::Plugin,
+    process: ProcessFunc,
     session: ResourceAny,
     budget: Budget,
 }
@@ -493,15 +523,14 @@ impl Instance {
         batch: &RecordBatch,
         columns: &[ColumnSpec],
     ) -> Result<RecordBatch, CallError> {
-        let bytes =
-            strata_sdk::encode_batch(batch).map_err(|e| CallError::Contract(e.to_string()))?;
+        let pieces = strata_sdk::encode_batch_parts(batch)
+            .map_err(|e| CallError::Contract(e.to_string()))?;
         self.store
             .set_epoch_deadline(sandbox::deadline_ticks(self.budget.call_timeout));
         let result = self
-            .plugin
-            .strata_extractor_extractor()
-            .session()
-            .call_process(&mut self.store, self.session, &bytes);
+            .process
+            .call(&mut self.store, (self.session, IpcPieces(pieces)))
+            .map(|(output,)| output);
         let output = match result {
             Ok(Ok(output)) => output,
             Ok(Err(message)) => return Err(CallError::Plugin(message)),
