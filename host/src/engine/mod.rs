@@ -17,7 +17,7 @@ use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 use wasmtime::component::{
-    Component, ComponentExportIndex, HasSelf, Linker, ResourceAny, TypedFunc,
+    Component, ComponentExportIndex, HasSelf, InstancePre, Linker, ResourceAny, TypedFunc,
 };
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
@@ -249,15 +249,21 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
-        let pre = bindings::PluginPre::new(pre)
+        let indices = bindings::PluginIndices::new(&pre)
             .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
 
         // The manifest is not known yet: loading gets the host maximum.
         let budget = self.budget(self.inner.config.max_memory_mb);
         let mut store = sandbox::new_store(engine, &Arc::from("loading"), &budget);
-        let plugin = pre
+        let instance = pre
             .instantiate(&mut store)
             .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
+        let plugin = indices
+            .load(&mut store, &instance)
+            .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
+        let _: ProcessFunc = instance
+            .get_typed_func(&mut store, process)
+            .map_err(|e| invalid(format!("`{PROCESS}` has the wrong type: {e:#}")))?;
         let described = plugin
             .strata_extractor_extractor()
             .call_describe(&mut store);
@@ -275,6 +281,7 @@ impl Engine {
         Ok(Extractor {
             manifest: Arc::new(manifest),
             pre,
+            indices,
             process,
             engine: self.clone(),
             content_hash: hash,
@@ -368,7 +375,8 @@ fn same_up_to_size(a: &arrow_schema::DataType, b: &arrow_schema::DataType) -> bo
 #[derive(Clone)]
 pub struct Extractor {
     manifest: Arc<Manifest>,
-    pre: bindings::PluginPre<StoreState>,
+    pre: InstancePre<StoreState>,
+    indices: bindings::PluginIndices,
     process: ComponentExportIndex,
     engine: Engine,
     content_hash: String,
@@ -416,15 +424,11 @@ impl Extractor {
         let budget = self.budget();
         let name: Arc<str> = Arc::from(self.manifest.name.as_str());
         let mut store = sandbox::new_store(&self.engine.inner.wasmtime, &name, &budget);
-        let instantiated = self
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .and_then(|instance| {
-                let plugin = bindings::Plugin::new(&mut store, &instance)?;
-                let process = instance.get_typed_func(&mut store, self.process)?;
-                Ok((plugin, process))
-            });
+        let instantiated = self.pre.instantiate(&mut store).and_then(|instance| {
+            let plugin = self.indices.load(&mut store, &instance)?;
+            let process = instance.get_typed_func(&mut store, self.process)?;
+            Ok((plugin, process))
+        });
         let (plugin, process) = match instantiated {
             Ok(instantiated) => instantiated,
             Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
