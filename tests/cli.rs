@@ -193,6 +193,23 @@ fn failed_objects_give_exit_code_3_and_every_document() {
 }
 
 #[test]
+fn an_output_inside_the_input_directory_is_not_read() {
+    let input = tempfile::tempdir().expect("tempdir");
+    std::fs::write(input.path().join("a.txt"), b"Le chat dort au soleil.").expect("write");
+    std::fs::create_dir(input.path().join("sub")).expect("mkdir");
+    std::fs::write(input.path().join("sub/b.txt"), "Der Hund schläft.").expect("write");
+    let output = input.path().join("sub/../out.jsonl");
+    let pipeline = root().join("examples/pipelines/text.toml");
+    for _ in 0..2 {
+        let run = run_pipeline(&pipeline, input.path(), &output);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let docs = documents(&output);
+        let keys: Vec<&str> = docs.iter().filter_map(|d| d["key"].as_str()).collect();
+        assert_eq!(keys, ["a.txt", "sub/b.txt"]);
+    }
+}
+
+#[test]
 fn pipeline_errors_name_the_file_and_the_extractors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let check = |toml: &str, expected: &str| {

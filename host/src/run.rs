@@ -191,7 +191,13 @@ pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunEr
     if let Some(rows) = options.batch_size.or(file_batch_size) {
         options.exec.batch_rows = rows;
     }
-    let files = list_files(&options.input)?;
+    let root = options.input.canonicalize().map_err(|e| RunError::Input {
+        path: options.input.display().to_string(),
+        message: format!("cannot open: {e}"),
+    })?;
+    // The output may sit inside the input directory, even from an earlier
+    // run: it is never read as an object.
+    let files = list_files(&root, output_path(&options.output).as_deref())?;
     let progress = if options.progress {
         let bar =
             ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
@@ -206,11 +212,10 @@ pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunEr
         ProgressBar::hidden()
     };
     let mut writer = OutputWriter::create(&options.output, flat_schema(&plan))?;
-    let input = options.input.clone();
     let max_bytes = options.max_object_bytes;
     let objects = files
         .into_iter()
-        .map(move |path| read_object(&input, &path, max_bytes));
+        .map(move |path| read_object(&root, &path, max_bytes));
     let stats = execute(&plan, &options.exec, objects, |finished| {
         writer.write(&finished)?;
         progress.inc(finished.len() as u64);
@@ -224,7 +229,21 @@ pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunEr
     })
 }
 
-fn list_files(dir: &Path) -> Result<Vec<PathBuf>, RunError> {
+/// Where the output file will be, with its directory resolved (`None` for
+/// standard output or a directory that does not exist).
+fn output_path(output: &Path) -> Option<PathBuf> {
+    if output == Path::new("-") {
+        return None;
+    }
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(parent.canonicalize().ok()?.join(output.file_name()?))
+}
+
+/// Every file under `dir` (a resolved path) but `skip`, in name order.
+fn list_files(dir: &Path, skip: Option<&Path>) -> Result<Vec<PathBuf>, RunError> {
     let input_error = |message: String| RunError::Input {
         path: dir.display().to_string(),
         message,
@@ -235,7 +254,7 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>, RunError> {
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| input_error(format!("cannot list: {e}")))?;
-        if entry.file_type().is_file() {
+        if entry.file_type().is_file() && Some(entry.path()) != skip {
             files.push(entry.into_path());
         }
     }
