@@ -57,6 +57,12 @@ pub struct EngineConfig {
     pub log_bytes: usize,
     /// Instances that may exist at once (pooling allocator slots).
     pub max_instances: u32,
+    /// Whether calls are interruptible: compiled code checks the epoch at
+    /// every function entry and loop header, which is what enforces
+    /// `call_timeout`. Only benchmarks turn this off, to measure what the
+    /// checks cost; without them a plugin that never returns keeps its
+    /// thread forever.
+    pub interruptible: bool,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +73,7 @@ impl Default for EngineConfig {
             call_timeout: Duration::from_secs(30),
             log_bytes: 256 * 1024,
             max_instances: 64,
+            interruptible: true,
         }
     }
 }
@@ -183,7 +190,7 @@ impl Engine {
         wasm.wasm_component_model(true)
             .memory_reservation(1 << 32)
             .memory_may_move(false)
-            .epoch_interruption(true)
+            .epoch_interruption(config.interruptible)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .max_wasm_stack(1 << 20);
         let engine = wasmtime::Engine::new(&wasm)?;
