@@ -1,15 +1,17 @@
 //! `hash-embed`: a fixed-dimension embedding by feature hashing of word
 //! unigrams, word bigrams and character n-grams, L2-normalised.
 //!
-//! Each feature is hashed (XXH3) to a dimension and a sign; counts are
-//! dampened (`1 + ln(count)`) before normalisation, so texts sharing words
-//! and word pieces have a high cosine similarity.
+//! Each feature is hashed with XXH64 to a dimension and a sign. XXH64 needs
+//! only 64-bit arithmetic, so it runs as fast in WebAssembly (which has no
+//! 64×64→128-bit multiply) as natively. Counts are dampened
+//! (`1 + ln(count)`) before normalisation, so texts sharing words and word
+//! pieces have a high cosine similarity.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use strata_sdk::prelude::*;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use xxhash_rust::xxh64::xxh64;
 
 /// The extractor.
 pub struct HashEmbed;
@@ -142,9 +144,7 @@ pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
         .collect();
     let mut counts: Counts = HashMap::with_capacity_and_hasher(words.len() * 8, Default::default());
     let mut add = |feature: &str, kind: u64, weight: f32| {
-        *counts
-            .entry(xxh3_64_with_seed(feature.as_bytes(), kind))
-            .or_default() += weight;
+        *counts.entry(xxh64(feature.as_bytes(), kind)).or_default() += weight;
     };
     // Buffers reused across words: no allocation per feature.
     let mut chars: Vec<char> = Vec::new();
@@ -189,7 +189,7 @@ pub fn embed(text: &str, config: &Config) -> (Option<Vec<f32>>, usize) {
     (Some(vector), words.len())
 }
 
-/// Feature counts keyed by feature hash. The keys are XXH3 hashes already,
+/// Feature counts keyed by feature hash. The keys are XXH64 hashes already,
 /// so the map uses them as they are instead of hashing them again.
 type Counts = HashMap<u64, f32, BuildHasherDefault<HashAsIs>>;
 
