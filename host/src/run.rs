@@ -197,7 +197,11 @@ pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunEr
     })?;
     // The output may sit inside the input directory, even from an earlier
     // run: it is never read as an object.
-    let files = list_files(&root, output_path(&options.output).as_deref())?;
+    let files = list_files(
+        &root,
+        &options.input,
+        output_path(&options.output).as_deref(),
+    )?;
     let progress = if options.progress {
         let bar =
             ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
@@ -242,10 +246,11 @@ fn output_path(output: &Path) -> Option<PathBuf> {
     Some(parent.canonicalize().ok()?.join(output.file_name()?))
 }
 
-/// Every file under `dir` (a resolved path) but `skip`, in name order.
-fn list_files(dir: &Path, skip: Option<&Path>) -> Result<Vec<PathBuf>, RunError> {
+/// Every file under `dir` (a resolved path; errors name it as `given`) but
+/// `skip`, in name order.
+fn list_files(dir: &Path, given: &Path, skip: Option<&Path>) -> Result<Vec<PathBuf>, RunError> {
     let input_error = |message: String| RunError::Input {
-        path: dir.display().to_string(),
+        path: given.display().to_string(),
         message,
     };
     if !dir.is_dir() {

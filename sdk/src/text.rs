@@ -4,11 +4,11 @@
 /// where an apostrophe (`'` or `’`) between two letters stays inside the
 /// word (`don't`, `l'homme`). Everything else separates words.
 ///
-/// This is the word rule of Unicode text segmentation (UAX #29) for text in
-/// composed form, without its number rules (`3.14` is two words) and without
-/// its dictionary rules for scripts written without spaces (a run of Han or
-/// Thai letters is one word). It makes one pass over the text and does not
-/// allocate.
+/// A simplification of Unicode word segmentation (UAX #29) for text in
+/// composed form: unlike it, `.` and `:` between letters or digits separate
+/// words (`e.g` and `3.14` are two words each), and a run of Han or Thai
+/// letters is one word (no dictionary). It makes one pass over the text and
+/// does not allocate.
 ///
 /// ```
 /// let words: Vec<&str> = strata_sdk::text::words("L'homme n'a pas 2 chats, don't-care_x!").collect();

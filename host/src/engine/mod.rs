@@ -327,9 +327,8 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
     }
 }
 
-/// Checks that the component exports a compatible `strata:extractor/extractor`.
-/// Checks that `component` exports a compatible extractor interface;
-/// returns that export's name.
+/// Checks that `component` exports a compatible
+/// `strata:extractor/extractor`; returns that export's name.
 fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<String, String> {
     let ty = component.component_type();
     let names: Vec<String> = ty
