@@ -114,12 +114,9 @@ impl Session for LangSession {
         let mut confidence = Float32Builder::new();
         let mut reliable = BooleanBuilder::new();
         for text in texts.iter() {
-            let sample = text.map(|t| match t.char_indices().nth(self.sample_chars) {
-                Some((cut, _)) => &t[..cut],
-                None => t,
-            });
-            let found = sample
-                .filter(|t| t.chars().filter(|c| c.is_alphabetic()).count() >= self.min_chars)
+            let found = text
+                .map(|t| sample(t, self.sample_chars))
+                .filter(|t| has_letters(t, self.min_chars))
                 .and_then(detect);
             match found {
                 Some(d) => {
@@ -149,6 +146,27 @@ impl Session for LangSession {
 }
 
 strata_sdk::export_extractor!(LangDetect);
+
+/// The first `chars` characters of `text`.
+fn sample(text: &str, chars: usize) -> &str {
+    // A text of at most `chars` bytes has at most `chars` characters.
+    if text.len() <= chars {
+        return text;
+    }
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// Whether `text` has at least `letters` letters.
+fn has_letters(text: &str, letters: usize) -> bool {
+    text.chars()
+        .filter(|c| c.is_alphabetic())
+        .take(letters)
+        .count()
+        >= letters
+}
 
 #[cfg(test)]
 mod tests {
@@ -190,6 +208,15 @@ mod tests {
             assert_eq!((d.code, d.name), (code, name), "{text}");
             assert!(d.confidence > 0.1, "{text}: {}", d.confidence);
         }
+    }
+
+    #[test]
+    fn samples_cut_at_characters_not_bytes() {
+        assert_eq!(sample("héllo wörld", 4), "héll");
+        assert_eq!(sample("héllo", 5), "héllo");
+        assert_eq!(sample("héllo", 50), "héllo");
+        assert!(has_letters("a1 b2 c3", 3));
+        assert!(!has_letters("a1 b2 33", 3));
     }
 
     #[test]
