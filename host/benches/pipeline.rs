@@ -8,6 +8,10 @@
 //!    session) with the pooling allocator.
 //! 4. Peak RSS while streaming many objects through the executor.
 //!
+//! Latencies (2, 3) are the fastest of several rounds, since other load on
+//! the machine only adds time; throughputs (1) are ratios measured side by
+//! side.
+//!
 //! Sizes: STRATA_BENCH_OBJECTS (default 20000), STRATA_BENCH_STREAM
 //! (default 100000). Prints a Markdown report on stdout.
 
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
     // 2. Boundary overhead.
     let identity = load("identity")?;
     println!("## 2. Boundary overhead (identity extractor, 1 KiB per row)\n");
+    println!("Calls on one instance; fastest of {ROUNDS} rounds.\n");
     println!("| rows per call | µs per call | µs per KiB of row data |\n|---|---|---|");
     for rows in [1usize, 64, 1024] {
         let batch = base_batch(&vec!["x".repeat(1024); rows]);
@@ -184,7 +189,7 @@ fn main() -> anyhow::Result<()> {
                 .process(&batch, &columns)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        let took = time(|| {
+        let took = fastest(|| {
             for _ in 0..calls {
                 instance
                     .process(&batch, &columns)
@@ -198,11 +203,11 @@ fn main() -> anyhow::Result<()> {
     println!("\nTarget: ≤ 0.3 µs per KiB of row data at 1024 rows.\n");
 
     // 3. Instantiation.
-    let opens = 5_000;
+    let opens = 1_000;
     for _ in 0..100 {
         drop(identity.open("{}").map_err(|e| anyhow::anyhow!("{e}"))?);
     }
-    let took = time(|| {
+    let took = fastest(|| {
         for _ in 0..opens {
             drop(identity.open("{}").map_err(|e| anyhow::anyhow!("{e}"))?);
         }
@@ -210,7 +215,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!("## 3. Instantiation\n");
     println!(
-        "Fresh store + instance (pooling allocator) + open session: **{:.1} µs** per unit of work (mean of {opens}; target ≤ 50 µs).\n",
+        "Fresh store + instance (pooling allocator) + open session: **{:.1} µs** per unit of work (mean of {opens}, fastest of {ROUNDS} rounds; target ≤ 50 µs).\n",
         took.as_secs_f64() * 1e6 / opens as f64
     );
 
@@ -258,6 +263,18 @@ fn time(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
     let started = Instant::now();
     f()?;
     Ok(started.elapsed())
+}
+
+/// Rounds of a latency measurement; the fastest counts. The machine may be
+/// shared, and other load only ever adds time.
+const ROUNDS: usize = 5;
+
+fn fastest(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        best = best.min(time(&mut f)?);
+    }
+    Ok(best)
 }
 
 fn native_call(name: &str, params: &str, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
