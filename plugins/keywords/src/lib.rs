@@ -180,9 +180,7 @@ fn is_delimiter(c: char) -> bool {
 fn is_address_or_link(token: &str) -> bool {
     token.contains('@')
         || token.starts_with("www.")
-        || token
-            .find(':')
-            .is_some_and(|at| token[at..].starts_with("://"))
+        || (token.contains(':') && token.contains("://"))
 }
 
 fn is_stop_word(word: &str) -> bool {
