@@ -37,11 +37,12 @@ fn main() -> anyhow::Result<()> {
     let objects = env_usize("STRATA_BENCH_OBJECTS", 20_000);
     let stream = env_usize("STRATA_BENCH_STREAM", 100_000);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let engine = Engine::new(EngineConfig {
+    let config = EngineConfig {
         cache_dir: Some(std::env::temp_dir().join("strata-bench-cache")),
         ..EngineConfig::default()
-    })?;
-    let load = |name: &str| -> anyhow::Result<Extractor> {
+    };
+    let engine = Engine::new(config.clone())?;
+    let load = |engine: &Engine, name: &str| -> anyhow::Result<Extractor> {
         let path = root.join("plugins/dist").join(format!("{name}.wasm"));
         let path = if path.exists() {
             path
@@ -52,6 +53,13 @@ fn main() -> anyhow::Result<()> {
         engine
             .load(&path)
             .with_context(|| format!("loading {name} (run `make plugins`)"))
+    };
+    let text_plan = |engine: &Engine| -> anyhow::Result<Plan> {
+        let extractors = TEXT_PIPELINE
+            .iter()
+            .map(|(n, p)| load(engine, n).map(|e| (e, (*p).to_owned())))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Plan::new(extractors)?)
     };
     let corpus = corpus(objects);
     let kb: f64 = corpus.iter().map(|t| t.len()).sum::<usize>() as f64 / 1024.0;
@@ -64,28 +72,14 @@ fn main() -> anyhow::Result<()> {
 
     // 1. WASM vs native, single-threaded, same batches, interleaved so
     // that noise on the machine hits both alike.
-    let extractors: Vec<(Extractor, String)> = TEXT_PIPELINE
-        .iter()
-        .map(|(n, p)| load(n).map(|e| (e, (*p).to_owned())))
-        .collect::<anyhow::Result<_>>()?;
-    let plan = Plan::new(extractors)?;
+    let plan = text_plan(&engine)?;
     let steps: Vec<&Step> = plan.steps().collect();
     // The same components on an engine without epoch checks: a diagnostic
     // of what deadline enforcement costs, never a way to run plugins.
-    let unchecked_engine = Engine::new(EngineConfig {
-        cache_dir: Some(std::env::temp_dir().join("strata-bench-cache")),
+    let unchecked_plan = text_plan(&Engine::new(EngineConfig {
         interruptible: false,
-        ..EngineConfig::default()
-    })?;
-    let unchecked_plan = Plan::new(
-        TEXT_PIPELINE
-            .iter()
-            .map(|(n, p)| {
-                let path = root.join("plugins/dist").join(format!("{n}.wasm"));
-                Ok((unchecked_engine.load(&path)?, (*p).to_owned()))
-            })
-            .collect::<anyhow::Result<_>>()?,
-    )?;
+        ..config
+    })?)?;
     let unchecked_steps: Vec<&Step> = unchecked_plan.steps().collect();
     let names = |steps: &[&Step]| -> Vec<String> {
         steps
@@ -175,7 +169,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 2. Boundary overhead.
-    let identity = load("identity")?;
+    let identity = load(&engine, "identity")?;
     println!("## 2. Boundary overhead (identity extractor, 1 KiB per row)\n");
     println!("Calls on one instance; fastest of {ROUNDS} rounds.\n");
     println!("| rows per call | µs per call | µs per KiB of row data |\n|---|---|---|");

@@ -319,6 +319,9 @@ pub fn sniff_mime(path: &Path, bytes: &[u8]) -> String {
     }
 }
 
+/// Any error of the output's writers, before it becomes a [`RunError`].
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 enum OutputWriter {
     JsonLines(Box<dyn Write>, String),
     Parquet(Box<ArrowWriter<File>>, String),
@@ -369,30 +372,28 @@ impl OutputWriter {
             OutputWriter::JsonLines(out, _) => finished.documents().iter().try_for_each(|doc| {
                 serde_json::to_writer(&mut *out, doc)?;
                 out.write_all(b"\n")?;
-                Ok::<(), anyhow::Error>(())
+                Ok::<(), BoxError>(())
             }),
             OutputWriter::Parquet(writer, _) => finished
                 .record_batch()
-                .map_err(anyhow::Error::from)
+                .map_err(BoxError::from)
                 .and_then(|batch| Ok(writer.write(&batch)?)),
         };
         result.map_err(|e| RunError::Output {
             path: self.path().to_owned(),
-            message: format!("{e:#}"),
+            message: e.to_string(),
         })
     }
 
     fn finish(self) -> Result<(), RunError> {
         let path = self.path().to_owned();
         let result = match self {
-            OutputWriter::JsonLines(mut out, _) => out.flush().map_err(anyhow::Error::from),
-            OutputWriter::Parquet(writer, _) => {
-                writer.close().map(|_| ()).map_err(anyhow::Error::from)
-            }
+            OutputWriter::JsonLines(mut out, _) => out.flush().map_err(BoxError::from),
+            OutputWriter::Parquet(writer, _) => writer.close().map(|_| ()).map_err(BoxError::from),
         };
         result.map_err(|e| RunError::Output {
             path,
-            message: format!("{e:#}"),
+            message: e.to_string(),
         })
     }
 }
