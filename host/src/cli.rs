@@ -47,6 +47,50 @@ enum Command {
     /// Inspect and check extractor components.
     #[command(subcommand)]
     Extractor(ExtractorCommand),
+    /// Serve the batch REST API and process submitted batches.
+    ///
+    /// On first start it creates namespace `default` and an admin key, which
+    /// it prints once and saves in `<data-dir>/admin.key` (mode 0600). Set
+    /// STRATA_ADMIN_KEY to choose the admin key instead.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where the embedded backends keep metadata, documents and contents.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Largest object content accepted by an upload, in MiB.
+    #[arg(long, env = "STRATA_MAX_OBJECT_MB", default_value_t = 512)]
+    max_object_mb: u64,
+    /// Largest JSON request body accepted (other than uploads), in MiB.
+    #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 16)]
+    max_body_mb: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print its secret (shown only once).
+    Create {
+        /// Data directory of the server.
+        #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
+        data_dir: PathBuf,
+        /// Namespace (id or name) the key may act in.
+        #[arg(long, default_value = "default", conflicts_with = "admin")]
+        namespace: String,
+        /// Create an admin key: acts in every namespace, manages namespaces and keys.
+        #[arg(long)]
+        admin: bool,
+        /// Free text, e.g. who uses the key.
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +218,29 @@ fn init_logging(format: LogFormat) {
 
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve_command(args),
+        Command::Keys(KeysCommand::Create {
+            data_dir,
+            namespace,
+            admin,
+            name,
+        }) => runtime()?.block_on(async {
+            let backends = crate::serve::open_backends(&data_dir)?;
+            let store = backends.store.as_ref();
+            crate::serve::bootstrap(store, None).await?;
+            let namespace_id = if admin {
+                None
+            } else {
+                let ns = store.namespace(&namespace).await?.with_context(|| {
+                    format!("no namespace `{namespace}` in {}", store.describe())
+                })?;
+                Some(ns.namespace_id)
+            };
+            let (key, secret) = crate::keys::create(store, name, admin, namespace_id).await?;
+            eprintln!("created key {}", key.key_id);
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Run(args) => run_command(args),
         Command::Extractor(ExtractorCommand::Inspect { file, json, engine }) => {
             let extractor = engine.engine()?.load(&file)?;
@@ -199,6 +266,52 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = crate::serve::ServeConfig::new(args.data_dir);
+    config.admin_key = std::env::var("STRATA_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config.max_object_bytes = args.max_object_mb << 20;
+    config.max_body_bytes = args.max_body_mb << 20;
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        crate::serve::run(config, listener, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {

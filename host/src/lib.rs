@@ -8,9 +8,14 @@
 //! - [`run`] is `strata run`: a pipeline over a directory of files, without
 //!   a server.
 
+pub mod api;
+pub mod blob;
 pub mod cli;
 pub mod engine;
+pub mod keys;
 pub mod run;
+pub mod serve;
+pub mod store;
 
 pub use engine::executor::{Document, ExecOptions, ObjectInput, Stats, execute};
 pub use engine::planner::{Plan, PlanError};

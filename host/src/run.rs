@@ -305,6 +305,7 @@ pub fn object_id(key: &str) -> String {
 
 /// The MIME type of a file: from its extension, else from its first bytes,
 /// else `text/plain` for UTF-8 and `application/octet-stream` for the rest.
+/// `bytes` may be only the first bytes of the content.
 pub fn sniff_mime(path: &Path, bytes: &[u8]) -> String {
     if let Some(mime) = mime_guess::from_path(path).first() {
         return mime.essence_str().to_owned();
@@ -312,7 +313,12 @@ pub fn sniff_mime(path: &Path, bytes: &[u8]) -> String {
     if let Some(kind) = infer::get(bytes) {
         return kind.mime_type().to_owned();
     }
-    if std::str::from_utf8(bytes).is_ok() {
+    // `bytes` may be the head of a longer content, cut inside a character.
+    let utf8 = match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    };
+    if utf8 {
         "text/plain".to_owned()
     } else {
         "application/octet-stream".to_owned()

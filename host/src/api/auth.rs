@@ -1,0 +1,98 @@
+//! Who is calling, and in which namespace.
+//!
+//! Every `/v1` call carries `Authorization: Bearer <key>`. Keys are stored as
+//! the SHA-256 of their secret; the secret is shown once, on creation.
+//! `X-Namespace` (id or name) selects the namespace; without it a key acts
+//! in its own namespace, and an admin key in `default`.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::keys::hash_secret;
+use crate::serve::DEFAULT_NAMESPACE;
+use crate::store::{ApiKey, Namespace};
+
+/// An authenticated caller acting in one namespace.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key used.
+    pub key: ApiKey,
+    /// The namespace acted in.
+    pub namespace: Namespace,
+}
+
+/// An authenticated caller holding an admin key.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing `Authorization: Bearer <key>` header"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| unauthorized("the `Authorization` header must be `Bearer <key>`"))?;
+        let key = state
+            .store
+            .key_by_hash(&hash_secret(secret))
+            .await?
+            .ok_or_else(|| unauthorized("unknown API key"))?;
+        let wanted = match parts.headers.get("x-namespace") {
+            Some(v) => v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("`X-Namespace` must be text"))?
+                .trim()
+                .to_owned(),
+            None => key
+                .namespace_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        };
+        let forbidden = || {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this key may not act in namespace `{wanted}`"),
+            )
+        };
+        let namespace = match state.store.namespace(&wanted).await? {
+            Some(ns) if key.allows(&ns.namespace_id) => ns,
+            Some(_) => return Err(forbidden()),
+            None if key.admin => return Err(ApiError::not_found("namespace", &wanted)),
+            None => return Err(forbidden()),
+        };
+        Ok(Caller { key, namespace })
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.key.admin {
+            Ok(Admin(caller))
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this call needs an admin key",
+            ))
+        }
+    }
+}

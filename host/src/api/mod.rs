@@ -1,0 +1,192 @@
+//! The REST API: the only module that knows HTTP.
+//!
+//! One [`AppState`] holds the backends; [`router`] maps every route. Errors
+//! are RFC 9457 problem documents ([`error`]); lists share one pagination
+//! ([`ListParams`], [`List`]).
+
+pub mod auth;
+pub mod buckets;
+pub mod error;
+pub mod health;
+pub mod namespaces;
+pub mod objects;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+pub use error::{ApiError, ApiResult};
+
+use crate::blob::BlobStore;
+use crate::store::{Page, PageRequest, Store};
+
+/// Everything a handler needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Metadata, tasks and documents.
+    pub store: Arc<dyn Store>,
+    /// Object contents and artifacts.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Where uploads are spooled before they reach the blob store.
+    pub spool_dir: PathBuf,
+    /// Largest object content accepted, in bytes.
+    pub max_object_bytes: u64,
+    /// Largest JSON body accepted (other than object uploads), in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let json_limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
+    Router::new()
+        .merge(health::routes())
+        .merge(namespaces::routes())
+        .merge(buckets::routes())
+        .layer(json_limit)
+        .merge(objects::routes(&state))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not-found",
+                "no such route",
+            )
+        })
+        .with_state(state)
+}
+
+/// A JSON body whose rejections are problem documents.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A query string whose rejections are problem documents.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+/// Pagination of every list: `?limit=N&page_token=T`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Most results per page (1–1000, default 50).
+    pub limit: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// One page of results.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct List<T> {
+    /// The results of this page.
+    pub results: Vec<T>,
+    /// Pass as `page_token` for the next page; null on the last page.
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Token {
+    /// Which list (and filter) the token belongs to.
+    l: String,
+    /// Sort key of the last result returned.
+    a: String,
+}
+
+impl ListParams {
+    /// The page asked for, of the list named `list` (with its filters).
+    pub fn page(&self, list: &str) -> ApiResult<PageRequest> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 {
+            return Err(ApiError::invalid("limit", "must be at least 1"));
+        }
+        let after = match &self.page_token {
+            None => None,
+            Some(token) => {
+                let bad = || {
+                    ApiError::bad_request(format!("invalid `page_token` for this list: `{token}`"))
+                };
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .map_err(|_| bad())?;
+                let token: Token = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+                if token.l != list {
+                    return Err(bad());
+                }
+                Some(token.a)
+            }
+        };
+        Ok(PageRequest {
+            limit: limit.min(MAX_LIMIT),
+            after,
+        })
+    }
+}
+
+impl<T> List<T> {
+    /// The response for `page` of the list named `list`, mapping records.
+    pub fn of<R>(page: Page<R>, list: &str, f: impl FnMut(R) -> T) -> Self {
+        let next_page_token = page.next.map(|a| {
+            let token = Token {
+                l: list.to_owned(),
+                a,
+            };
+            let json = serde_json::to_vec(&token).unwrap_or_default();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+        });
+        List {
+            results: page.items.into_iter().map(f).collect(),
+            next_page_token,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_belong_to_one_list() {
+        let page = Page {
+            items: vec![1, 2],
+            next: Some("bkt_2".to_owned()),
+        };
+        let list = List::of(page, "buckets", |x| x);
+        let token = list.next_page_token.expect("a next page");
+        let params = ListParams {
+            limit: Some(2),
+            page_token: Some(token.clone()),
+        };
+        assert_eq!(
+            params.page("buckets").expect("valid").after.as_deref(),
+            Some("bkt_2")
+        );
+        assert_eq!(params.page("objects").expect_err("other list").status, 400);
+        let garbage = ListParams {
+            limit: None,
+            page_token: Some("%%%".into()),
+        };
+        assert_eq!(garbage.page("buckets").expect_err("garbage").status, 400);
+        let zero = ListParams {
+            limit: Some(0),
+            page_token: None,
+        };
+        assert_eq!(zero.page("buckets").expect_err("zero").status, 422);
+        let huge = ListParams {
+            limit: Some(1 << 30),
+            page_token: None,
+        };
+        assert_eq!(huge.page("buckets").expect("clamped").limit, MAX_LIMIT);
+    }
+}

@@ -1,0 +1,126 @@
+//! Namespaces and API keys (admin keys only).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Admin;
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use crate::keys;
+use crate::store::{ApiKey, Namespace, new_id, now};
+
+/// Routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/namespaces",
+            post(create_namespace).get(list_namespaces),
+        )
+        .route("/v1/api-keys", post(create_key))
+}
+
+/// `POST /v1/namespaces` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNamespace {
+    /// Unique name: letters, digits, `-` and `_`, up to 64.
+    pub name: String,
+}
+
+/// Checks a resource name: 1–64 of letters, digits, `-`, `_` and `.`, not
+/// starting with a prefix that ids use.
+pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name.len() > 64 || !ok_chars {
+        return Err(ApiError::invalid(
+            field,
+            "must be 1–64 letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/namespaces`: creates a namespace.
+#[utoipa::path(post, path = "/v1/namespaces", tag = "namespaces", request_body = CreateNamespace,
+    responses((status = 201, body = Namespace), (status = 409, body = super::error::Problem)))]
+pub async fn create_namespace(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Json(body): Json<CreateNamespace>,
+) -> ApiResult<(StatusCode, Json<Namespace>)> {
+    check_name("name", &body.name)?;
+    let ns = Namespace {
+        namespace_id: new_id("ns"),
+        name: body.name,
+        created_at: now(),
+    };
+    state.store.create_namespace(&ns).await?;
+    tracing::info!(namespace = %ns.name, id = %ns.namespace_id, "namespace created");
+    Ok((StatusCode::CREATED, Json(ns)))
+}
+
+/// `GET /v1/namespaces`.
+#[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces", params(ListParams),
+    responses((status = 200, body = List<Namespace>)))]
+pub async fn list_namespaces(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<List<Namespace>>> {
+    let page = state
+        .store
+        .list_namespaces(&params.page("namespaces")?)
+        .await?;
+    Ok(Json(List::of(page, "namespaces", |n| n)))
+}
+
+/// `POST /v1/api-keys` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// Free text, e.g. who uses the key.
+    pub name: Option<String>,
+    /// Namespace (id or name) the key may act in; default: the caller's.
+    pub namespace: Option<String>,
+    /// An admin key acts in every namespace and manages namespaces and keys.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// A created key with its secret, shown only here.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The key.
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// Send as `Authorization: Bearer <secret>`. Not retrievable later.
+    pub secret: String,
+}
+
+/// `POST /v1/api-keys`: creates a key (admin keys only).
+#[utoipa::path(post, path = "/v1/api-keys", tag = "namespaces", request_body = CreateKey,
+    responses((status = 201, body = CreatedKey)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let namespace_id = if body.admin {
+        None
+    } else {
+        let ns = match &body.namespace {
+            Some(wanted) => state.store.namespace(wanted).await?.ok_or_else(|| {
+                ApiError::invalid("namespace", format!("no namespace `{wanted}`"))
+            })?,
+            None => caller.namespace,
+        };
+        Some(ns.namespace_id)
+    };
+    let (key, secret) =
+        keys::create(state.store.as_ref(), body.name, body.admin, namespace_id).await?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
+}

@@ -1,0 +1,443 @@
+//! Objects of a bucket: upload (multipart or JSON), list, read, delete.
+//!
+//! An upload's content is written to the blob store under a key of its own
+//! before the record is inserted, so a failed or conflicting upload never
+//! touches another object's content, and a record always has its content.
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+use super::auth::Caller;
+use super::buckets::find_bucket;
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use crate::blob::object_key;
+use crate::run::sniff_mime;
+use crate::store::{Bucket, ObjectRecord, new_id, now};
+
+/// Routes, with a body limit sized for uploads.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    // Base64 in JSON takes 4 bytes per 3, plus the other fields.
+    let limit = usize::try_from(state.max_object_bytes / 3 * 4)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
+    Router::new()
+        .route(
+            "/v1/buckets/{bucket}/objects",
+            get(list_objects).post(create_object),
+        )
+        .route(
+            "/v1/buckets/{bucket}/objects/{object_id}",
+            get(get_object).delete(delete_object),
+        )
+        .route(
+            "/v1/buckets/{bucket}/objects/{object_id}/content",
+            get(get_content),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+}
+
+/// `POST …/objects` as JSON.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateObject {
+    /// Id of your choice, unique in the bucket (default: a new `obj_…`).
+    pub object_id: Option<String>,
+    /// Name of the object, e.g. a path (default: the object id).
+    pub key: Option<String>,
+    /// MIME type (default: sniffed from the key and the content).
+    pub mime_type: Option<String>,
+    /// Content as text (UTF-8). Exactly one of `text` and `content_base64`.
+    pub text: Option<String>,
+    /// Content as base64.
+    pub content_base64: Option<String>,
+    /// Your metadata: a JSON object, kept in every document of the object.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// The fields of an upload, whichever way it came.
+struct Upload {
+    object_id: Option<String>,
+    key: Option<String>,
+    mime_type: Option<String>,
+    metadata: Option<Value>,
+    content: Content,
+}
+
+enum Content {
+    Bytes(Bytes),
+    /// Spooled to a file: path, size, SHA-256, first bytes.
+    File(SpoolFile, u64, String, Vec<u8>),
+}
+
+/// A spooled upload, removed when dropped unless it was moved away.
+struct SpoolFile(PathBuf);
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Bytes kept for MIME sniffing.
+const HEAD: usize = 8192;
+
+fn check_object_id(id: &str) -> ApiResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id != "."
+        && id != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "object_id",
+            "must be 1–128 letters, digits, `-`, `_` or `.`",
+        ))
+    }
+}
+
+fn check_mime(mime: &str) -> ApiResult<String> {
+    let mime = mime.trim().to_ascii_lowercase();
+    match mime.parse::<mime_guess::mime::Mime>() {
+        Ok(_) => Ok(mime),
+        Err(_) => Err(ApiError::invalid(
+            "mime_type",
+            format!("`{mime}` is not a MIME type"),
+        )),
+    }
+}
+
+fn check_metadata(metadata: Option<Value>) -> ApiResult<Option<Value>> {
+    match metadata {
+        None | Some(Value::Null) => Ok(None),
+        Some(m @ Value::Object(_)) => Ok(Some(m)),
+        Some(_) => Err(ApiError::invalid("metadata", "must be a JSON object")),
+    }
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        format!("the object's content is larger than the server accepts ({max} bytes)"),
+    )
+}
+
+/// `POST /v1/buckets/{bucket}/objects`: uploads an object, as
+/// `multipart/form-data` (a `file` part, optional `metadata` JSON,
+/// `object_id`, `key`, `mime_type`) or as JSON ([`CreateObject`]).
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/objects", tag = "objects",
+    params(("bucket" = String, Path, description = "bucket id or name")),
+    request_body(content(
+        (CreateObject = "application/json"),
+        (Object = "multipart/form-data"))),
+    responses((status = 201, body = ObjectRecord), (status = 409, body = super::error::Problem),
+        (status = 413, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn create_object(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bucket): Path<String>,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<ObjectRecord>)> {
+    let bucket = find_bucket(&state, &caller, &bucket).await?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let upload = if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        read_multipart(&state, multipart).await?
+    } else {
+        let Json(body) = Json::<CreateObject>::from_request(request, &state).await?;
+        json_upload(&state, body)?
+    };
+    let object = store_upload(&state, &bucket, upload).await?;
+    Ok((StatusCode::CREATED, Json(object)))
+}
+
+fn json_upload(state: &AppState, body: CreateObject) -> ApiResult<Upload> {
+    let content = match (body.text, body.content_base64) {
+        (Some(text), None) => Bytes::from(text),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map(Bytes::from)
+            .map_err(|e| ApiError::invalid("content_base64", format!("not base64: {e}")))?,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "text",
+                "give `text` or `content_base64`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "text",
+                "give the content as `text` or `content_base64`",
+            ));
+        }
+    };
+    if content.len() as u64 > state.max_object_bytes {
+        return Err(too_large(state.max_object_bytes));
+    }
+    Ok(Upload {
+        object_id: body.object_id,
+        key: body.key,
+        mime_type: body.mime_type,
+        metadata: body.metadata,
+        content: Content::Bytes(content),
+    })
+}
+
+async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult<Upload> {
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(state.max_object_bytes)
+        } else {
+            ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+        }
+    };
+    let mut upload = Upload {
+        object_id: None,
+        key: None,
+        mime_type: None,
+        metadata: None,
+        content: Content::Bytes(Bytes::new()),
+    };
+    let mut file_seen = false;
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "file" => {
+                if file_seen {
+                    return Err(ApiError::invalid("file", "give one `file` part"));
+                }
+                file_seen = true;
+                if upload.key.is_none() {
+                    upload.key = field.file_name().map(str::to_owned);
+                }
+                let part_type = field
+                    .content_type()
+                    .filter(|t| !t.eq_ignore_ascii_case("application/octet-stream"))
+                    .map(str::to_owned);
+                if upload.mime_type.is_none() {
+                    upload.mime_type = part_type;
+                }
+                let spool = SpoolFile(state.spool_dir.join(new_id("upload")));
+                let mut file = tokio::fs::File::create(&spool.0)
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?;
+                let (mut size, mut hash, mut head) = (0u64, Sha256::new(), Vec::new());
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    size += chunk.len() as u64;
+                    if size > state.max_object_bytes {
+                        return Err(too_large(state.max_object_bytes));
+                    }
+                    hash.update(&chunk);
+                    if head.len() < HEAD {
+                        head.extend_from_slice(&chunk[..chunk.len().min(HEAD - head.len())]);
+                    }
+                    file.write_all(&chunk)
+                        .await
+                        .map_err(|e| ApiError::internal(&e))?;
+                }
+                file.flush().await.map_err(|e| ApiError::internal(&e))?;
+                upload.content = Content::File(spool, size, hex::encode(hash.finalize()), head);
+            }
+            "metadata" | "object_id" | "key" | "mime_type" => {
+                let text = field.text().await.map_err(bad)?;
+                match name.as_str() {
+                    "metadata" => {
+                        let value = serde_json::from_str(&text)
+                            .map_err(|e| ApiError::invalid("metadata", format!("not JSON: {e}")))?;
+                        upload.metadata = Some(value);
+                    }
+                    "object_id" => upload.object_id = Some(text),
+                    "key" => upload.key = Some(text),
+                    _ => upload.mime_type = Some(text),
+                }
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    "unknown part; expected file, metadata, object_id, key or mime_type",
+                ));
+            }
+        }
+    }
+    if !file_seen {
+        return Err(ApiError::invalid("file", "missing the `file` part"));
+    }
+    Ok(upload)
+}
+
+async fn store_upload(
+    state: &AppState,
+    bucket: &Bucket,
+    upload: Upload,
+) -> ApiResult<ObjectRecord> {
+    let object_id = match upload.object_id {
+        Some(id) => {
+            check_object_id(&id)?;
+            id
+        }
+        None => new_id("obj"),
+    };
+    let metadata = check_metadata(upload.metadata)?;
+    let key = upload.key.unwrap_or_else(|| object_id.clone());
+    if key.is_empty() || key.len() > 1024 {
+        return Err(ApiError::invalid("key", "must be 1–1024 bytes"));
+    }
+    let head = match &upload.content {
+        Content::Bytes(b) => &b[..b.len().min(HEAD)],
+        Content::File(_, _, _, head) => &head[..],
+    };
+    let mime_type = match upload.mime_type {
+        Some(m) => check_mime(&m)?,
+        None => sniff_mime(std::path::Path::new(&key), head),
+    };
+    let blob_key = format!(
+        "{}/{}",
+        object_key(&bucket.namespace_id, &bucket.bucket_id, &object_id),
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let (size_bytes, sha256) = match upload.content {
+        Content::Bytes(bytes) => {
+            let digest = hex::encode(Sha256::digest(&bytes));
+            let size = bytes.len() as u64;
+            state.blobs.put_bytes(&blob_key, bytes).await?;
+            (size, digest)
+        }
+        Content::File(spool, size, digest, _) => {
+            state.blobs.put_file(&blob_key, &spool.0).await?;
+            (size, digest)
+        }
+    };
+    let object = ObjectRecord {
+        object_id,
+        bucket_id: bucket.bucket_id.clone(),
+        namespace_id: bucket.namespace_id.clone(),
+        key,
+        mime_type,
+        size_bytes,
+        sha256,
+        metadata,
+        blob_key: blob_key.clone(),
+        created_at: now(),
+    };
+    if let Err(e) = state.store.create_object(&object).await {
+        if let Err(cleanup) = state.blobs.delete(&blob_key).await {
+            tracing::warn!(error = %cleanup, "an unrecorded upload stays in the blob store");
+        }
+        return Err(e.into());
+    }
+    Ok(object)
+}
+
+async fn find_object(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    object_id: &str,
+) -> ApiResult<ObjectRecord> {
+    let bucket = find_bucket(state, caller, bucket).await?;
+    state
+        .store
+        .object(&bucket.bucket_id, object_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("object", object_id))
+}
+
+/// `GET /v1/buckets/{bucket}/objects`.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/objects", tag = "objects",
+    params(("bucket" = String, Path, description = "bucket id or name"), ListParams),
+    responses((status = 200, body = List<ObjectRecord>)))]
+pub async fn list_objects(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bucket): Path<String>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<List<ObjectRecord>>> {
+    let bucket = find_bucket(&state, &caller, &bucket).await?;
+    let page = state
+        .store
+        .list_objects(&bucket.bucket_id, &params.page("objects")?)
+        .await?;
+    Ok(Json(List::of(page, "objects", |o| o)))
+}
+
+/// `GET /v1/buckets/{bucket}/objects/{object_id}`.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/objects/{object_id}", tag = "objects",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("object_id" = String, Path)),
+    responses((status = 200, body = ObjectRecord), (status = 404, body = super::error::Problem)))]
+pub async fn get_object(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, object_id)): Path<(String, String)>,
+) -> ApiResult<Json<ObjectRecord>> {
+    Ok(Json(
+        find_object(&state, &caller, &bucket, &object_id).await?,
+    ))
+}
+
+/// `GET /v1/buckets/{bucket}/objects/{object_id}/content`: the bytes, with
+/// the object's MIME type and its SHA-256 as ETag.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/objects/{object_id}/content", tag = "objects",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("object_id" = String, Path)),
+    responses((status = 200, description = "the content"), (status = 404, body = super::error::Problem)))]
+pub async fn get_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, object_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let object = find_object(&state, &caller, &bucket, &object_id).await?;
+    let reader = state.blobs.open(&object.blob_key).await?;
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&object.mime_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.size_bytes));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", object.sha256)) {
+        headers.insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+/// `DELETE /v1/buckets/{bucket}/objects/{object_id}`.
+#[utoipa::path(delete, path = "/v1/buckets/{bucket}/objects/{object_id}", tag = "objects",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("object_id" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::Problem)))]
+pub async fn delete_object(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, object_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let bucket = find_bucket(&state, &caller, &bucket).await?;
+    let blob_key = state
+        .store
+        .delete_object(&bucket.bucket_id, &object_id)
+        .await?;
+    if let Err(e) = state.blobs.delete(&blob_key).await {
+        tracing::warn!(error = %e, "a deleted object's content stays behind");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,128 @@
+//! Blobs as files under one directory.
+//!
+//! A write goes to a temporary file in the same directory tree and is
+//! renamed into place, so a reader never sees half a blob.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{BlobError, BlobReader, BlobStore, Result, check_key};
+
+/// Blobs under a root directory.
+#[derive(Debug, Clone)]
+pub struct LocalBlobs {
+    root: PathBuf,
+}
+
+impl LocalBlobs {
+    /// Uses (creating when missing) `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root.join(".tmp"))
+            .map_err(|e| BlobError::backend(&root.display().to_string(), e))?;
+        Ok(LocalBlobs {
+            root: root.to_owned(),
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// A fresh temporary path beside the blobs (same file system).
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join(".tmp")
+            .join(ulid::Ulid::new().to_string().to_lowercase())
+    }
+
+    /// Renames `temp` to the blob's path; removes `temp` when that fails.
+    async fn install(&self, key: &str, temp: &Path) -> Result<()> {
+        let installed = self.rename_into_place(key, temp).await;
+        if installed.is_err() {
+            let _ = tokio::fs::remove_file(temp).await;
+        }
+        installed
+    }
+
+    async fn rename_into_place(&self, key: &str, temp: &Path) -> Result<()> {
+        let path = self.path(key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| BlobError::backend(key, e))?;
+        }
+        tokio::fs::rename(temp, &path)
+            .await
+            .map_err(|e| BlobError::backend(key, e))
+    }
+}
+
+fn read_error(key: &str, e: std::io::Error) -> BlobError {
+    if e.kind() == ErrorKind::NotFound {
+        BlobError::NotFound(key.to_owned())
+    } else {
+        BlobError::backend(key, e)
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobs {
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let probe = self.temp_path();
+        tokio::fs::write(&probe, b"")
+            .await
+            .map_err(|e| BlobError::backend(".tmp", e))?;
+        tokio::fs::remove_file(&probe)
+            .await
+            .map_err(|e| BlobError::backend(".tmp", e))
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        check_key(key)?;
+        let temp = self.temp_path();
+        // Same file system: a rename; otherwise a copy first.
+        if tokio::fs::rename(path, &temp).await.is_err() {
+            tokio::fs::copy(path, &temp)
+                .await
+                .map_err(|e| BlobError::backend(key, e))?;
+        }
+        self.install(key, &temp).await
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<()> {
+        check_key(key)?;
+        let temp = self.temp_path();
+        tokio::fs::write(&temp, &bytes)
+            .await
+            .map_err(|e| BlobError::backend(key, e))?;
+        self.install(key, &temp).await
+    }
+
+    async fn open(&self, key: &str) -> Result<BlobReader> {
+        let file = tokio::fs::File::open(self.path(key)?)
+            .await
+            .map_err(|e| read_error(key, e))?;
+        Ok(Box::pin(file))
+    }
+
+    async fn read(&self, key: &str) -> Result<Vec<u8>> {
+        tokio::fs::read(self.path(key)?)
+            .await
+            .map_err(|e| read_error(key, e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(BlobError::backend(key, e)),
+            _ => Ok(()),
+        }
+    }
+}

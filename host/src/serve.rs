@@ -1,0 +1,173 @@
+//! `strata serve`: the batch service on its backends.
+//!
+//! [`run`] serves on a given listener until a shutdown future resolves, so
+//! tests start the real server on port 0.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::blob::{BlobStore, LocalBlobs};
+use crate::keys;
+use crate::store::{Namespace, SqliteStore, Store, StoreError, new_id, now};
+
+/// Name of the namespace created on first start.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Settings of `strata serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where the embedded backends keep everything.
+    pub data_dir: PathBuf,
+    /// The admin key to accept (instead of generating one on first start).
+    pub admin_key: Option<String>,
+    /// Largest object content accepted, in bytes.
+    pub max_object_bytes: u64,
+    /// Largest JSON body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl ServeConfig {
+    /// Defaults with everything under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServeConfig {
+            data_dir,
+            admin_key: None,
+            max_object_bytes: 512 << 20,
+            max_body_bytes: 16 << 20,
+        }
+    }
+}
+
+/// The storage backends.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// Metadata, tasks and documents.
+    pub store: Arc<dyn Store>,
+    /// Object contents and artifacts.
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+/// Opens the embedded backends under `data_dir`.
+pub fn open_backends(data_dir: &Path) -> anyhow::Result<Backends> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let db = data_dir.join("strata.db");
+    let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let blob_dir = data_dir.join("blobs");
+    let blobs = LocalBlobs::open(&blob_dir)
+        .with_context(|| format!("opening blob directory {}", blob_dir.display()))?;
+    Ok(Backends {
+        store: Arc::new(store),
+        blobs: Arc::new(blobs),
+    })
+}
+
+/// Creates the default namespace and the admin key when missing. Returns
+/// a newly generated admin key's secret (to be shown once).
+pub async fn bootstrap(
+    store: &dyn Store,
+    admin_key: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if store.namespace(DEFAULT_NAMESPACE).await?.is_none() {
+        let ns = Namespace {
+            namespace_id: new_id("ns"),
+            name: DEFAULT_NAMESPACE.to_owned(),
+            created_at: now(),
+        };
+        match store.create_namespace(&ns).await {
+            // Another process created it meanwhile.
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(secret) = admin_key {
+        anyhow::ensure!(
+            secret.len() >= 16,
+            "STRATA_ADMIN_KEY must be at least 16 characters"
+        );
+        if store
+            .key_by_hash(&keys::hash_secret(secret))
+            .await?
+            .is_none()
+        {
+            keys::store_key(
+                store,
+                secret,
+                Some("admin (STRATA_ADMIN_KEY)".into()),
+                true,
+                None,
+            )
+            .await?;
+        }
+        return Ok(None);
+    }
+    if store.has_admin_key().await? {
+        return Ok(None);
+    }
+    let (_, secret) = keys::create(store, Some("admin".into()), true, None).await?;
+    Ok(Some(secret))
+}
+
+/// Writes the admin key to `<data_dir>/admin.key`, readable by its owner only.
+fn save_admin_key(data_dir: &Path, secret: &str) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    let path = data_dir.join("admin.key");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let backends = open_backends(&config.data_dir)?;
+    backends
+        .store
+        .ping()
+        .await
+        .with_context(|| format!("store {} does not answer", backends.store.describe()))?;
+    backends
+        .blobs
+        .ping()
+        .await
+        .with_context(|| format!("blob store {} does not answer", backends.blobs.describe()))?;
+    if let Some(secret) = bootstrap(backends.store.as_ref(), config.admin_key.as_deref()).await? {
+        let path = save_admin_key(&config.data_dir, &secret)?;
+        println!(
+            "admin key (shown once, saved in {}): {secret}",
+            path.display()
+        );
+    }
+    let spool_dir = config.data_dir.join("spool");
+    std::fs::create_dir_all(&spool_dir)
+        .with_context(|| format!("creating {}", spool_dir.display()))?;
+    let state = AppState {
+        store: backends.store.clone(),
+        blobs: backends.blobs.clone(),
+        spool_dir,
+        max_object_bytes: config.max_object_bytes,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
+    println!("strata listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}
