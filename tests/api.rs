@@ -439,3 +439,181 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+const TEXT_PIPELINE: &str = r#"[
+    {"name": "text-extract"},
+    {"name": "lang-detect"},
+    {"name": "keywords", "params": {"k": 5}},
+    {"name": "hash-embed", "version": "1.0.0", "params": {"dim": 64}},
+    {"name": "entities"}
+]"#;
+
+#[tokio::test]
+async fn extractors_are_listed_with_their_manifests() {
+    let server = Server::start();
+    let (status, list) = server.get("/v1/extractors?limit=3").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let names: Vec<&str> = list["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["content-hash", "entities", "hash-embed"]);
+    let token = list["next_page_token"].as_str().expect("more");
+    let (_, rest) = server
+        .get(&format!("/v1/extractors?page_token={token}"))
+        .await;
+    assert_eq!(rest["results"].as_array().expect("rest").len(), 4, "{rest}");
+    let (status, one) = server.get("/v1/extractors/lang-detect").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["latest_version"], "1.0.0");
+    let version = &one["versions"][0];
+    assert_eq!(version["manifest"]["depends_on"], json!(["text-extract"]));
+    assert_eq!(version["content_hash"].as_str().expect("hash").len(), 64);
+    let (status, _) = server.get("/v1/extractors/no-such-extractor").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn collections_are_planned_at_creation() {
+    let server = Server::start();
+    bucket(&server, "library").await;
+    let extractors: Value = serde_json::from_str(TEXT_PIPELINE).expect("pipeline");
+    let (status, col) = server
+        .post(
+            "/v1/collections",
+            json!({ "collection_name": "texts", "source": { "bucket_id": "library" }, "extractors": extractors }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{col}");
+    assert!(
+        col["collection_id"]
+            .as_str()
+            .expect("id")
+            .starts_with("col_")
+    );
+    assert_eq!(col["tiers"][0], json!(["text-extract@1.0.0"]));
+    assert_eq!(col["tiers"][1].as_array().expect("tier 1").len(), 4);
+    assert_eq!(
+        col["output_schema"]["hash-embed.embedding"], "FixedSizeList(64 x Float32)",
+        "{col}"
+    );
+    assert_eq!(col["output_schema"]["lang-detect.language"], "Utf8");
+    assert_eq!(col["document_count"], 0);
+    let signature = col["index_signature"]
+        .as_str()
+        .expect("signature")
+        .to_owned();
+    assert!(signature.starts_with("sig_"));
+
+    // Same pipeline with keys in another order: same signature; other params: another.
+    let mut again: Value = serde_json::from_str(TEXT_PIPELINE).expect("pipeline");
+    again[2]["params"] = json!({ "k": 5 });
+    let (_, same) = server
+        .post("/v1/collections", json!({ "collection_name": "texts-2", "source": { "bucket_id": "library" }, "extractors": again }))
+        .await;
+    assert_eq!(same["index_signature"], signature.as_str());
+    again[2]["params"] = json!({ "k": 6 });
+    let (_, other) = server
+        .post("/v1/collections", json!({ "collection_name": "texts-3", "source": { "bucket_id": "library" }, "extractors": again }))
+        .await;
+    assert_ne!(other["index_signature"], signature.as_str());
+
+    let (_, by_name) = server.get("/v1/collections/texts").await;
+    assert_eq!(by_name, col);
+    let (_, list) = server.get("/v1/collections?limit=2").await;
+    assert_eq!(list["results"].as_array().expect("results").len(), 2);
+    let (status, _) = server
+        .post("/v1/collections", json!({ "collection_name": "texts", "source": { "bucket_id": "library" }, "extractors": [{"name": "content-hash"}] }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // The bucket cannot go while collections read from it.
+    let (status, problem) = send(server.request(Method::DELETE, "/v1/buckets/library")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("texts")
+    );
+    assert_eq!(
+        server.delete("/v1/collections/texts").await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = server.get("/v1/collections/texts").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_bad_pipeline_is_refused_naming_the_field() {
+    let server = Server::start();
+    bucket(&server, "b").await;
+    let cases: &[(Value, &str, &str)] = &[
+        (json!([]), "extractors", "at least one"),
+        (json!([{"name": "ocr"}]), "extractors[0].name", "ocr"),
+        (
+            json!([{"name": "content-hash", "version": "9.9.9"}]),
+            "extractors[0].version",
+            "9.9.9",
+        ),
+        (
+            json!([{"name": "text-extract"}, {"name": "keywords", "params": {"k": 0}}]),
+            "extractors[1].params.k",
+            "",
+        ),
+        (
+            json!([{"name": "text-extract"}, {"name": "keywords", "params": {"colour": 1}}]),
+            "extractors[1].params.colour",
+            "",
+        ),
+        (
+            json!([{"name": "content-hash", "params": [1]}]),
+            "extractors[0].params",
+            "object",
+        ),
+        (
+            json!([{"name": "lang-detect"}]),
+            "extractors",
+            "text-extract",
+        ),
+        (
+            json!([{"name": "content-hash"}, {"name": "content-hash"}]),
+            "extractors",
+            "more than once",
+        ),
+        (
+            json!([{"name": "content-hash", "typo": true}]),
+            "extractors[0]",
+            "typo",
+        ),
+    ];
+    for (extractors, field, mention) in cases {
+        let (status, problem) = server
+            .post("/v1/collections", json!({ "collection_name": "c", "source": { "bucket_id": "b" }, "extractors": extractors }))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{extractors}: {problem}"
+        );
+        let name = problem["invalid_params"][0]["name"].as_str().expect("name");
+        assert!(name.starts_with(field), "{extractors}: {problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .expect("detail")
+                .contains(mention),
+            "{extractors}: {problem}"
+        );
+    }
+    let (status, problem) = server
+        .post("/v1/collections", json!({ "collection_name": "c", "source": { "bucket_id": "nope" }, "extractors": [{"name": "content-hash"}] }))
+        .await;
+    assert_eq!(
+        (status, problem["invalid_params"][0]["name"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("source.bucket_id"))
+    );
+    let (_, list) = server.get("/v1/collections").await;
+    assert_eq!(list["results"], json!([]), "nothing was created");
+}

@@ -72,6 +72,12 @@ struct ServeArgs {
     /// Largest JSON request body accepted (other than uploads), in MiB.
     #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 16)]
     max_body_mb: usize,
+    /// Directory of extractor components (`*.wasm`) installed at start.
+    #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
+    plugins: PathBuf,
+    /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +171,15 @@ struct EngineArgs {
 
 impl EngineArgs {
     fn engine(&self) -> anyhow::Result<Engine> {
+        Engine::new(self.config(default_cache_dir)?).context("starting the engine")
+    }
+
+    /// The engine settings; `default_cache` names the compile cache when
+    /// `--cache-dir` is not given.
+    fn config(
+        &self,
+        default_cache: impl FnOnce() -> Option<PathBuf>,
+    ) -> anyhow::Result<EngineConfig> {
         anyhow::ensure!(
             self.call_timeout.is_finite() && self.call_timeout > 0.0,
             "--call-timeout must be a positive number of seconds"
@@ -172,15 +187,14 @@ impl EngineArgs {
         let cache_dir = if self.no_cache {
             None
         } else {
-            self.cache_dir.clone().or_else(default_cache_dir)
+            self.cache_dir.clone().or_else(default_cache)
         };
-        Engine::new(EngineConfig {
+        Ok(EngineConfig {
             cache_dir,
             max_memory_mb: self.max_memory_mb,
             call_timeout: Duration::from_secs_f64(self.call_timeout),
             ..EngineConfig::default()
         })
-        .context("starting the engine")
     }
 }
 
@@ -276,7 +290,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = crate::serve::ServeConfig::new(args.data_dir);
+    let cache = args.data_dir.join("cache");
+    let engine = args.engine.config(|| Some(cache))?;
+    let mut config = crate::serve::ServeConfig::new(args.data_dir, args.plugins, engine);
     config.admin_key = std::env::var("STRATA_ADMIN_KEY")
         .ok()
         .filter(|k| !k.is_empty());

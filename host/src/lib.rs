@@ -10,9 +10,11 @@
 
 pub mod api;
 pub mod blob;
+pub mod catalog;
 pub mod cli;
 pub mod engine;
 pub mod keys;
+pub mod pipeline;
 pub mod run;
 pub mod serve;
 pub mod store;

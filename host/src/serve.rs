@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::blob::{BlobStore, LocalBlobs};
+use crate::catalog::Catalog;
+use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::store::{Namespace, SqliteStore, Store, StoreError, new_id, now};
 
@@ -23,6 +25,10 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub struct ServeConfig {
     /// Where the embedded backends keep everything.
     pub data_dir: PathBuf,
+    /// Directory of extractor components installed at start.
+    pub plugins: PathBuf,
+    /// Sandbox and compile cache settings.
+    pub engine: EngineConfig,
     /// The admin key to accept (instead of generating one on first start).
     pub admin_key: Option<String>,
     /// Largest object content accepted, in bytes.
@@ -33,9 +39,11 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// Defaults with everything under `data_dir`.
-    pub fn new(data_dir: PathBuf) -> Self {
+    pub fn new(data_dir: PathBuf, plugins: PathBuf, engine: EngineConfig) -> Self {
         ServeConfig {
             data_dir,
+            plugins,
+            engine,
             admin_key: None,
             max_object_bytes: 512 << 20,
             max_body_bytes: 16 << 20,
@@ -152,12 +160,19 @@ pub async fn run(
             path.display()
         );
     }
+    let engine = Engine::new(config.engine.clone()).context("starting the engine")?;
+    let plugins = config.plugins.clone();
+    let catalog = tokio::task::spawn_blocking(move || Catalog::load_dir(&engine, &plugins))
+        .await?
+        .with_context(|| format!("installing extractors from {}", config.plugins.display()))?;
+    tracing::info!(extractors = catalog.len(), "extractors installed");
     let spool_dir = config.data_dir.join("spool");
     std::fs::create_dir_all(&spool_dir)
         .with_context(|| format!("creating {}", spool_dir.display()))?;
     let state = AppState {
         store: backends.store.clone(),
         blobs: backends.blobs.clone(),
+        catalog: Arc::new(catalog),
         spool_dir,
         max_object_bytes: config.max_object_bytes,
         max_body_bytes: config.max_body_bytes,

@@ -14,6 +14,19 @@ use serde_json::Value;
 /// The admin key the test servers accept.
 pub const ADMIN_KEY: &str = "sk_test_admin_key_0123456789";
 
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The compile cache shared by every test server (`make test` points
+/// STRATA_CACHE_DIR into the target directory).
+pub fn compile_cache() -> PathBuf {
+    std::env::var_os("STRATA_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("strata-test-cache"))
+}
+
 /// A running server; killed when dropped.
 pub struct Server {
     child: Child,
@@ -59,6 +72,10 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .arg("--plugins")
+            .arg(repo().join("plugins/dist"))
+            .arg("--cache-dir")
+            .arg(compile_cache())
             .args(&options.args)
             .env_remove("STRATA_ADMIN_KEY")
             .env("RUST_LOG", "warn")

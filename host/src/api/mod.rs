@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod buckets;
+pub mod collections;
 pub mod error;
+pub mod extractors;
 pub mod health;
 pub mod namespaces;
 pub mod objects;
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{ApiError, ApiResult};
 
 use crate::blob::BlobStore;
+use crate::catalog::Catalog;
 use crate::store::{Page, PageRequest, Store};
 
 /// Everything a handler needs.
@@ -31,6 +34,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Object contents and artifacts.
     pub blobs: Arc<dyn BlobStore>,
+    /// The extractors this host runs.
+    pub catalog: Arc<Catalog>,
     /// Where uploads are spooled before they reach the blob store.
     pub spool_dir: PathBuf,
     /// Largest object content accepted, in bytes.
@@ -46,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(namespaces::routes())
         .merge(buckets::routes())
+        .merge(collections::routes())
+        .merge(extractors::routes())
         .layer(json_limit)
         .merge(objects::routes(&state))
         .fallback(|| async {

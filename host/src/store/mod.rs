@@ -156,6 +156,44 @@ pub struct ObjectRecord {
     pub created_at: String,
 }
 
+/// Where a collection's objects come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The bucket (id; the API also accepts its name).
+    pub bucket_id: String,
+}
+
+/// A collection: a pipeline of extractors over a bucket's objects, and the
+/// documents it produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CollectionRecord {
+    /// `col_…`
+    pub collection_id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// Unique in the namespace.
+    pub collection_name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The bucket whose objects it processes.
+    pub source: Source,
+    /// The extractors as chosen.
+    pub extractors: Vec<crate::pipeline::ExtractorRef>,
+    /// The resolved plan, tier by tier, as `name@version`.
+    pub tiers: Vec<Vec<String>>,
+    /// Output columns, `extractor.column` to Arrow type.
+    pub output_schema: std::collections::BTreeMap<String, String>,
+    /// Hash of the pinned versions, parameters and output schema.
+    pub index_signature: String,
+    /// Documents written.
+    pub document_count: u64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
 /// The metadata store.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -199,6 +237,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<Page<ObjectRecord>>;
     /// Deletes an object's record, returning its blob key.
     async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String>;
+
+    /// Creates a collection; a taken name in the namespace is a conflict.
+    async fn create_collection(&self, collection: &CollectionRecord) -> Result<()>;
+    /// A collection of the namespace by id or name.
+    async fn collection(
+        &self,
+        namespace_id: &str,
+        id_or_name: &str,
+    ) -> Result<Option<CollectionRecord>>;
+    /// Collections of the namespace by id.
+    async fn list_collections(
+        &self,
+        namespace_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<CollectionRecord>>;
+    /// Collections whose source is the bucket.
+    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>>;
+    /// Deletes a collection and its documents. Refused while a batch of its
+    /// bucket is queued or processing.
+    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()>;
 }
 
 /// A new id: `prefix` + `_` + a ULID (time-ordered, lower case).

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiKey, Bucket, Namespace, ObjectRecord, Page, PageRequest, Result, Store, StoreError,
+    ApiKey, Bucket, CollectionRecord, Namespace, ObjectRecord, Page, PageRequest, Result, Store,
+    StoreError,
 };
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts the
@@ -258,6 +259,30 @@ fn object_row(r: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
     })
 }
 
+fn collection_row(r: &Row<'_>) -> rusqlite::Result<CollectionRecord> {
+    body_column(r.get(0)?)
+}
+
+/// A record kept whole as JSON text.
+fn body_column<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn body_text<T: serde::Serialize>(record: &T) -> Result<String> {
+    serde_json::to_string(record).map_err(StoreError::backend)
+}
+
+/// Batches of `bucket_id` that are queued or processing.
+fn active_batches(c: &Connection, bucket_id: &str) -> Result<Vec<String>> {
+    strings(
+        c,
+        "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND status IN ('QUEUED', 'PROCESSING') ORDER BY batch_id",
+        bucket_id,
+    )
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
@@ -424,11 +449,7 @@ impl Store for SqliteStore {
             if !exists {
                 return Err(StoreError::not_found("bucket", id));
             }
-            let active = strings(
-                &tx,
-                "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND status IN ('QUEUED', 'PROCESSING') ORDER BY batch_id",
-                &id,
-            )?;
+            let active = active_batches(&tx, &id)?;
             if !active.is_empty() {
                 return Err(StoreError::Conflict(format!(
                     "bucket `{id}` has batches queued or processing: {}",
@@ -531,6 +552,104 @@ impl Store for SqliteStore {
             .optional()
             .map_err(backend)?
             .ok_or_else(|| StoreError::not_found("object", o))
+        })
+        .await
+    }
+
+    async fn create_collection(&self, collection: &CollectionRecord) -> Result<()> {
+        let body = body_text(collection)?;
+        let col = collection.clone();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO collections (collection_id, namespace_id, collection_name, bucket_id, body, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![col.collection_id, col.namespace_id, col.collection_name, col.source.bucket_id, body, col.created_at],
+            )
+            .map_err(|e| write_error(e, || format!("collection `{}` already exists", col.collection_name)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn collection(
+        &self,
+        namespace_id: &str,
+        id_or_name: &str,
+    ) -> Result<Option<CollectionRecord>> {
+        let (ns, id) = (namespace_id.to_owned(), id_or_name.to_owned());
+        self.call(move |c| {
+            c.query_row(
+                "SELECT body FROM collections WHERE namespace_id = ?1
+                 AND (collection_id = ?2 OR collection_name = ?2)
+                 ORDER BY collection_id = ?2 DESC LIMIT 1",
+                params![ns, id],
+                collection_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_collections(
+        &self,
+        namespace_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<CollectionRecord>> {
+        let (ns, page) = (namespace_id.to_owned(), page.clone());
+        self.call(move |c| {
+            select_page(
+                c,
+                "SELECT body FROM collections WHERE namespace_id = ?1
+                 AND (?2 IS NULL OR collection_id > ?2) ORDER BY collection_id LIMIT ?3",
+                &[&ns],
+                &page,
+                collection_row,
+                |c| c.collection_id.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
+        let bucket = bucket_id.to_owned();
+        self.call(move |c| {
+            c.prepare_cached(
+                "SELECT body FROM collections WHERE bucket_id = ?1 ORDER BY collection_id",
+            )
+            .and_then(|mut s| s.query_map([bucket], collection_row)?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
+        let (ns, id) = (namespace_id.to_owned(), collection_id.to_owned());
+        self.call(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let bucket: String = tx
+                .query_row(
+                    "SELECT bucket_id FROM collections WHERE collection_id = ?1 AND namespace_id = ?2",
+                    params![id, ns],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::not_found("collection", id.clone()))?;
+            let active = active_batches(&tx, &bucket)?;
+            if !active.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "collection `{id}` has batches queued or processing: {}",
+                    active.join(", ")
+                )));
+            }
+            tx.execute("DELETE FROM documents WHERE collection_id = ?1", [&id])
+                .map_err(backend)?;
+            tx.execute("DELETE FROM collections WHERE collection_id = ?1", [&id])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)
         })
         .await
     }

@@ -1,0 +1,136 @@
+//! The extractors a host can run, by name and version.
+//!
+//! Installed from a plugins directory at start: every `*.wasm` file there is
+//! loaded (compiled once, then from the compile cache) and checked.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::engine::{Engine, Extractor, LoadError};
+
+/// Why the catalog cannot be built or an extractor found.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The plugins directory cannot be read.
+    #[error("cannot read plugins directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component failed to load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Two files hold the same name and version.
+    #[error("{first} and {second} both hold extractor {id}")]
+    Duplicate {
+        /// `name@version`.
+        id: String,
+        /// One file.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// No extractor of that name.
+    #[error("no extractor `{0}`")]
+    UnknownName(String),
+    /// No such version of a known extractor.
+    #[error("extractor `{name}` has no version `{version}` (it has {available})")]
+    UnknownVersion {
+        /// The extractor.
+        name: String,
+        /// The version asked for.
+        version: String,
+        /// The versions there are.
+        available: String,
+    },
+}
+
+/// Extractors by name, then version.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    by_name: BTreeMap<String, BTreeMap<semver::Version, (Extractor, String)>>,
+}
+
+impl Catalog {
+    /// Loads every `*.wasm` file of `dir` (not recursively).
+    pub fn load_dir(engine: &Engine, dir: &Path) -> Result<Catalog, CatalogError> {
+        let dir_error = |source| CatalogError::Dir {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(dir_error)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(dir_error)?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file());
+        files.sort();
+        let mut catalog = Catalog::default();
+        for path in files {
+            let extractor = engine.load(&path)?;
+            catalog.insert(extractor, path.display().to_string())?;
+        }
+        Ok(catalog)
+    }
+
+    /// Adds an extractor loaded from `origin`.
+    pub fn insert(&mut self, extractor: Extractor, origin: String) -> Result<(), CatalogError> {
+        let m = extractor.manifest().clone();
+        let versions = self.by_name.entry(m.name.clone()).or_default();
+        if let Some((_, first)) = versions.get(&m.version) {
+            return Err(CatalogError::Duplicate {
+                id: m.id(),
+                first: first.clone(),
+                second: origin,
+            });
+        }
+        tracing::info!(extractor = %m.id(), origin = %origin, "extractor installed");
+        versions.insert(m.version.clone(), (extractor, origin));
+        Ok(())
+    }
+
+    /// The extractor `name` at `version`, or its newest version.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<&Extractor, CatalogError> {
+        let versions = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| CatalogError::UnknownName(name.to_owned()))?;
+        let found = match version {
+            None => versions.values().next_back(),
+            Some(v) => semver::Version::parse(v.trim_start_matches('v'))
+                .ok()
+                .and_then(|v| versions.get(&v)),
+        };
+        found
+            .map(|(e, _)| e)
+            .ok_or_else(|| CatalogError::UnknownVersion {
+                name: name.to_owned(),
+                version: version.unwrap_or_default().to_owned(),
+                available: versions
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Names in order, each with its versions, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<&Extractor>)> {
+        self.by_name
+            .iter()
+            .map(|(name, versions)| (name.as_str(), versions.values().map(|(e, _)| e).collect()))
+    }
+
+    /// Number of extractor versions.
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether the catalog is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

@@ -1,0 +1,157 @@
+//! A collection's pipeline: the extractors a client chose, resolved against
+//! the catalog and planned into tiers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::engine::planner::{Plan, PlanError};
+
+/// One extractor of a pipeline, as a client chose it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractorRef {
+    /// Extractor name.
+    pub name: String,
+    /// Version; the newest when absent.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Parameters (a JSON object); defaults when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
+}
+
+/// Why a pipeline cannot run, naming the request field at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PipelineError {
+    /// Path of the field, e.g. `extractors[1].params.k`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn error(field: impl Into<String>, message: impl Into<String>) -> PipelineError {
+    PipelineError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Resolves `refs` against `catalog` and plans them. Opens each extractor
+/// once to check its parameters, so call it off the async runtime.
+pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineError> {
+    if refs.is_empty() {
+        return Err(error("extractors", "name at least one extractor"));
+    }
+    let mut selected = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        let extractor = catalog
+            .get(&r.name, r.version.as_deref())
+            .map_err(|e| match e {
+                CatalogError::UnknownVersion { .. } => {
+                    error(format!("extractors[{i}].version"), e.to_string())
+                }
+                e => error(format!("extractors[{i}].name"), e.to_string()),
+            })?;
+        let params = match &r.params {
+            None | Some(Value::Null) => "{}".to_owned(),
+            Some(p @ Value::Object(_)) => p.to_string(),
+            Some(_) => {
+                return Err(error(
+                    format!("extractors[{i}].params"),
+                    "must be a JSON object",
+                ));
+            }
+        };
+        selected.push((extractor.clone(), params));
+    }
+    let index = |name: &str| refs.iter().position(|r| r.name == name).unwrap_or(0);
+    Plan::new(selected).map_err(|e| match &e {
+        PlanError::InvalidParam {
+            extractor,
+            param,
+            message,
+        } => error(
+            format!("extractors[{}].params.{param}", index(extractor)),
+            message.clone(),
+        ),
+        PlanError::Open { extractor, .. } => {
+            error(format!("extractors[{}]", index(extractor)), e.to_string())
+        }
+        _ => error("extractors", e.to_string()),
+    })
+}
+
+/// A hash of what a plan produces: each step's extractor version, component
+/// hash and parameters, and the output schema. Documents written under the
+/// same signature are comparable.
+pub fn index_signature(plan: &Plan) -> String {
+    let steps: Vec<Value> = plan
+        .steps()
+        .map(|s| {
+            let params: Value = serde_json::from_str(&s.params).unwrap_or(Value::Null);
+            serde_json::json!([
+                s.extractor.manifest().id(),
+                s.extractor.content_hash(),
+                canonical(&params)
+            ])
+        })
+        .collect();
+    let schema = serde_json::to_value(plan.summary().output_schema).unwrap_or(Value::Null);
+    let text = serde_json::json!([steps, schema]).to_string();
+    format!(
+        "sig_{}",
+        &hex::encode(Sha256::digest(text.as_bytes()))[..32]
+    )
+}
+
+/// `value` with object keys sorted, at every depth.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        v => v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_ignores_key_order() {
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"d": [1, {"f": 2, "e": 3}], "c": 0}}"#)
+                .expect("json");
+        let b: Value =
+            serde_json::from_str(r#"{"a": {"c": 0, "d": [1, {"e": 3, "f": 2}]}, "b": 1}"#)
+                .expect("json");
+        assert_eq!(canonical(&a).to_string(), canonical(&b).to_string());
+        assert_ne!(a.to_string(), b.to_string());
+    }
+
+    #[test]
+    fn an_empty_pipeline_names_the_field() {
+        let e = plan(&Catalog::default(), &[]).expect_err("empty");
+        assert_eq!(e.field, "extractors");
+        let r = ExtractorRef {
+            name: "nope".into(),
+            version: None,
+            params: None,
+        };
+        let e = plan(&Catalog::default(), &[r]).expect_err("unknown");
+        assert_eq!(e.field, "extractors[0].name");
+    }
+}
