@@ -240,6 +240,11 @@ async fn bad_bodies_are_problems_naming_the_field() {
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("bucket_name"),
         ),
+        (
+            r#"{"bucket_name": "bkt_looks_like_an_id"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("bucket_name"),
+        ),
     ];
     for (body, expected, field) in cases {
         let (status, problem) = send(

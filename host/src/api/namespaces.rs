@@ -29,6 +29,11 @@ pub struct CreateNamespace {
     pub name: String,
 }
 
+/// Prefixes of generated ids.
+const ID_PREFIXES: &[&str] = &[
+    "ns_", "key_", "bkt_", "obj_", "col_", "btch_", "task_", "doc_",
+];
+
 /// Checks a resource name: 1–64 of letters, digits, `-`, `_` and `.`, not
 /// starting with a prefix that ids use.
 pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
@@ -39,6 +44,13 @@ pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
         return Err(ApiError::invalid(
             field,
             "must be 1–64 letters, digits, `-`, `_` or `.`",
+        ));
+    }
+    // Paths take an id or a name: a name must never read as an id.
+    if let Some(prefix) = ID_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+        return Err(ApiError::invalid(
+            field,
+            format!("must not start with `{prefix}`, which ids use"),
         ));
     }
     Ok(())
