@@ -75,6 +75,27 @@ struct ServeArgs {
     /// Directory of extractor components (`*.wasm`) installed at start.
     #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
     plugins: PathBuf,
+    /// Seconds between looks for queued batches (a submit to this process wakes it at once).
+    #[arg(long, env = "STRATA_POLL_INTERVAL", default_value_t = 5.0)]
+    poll_interval: f64,
+    /// Batches this process runs at once; 0 serves the API only.
+    #[arg(long, env = "STRATA_MAX_BATCHES", default_value_t = 2)]
+    max_batches: usize,
+    /// Seconds a worker's lease on a batch lasts without renewal; a batch whose worker died resumes elsewhere after it.
+    #[arg(long, env = "STRATA_LEASE_SECONDS", default_value_t = 30.0)]
+    lease_seconds: f64,
+    /// Claims of one batch before it is failed (its workers keep dying).
+    #[arg(long, env = "STRATA_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+    /// Share of objects that may fail before a batch fails (0–1).
+    #[arg(long, env = "STRATA_ERROR_BUDGET", default_value_t = 0.5)]
+    error_budget: f64,
+    /// Objects per chunk: the unit of document writes and of progress.
+    #[arg(long, env = "STRATA_CHUNK_OBJECTS", default_value_t = 32)]
+    chunk_objects: usize,
+    /// Seconds without a finished object after which a running batch is reported degraded.
+    #[arg(long, env = "STRATA_STALL_SECONDS", default_value_t = 300.0)]
+    stall_seconds: f64,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -298,6 +319,32 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .filter(|k| !k.is_empty());
     config.max_object_bytes = args.max_object_mb << 20;
     config.max_body_bytes = args.max_body_mb << 20;
+    let seconds = |name: &str, value: f64| {
+        anyhow::ensure!(
+            value.is_finite() && value > 0.0,
+            "--{name} must be a positive number of seconds"
+        );
+        Ok(std::time::Duration::from_secs_f64(value))
+    };
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.error_budget),
+        "--error-budget must be between 0 and 1"
+    );
+    anyhow::ensure!(args.chunk_objects > 0, "--chunk-objects must be at least 1");
+    anyhow::ensure!(args.max_attempts > 0, "--max-attempts must be at least 1");
+    let worker = &mut config.worker;
+    worker.poll_interval = seconds("poll-interval", args.poll_interval)?;
+    worker.lease = seconds("lease-seconds", args.lease_seconds)?;
+    worker.report_interval = worker.report_interval.min(worker.lease / 3);
+    worker.max_batches = args.max_batches;
+    worker.max_attempts = args.max_attempts;
+    worker.error_budget = args.error_budget;
+    worker.chunk_rows = args.chunk_objects;
+    worker.max_timeouts = args.engine.max_timeouts;
+    config.health = crate::progress::HealthPolicy {
+        error_budget: args.error_budget,
+        stall_after: seconds("stall-seconds", args.stall_seconds)?,
+    };
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

@@ -8,12 +8,14 @@ use crate::store::{self, ApiKey, Store, new_id, now};
 
 /// A new key secret: `sk_` + 32 random bytes, base64url.
 pub fn new_secret() -> String {
+    format!("sk_{}", random_token())
+}
+
+/// 32 random bytes, base64url: unguessable tokens such as lease tokens.
+pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "sk_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The stored form of a secret.

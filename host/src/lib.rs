@@ -9,15 +9,18 @@
 //!   a server.
 
 pub mod api;
+pub mod artifacts;
 pub mod blob;
 pub mod catalog;
 pub mod cli;
 pub mod engine;
 pub mod keys;
 pub mod pipeline;
+pub mod progress;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod worker;
 
 pub use engine::executor::{Document, ExecOptions, ObjectInput, Stats, execute};
 pub use engine::planner::{Plan, PlanError};

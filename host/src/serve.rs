@@ -15,7 +15,9 @@ use crate::blob::{BlobStore, LocalBlobs};
 use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineConfig};
 use crate::keys;
+use crate::progress::HealthPolicy;
 use crate::store::{Namespace, SqliteStore, Store, StoreError, new_id, now};
+use crate::worker::{self, WorkerConfig};
 
 /// Name of the namespace created on first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -35,6 +37,10 @@ pub struct ServeConfig {
     pub max_object_bytes: u64,
     /// Largest JSON body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How this process's pollers run batches.
+    pub worker: WorkerConfig,
+    /// When a batch counts as degraded or unhealthy.
+    pub health: HealthPolicy,
 }
 
 impl ServeConfig {
@@ -47,6 +53,8 @@ impl ServeConfig {
             admin_key: None,
             max_object_bytes: 512 << 20,
             max_body_bytes: 16 << 20,
+            worker: WorkerConfig::new(worker::default_owner()),
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -169,20 +177,58 @@ pub async fn run(
     let spool_dir = config.data_dir.join("spool");
     std::fs::create_dir_all(&spool_dir)
         .with_context(|| format!("creating {}", spool_dir.display()))?;
+    let catalog = Arc::new(catalog);
+    let wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: backends.store.clone(),
         blobs: backends.blobs.clone(),
-        catalog: Arc::new(catalog),
+        catalog: catalog.clone(),
         spool_dir,
         max_object_bytes: config.max_object_bytes,
         max_body_bytes: config.max_body_bytes,
+        wake: wake.clone(),
+        health: config.health,
+        metrics: install_metrics(),
     };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let pollers = tokio::spawn(worker::run_pollers(
+        worker::Deps {
+            store: backends.store.clone(),
+            blobs: backends.blobs.clone(),
+            catalog,
+        },
+        config.worker.clone(),
+        wake,
+        stop.clone(),
+    ));
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
     println!("strata listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let stopping = stop.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.cancel();
+        })
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    // Running batches give their lease back before the process exits.
+    stop.cancel();
+    let _ = pollers.await;
+    served
+}
+
+/// Records metrics for `/metrics`; `None` when another recorder is
+/// installed in this process already.
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    match metrics::set_global_recorder(recorder) {
+        Ok(()) => Some(handle),
+        Err(_) => {
+            tracing::warn!("a metrics recorder is already installed; /metrics is off");
+            None
+        }
+    }
 }

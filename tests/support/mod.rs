@@ -72,8 +72,6 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
-            .arg("--plugins")
-            .arg(repo().join("plugins/dist"))
             .arg("--cache-dir")
             .arg(compile_cache())
             .args(&options.args)
@@ -81,6 +79,9 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if !options.args.iter().any(|a| a == "--plugins") {
+            command.arg("--plugins").arg(repo().join("plugins/dist"));
+        }
         if !options.generated_admin_key {
             command.env("STRATA_ADMIN_KEY", ADMIN_KEY);
         }

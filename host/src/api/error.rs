@@ -155,7 +155,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { kind, id } => ApiError::not_found(kind, &id),
             StoreError::Conflict(detail) => ApiError::conflict(detail),
-            e @ StoreError::Backend(_) => ApiError::internal(&e),
+            e @ (StoreError::Backend(_) | StoreError::LeaseLost(_)) => ApiError::internal(&e),
         }
     }
 }

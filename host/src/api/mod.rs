@@ -5,11 +5,14 @@
 //! ([`ListParams`], [`List`]).
 
 pub mod auth;
+pub mod batches;
 pub mod buckets;
 pub mod collections;
+pub mod documents;
 pub mod error;
 pub mod extractors;
 pub mod health;
+pub mod meta;
 pub mod namespaces;
 pub mod objects;
 
@@ -42,6 +45,12 @@ pub struct AppState {
     pub max_object_bytes: u64,
     /// Largest JSON body accepted (other than object uploads), in bytes.
     pub max_body_bytes: usize,
+    /// Wakes this process's pollers when a batch is queued.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// When a batch counts as degraded or unhealthy.
+    pub health: crate::progress::HealthPolicy,
+    /// Renders `/metrics`, when this process records metrics.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// All routes.
@@ -52,7 +61,10 @@ pub fn router(state: AppState) -> Router {
         .merge(namespaces::routes())
         .merge(buckets::routes())
         .merge(collections::routes())
+        .merge(documents::routes())
+        .merge(batches::routes())
         .merge(extractors::routes())
+        .merge(meta::routes())
         .layer(json_limit)
         .merge(objects::routes(&state))
         .fallback(|| async {
@@ -62,6 +74,7 @@ pub fn router(state: AppState) -> Router {
                 "no such route",
             )
         })
+        .layer(axum::middleware::from_fn(meta::track))
         .with_state(state)
 }
 
@@ -73,6 +86,38 @@ pub struct Json<T>(pub T);
 impl<T: Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// A JSON body that may be left out: an empty body reads as `None`.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::http::header::CONTENT_TYPE;
+        let content_type = request.headers().get(CONTENT_TYPE).cloned();
+        // `Bytes` honours the router's body limit.
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    e.status(),
+                    "payload-too-large",
+                    "the request body is larger than the server accepts",
+                )
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        let mut request = axum::extract::Request::new(axum::body::Body::from(bytes));
+        if let Some(content_type) = content_type {
+            request.headers_mut().insert(CONTENT_TYPE, content_type);
+        }
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(OptionalJson(Some(value)))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::builder::{BinaryBuilder, StringBuilder};
@@ -54,6 +54,34 @@ pub struct ExecOptions {
     /// After this many timeouts an extractor is disabled for the rest of
     /// the run: each timeout costs a whole deadline.
     pub max_timeouts: u32,
+    /// Counts the objects each tier has finished, for progress reports.
+    pub tier_progress: Option<Arc<TierProgress>>,
+}
+
+/// Objects finished per tier of a running plan.
+#[derive(Debug, Default)]
+pub struct TierProgress {
+    rows: Vec<AtomicU64>,
+}
+
+impl TierProgress {
+    /// Counters for a plan of `tiers` tiers.
+    pub fn new(tiers: usize) -> Self {
+        TierProgress {
+            rows: (0..tiers).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Objects tier `tier` has finished.
+    pub fn rows(&self, tier: usize) -> u64 {
+        self.rows.get(tier).map_or(0, |r| r.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, tier: usize, rows: usize) {
+        if let Some(r) = self.rows.get(tier) {
+            r.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for ExecOptions {
@@ -63,6 +91,7 @@ impl Default for ExecOptions {
             queue_depth: 2,
             history: false,
             max_timeouts: 3,
+            tier_progress: None,
         }
     }
 }
@@ -192,7 +221,7 @@ where
             }
         });
         let mut offset = 0;
-        for tier in &plan.tiers {
+        for (t, tier) in plan.tiers.iter().enumerate() {
             let (tx, next) = crossbeam_channel::bounded::<Chunk>(options.queue_depth);
             let ctx = &ctx;
             let first = offset;
@@ -200,6 +229,9 @@ where
             scope.spawn(move || {
                 for mut chunk in rx {
                     run_tier(tier, first, &mut chunk, ctx);
+                    if let Some(progress) = &ctx.options.tier_progress {
+                        progress.add(t, chunk.base.num_rows());
+                    }
                     if tx.send(chunk).is_err() {
                         return;
                     }

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// The write would break a uniqueness or state rule.
     #[error("{0}")]
     Conflict(String),
+    /// The worker's lease on the batch is gone: canceled or taken over.
+    #[error("the lease on batch `{0}` is lost")]
+    LeaseLost(String),
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -194,6 +197,263 @@ pub struct CollectionRecord {
     pub updated_at: String,
 }
 
+/// Where a batch is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchStatus {
+    /// Created, objects may still be added.
+    Draft,
+    /// Submitted, waiting for a poller.
+    Queued,
+    /// A poller holds its lease and runs it.
+    Processing,
+    /// Every object went through every tier (some may have failed).
+    Completed,
+    /// The pipeline could not run, or too many objects failed.
+    Failed,
+    /// Canceled by a client.
+    Canceled,
+}
+
+impl BatchStatus {
+    /// Every status, in life order.
+    pub const ALL: [BatchStatus; 6] = [
+        BatchStatus::Draft,
+        BatchStatus::Queued,
+        BatchStatus::Processing,
+        BatchStatus::Completed,
+        BatchStatus::Failed,
+        BatchStatus::Canceled,
+    ];
+
+    /// The name stored and shown, e.g. `QUEUED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Draft => "DRAFT",
+            BatchStatus::Queued => "QUEUED",
+            BatchStatus::Processing => "PROCESSING",
+            BatchStatus::Completed => "COMPLETED",
+            BatchStatus::Failed => "FAILED",
+            BatchStatus::Canceled => "CANCELED",
+        }
+    }
+
+    /// The status named `name` (as stored).
+    pub fn parse(name: &str) -> Option<BatchStatus> {
+        BatchStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether nothing more happens to the batch unless it is retried.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            BatchStatus::Completed | BatchStatus::Failed | BatchStatus::Canceled
+        )
+    }
+}
+
+/// One collection's pipeline as a batch runs it, pinned at submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PinnedCollection {
+    /// The collection.
+    pub collection_id: String,
+    /// Its name at submit.
+    pub collection_name: String,
+    /// The extractors with their versions resolved.
+    pub extractors: Vec<crate::pipeline::ExtractorRef>,
+    /// Tiers as `name@version`.
+    pub tiers: Vec<Vec<String>>,
+    /// Output columns, `extractor.column` to Arrow type.
+    pub output_schema: std::collections::BTreeMap<String, String>,
+    /// Signature of this pipeline.
+    pub index_signature: String,
+    /// Blob key of each extractor's Parquet manifest, by extractor name.
+    pub manifests: std::collections::BTreeMap<String, String>,
+}
+
+/// A batch's current stage: the earliest tier with unfinished work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Stage {
+    /// The extractors of the tier (with the collection when there are several).
+    pub name: String,
+    /// From 1.
+    pub index: u32,
+    /// Tiers over every collection of the batch.
+    pub total: u32,
+}
+
+/// What the worker running a batch last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LiveProgress {
+    /// Objects per second over the recent window.
+    pub items_per_second: f64,
+    /// The earliest tier with unfinished work.
+    pub current_stage: Option<Stage>,
+    /// When the worker reported (RFC 3339).
+    pub reported_at: String,
+    /// When `processed` last grew (RFC 3339).
+    pub last_progress_at: String,
+}
+
+/// A batch: objects of one bucket to run through every collection of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// `btch_…`
+    pub batch_id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// The bucket whose objects it holds.
+    pub bucket_id: String,
+    /// Free text.
+    pub batch_name: Option<String>,
+    /// `task_…`: the handle shown once the batch is submitted.
+    pub task_id: String,
+    /// Where the batch is.
+    pub status: BatchStatus,
+    /// Objects in the batch.
+    pub total: u64,
+    /// Objects that finished every tier of every collection.
+    pub processed: u64,
+    /// Of those, objects with at least one error.
+    pub failed: u64,
+    /// Times a poller claimed it.
+    pub attempts: u32,
+    /// Record each enrichment in the documents.
+    pub include_processing_history: bool,
+    /// The pipelines, pinned at submit.
+    pub collections: Vec<PinnedCollection>,
+    /// Failed objects by error category.
+    pub error_summary: std::collections::BTreeMap<String, u64>,
+    /// Why the batch failed.
+    pub error_message: Option<String>,
+    /// The running worker's last report.
+    pub live: Option<LiveProgress>,
+    /// The worker holding the lease, and until when (ms since the epoch).
+    pub lease: Option<(String, i64)>,
+    /// `Idempotency-Key` of the create request and the hash of its body.
+    pub idempotency: Option<(String, String)>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339, once submitted.
+    pub submitted_at: Option<String>,
+    /// RFC 3339, when first claimed.
+    pub started_at: Option<String>,
+    /// RFC 3339, when it reached a terminal status.
+    pub finished_at: Option<String>,
+}
+
+/// One object's state in a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchObject {
+    /// The object.
+    pub object_id: String,
+    /// `pending`, `completed` or `failed`.
+    pub status: String,
+    /// What went wrong, when it failed.
+    pub error: Option<String>,
+}
+
+/// A batch's lease, as its worker holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// The batch.
+    pub batch_id: String,
+    /// The worker.
+    pub owner: String,
+    /// Random: every worker write must carry it.
+    pub token: String,
+}
+
+/// One chunk of finished objects of one collection, written at once.
+#[derive(Debug, Clone)]
+pub struct ChunkWrite {
+    /// Index of the collection in the batch.
+    pub stage: u32,
+    /// Whether it is the batch's last collection: objects finish then.
+    pub last: bool,
+    /// The collection.
+    pub collection_id: String,
+    /// One per object.
+    pub documents: Vec<DocumentRecord>,
+    /// Each object's error, if any.
+    pub outcomes: Vec<(String, Option<String>)>,
+    /// The batch's error summary after this chunk.
+    pub error_summary: std::collections::BTreeMap<String, u64>,
+}
+
+/// Internal facts of a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InternalMetadata {
+    /// `name@version` of every extractor that produced features.
+    pub extractors: Vec<String>,
+    /// Hex SHA-256 of the object content processed.
+    pub content_hash: String,
+    /// Signature of the pipeline that wrote it.
+    pub index_signature: String,
+    /// Each enrichment, when the batch asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub processing_history: Option<Value>,
+}
+
+/// A document: what one collection's pipeline produced for one object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DocumentRecord {
+    /// `doc_…`, derived from the collection and the object.
+    pub document_id: String,
+    /// The collection.
+    pub collection_id: String,
+    /// The object's bucket.
+    pub bucket_id: String,
+    /// The object.
+    pub object_id: String,
+    /// The batch that wrote it last.
+    pub batch_id: String,
+    /// Outputs by extractor, then column.
+    #[schema(value_type = Object)]
+    pub features: serde_json::Map<String, Value>,
+    /// Row errors: `{extractor, message}`.
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<Value>,
+    /// The object's metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// Versions, content hash, signature, history.
+    pub internal_metadata: InternalMetadata,
+    /// RFC 3339, first written.
+    pub created_at: String,
+    /// RFC 3339, last written.
+    pub updated_at: String,
+}
+
+/// The id of the document of `object_id` in `collection_id`: the same
+/// every time, so reprocessing replaces it.
+pub fn document_id(collection_id: &str, object_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{collection_id}\n{object_id}").as_bytes());
+    format!("doc_{}", &hex::encode(digest)[..26])
+}
+
+/// Filters of a document list.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentFilter {
+    /// Only documents last written by this batch.
+    pub batch_id: Option<String>,
+    /// Only the document of this object.
+    pub object_id: Option<String>,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// A batch to run, now leased.
+    Batch(Box<BatchRecord>, Lease),
+    /// A batch whose lease expired too often, now failed.
+    Exhausted(Box<BatchRecord>),
+}
+
 /// The metadata store.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -257,6 +517,108 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a collection and its documents. Refused while a batch of its
     /// bucket is queued or processing.
     async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()>;
+
+    /// The ids among `object_ids` that are not objects of the bucket.
+    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>>;
+
+    /// Creates a DRAFT batch holding `object_ids` (duplicates ignored).
+    /// When the batch carries an idempotency key already used in its
+    /// bucket, nothing is written and the earlier batch is returned as
+    /// `Err(existing)`.
+    async fn create_batch(
+        &self,
+        batch: &BatchRecord,
+        object_ids: &[String],
+    ) -> Result<std::result::Result<BatchRecord, BatchRecord>>;
+    /// Adds objects to a DRAFT batch (a conflict otherwise), ignoring those
+    /// it holds; returns the batch.
+    async fn add_batch_objects(&self, batch_id: &str, object_ids: &[String])
+    -> Result<BatchRecord>;
+    /// A batch of the bucket.
+    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>>;
+    /// The batch of a task, in the namespace.
+    async fn batch_by_task(&self, namespace_id: &str, task_id: &str)
+    -> Result<Option<BatchRecord>>;
+    /// Batches of the bucket by id, optionally of one status.
+    async fn list_batches(
+        &self,
+        bucket_id: &str,
+        status: Option<BatchStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchRecord>>;
+    /// Objects of a batch by id, each with its record (`None` when the
+    /// object was deleted since it was added).
+    async fn batch_object_records(
+        &self,
+        batch_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<(String, Option<ObjectRecord>)>>;
+    /// Objects of a batch by id, optionally of one status.
+    async fn list_batch_objects(
+        &self,
+        batch_id: &str,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchObject>>;
+    /// DRAFT → QUEUED with the pinned pipelines. A batch already submitted
+    /// is returned unchanged; any other state is a conflict.
+    async fn submit_batch(
+        &self,
+        batch_id: &str,
+        collections: &[PinnedCollection],
+        include_processing_history: bool,
+    ) -> Result<BatchRecord>;
+    /// QUEUED or PROCESSING → CANCELED (a canceled batch is returned
+    /// unchanged); the worker's next write fails.
+    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord>;
+    /// Re-queues the objects of a terminal batch that did not complete.
+    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord>;
+    /// Deletes a DRAFT or terminal batch, returning its artifacts' blob keys.
+    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>>;
+
+    /// Leases the oldest QUEUED batch, or one whose lease expired, to
+    /// `owner` until `lease_ms` from now. A batch already claimed
+    /// `max_attempts` times is failed instead.
+    async fn claim_batch(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Option<Claim>>;
+    /// Extends the lease and records the worker's report; `false` when the
+    /// lease is lost (canceled, or taken over).
+    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool>;
+    /// Gives the batch back to the queue (the worker is stopping).
+    async fn release_batch(&self, lease: &Lease) -> Result<()>;
+    /// Objects of the batch still to run through collection `stage`.
+    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>>;
+    /// Upserts a chunk's documents and records its objects' outcomes, in one
+    /// write fenced by the lease. `LeaseLost` when the lease is gone.
+    async fn write_chunk(&self, lease: &Lease, chunk: &ChunkWrite) -> Result<()>;
+    /// Records that the batch ran `pinned` to the end: the collection takes
+    /// its signature and output schema.
+    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()>;
+    /// PROCESSING → COMPLETED or FAILED, fenced by the lease.
+    async fn finish_batch(
+        &self,
+        lease: &Lease,
+        status: BatchStatus,
+        error_message: Option<&str>,
+    ) -> Result<()>;
+
+    /// Documents of a collection by id.
+    async fn list_documents(
+        &self,
+        collection_id: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<DocumentRecord>>;
+    /// A document of a collection.
+    async fn document(
+        &self,
+        collection_id: &str,
+        document_id: &str,
+    ) -> Result<Option<DocumentRecord>>;
 }
 
 /// A new id: `prefix` + `_` + a ULID (time-ordered, lower case).

@@ -12,13 +12,15 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiKey, Bucket, CollectionRecord, Namespace, ObjectRecord, Page, PageRequest, Result, Store,
-    StoreError,
+    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkWrite, Claim, CollectionRecord,
+    DocumentFilter, DocumentRecord, Lease, LiveProgress, Namespace, ObjectRecord, Page,
+    PageRequest, PinnedCollection, Result, Store, StoreError, now,
 };
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts the
 /// applied ones.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE namespaces (
     namespace_id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -94,7 +96,23 @@ CREATE TABLE documents (
     body TEXT NOT NULL
 );
 CREATE INDEX documents_by_collection ON documents (collection_id, document_id);
-"#];
+"#,
+    r#"
+ALTER TABLE batches ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN processed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN error_summary TEXT;
+ALTER TABLE batches ADD COLUMN live TEXT;
+ALTER TABLE batches ADD COLUMN updated_at TEXT;
+CREATE INDEX batches_by_bucket ON batches (bucket_id, batch_id);
+CREATE INDEX batches_by_task ON batches (namespace_id, task_id);
+ALTER TABLE batch_objects ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX batch_objects_by_status ON batch_objects (batch_id, status, done, object_id);
+CREATE UNIQUE INDEX documents_by_object ON documents (collection_id, object_id);
+CREATE INDEX documents_by_batch ON documents (collection_id, batch_id, document_id);
+"#,
+];
 
 /// The embedded SQLite store.
 #[derive(Clone)]
@@ -143,6 +161,23 @@ impl SqliteStore {
         })
         .await
         .map_err(StoreError::backend)?
+    }
+}
+
+impl SqliteStore {
+    /// The first row `sql` selects with `params`, if any.
+    async fn optional<T: Send + 'static>(
+        &self,
+        sql: String,
+        params: Vec<String>,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        self.call(move |c| {
+            c.query_row(&sql, rusqlite::params_from_iter(params), row)
+                .optional()
+                .map_err(backend)
+        })
+        .await
     }
 }
 
@@ -245,17 +280,22 @@ fn bucket_row(r: &Row<'_>) -> rusqlite::Result<Bucket> {
 const OBJECT_COLUMNS: &str = "object_id, bucket_id, namespace_id, key, mime_type, size_bytes, sha256, metadata, blob_key, created_at";
 
 fn object_row(r: &Row<'_>) -> rusqlite::Result<ObjectRecord> {
+    object_row_at(r, 0)
+}
+
+/// An object whose [`OBJECT_COLUMNS`] start at column `at`.
+fn object_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<ObjectRecord> {
     Ok(ObjectRecord {
-        object_id: r.get(0)?,
-        bucket_id: r.get(1)?,
-        namespace_id: r.get(2)?,
-        key: r.get(3)?,
-        mime_type: r.get(4)?,
-        size_bytes: r.get(5)?,
-        sha256: r.get(6)?,
-        metadata: json_column(r.get(7)?)?,
-        blob_key: r.get(8)?,
-        created_at: r.get(9)?,
+        object_id: r.get(at)?,
+        bucket_id: r.get(at + 1)?,
+        namespace_id: r.get(at + 2)?,
+        key: r.get(at + 3)?,
+        mime_type: r.get(at + 4)?,
+        size_bytes: r.get(at + 5)?,
+        sha256: r.get(at + 6)?,
+        metadata: json_column(r.get(at + 7)?)?,
+        blob_key: r.get(at + 8)?,
+        created_at: r.get(at + 9)?,
     })
 }
 
@@ -281,6 +321,134 @@ fn active_batches(c: &Connection, bucket_id: &str) -> Result<Vec<String>> {
         "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND status IN ('QUEUED', 'PROCESSING') ORDER BY batch_id",
         bucket_id,
     )
+}
+
+const BATCH_COLUMNS: &str = "body, status, total, processed, failed, attempts, error_summary, live, lease_owner, lease_expires_ms, updated_at";
+
+/// A batch: its body, with the columns workers update in place laid over.
+fn batch_row(r: &Row<'_>) -> rusqlite::Result<BatchRecord> {
+    let mut b: BatchRecord = body_column(r.get(0)?)?;
+    let status: String = r.get(1)?;
+    b.status = BatchStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("unknown batch status `{status}`").into(),
+        )
+    })?;
+    b.total = r.get(2)?;
+    b.processed = r.get(3)?;
+    b.failed = r.get(4)?;
+    b.attempts = r.get(5)?;
+    b.error_summary = json_column(r.get(6)?)?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+        })?
+        .unwrap_or_default();
+    b.live = json_column(r.get(7)?)?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+        })?;
+    let owner: Option<String> = r.get(8)?;
+    let expires: Option<i64> = r.get(9)?;
+    b.lease = owner.zip(expires);
+    if let Some(updated) = r.get::<_, Option<String>>(10)? {
+        b.updated_at = updated;
+    }
+    Ok(b)
+}
+
+fn read_batch(c: &Connection, batch_id: &str) -> Result<BatchRecord> {
+    c.query_row(
+        &format!("SELECT {BATCH_COLUMNS} FROM batches WHERE batch_id = ?1"),
+        [batch_id],
+        batch_row,
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::not_found("batch", batch_id))
+}
+
+/// Commits `tx` and returns the batch as it now is.
+fn commit_batch(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRecord> {
+    let batch = read_batch(&tx, batch_id)?;
+    tx.commit().map_err(backend)?;
+    Ok(batch)
+}
+
+fn batch_object_row(r: &Row<'_>) -> rusqlite::Result<BatchObject> {
+    Ok(BatchObject {
+        object_id: r.get(0)?,
+        status: r.get(1)?,
+        error: r.get(2)?,
+    })
+}
+
+fn document_row(r: &Row<'_>) -> rusqlite::Result<DocumentRecord> {
+    body_column(r.get(0)?)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn immediate(c: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
+    c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)
+}
+
+/// Adds `ids` to a batch, ignoring those it holds; returns how many were new.
+fn insert_batch_objects(c: &Connection, batch_id: &str, ids: &[String]) -> Result<u64> {
+    let mut insert = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO batch_objects (batch_id, object_id, status) VALUES (?1, ?2, 'pending')",
+        )
+        .map_err(backend)?;
+    let mut added = 0;
+    for id in ids {
+        added += insert.execute(params![batch_id, id]).map_err(backend)? as u64;
+    }
+    Ok(added)
+}
+
+/// Checks that `lease` still holds its batch; returns the batch's namespace.
+fn fence(c: &Connection, lease: &Lease) -> Result<String> {
+    c.query_row(
+        "SELECT namespace_id FROM batches WHERE batch_id = ?1 AND lease_token = ?2 AND status = 'PROCESSING'",
+        params![lease.batch_id, lease.token],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))
+}
+
+/// Blob keys of the artifacts of the batches `sql` selects for `id`.
+fn batch_artifacts(c: &Connection, sql: &str, id: &str) -> Result<Vec<String>> {
+    let bodies = strings(c, sql, id)?;
+    let mut keys = Vec::new();
+    for body in bodies {
+        let batch: BatchRecord = body_column(body).map_err(backend)?;
+        keys.extend(
+            batch
+                .collections
+                .into_iter()
+                .flat_map(|c| c.manifests.into_values()),
+        );
+    }
+    Ok(keys)
+}
+
+fn conflict_state(batch: &BatchRecord, what: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "batch `{}` is {}; {what}",
+        batch.batch_id,
+        batch.status.as_str()
+    ))
 }
 
 #[async_trait]
@@ -401,18 +569,14 @@ impl Store for SqliteStore {
     }
 
     async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>> {
-        let (ns, id) = (namespace_id.to_owned(), id_or_name.to_owned());
-        self.call(move |c| {
-            c.query_row(
-                "SELECT bucket_id, namespace_id, bucket_name, description, created_at FROM buckets
+        self.optional(
+            "SELECT bucket_id, namespace_id, bucket_name, description, created_at FROM buckets
                  WHERE namespace_id = ?1 AND (bucket_id = ?2 OR bucket_name = ?2)
-                 ORDER BY bucket_id = ?2 DESC LIMIT 1",
-                params![ns, id],
-                bucket_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+                 ORDER BY bucket_id = ?2 DESC LIMIT 1"
+                .to_owned(),
+            vec![namespace_id.to_owned(), id_or_name.to_owned()],
+            bucket_row,
+        )
         .await
     }
 
@@ -467,7 +631,8 @@ impl Store for SqliteStore {
                     collections.join(", ")
                 )));
             }
-            let blobs = strings(&tx, "SELECT blob_key FROM objects WHERE bucket_id = ?1", &id)?;
+            let mut blobs = strings(&tx, "SELECT blob_key FROM objects WHERE bucket_id = ?1", &id)?;
+            blobs.extend(batch_artifacts(&tx, "SELECT body FROM batches WHERE bucket_id = ?1", &id)?);
             for sql in [
                 "DELETE FROM batch_objects WHERE batch_id IN (SELECT batch_id FROM batches WHERE bucket_id = ?1)",
                 "DELETE FROM batches WHERE bucket_id = ?1",
@@ -504,18 +669,11 @@ impl Store for SqliteStore {
     }
 
     async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>> {
-        let (b, o) = (bucket_id.to_owned(), object_id.to_owned());
-        self.call(move |c| {
-            c.query_row(
-                &format!(
-                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket_id = ?1 AND object_id = ?2"
-                ),
-                params![b, o],
-                object_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+        self.optional(
+            format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket_id = ?1 AND object_id = ?2"),
+            vec![bucket_id.to_owned(), object_id.to_owned()],
+            object_row,
+        )
         .await
     }
 
@@ -576,18 +734,14 @@ impl Store for SqliteStore {
         namespace_id: &str,
         id_or_name: &str,
     ) -> Result<Option<CollectionRecord>> {
-        let (ns, id) = (namespace_id.to_owned(), id_or_name.to_owned());
-        self.call(move |c| {
-            c.query_row(
-                "SELECT body FROM collections WHERE namespace_id = ?1
+        self.optional(
+            "SELECT body FROM collections WHERE namespace_id = ?1
                  AND (collection_id = ?2 OR collection_name = ?2)
-                 ORDER BY collection_id = ?2 DESC LIMIT 1",
-                params![ns, id],
-                collection_row,
-            )
-            .optional()
-            .map_err(backend)
-        })
+                 ORDER BY collection_id = ?2 DESC LIMIT 1"
+                .to_owned(),
+            vec![namespace_id.to_owned(), id_or_name.to_owned()],
+            collection_row,
+        )
         .await
     }
 
@@ -651,6 +805,612 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             tx.commit().map_err(backend)
         })
+        .await
+    }
+
+    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
+        let (bucket, ids) = (bucket_id.to_owned(), object_ids.to_vec());
+        self.call(move |c| {
+            let mut exists = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM objects WHERE bucket_id = ?1 AND object_id = ?2)",
+                )
+                .map_err(backend)?;
+            let mut missing = Vec::new();
+            for id in ids {
+                let found: bool = exists
+                    .query_row(params![bucket, id], |r| r.get(0))
+                    .map_err(backend)?;
+                if !found && !missing.contains(&id) {
+                    missing.push(id);
+                }
+            }
+            Ok(missing)
+        })
+        .await
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &BatchRecord,
+        object_ids: &[String],
+    ) -> Result<std::result::Result<BatchRecord, BatchRecord>> {
+        let (b, ids) = (batch.clone(), object_ids.to_vec());
+        let body = body_text(batch)?;
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let key = b.idempotency.as_ref().map(|(k, _)| k.clone());
+            if let Some(key) = &key {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND idempotency_key = ?2",
+                        params![b.bucket_id, key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(id) = existing {
+                    return Ok(Err(read_batch(&tx, &id)?));
+                }
+            }
+            tx.execute(
+                "INSERT INTO batches (batch_id, namespace_id, bucket_id, task_id, status, idempotency_key, body, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'DRAFT', ?5, ?6, ?7, ?7)",
+                params![b.batch_id, b.namespace_id, b.bucket_id, b.task_id, key, body, b.created_at],
+            )
+            .map_err(|e| write_error(e, || format!("batch `{}` already exists", b.batch_id)))?;
+            let total = insert_batch_objects(&tx, &b.batch_id, &ids)?;
+            tx.execute(
+                "UPDATE batches SET total = ?2 WHERE batch_id = ?1",
+                params![b.batch_id, total],
+            )
+            .map_err(backend)?;
+            let created = read_batch(&tx, &b.batch_id)?;
+            tx.commit().map_err(backend)?;
+            Ok(Ok(created))
+        })
+        .await
+    }
+
+    async fn add_batch_objects(
+        &self,
+        batch_id: &str,
+        object_ids: &[String],
+    ) -> Result<BatchRecord> {
+        let (id, ids) = (batch_id.to_owned(), object_ids.to_vec());
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let batch = read_batch(&tx, &id)?;
+            if batch.status != BatchStatus::Draft {
+                return Err(conflict_state(
+                    &batch,
+                    "objects can only be added to a DRAFT batch",
+                ));
+            }
+            let added = insert_batch_objects(&tx, &id, &ids)?;
+            tx.execute(
+                "UPDATE batches SET total = total + ?2, updated_at = ?3 WHERE batch_id = ?1",
+                params![id, added, now()],
+            )
+            .map_err(backend)?;
+            commit_batch(tx, &id)
+        })
+        .await
+    }
+
+    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>> {
+        self.optional(
+            format!("SELECT {BATCH_COLUMNS} FROM batches WHERE batch_id = ?1 AND bucket_id = ?2"),
+            vec![batch_id.to_owned(), bucket_id.to_owned()],
+            batch_row,
+        )
+        .await
+    }
+
+    async fn batch_by_task(
+        &self,
+        namespace_id: &str,
+        task_id: &str,
+    ) -> Result<Option<BatchRecord>> {
+        self.optional(
+            format!(
+                "SELECT {BATCH_COLUMNS} FROM batches
+                     WHERE namespace_id = ?1 AND task_id = ?2 AND status != 'DRAFT'"
+            ),
+            vec![namespace_id.to_owned(), task_id.to_owned()],
+            batch_row,
+        )
+        .await
+    }
+
+    async fn list_batches(
+        &self,
+        bucket_id: &str,
+        status: Option<BatchStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchRecord>> {
+        let (bucket, page) = (bucket_id.to_owned(), page.clone());
+        let status = status.map(BatchStatus::as_str);
+        self.call(move |c| {
+            select_page(
+                c,
+                &format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches WHERE bucket_id = ?1
+                     AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR batch_id > ?3)
+                     ORDER BY batch_id LIMIT ?4"
+                ),
+                &[&bucket, &status],
+                &page,
+                batch_row,
+                |b| b.batch_id.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn batch_object_records(
+        &self,
+        batch_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<(String, Option<ObjectRecord>)>> {
+        let (id, page) = (batch_id.to_owned(), page.clone());
+        self.call(move |c| {
+            let columns = OBJECT_COLUMNS
+                .split(", ")
+                .map(|col| format!("o.{col}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            select_page(
+                c,
+                &format!(
+                    "SELECT bo.object_id, o.object_id IS NOT NULL, {columns} FROM batch_objects bo
+                     JOIN batches b ON b.batch_id = bo.batch_id
+                     LEFT JOIN objects o ON o.bucket_id = b.bucket_id AND o.object_id = bo.object_id
+                     WHERE bo.batch_id = ?1 AND (?2 IS NULL OR bo.object_id > ?2)
+                     ORDER BY bo.object_id LIMIT ?3"
+                ),
+                &[&id],
+                &page,
+                |r| {
+                    let found: bool = r.get(1)?;
+                    let record = if found {
+                        Some(object_row_at(r, 2)?)
+                    } else {
+                        None
+                    };
+                    Ok((r.get::<_, String>(0)?, record))
+                },
+                |(id, _)| id.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn list_batch_objects(
+        &self,
+        batch_id: &str,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchObject>> {
+        let (id, status, page) = (batch_id.to_owned(), status.map(str::to_owned), page.clone());
+        self.call(move |c| {
+            select_page(
+                c,
+                "SELECT object_id, status, error FROM batch_objects WHERE batch_id = ?1
+                 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR object_id > ?3)
+                 ORDER BY object_id LIMIT ?4",
+                &[&id, &status],
+                &page,
+                batch_object_row,
+                |o| o.object_id.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn submit_batch(
+        &self,
+        batch_id: &str,
+        collections: &[PinnedCollection],
+        include_processing_history: bool,
+    ) -> Result<BatchRecord> {
+        let id = batch_id.to_owned();
+        let collections = serde_json::to_string(collections).map_err(StoreError::backend)?;
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let batch = read_batch(&tx, &id)?;
+            if batch.status != BatchStatus::Draft {
+                return Ok(batch);
+            }
+            let now = now();
+            tx.execute(
+                "UPDATE batches SET status = 'QUEUED', updated_at = ?2,
+                 body = json_set(body, '$.collections', json(?3), '$.include_processing_history', json(?4), '$.submitted_at', ?2)
+                 WHERE batch_id = ?1",
+                params![id, now, collections, include_processing_history.to_string()],
+            )
+            .map_err(backend)?;
+            commit_batch(tx, &id)
+        })
+        .await
+    }
+
+    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+        let id = batch_id.to_owned();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let batch = read_batch(&tx, &id)?;
+            match batch.status {
+                BatchStatus::Canceled => return Ok(batch),
+                BatchStatus::Queued | BatchStatus::Processing => {}
+                _ => {
+                    return Err(conflict_state(
+                        &batch,
+                        "only a QUEUED or PROCESSING batch can be canceled",
+                    ));
+                }
+            }
+            tx.execute(
+                "UPDATE batches SET status = 'CANCELED', lease_owner = NULL, lease_token = NULL,
+                 lease_expires_ms = NULL, updated_at = ?2, body = json_set(body, '$.finished_at', ?2)
+                 WHERE batch_id = ?1",
+                params![id, now()],
+            )
+            .map_err(backend)?;
+            commit_batch(tx, &id)
+        })
+        .await
+    }
+
+    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+        let id = batch_id.to_owned();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let batch = read_batch(&tx, &id)?;
+            if !batch.status.is_terminal() {
+                return Err(conflict_state(&batch, "only a finished batch can be retried"));
+            }
+            let requeued = tx
+                .execute(
+                    "UPDATE batch_objects SET status = 'pending', error = NULL, done = 0
+                     WHERE batch_id = ?1 AND status != 'completed'",
+                    [&id],
+                )
+                .map_err(backend)?;
+            if requeued == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "batch `{id}` has no failed or unfinished objects to retry"
+                )));
+            }
+            tx.execute(
+                "UPDATE batches SET status = 'QUEUED', failed = 0, attempts = 0, error_summary = NULL,
+                 live = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_ms = NULL, updated_at = ?2,
+                 processed = (SELECT COUNT(*) FROM batch_objects WHERE batch_id = ?1 AND status = 'completed'),
+                 body = json_set(body, '$.error_message', NULL, '$.finished_at', NULL, '$.submitted_at', ?2)
+                 WHERE batch_id = ?1",
+                params![id, now()],
+            )
+            .map_err(backend)?;
+            commit_batch(tx, &id)
+        })
+        .await
+    }
+
+    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>> {
+        let id = batch_id.to_owned();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let batch = read_batch(&tx, &id)?;
+            if !(batch.status == BatchStatus::Draft || batch.status.is_terminal()) {
+                return Err(conflict_state(
+                    &batch,
+                    "cancel it first: only a DRAFT or finished batch can be deleted",
+                ));
+            }
+            let keys = batch_artifacts(&tx, "SELECT body FROM batches WHERE batch_id = ?1", &id)?;
+            tx.execute("DELETE FROM batch_objects WHERE batch_id = ?1", [&id])
+                .map_err(backend)?;
+            tx.execute("DELETE FROM batches WHERE batch_id = ?1", [&id])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn claim_batch(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Option<Claim>> {
+        let owner = owner.to_owned();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let now_ms = now_ms();
+            let found: Option<(String, u32, String)> = tx
+                .query_row(
+                    "SELECT batch_id, attempts, status FROM batches
+                     WHERE status = 'QUEUED' OR (status = 'PROCESSING' AND lease_expires_ms < ?1)
+                     ORDER BY batch_id LIMIT 1",
+                    [now_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((id, attempts, status)) = found else {
+                return Ok(None);
+            };
+            let now = now();
+            if status == "PROCESSING" && attempts >= max_attempts {
+                let previous: Option<String> = tx
+                    .query_row("SELECT lease_owner FROM batches WHERE batch_id = ?1", [&id], |r| r.get(0))
+                    .map_err(backend)?;
+                let reason = format!(
+                    "the worker running it was lost {attempts} times (last: {}); giving up",
+                    previous.as_deref().unwrap_or("unknown")
+                );
+                tx.execute(
+                    "UPDATE batches SET status = 'FAILED', lease_owner = NULL, lease_token = NULL,
+                     lease_expires_ms = NULL, updated_at = ?2,
+                     body = json_set(body, '$.error_message', ?3, '$.finished_at', ?2)
+                     WHERE batch_id = ?1",
+                    params![id, now, reason],
+                )
+                .map_err(backend)?;
+                let batch = read_batch(&tx, &id)?;
+                tx.commit().map_err(backend)?;
+                return Ok(Some(Claim::Exhausted(Box::new(batch))));
+            }
+            let token = crate::keys::random_token();
+            tx.execute(
+                "UPDATE batches SET status = 'PROCESSING', lease_owner = ?2, lease_token = ?3,
+                 lease_expires_ms = ?4, attempts = attempts + 1, updated_at = ?5,
+                 body = json_set(body, '$.started_at', coalesce(json_extract(body, '$.started_at'), ?5))
+                 WHERE batch_id = ?1",
+                params![id, owner, token, now_ms + lease_ms, now],
+            )
+            .map_err(backend)?;
+            let batch = read_batch(&tx, &id)?;
+            tx.commit().map_err(backend)?;
+            let lease = Lease {
+                batch_id: id,
+                owner,
+                token,
+            };
+            Ok(Some(Claim::Batch(Box::new(batch), lease)))
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool> {
+        let lease = lease.clone();
+        let live = serde_json::to_string(live).map_err(StoreError::backend)?;
+        self.call(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE batches SET lease_expires_ms = ?3, live = ?4, updated_at = ?5
+                     WHERE batch_id = ?1 AND lease_token = ?2 AND status = 'PROCESSING'",
+                    params![
+                        lease.batch_id,
+                        lease.token,
+                        now_ms() + lease_ms,
+                        live,
+                        now()
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn release_batch(&self, lease: &Lease) -> Result<()> {
+        let lease = lease.clone();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE batches SET status = 'QUEUED', lease_owner = NULL, lease_token = NULL,
+                 lease_expires_ms = NULL, live = NULL, attempts = max(attempts - 1, 0), updated_at = ?3
+                 WHERE batch_id = ?1 AND lease_token = ?2 AND status = 'PROCESSING'",
+                params![lease.batch_id, lease.token, now()],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>> {
+        let id = batch_id.to_owned();
+        self.call(move |c| {
+            c.prepare_cached(
+                "SELECT object_id FROM batch_objects
+                 WHERE batch_id = ?1 AND status = 'pending' AND done = ?2 ORDER BY object_id",
+            )
+            .and_then(|mut s| s.query_map(params![id, stage], |r| r.get(0))?.collect())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn write_chunk(&self, lease: &Lease, chunk: &ChunkWrite) -> Result<()> {
+        let (lease, chunk) = (lease.clone(), chunk.clone());
+        let bodies = chunk
+            .documents
+            .iter()
+            .map(body_text)
+            .collect::<Result<Vec<_>>>()?;
+        let summary = serde_json::to_string(&chunk.error_summary).map_err(StoreError::backend)?;
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let namespace = fence(&tx, &lease)?;
+            let mut new_documents = 0u64;
+            {
+                let mut exists = tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM documents WHERE document_id = ?1)")
+                    .map_err(backend)?;
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO documents (document_id, collection_id, namespace_id, object_id, batch_id, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (document_id) DO UPDATE SET batch_id = excluded.batch_id,
+                         body = json_set(excluded.body, '$.created_at', json_extract(documents.body, '$.created_at'))",
+                    )
+                    .map_err(backend)?;
+                for (doc, body) in chunk.documents.iter().zip(&bodies) {
+                    let existed: bool = exists
+                        .query_row([&doc.document_id], |r| r.get(0))
+                        .map_err(backend)?;
+                    new_documents += u64::from(!existed);
+                    upsert
+                        .execute(params![
+                            doc.document_id,
+                            doc.collection_id,
+                            namespace,
+                            doc.object_id,
+                            doc.batch_id,
+                            body
+                        ])
+                        .map_err(backend)?;
+                }
+            }
+            let (mut processed, mut failed) = (0u64, 0u64);
+            {
+                let mut current = tx
+                    .prepare_cached(
+                        "SELECT error FROM batch_objects
+                         WHERE batch_id = ?1 AND object_id = ?2 AND status = 'pending' AND done = ?3",
+                    )
+                    .map_err(backend)?;
+                let mut update = tx
+                    .prepare_cached(
+                        "UPDATE batch_objects SET done = done + 1, status = ?3, error = ?4
+                         WHERE batch_id = ?1 AND object_id = ?2",
+                    )
+                    .map_err(backend)?;
+                for (object_id, error) in &chunk.outcomes {
+                    let Some(earlier) = current
+                        .query_row(params![lease.batch_id, object_id, chunk.stage], |r| {
+                            r.get::<_, Option<String>>(0)
+                        })
+                        .optional()
+                        .map_err(backend)?
+                    else {
+                        // Already recorded by an earlier attempt.
+                        continue;
+                    };
+                    let error = match (earlier, error) {
+                        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                        (a, b) => a.or_else(|| b.clone()),
+                    };
+                    let status = match (chunk.last, &error) {
+                        (false, _) => "pending",
+                        (true, None) => "completed",
+                        (true, Some(_)) => "failed",
+                    };
+                    if chunk.last {
+                        processed += 1;
+                        failed += u64::from(error.is_some());
+                    }
+                    update
+                        .execute(params![lease.batch_id, object_id, status, error])
+                        .map_err(backend)?;
+                }
+            }
+            tx.execute(
+                "UPDATE batches SET processed = processed + ?2, failed = failed + ?3, error_summary = ?4, updated_at = ?5
+                 WHERE batch_id = ?1",
+                params![lease.batch_id, processed, failed, summary, now()],
+            )
+            .map_err(backend)?;
+            if new_documents > 0 {
+                tx.execute(
+                    "UPDATE collections SET body = json_set(body, '$.document_count',
+                     json_extract(body, '$.document_count') + ?2) WHERE collection_id = ?1",
+                    params![chunk.collection_id, new_documents],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()> {
+        let (lease, pinned) = (lease.clone(), pinned.clone());
+        let schema = serde_json::to_string(&pinned.output_schema).map_err(StoreError::backend)?;
+        let tiers = serde_json::to_string(&pinned.tiers).map_err(StoreError::backend)?;
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            fence(&tx, &lease)?;
+            tx.execute(
+                "UPDATE collections SET body = json_set(body,
+                   '$.index_signature', ?2, '$.output_schema', json(?3), '$.tiers', json(?4), '$.updated_at', ?5,
+                   '$.document_count', (SELECT COUNT(*) FROM documents WHERE collection_id = ?1))
+                 WHERE collection_id = ?1",
+                params![pinned.collection_id, pinned.index_signature, schema, tiers, now()],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn finish_batch(
+        &self,
+        lease: &Lease,
+        status: BatchStatus,
+        error_message: Option<&str>,
+    ) -> Result<()> {
+        let (lease, message) = (lease.clone(), error_message.map(str::to_owned));
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            fence(&tx, &lease)?;
+            tx.execute(
+                "UPDATE batches SET status = ?2, lease_owner = NULL, lease_token = NULL,
+                 lease_expires_ms = NULL, updated_at = ?3,
+                 body = json_set(body, '$.error_message', ?4, '$.finished_at', ?3)
+                 WHERE batch_id = ?1",
+                params![lease.batch_id, status.as_str(), now(), message],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_documents(
+        &self,
+        collection_id: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<DocumentRecord>> {
+        let (id, filter, page) = (collection_id.to_owned(), filter.clone(), page.clone());
+        self.call(move |c| {
+            select_page(
+                c,
+                "SELECT body FROM documents WHERE collection_id = ?1
+                 AND (?2 IS NULL OR batch_id = ?2) AND (?3 IS NULL OR object_id = ?3)
+                 AND (?4 IS NULL OR document_id > ?4) ORDER BY document_id LIMIT ?5",
+                &[&id, &filter.batch_id, &filter.object_id],
+                &page,
+                document_row,
+                |d| d.document_id.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn document(
+        &self,
+        collection_id: &str,
+        document_id: &str,
+    ) -> Result<Option<DocumentRecord>> {
+        self.optional(
+            "SELECT body FROM documents WHERE collection_id = ?1 AND document_id = ?2".to_owned(),
+            vec![collection_id.to_owned(), document_id.to_owned()],
+            document_row,
+        )
         .await
     }
 }

@@ -1,0 +1,765 @@
+//! Batches: objects of a bucket to run through every collection of it,
+//! with their tasks and live progress.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::auth::Caller;
+use super::buckets::find_bucket;
+use super::error::InvalidParam;
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Query};
+use crate::artifacts::{self, ManifestRow};
+use crate::pipeline::{self, ExtractorRef};
+use crate::progress::{self, Check, Health, Progress};
+use crate::store::{
+    BatchObject, BatchRecord, BatchStatus, Bucket, PageRequest, PinnedCollection, new_id, now,
+};
+
+/// Routes.
+pub fn routes() -> Router<AppState> {
+    let batch = "/v1/buckets/{bucket}/batches/{batch}";
+    Router::new()
+        .route(
+            "/v1/buckets/{bucket}/batches",
+            post(create_batch).get(list_batches),
+        )
+        .route(batch, get(get_batch).delete(delete_batch))
+        .route(
+            &format!("{batch}/objects"),
+            post(add_objects).get(list_batch_objects),
+        )
+        .route(&format!("{batch}/submit"), post(submit_batch))
+        .route(&format!("{batch}/cancel"), post(cancel_batch))
+        .route(&format!("{batch}/retry"), post(retry_batch))
+        .route(&format!("{batch}/health"), get(batch_health))
+        .route("/v1/tasks/{task_id}", get(get_task))
+}
+
+/// Most object ids one request may name.
+const MAX_IDS_PER_REQUEST: usize = 100_000;
+
+/// `POST /v1/buckets/{bucket}/batches` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBatch {
+    /// Free text, up to 256 characters.
+    pub batch_name: Option<String>,
+    /// Objects of the bucket to process; more may be added while DRAFT.
+    #[serde(default)]
+    pub object_ids: Vec<String>,
+}
+
+/// `POST …/batches/{batch}/objects` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddObjects {
+    /// Objects of the bucket to add; those already in the batch are ignored.
+    pub object_ids: Vec<String>,
+}
+
+/// `POST …/batches/{batch}/submit` body.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// Record each enrichment in `internal_metadata.processing_history`.
+    #[serde(default)]
+    pub include_processing_history: bool,
+}
+
+/// The answer to a submit: the task to poll.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Submitted {
+    /// The batch.
+    pub batch_id: String,
+    /// Poll `/v1/tasks/{task_id}` or the batch.
+    pub task_id: String,
+    /// `QUEUED`, or the status of a batch submitted before.
+    pub status: BatchStatus,
+}
+
+/// A batch as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchView {
+    /// `btch_…`
+    pub batch_id: String,
+    /// Owning bucket.
+    pub bucket_id: String,
+    /// Free text.
+    pub batch_name: Option<String>,
+    /// DRAFT, QUEUED, PROCESSING, COMPLETED, FAILED or CANCELED.
+    pub status: BatchStatus,
+    /// The task handle, once submitted.
+    pub task_id: Option<String>,
+    /// Objects in the batch.
+    pub object_count: u64,
+    /// Live progress.
+    pub progress: Progress,
+    /// One line for dashboards and logs.
+    pub status_message: String,
+    /// `healthy`, `degraded` or `unhealthy`; `/health` explains.
+    pub health: Health,
+    /// ISO 8601 estimate of completion (the time of completion once done).
+    pub estimated_completion: Option<String>,
+    /// Why the batch failed.
+    pub error_message: Option<String>,
+    /// Errors by category, `extractor.kind`.
+    pub error_summary: BTreeMap<String, u64>,
+    /// Whether documents record each enrichment.
+    pub include_processing_history: bool,
+    /// The pipelines the batch runs, versions pinned at submit.
+    pub collections: Vec<PinnedCollection>,
+    /// Times a poller claimed the batch.
+    pub attempts: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339.
+    pub submitted_at: Option<String>,
+    /// RFC 3339: first claimed by a poller.
+    pub started_at: Option<String>,
+    /// RFC 3339: reached COMPLETED, FAILED or CANCELED.
+    pub completed_at: Option<String>,
+}
+
+/// The task of a submitted batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    /// `task_…`
+    pub task_id: String,
+    /// Always `batch_processing`.
+    pub task_type: &'static str,
+    /// The batch.
+    pub batch_id: String,
+    /// Its bucket.
+    pub bucket_id: String,
+    /// The batch's status.
+    pub status: BatchStatus,
+    /// The batch's progress.
+    pub progress: Progress,
+    /// One line for dashboards and logs.
+    pub status_message: String,
+    /// Why the batch failed.
+    pub error_message: Option<String>,
+    /// RFC 3339: when the batch was submitted.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// `GET …/batches/{batch}/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthView {
+    /// The batch.
+    pub batch_id: String,
+    /// Its status.
+    pub status: BatchStatus,
+    /// The worst of the checks.
+    pub health: Health,
+    /// Each check with its reason.
+    pub checks: Vec<Check>,
+    /// The numbers the checks used.
+    pub progress: Progress,
+}
+
+/// `?status=` of the batch list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct BatchFilter {
+    /// Only batches of this status.
+    pub status: Option<String>,
+    /// Most results per page (1–1000, default 50).
+    pub limit: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// `?status=` of a batch's object list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct ObjectFilter {
+    /// `pending`, `completed` or `failed`.
+    pub status: Option<String>,
+    /// Most results per page (1–1000, default 50).
+    pub limit: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+impl AppState {
+    fn view(&self, b: BatchRecord) -> BatchView {
+        let r = progress::report(&b, chrono::Utc::now(), &self.health);
+        BatchView {
+            task_id: (b.status != BatchStatus::Draft).then_some(b.task_id),
+            object_count: b.total,
+            progress: r.progress,
+            status_message: r.status_message,
+            health: r.health,
+            estimated_completion: r.estimated_completion,
+            batch_id: b.batch_id,
+            bucket_id: b.bucket_id,
+            batch_name: b.batch_name,
+            status: b.status,
+            error_message: b.error_message,
+            error_summary: b.error_summary,
+            include_processing_history: b.include_processing_history,
+            collections: b.collections,
+            attempts: b.attempts,
+            created_at: b.created_at,
+            updated_at: b.updated_at,
+            submitted_at: b.submitted_at,
+            started_at: b.started_at,
+            completed_at: b.finished_at,
+        }
+    }
+}
+
+/// The bucket (id or name) of the caller's namespace and its batch
+/// `batch_id`, or 404.
+async fn find_batch(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    batch_id: &str,
+) -> ApiResult<(Bucket, BatchRecord)> {
+    let bucket = find_bucket(state, caller, bucket).await?;
+    let batch = state
+        .store
+        .batch(&bucket.bucket_id, batch_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("batch", batch_id))?;
+    Ok((bucket, batch))
+}
+
+/// Checks a list of object ids: present, non-empty, not too many.
+fn check_ids(ids: &[String]) -> ApiResult<()> {
+    if ids.len() > MAX_IDS_PER_REQUEST {
+        return Err(ApiError::invalid(
+            "object_ids",
+            format!(
+                "at most {MAX_IDS_PER_REQUEST} per request; add the rest with `POST …/objects`"
+            ),
+        ));
+    }
+    if let Some(i) = ids.iter().position(|id| id.trim().is_empty()) {
+        return Err(ApiError::invalid(
+            format!("object_ids[{i}]"),
+            "must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+/// 422 when some of `ids` are not objects of the bucket, listing them.
+async fn check_objects_exist(state: &AppState, bucket: &Bucket, ids: &[String]) -> ApiResult<()> {
+    let missing = state.store.missing_objects(&bucket.bucket_id, ids).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 50;
+    let mut listed = missing
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if missing.len() > SHOWN {
+        listed.push_str(&format!(" and {} more", missing.len() - SHOWN));
+    }
+    Err(ApiError::invalid_many(
+        format!(
+            "{} object id(s) are not objects of bucket `{}`: {listed}",
+            missing.len(),
+            bucket.bucket_name
+        ),
+        vec![InvalidParam {
+            name: "object_ids".into(),
+            reason: format!("unknown objects: {listed}"),
+        }],
+    ))
+}
+
+/// Hex SHA-256 of a request body in canonical form.
+fn request_hash(body: &CreateBatch) -> String {
+    let mut ids = body.object_ids.clone();
+    ids.sort();
+    ids.dedup();
+    let canonical = serde_json::json!([body.batch_name, ids]).to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// `POST /v1/buckets/{bucket}/batches`: a DRAFT batch. With an
+/// `Idempotency-Key` header, a retried create returns the same batch
+/// (200, `Idempotent-Replayed: true`); the same key with another body is 422.
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/batches", tag = "batches",
+    request_body = CreateBatch,
+    params(("bucket" = String, Path, description = "bucket id or name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes a retried create safe")),
+    responses((status = 201, body = BatchView), (status = 200, body = BatchView, description = "replayed"),
+        (status = 404, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bucket): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<CreateBatch>,
+) -> ApiResult<Response> {
+    let bucket = find_bucket(&state, &caller, &bucket).await?;
+    if body
+        .batch_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 256)
+    {
+        return Err(ApiError::invalid("batch_name", "at most 256 characters"));
+    }
+    check_ids(&body.object_ids)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().ok().map(str::trim).unwrap_or("");
+            if key.is_empty() || key.len() > 255 {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "must be 1–255 visible ASCII characters",
+                ));
+            }
+            Some(key.to_owned())
+        }
+    };
+    check_objects_exist(&state, &bucket, &body.object_ids).await?;
+    let hash = request_hash(&body);
+    let now = now();
+    let record = BatchRecord {
+        batch_id: new_id("btch"),
+        namespace_id: bucket.namespace_id.clone(),
+        bucket_id: bucket.bucket_id.clone(),
+        batch_name: body.batch_name,
+        task_id: new_id("task"),
+        status: BatchStatus::Draft,
+        total: 0,
+        processed: 0,
+        failed: 0,
+        attempts: 0,
+        include_processing_history: false,
+        collections: Vec::new(),
+        error_summary: BTreeMap::new(),
+        error_message: None,
+        live: None,
+        lease: None,
+        idempotency: key.map(|k| (k, hash.clone())),
+        created_at: now.clone(),
+        updated_at: now,
+        submitted_at: None,
+        started_at: None,
+        finished_at: None,
+    };
+    match state.store.create_batch(&record, &body.object_ids).await? {
+        Ok(created) => Ok((StatusCode::CREATED, Json(state.view(created))).into_response()),
+        Err(existing) => {
+            if existing.idempotency.as_ref().map(|(_, h)| h) != Some(&hash) {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    format!(
+                        "was used for batch `{}` with a different request body",
+                        existing.batch_id
+                    ),
+                ));
+            }
+            let mut response = Json(state.view(existing)).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+    }
+}
+
+/// `GET /v1/buckets/{bucket}/batches` (`?status=` filters).
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/batches", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), BatchFilter),
+    responses((status = 200, body = List<BatchView>), (status = 422, body = super::error::Problem)))]
+pub async fn list_batches(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(bucket): Path<String>,
+    Query(filter): Query<BatchFilter>,
+) -> ApiResult<Json<List<BatchView>>> {
+    let bucket = find_bucket(&state, &caller, &bucket).await?;
+    let status = match &filter.status {
+        None => None,
+        Some(s) => Some(BatchStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                format!(
+                    "`{s}` is not one of DRAFT, QUEUED, PROCESSING, COMPLETED, FAILED, CANCELED"
+                ),
+            )
+        })?),
+    };
+    let list = format!("batches:{}", status.map_or("", BatchStatus::as_str));
+    let params = ListParams {
+        limit: filter.limit,
+        page_token: filter.page_token,
+    };
+    let page = state
+        .store
+        .list_batches(&bucket.bucket_id, status, &params.page(&list)?)
+        .await?;
+    Ok(Json(List::of(page, &list, |b| state.view(b))))
+}
+
+/// `GET /v1/buckets/{bucket}/batches/{batch}`: the batch with its live
+/// progress, status message, health and estimated completion.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/batches/{batch}", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 200, body = BatchView), (status = 404, body = super::error::Problem)))]
+pub async fn get_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+) -> ApiResult<Json<BatchView>> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    Ok(Json(state.view(batch)))
+}
+
+/// `DELETE /v1/buckets/{bucket}/batches/{batch}`: DRAFT or finished
+/// batches only (409 otherwise); documents stay.
+#[utoipa::path(delete, path = "/v1/buckets/{bucket}/batches/{batch}", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::Problem),
+        (status = 409, body = super::error::Problem)))]
+pub async fn delete_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    let artifacts = state.store.delete_batch(&batch.batch_id).await?;
+    for key in artifacts {
+        if let Err(e) = state.blobs.delete(&key).await {
+            tracing::warn!(%key, error = %e, "removing a batch artifact failed");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/batches/{batch}/objects`: adds objects to a DRAFT batch (409
+/// otherwise); ids already in it are ignored, unknown ids are 422.
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/batches/{batch}/objects", tag = "batches",
+    request_body = AddObjects,
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 200, body = BatchView), (status = 409, body = super::error::Problem),
+        (status = 422, body = super::error::Problem)))]
+pub async fn add_objects(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+    Json(body): Json<AddObjects>,
+) -> ApiResult<Json<BatchView>> {
+    let (bucket, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    if body.object_ids.is_empty() {
+        return Err(ApiError::invalid("object_ids", "name at least one object"));
+    }
+    check_ids(&body.object_ids)?;
+    if batch.status != BatchStatus::Draft {
+        return Err(ApiError::conflict(format!(
+            "batch `{}` is {}; objects can only be added to a DRAFT batch",
+            batch.batch_id,
+            batch.status.as_str()
+        )));
+    }
+    check_objects_exist(&state, &bucket, &body.object_ids).await?;
+    let batch = state
+        .store
+        .add_batch_objects(&batch.batch_id, &body.object_ids)
+        .await?;
+    Ok(Json(state.view(batch)))
+}
+
+/// `GET …/batches/{batch}/objects?status=pending|completed|failed`: each
+/// object's outcome and error.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/batches/{batch}/objects", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path), ObjectFilter),
+    responses((status = 200, body = List<BatchObject>), (status = 422, body = super::error::Problem)))]
+pub async fn list_batch_objects(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+    Query(filter): Query<ObjectFilter>,
+) -> ApiResult<Json<List<BatchObject>>> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    let status = match filter.status.as_deref() {
+        None => None,
+        Some(s @ ("pending" | "completed" | "failed")) => Some(s),
+        Some(s) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!("`{s}` is not one of pending, completed, failed"),
+            ));
+        }
+    };
+    let list = format!("batch-objects:{}:{}", batch.batch_id, status.unwrap_or(""));
+    let params = ListParams {
+        limit: filter.limit,
+        page_token: filter.page_token,
+    };
+    let page = state
+        .store
+        .list_batch_objects(&batch.batch_id, status, &params.page(&list)?)
+        .await?;
+    Ok(Json(List::of(page, &list, |o| o)))
+}
+
+/// `POST …/batches/{batch}/submit`: plans the batch for every collection
+/// of its bucket, pins the extractor versions, writes one Parquet manifest
+/// per extractor and queues it. Submitting again returns the same task.
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/batches/{batch}/submit", tag = "batches",
+    request_body = SubmitBatch,
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 200, body = Submitted), (status = 404, body = super::error::Problem),
+        (status = 422, body = super::error::Problem)))]
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<SubmitBatch>,
+) -> ApiResult<Json<Submitted>> {
+    let body = body.unwrap_or_default();
+    let (bucket, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    let submitted = |b: BatchRecord| Submitted {
+        batch_id: b.batch_id,
+        task_id: b.task_id,
+        status: b.status,
+    };
+    if batch.status != BatchStatus::Draft {
+        return Ok(Json(submitted(batch)));
+    }
+    if batch.total == 0 {
+        return Err(ApiError::invalid(
+            "object_ids",
+            "the batch holds no objects; add some with `POST …/objects` first",
+        ));
+    }
+    let collections = state.store.collections_of_bucket(&bucket.bucket_id).await?;
+    if collections.is_empty() {
+        return Err(ApiError::invalid(
+            "bucket_id",
+            format!(
+                "no collection reads from bucket `{}`; create one with `POST /v1/collections` first",
+                bucket.bucket_name
+            ),
+        ));
+    }
+    let rows = manifest_rows(&state, &batch).await?;
+    let mut pinned = Vec::with_capacity(collections.len());
+    for collection in collections {
+        let catalog = state.catalog.clone();
+        let refs = collection.extractors.clone();
+        let plan = tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| {
+                ApiError::invalid(
+                    format!("collections[{}].{}", collection.collection_name, e.field),
+                    e.message,
+                )
+            })?;
+        let summary = plan.summary();
+        let extractors: Vec<ExtractorRef> = collection
+            .extractors
+            .iter()
+            .map(|r| ExtractorRef {
+                name: r.name.clone(),
+                version: plan
+                    .steps()
+                    .find(|s| s.extractor.manifest().name == r.name)
+                    .map(|s| s.extractor.manifest().version.to_string()),
+                params: r.params.clone(),
+            })
+            .collect();
+        let mut manifests = BTreeMap::new();
+        for step in plan.steps() {
+            let manifest = step.extractor.manifest();
+            let key = artifacts::manifest_key(
+                &batch.namespace_id,
+                &batch.batch_id,
+                &collection.collection_id,
+                &manifest.name,
+            );
+            let own: Vec<ManifestRow> = rows
+                .iter()
+                .map(|r| ManifestRow {
+                    applicable: manifest.applies_to(&r.mime_type),
+                    ..r.clone()
+                })
+                .collect();
+            let metadata = vec![
+                ("strata.batch_id", batch.batch_id.clone()),
+                ("strata.collection_id", collection.collection_id.clone()),
+                ("strata.extractor", manifest.id()),
+                (
+                    "strata.content_hash",
+                    step.extractor.content_hash().to_owned(),
+                ),
+                ("strata.params", step.params.clone()),
+            ];
+            let task_key = key.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                artifacts::write_manifest(&task_key, &own, &metadata)
+            })
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&e))?;
+            state.blobs.put_bytes(&key, bytes).await?;
+            manifests.insert(manifest.name.clone(), key);
+        }
+        pinned.push(PinnedCollection {
+            collection_id: collection.collection_id,
+            collection_name: collection.collection_name,
+            extractors,
+            tiers: summary.tiers,
+            output_schema: summary.output_schema,
+            index_signature: pipeline::index_signature(&plan),
+            manifests,
+        });
+    }
+    let batch = state
+        .store
+        .submit_batch(&batch.batch_id, &pinned, body.include_processing_history)
+        .await?;
+    state.wake.notify_one();
+    Ok(Json(submitted(batch)))
+}
+
+/// Every object of the batch as a manifest row (applicable to all).
+async fn manifest_rows(state: &AppState, batch: &BatchRecord) -> ApiResult<Vec<ManifestRow>> {
+    let mut rows = Vec::with_capacity(batch.total as usize);
+    let mut page = PageRequest {
+        limit: 10_000,
+        after: None,
+    };
+    loop {
+        let part = state
+            .store
+            .batch_object_records(&batch.batch_id, &page)
+            .await?;
+        rows.extend(part.items.into_iter().map(|(id, record)| match record {
+            Some(o) => ManifestRow {
+                object_id: o.object_id,
+                key: o.key,
+                mime_type: o.mime_type,
+                size_bytes: o.size_bytes,
+                sha256: o.sha256,
+                blob_key: o.blob_key,
+                metadata: o.metadata.map(|m| m.to_string()),
+                applicable: true,
+            },
+            None => ManifestRow {
+                key: id.clone(),
+                object_id: id,
+                mime_type: "application/octet-stream".into(),
+                size_bytes: 0,
+                sha256: String::new(),
+                blob_key: String::new(),
+                metadata: None,
+                applicable: true,
+            },
+        }));
+        match part.next {
+            Some(after) => page.after = Some(after),
+            None => return Ok(rows),
+        }
+    }
+}
+
+/// `POST …/batches/{batch}/cancel`: QUEUED or PROCESSING → CANCELED (409
+/// otherwise); documents already written stay.
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/batches/{batch}/cancel", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 200, body = BatchView), (status = 409, body = super::error::Problem)))]
+pub async fn cancel_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+) -> ApiResult<Json<BatchView>> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    let batch = state.store.cancel_batch(&batch.batch_id).await?;
+    Ok(Json(state.view(batch)))
+}
+
+/// `POST …/batches/{batch}/retry`: re-queues the objects of a finished
+/// batch that did not complete (409 when there are none).
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/batches/{batch}/retry", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 200, body = BatchView), (status = 409, body = super::error::Problem)))]
+pub async fn retry_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+) -> ApiResult<Json<BatchView>> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    if batch.collections.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "batch `{}` was never submitted",
+            batch.batch_id
+        )));
+    }
+    let batch = state.store.retry_batch(&batch.batch_id).await?;
+    state.wake.notify_one();
+    Ok(Json(state.view(batch)))
+}
+
+/// `GET …/batches/{batch}/health`: the verdict and each check behind it.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/batches/{batch}/health", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
+    responses((status = 200, body = HealthView), (status = 404, body = super::error::Problem)))]
+pub async fn batch_health(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+) -> ApiResult<Json<HealthView>> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    let r = progress::report(&batch, chrono::Utc::now(), &state.health);
+    Ok(Json(HealthView {
+        batch_id: batch.batch_id,
+        status: batch.status,
+        health: r.health,
+        checks: r.checks,
+        progress: r.progress,
+    }))
+}
+
+/// `GET /v1/tasks/{task_id}`: the task of a submitted batch, its status
+/// synchronised with the batch.
+#[utoipa::path(get, path = "/v1/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = String, Path)),
+    responses((status = 200, body = TaskView), (status = 404, body = super::error::Problem)))]
+pub async fn get_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(task_id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    let b = state
+        .store
+        .batch_by_task(&caller.namespace.namespace_id, &task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task", &task_id))?;
+    let r = progress::report(&b, chrono::Utc::now(), &state.health);
+    Ok(Json(TaskView {
+        task_id: b.task_id,
+        task_type: "batch_processing",
+        batch_id: b.batch_id,
+        bucket_id: b.bucket_id,
+        status: b.status,
+        progress: r.progress,
+        status_message: r.status_message,
+        error_message: b.error_message,
+        created_at: b.submitted_at.unwrap_or(b.created_at),
+        updated_at: b.updated_at,
+    }))
+}

@@ -1,0 +1,704 @@
+//! Pollers: claim queued batches under a lease and run them.
+//!
+//! A poller claims a batch with a lease (owner, random token, expiry),
+//! renews it every [`WorkerConfig::report_interval`] together with the live
+//! progress, and makes every write conditional on the token: a canceled or
+//! taken-over batch stops at its next write. Each of the batch's pinned
+//! collections runs in turn: the objects still pending for it stream from
+//! its Parquet manifest through the engine, and each finished chunk is
+//! written at once (documents upserted, outcomes recorded). A batch whose
+//! worker died is claimed again after its lease expires and resumes with
+//! the objects not yet written.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info, warn};
+
+use crate::artifacts::{self, ManifestRow};
+use crate::blob::BlobStore;
+use crate::catalog::Catalog;
+use crate::engine::executor::{
+    ExecOptions, Finished, ObjectInput, RowError, TierProgress, execute,
+};
+use crate::engine::planner::Plan;
+use crate::pipeline;
+use crate::store::{
+    BatchRecord, BatchStatus, ChunkWrite, Claim, DocumentRecord, InternalMetadata, Lease,
+    LiveProgress, PinnedCollection, Stage, Store, StoreError, document_id, now,
+};
+
+/// How pollers behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this worker in leases and logs.
+    pub owner: String,
+    /// How often to look for queued batches (a local submit wakes at once).
+    pub poll_interval: Duration,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// How often the lease is renewed and progress reported.
+    pub report_interval: Duration,
+    /// Batches run at once by this process.
+    pub max_batches: usize,
+    /// Claims of one batch before it fails (its workers keep dying).
+    pub max_attempts: u32,
+    /// Share of failed objects past which a batch fails.
+    pub error_budget: f64,
+    /// Objects per chunk: the unit of writing and of progress.
+    pub chunk_rows: usize,
+    /// Timeouts after which an extractor is disabled for the run.
+    pub max_timeouts: u32,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker named `owner`.
+    pub fn new(owner: String) -> Self {
+        WorkerConfig {
+            owner,
+            poll_interval: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            report_interval: Duration::from_secs(1),
+            max_batches: 2,
+            max_attempts: 3,
+            error_budget: 0.5,
+            chunk_rows: 32,
+            max_timeouts: 3,
+        }
+    }
+}
+
+/// What a worker reads and writes.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// Batches, documents.
+    pub store: Arc<dyn Store>,
+    /// Object contents, manifests.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Installed extractors.
+    pub catalog: Arc<Catalog>,
+}
+
+/// A worker name unique to this process: host, pid and a random suffix.
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let suffix = &crate::keys::random_token()[..6];
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
+/// Polls for batches until `shutdown`, running up to `max_batches` at once;
+/// `wake` makes it look at once. On shutdown, running batches give their
+/// lease back so that another worker takes them over without waiting.
+pub async fn run_pollers(
+    deps: Deps,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    if config.max_batches == 0 {
+        return;
+    }
+    let permits = Arc::new(Semaphore::new(config.max_batches));
+    let mut running = tokio::task::JoinSet::new();
+    info!(owner = %config.owner, max_batches = config.max_batches, "pollers started");
+    loop {
+        while running.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let lease_ms = config.lease.as_millis() as i64;
+        match deps
+            .store
+            .claim_batch(&config.owner, lease_ms, config.max_attempts)
+            .await
+        {
+            Ok(Some(Claim::Batch(batch, lease))) => {
+                let (deps, config, shutdown) = (deps.clone(), config.clone(), shutdown.clone());
+                let span = tracing::info_span!("batch", batch_id = %batch.batch_id);
+                running.spawn(
+                    async move {
+                        run_batch(&deps, &config, *batch, lease, shutdown).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+                continue;
+            }
+            Ok(Some(Claim::Exhausted(batch))) => {
+                warn!(batch_id = %batch.batch_id, reason = ?batch.error_message, "batch failed: its workers kept dying");
+                metrics::counter!("strata_batches_finished_total", "status" => "FAILED")
+                    .increment(1);
+                continue;
+            }
+            Ok(None) => drop(permit),
+            Err(e) => {
+                warn!(error = %e, "claiming a batch failed");
+                drop(permit);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.poll_interval) => {}
+            () = wake.notified() => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    while running.join_next().await.is_some() {}
+    info!("pollers stopped");
+}
+
+/// Why a run stopped before the end.
+#[derive(Debug)]
+enum Stop {
+    /// Canceled, or the lease was taken over: someone else owns the batch.
+    LeaseLost,
+    /// This process is shutting down.
+    Shutdown,
+    /// The pipeline cannot run: the batch fails with this reason.
+    Failed(String),
+    /// The store failed: the lease expires and the batch is retried.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::LeaseLost(_) => Stop::LeaseLost,
+            e => Stop::Store(e),
+        }
+    }
+}
+
+const RUNNING: u8 = 0;
+const LOST: u8 = 1;
+const SHUTDOWN: u8 = 2;
+
+/// What the feeding, writing and reporting sides of a run share.
+struct Shared {
+    state: AtomicU8,
+    processed: AtomicU64,
+    failed: AtomicU64,
+    stage: Mutex<Option<StageState>>,
+    last_progress: Mutex<Instant>,
+    /// Asks for a report now (the stage changed).
+    kick: Notify,
+}
+
+struct StageState {
+    /// Index of the collection in the batch.
+    collection: usize,
+    /// Objects this run sends through it.
+    objects: u64,
+    tiers: Arc<TierProgress>,
+}
+
+impl Shared {
+    fn running(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == RUNNING
+    }
+
+    fn stop(&self, why: u8) {
+        let _ = self
+            .state
+            .compare_exchange(RUNNING, why, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn stopped(&self) -> Option<Stop> {
+        match self.state.load(Ordering::Relaxed) {
+            LOST => Some(Stop::LeaseLost),
+            SHUTDOWN => Some(Stop::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+async fn run_batch(
+    deps: &Deps,
+    config: &WorkerConfig,
+    batch: BatchRecord,
+    lease: Lease,
+    shutdown: CancellationToken,
+) {
+    info!(
+        attempt = batch.attempts,
+        objects = batch.total,
+        "batch claimed"
+    );
+    metrics::gauge!("strata_batches_running").increment(1.0);
+    let shared = Arc::new(Shared {
+        state: AtomicU8::new(RUNNING),
+        processed: AtomicU64::new(batch.processed),
+        failed: AtomicU64::new(batch.failed),
+        stage: Mutex::new(None),
+        last_progress: Mutex::new(Instant::now()),
+        kick: Notify::new(),
+    });
+    let reporter = tokio::spawn(report_progress(
+        deps.store.clone(),
+        config.clone(),
+        batch.clone(),
+        lease.clone(),
+        shared.clone(),
+        shutdown,
+    ));
+    let result = process(deps, config, &batch, &lease, &shared).await;
+    reporter.abort();
+    let store = deps.store.as_ref();
+    let finished = match result {
+        Ok(()) => match store.batch(&batch.bucket_id, &batch.batch_id).await {
+            Ok(Some(now)) if now.failed as f64 > config.error_budget * now.total as f64 => {
+                let reason = over_budget(now.failed, now.total, config.error_budget);
+                Some((BatchStatus::Failed, Some(reason)))
+            }
+            Ok(Some(_)) => Some((BatchStatus::Completed, None)),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "reading the batch back failed; its lease will expire");
+                None
+            }
+        },
+        Err(Stop::Failed(reason)) => Some((BatchStatus::Failed, Some(reason))),
+        Err(Stop::LeaseLost) => {
+            info!("batch canceled or taken over; stopped");
+            None
+        }
+        Err(Stop::Shutdown) => {
+            info!("shutting down; giving the batch back to the queue");
+            if let Err(e) = store.release_batch(&lease).await {
+                warn!(error = %e, "giving the batch back failed; its lease will expire");
+            }
+            None
+        }
+        Err(Stop::Store(e)) => {
+            warn!(error = %e, "the store failed; the batch resumes when its lease expires");
+            None
+        }
+    };
+    if let Some((status, reason)) = finished {
+        match store.finish_batch(&lease, status, reason.as_deref()).await {
+            Ok(()) => {
+                info!(
+                    status = status.as_str(),
+                    reason = reason.as_deref().unwrap_or(""),
+                    "batch finished"
+                );
+                metrics::counter!("strata_batches_finished_total", "status" => status.as_str())
+                    .increment(1);
+            }
+            Err(e) => warn!(error = %e, "recording the batch's end failed"),
+        }
+    }
+    metrics::gauge!("strata_batches_running").decrement(1.0);
+}
+
+fn over_budget(failed: u64, total: u64, budget: f64) -> String {
+    format!(
+        "{failed} of {total} objects failed, more than the error budget of {:.0}%",
+        budget * 100.0
+    )
+}
+
+async fn process(
+    deps: &Deps,
+    config: &WorkerConfig,
+    batch: &BatchRecord,
+    lease: &Lease,
+    shared: &Arc<Shared>,
+) -> Result<(), Stop> {
+    let mut plans = Vec::with_capacity(batch.collections.len());
+    for pinned in &batch.collections {
+        let catalog = deps.catalog.clone();
+        let refs = pinned.extractors.clone();
+        let plan = tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
+            .await
+            .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?
+            .map_err(|e| {
+                Stop::Failed(format!(
+                    "collection `{}` cannot run: {e}",
+                    pinned.collection_name
+                ))
+            })?;
+        plans.push(plan);
+    }
+    let summary = Arc::new(Mutex::new(batch.error_summary.clone()));
+    let last = batch.collections.len().saturating_sub(1);
+    for (i, (pinned, plan)) in batch.collections.iter().zip(plans).enumerate() {
+        let pending: HashSet<String> = deps
+            .store
+            .pending_objects(&batch.batch_id, i as u32)
+            .await?
+            .into_iter()
+            .collect();
+        if !pending.is_empty() {
+            let rows = manifest_rows(deps, pinned, &pending).await?;
+            let tiers = Arc::new(TierProgress::new(plan.tiers.len()));
+            *lock(&shared.stage) = Some(StageState {
+                collection: i,
+                objects: rows.len() as u64,
+                tiers: tiers.clone(),
+            });
+            shared.kick.notify_one();
+            let run = CollectionRun {
+                deps: deps.clone(),
+                config: config.clone(),
+                batch: batch.clone(),
+                lease: lease.clone(),
+                pinned: pinned.clone(),
+                stage: i as u32,
+                last: i == last,
+                shared: shared.clone(),
+                summary: summary.clone(),
+            };
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || run.execute(&handle, &plan, rows, tiers))
+                .await
+                .map_err(|e| Stop::Failed(format!("the engine failed: {e}")))??;
+        }
+        if let Some(stop) = shared.stopped() {
+            return Err(stop);
+        }
+        deps.store.finish_collection(lease, pinned).await?;
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The rows of the collection's manifest still pending, in object order.
+async fn manifest_rows(
+    deps: &Deps,
+    pinned: &PinnedCollection,
+    pending: &HashSet<String>,
+) -> Result<Vec<ManifestRow>, Stop> {
+    let Some(key) = pinned.manifests.values().next().cloned() else {
+        return Err(Stop::Failed(format!(
+            "collection `{}` has no manifest",
+            pinned.collection_name
+        )));
+    };
+    let bytes = deps
+        .blobs
+        .read(&key)
+        .await
+        .map_err(|e| Stop::Failed(format!("the manifest `{key}` cannot be read: {e}")))?;
+    let rows = tokio::task::spawn_blocking(move || {
+        artifacts::read_manifest(&key, bytes::Bytes::from(bytes))
+    })
+    .await
+    .map_err(|e| Stop::Failed(format!("reading the manifest failed: {e}")))?
+    .map_err(|e| Stop::Failed(e.to_string()))?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| pending.contains(&r.object_id))
+        .collect())
+}
+
+/// One collection of a batch, run on the blocking pool.
+struct CollectionRun {
+    deps: Deps,
+    config: WorkerConfig,
+    batch: BatchRecord,
+    lease: Lease,
+    pinned: PinnedCollection,
+    stage: u32,
+    last: bool,
+    shared: Arc<Shared>,
+    summary: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl CollectionRun {
+    fn execute(
+        self,
+        handle: &tokio::runtime::Handle,
+        plan: &Plan,
+        rows: Vec<ManifestRow>,
+        tiers: Arc<TierProgress>,
+    ) -> Result<(), Stop> {
+        let hashes: HashMap<String, String> = rows
+            .iter()
+            .map(|r| (r.object_id.clone(), r.sha256.clone()))
+            .collect();
+        let options = ExecOptions {
+            batch_rows: self.config.chunk_rows.max(1),
+            history: self.batch.include_processing_history,
+            max_timeouts: self.config.max_timeouts,
+            tier_progress: Some(tiers),
+            ..ExecOptions::default()
+        };
+        let shared = self.shared.clone();
+        let blobs = self.deps.blobs.clone();
+        let inputs = rows
+            .into_iter()
+            .take_while(move |_| shared.running())
+            .map(move |row| read_object(handle, blobs.as_ref(), row));
+        execute(plan, &options, inputs, |finished| {
+            self.write(handle, &finished, &hashes)
+        })?;
+        Ok(())
+    }
+
+    /// Writes one finished chunk, fenced by the lease.
+    fn write(
+        &self,
+        handle: &tokio::runtime::Handle,
+        finished: &Finished<'_>,
+        hashes: &HashMap<String, String>,
+    ) -> Result<(), Stop> {
+        if let Some(stop) = self.shared.stopped() {
+            return Err(stop);
+        }
+        let now = now();
+        let mut documents = Vec::with_capacity(finished.len());
+        let mut outcomes = Vec::with_capacity(finished.len());
+        let mut summary = lock(&self.summary).clone();
+        for doc in finished.documents() {
+            for e in &doc.errors {
+                *summary.entry(category(e)).or_default() += 1;
+            }
+            let error = (!doc.errors.is_empty()).then(|| {
+                doc.errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.extractor, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            outcomes.push((doc.object_id.clone(), error));
+            documents.push(DocumentRecord {
+                document_id: document_id(&self.pinned.collection_id, &doc.object_id),
+                collection_id: self.pinned.collection_id.clone(),
+                bucket_id: self.batch.bucket_id.clone(),
+                batch_id: self.batch.batch_id.clone(),
+                features: doc.features,
+                errors: doc
+                    .errors
+                    .iter()
+                    .map(|e| serde_json::json!({"extractor": e.extractor, "message": e.message}))
+                    .collect(),
+                metadata: doc.metadata,
+                internal_metadata: InternalMetadata {
+                    extractors: doc.extractors,
+                    content_hash: hashes.get(&doc.object_id).cloned().unwrap_or_default(),
+                    index_signature: self.pinned.index_signature.clone(),
+                    processing_history: doc
+                        .processing_history
+                        .and_then(|h| serde_json::to_value(h).ok()),
+                },
+                object_id: doc.object_id,
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            });
+        }
+        let failed = outcomes.iter().filter(|(_, e)| e.is_some()).count() as u64;
+        let chunk = ChunkWrite {
+            stage: self.stage,
+            last: self.last,
+            collection_id: self.pinned.collection_id.clone(),
+            documents,
+            outcomes,
+            error_summary: summary.clone(),
+        };
+        handle.block_on(self.deps.store.write_chunk(&self.lease, &chunk))?;
+        *lock(&self.summary) = summary;
+        metrics::counter!("strata_documents_written_total").increment(chunk.documents.len() as u64);
+        if self.last {
+            let n = chunk.outcomes.len() as u64;
+            self.shared.processed.fetch_add(n, Ordering::Relaxed);
+            let failed_total = self.shared.failed.fetch_add(failed, Ordering::Relaxed) + failed;
+            *lock(&self.shared.last_progress) = Instant::now();
+            metrics::counter!("strata_objects_processed_total", "outcome" => "completed")
+                .increment(n - failed);
+            metrics::counter!("strata_objects_processed_total", "outcome" => "failed")
+                .increment(failed);
+            // Past the budget whatever the rest does: stop now.
+            if failed_total as f64 > self.config.error_budget * self.batch.total as f64 {
+                return Err(Stop::Failed(over_budget(
+                    failed_total,
+                    self.batch.total,
+                    self.config.error_budget,
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object's content from the blob store, checked against its hash.
+fn read_object(
+    handle: &tokio::runtime::Handle,
+    blobs: &dyn BlobStore,
+    row: ManifestRow,
+) -> ObjectInput {
+    let content = if row.blob_key.is_empty() {
+        Err(format!(
+            "object `{}` was deleted before the batch was submitted",
+            row.object_id
+        ))
+    } else {
+        match handle.block_on(blobs.read(&row.blob_key)) {
+            Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == row.sha256 => Ok(bytes),
+            Ok(_) => Err(format!(
+                "the content of object `{}` does not match its SHA-256",
+                row.object_id
+            )),
+            Err(e) => Err(format!("cannot read object `{}`: {e}", row.object_id)),
+        }
+    };
+    ObjectInput {
+        object_id: row.object_id,
+        key: row.key,
+        mime_type: row.mime_type,
+        metadata: row.metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        content,
+    }
+}
+
+/// The error-summary category of a row error: `extractor.kind`.
+pub fn category(e: &RowError) -> String {
+    if e.extractor == "object" {
+        return "object.unreadable".to_owned();
+    }
+    let m = e.message.as_str();
+    let kind = if m.starts_with("timed out") {
+        "timeout"
+    } else if m.starts_with("out of memory") {
+        "out_of_memory"
+    } else if m.starts_with("trapped") {
+        "trap"
+    } else if m.starts_with("broke the contract") {
+        "contract"
+    } else if m.starts_with("skipped") || m.contains("disabled") {
+        "disabled"
+    } else {
+        "error"
+    };
+    format!("{}.{kind}", e.extractor)
+}
+
+/// Renews the lease and reports progress every `report_interval` until
+/// aborted; flags the run when the lease is lost or shutdown begins.
+async fn report_progress(
+    store: Arc<dyn Store>,
+    config: WorkerConfig,
+    batch: BatchRecord,
+    lease: Lease,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let lease_ms = config.lease.as_millis() as i64;
+    let mut window: VecDeque<(Instant, u64)> = VecDeque::new();
+    let window_span = Duration::from_secs(30);
+    let stage_offsets: Vec<u32> = batch
+        .collections
+        .iter()
+        .scan(0u32, |acc, c| {
+            let offset = *acc;
+            *acc += c.tiers.len() as u32;
+            Some(offset)
+        })
+        .collect();
+    let total_tiers: u32 = batch.collections.iter().map(|c| c.tiers.len() as u32).sum();
+    let mut ticker = tokio::time::interval(config.report_interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shared.kick.notified() => {}
+            () = shutdown.cancelled() => {
+                shared.stop(SHUTDOWN);
+                return;
+            }
+        }
+        let now_instant = Instant::now();
+        let processed = shared.processed.load(Ordering::Relaxed);
+        window.push_back((now_instant, processed));
+        while window
+            .front()
+            .is_some_and(|(t, _)| now_instant.duration_since(*t) > window_span)
+        {
+            window.pop_front();
+        }
+        let items_per_second = match (window.front(), window.back()) {
+            (Some((t0, p0)), Some((t1, p1)))
+                if t1.duration_since(*t0) >= Duration::from_secs(1) =>
+            {
+                (p1 - p0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let current_stage = lock(&shared.stage).as_ref().map(|s| {
+            let pinned = &batch.collections[s.collection];
+            let tier = (0..pinned.tiers.len())
+                .find(|&t| s.tiers.rows(t) < s.objects)
+                .unwrap_or(pinned.tiers.len().saturating_sub(1));
+            let names = pinned
+                .tiers
+                .get(tier)
+                .map(|t| t.join(", "))
+                .unwrap_or_default();
+            Stage {
+                name: if batch.collections.len() > 1 {
+                    format!("{}: {names}", pinned.collection_name)
+                } else {
+                    names
+                },
+                index: stage_offsets[s.collection] + tier as u32 + 1,
+                total: total_tiers,
+            }
+        });
+        let since_progress = lock(&shared.last_progress).elapsed();
+        let last_progress_at =
+            chrono::Utc::now() - chrono::Duration::from_std(since_progress).unwrap_or_default();
+        let live = LiveProgress {
+            items_per_second,
+            current_stage,
+            reported_at: now(),
+            last_progress_at: last_progress_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        match store.renew_lease(&lease, lease_ms, &live).await {
+            Ok(true) => {}
+            Ok(false) => {
+                shared.stop(LOST);
+                return;
+            }
+            Err(e) => warn!(error = %e, "renewing the lease failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_fall_into_categories() {
+        let e = |extractor: &str, message: &str| RowError {
+            extractor: extractor.into(),
+            message: message.into(),
+        };
+        assert_eq!(category(&e("object", "cannot read")), "object.unreadable");
+        assert_eq!(category(&e("kw", "timed out after 5s")), "kw.timeout");
+        assert_eq!(
+            category(&e("kw", "out of memory (limit 64 MiB)")),
+            "kw.out_of_memory"
+        );
+        assert_eq!(category(&e("kw", "trapped: unreachable")), "kw.trap");
+        assert_eq!(
+            category(&e("kw", "broke the contract: 3 rows")),
+            "kw.contract"
+        );
+        assert_eq!(category(&e("kw", "empty text")), "kw.error");
+    }
+}

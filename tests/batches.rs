@@ -1,0 +1,910 @@
+//! Batches against a real `strata serve` process with real extractors:
+//! the reference page's commands, the lifecycle, live progress, cancel and
+//! retry, a server killed mid-batch, and every bad input.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{ADMIN_KEY, Options, Server, send};
+
+const TEXT_PIPELINE: &str = r#"[
+    {"name": "text-extract"},
+    {"name": "lang-detect"},
+    {"name": "keywords", "params": {"k": 5}},
+    {"name": "hash-embed", "params": {"dim": 64}},
+    {"name": "entities"}
+]"#;
+
+async fn create_bucket(server: &Server, name: &str) -> String {
+    let (status, body) = server
+        .post("/v1/buckets", json!({ "bucket_name": name }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    text(&body["bucket_id"]).to_owned()
+}
+
+async fn upload(server: &Server, bucket: &str, object_id: &str, text: &str) {
+    let (status, body) = server
+        .post(
+            &format!("/v1/buckets/{bucket}/objects"),
+            json!({ "object_id": object_id, "key": format!("{object_id}.txt"), "text": text }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn create_collection(server: &Server, name: &str, bucket: &str, extractors: Value) -> Value {
+    let (status, body) = server
+        .post(
+            "/v1/collections",
+            json!({ "collection_name": name, "source": { "bucket_id": bucket }, "extractors": extractors }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+/// Polls `path` until `done` holds, returning every body seen.
+async fn poll_until(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen = Vec::new();
+    loop {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let finished = done(&body);
+        seen.push(body);
+        if finished {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting on {path}: {}",
+            seen.last().expect("a body")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A JSON string's text; panics naming the value otherwise.
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+fn terminal(b: &Value) -> bool {
+    matches!(
+        b["status"].as_str(),
+        Some("COMPLETED" | "FAILED" | "CANCELED")
+    )
+}
+
+/// Every page of a list.
+async fn all(server: &Server, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &token {
+            Some(t) => format!("{path}{sep}limit=7&page_token={t}"),
+            None => format!("{path}{sep}limit=7"),
+        };
+        let (status, page) = server.get(&url).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        out.extend(page["results"].as_array().expect("results").iter().cloned());
+        match page["next_page_token"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// A plugins directory with the built extractors and the hostile fixture.
+fn plugins_with_hostile() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dist = support::repo().join("plugins/dist");
+    for entry in std::fs::read_dir(&dist).expect("plugins/dist (run `make plugins`)") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            std::os::unix::fs::symlink(&path, dir.path().join(path.file_name().expect("name")))
+                .expect("symlink");
+        }
+    }
+    std::os::unix::fs::symlink(
+        support::repo().join("tests/fixtures/dist/hostile.wasm"),
+        dir.path().join("hostile.wasm"),
+    )
+    .expect("symlink hostile");
+    dir
+}
+
+/// Options for a server whose `hostile` extractor (mode `loop`) spends
+/// `timeout` on every object containing TRIGGER, one object per chunk.
+fn slow_options(plugins: &Path, timeout: &str, extra: &[&str]) -> Options {
+    let mut args: Vec<String> = [
+        "--plugins",
+        plugins.to_str().expect("utf-8 path"),
+        "--call-timeout",
+        timeout,
+        "--max-timeouts",
+        "0",
+        "--chunk-objects",
+        "1",
+        "--poll-interval",
+        "0.2",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Options {
+        args,
+        generated_admin_key: false,
+    }
+}
+
+/// A submitted batch over `n` text objects run through the hostile
+/// extractor (mode `loop`); `trigger(i)` picks the objects that hang.
+struct HostileBatch {
+    ids: Vec<String>,
+    collection_id: String,
+    path: String,
+    task_id: String,
+}
+
+async fn hostile_batch(server: &Server, n: usize, trigger: fn(usize) -> bool) -> HostileBatch {
+    let bucket = create_bucket(server, "hostile").await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("obj_{i:02}");
+        let word = if trigger(i) { "TRIGGER" } else { "calm" };
+        upload(server, &bucket, &id, &format!("{word} {i}")).await;
+        ids.push(id);
+    }
+    let collection = create_collection(
+        server,
+        "hostile",
+        &bucket,
+        json!([{"name": "hostile", "params": {"mode": "loop"}}]),
+    )
+    .await;
+    let (_, batch) = server
+        .post(
+            &format!("/v1/buckets/{bucket}/batches"),
+            json!({ "object_ids": ids }),
+        )
+        .await;
+    let path = format!("/v1/buckets/{bucket}/batches/{}", text(&batch["batch_id"]));
+    let (_, submitted) = server.post(&format!("{path}/submit"), json!({})).await;
+    assert_eq!(submitted["status"], "QUEUED", "{submitted}");
+    HostileBatch {
+        ids,
+        collection_id: text(&collection["collection_id"]).to_owned(),
+        path,
+        task_id: text(&submitted["task_id"]).to_owned(),
+    }
+}
+
+/// The commands of the reference page, exactly as printed there.
+const PAGE_CREATE: &str = r#"curl -sS -X POST "$MP_API_URL/v1/buckets/<bucket_id>/batches" \
+  -H "Authorization: Bearer $MP_API_KEY" \
+  -H "X-Namespace: $MP_NAMESPACE" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "batch_name": "products-2025-10-28",
+    "object_ids": ["obj_abc", "obj_def"]
+  }'"#;
+const PAGE_ADD: &str = r#"curl -sS -X POST "$MP_API_URL/v1/buckets/<bucket_id>/batches/<batch_id>/objects" \
+  -H "Authorization: Bearer $MP_API_KEY" \
+  -H "X-Namespace: $MP_NAMESPACE" \
+  -H "Content-Type: application/json" \
+  -d '{ "object_ids": ["obj_xyz"] }'"#;
+const PAGE_SUBMIT: &str = r#"curl -sS -X POST "$MP_API_URL/v1/buckets/<bucket_id>/batches/<batch_id>/submit" \
+  -H "Authorization: Bearer $MP_API_KEY" \
+  -H "X-Namespace: $MP_NAMESPACE" \
+  -H "Content-Type: application/json" \
+  -d '{ "include_processing_history": true }'"#;
+const PAGE_GET: &str = r#"curl -sS "$MP_API_URL/v1/buckets/<bucket_id>/batches/<batch_id>" \
+  -H "Authorization: Bearer $MP_API_KEY" \
+  -H "X-Namespace: $MP_NAMESPACE""#;
+
+/// Runs a page command with its placeholders filled; returns its JSON.
+fn page_command(server: &Server, command: &str, ids: &[(&str, &str)]) -> Value {
+    let mut command = command.to_owned();
+    for (placeholder, id) in ids {
+        command = command.replace(placeholder, id);
+    }
+    let out = std::process::Command::new("bash")
+        .args(["-c", &command])
+        .env("MP_API_URL", &server.url)
+        .env("MP_API_KEY", ADMIN_KEY)
+        .env("MP_NAMESPACE", "default")
+        .output()
+        .expect("running curl");
+    assert!(out.status.success(), "{command}: {out:?}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {out:?}"))
+}
+
+#[tokio::test]
+async fn the_reference_page_works_as_written() {
+    let server = Server::start();
+    let bucket = create_bucket(&server, "products").await;
+    upload(
+        &server,
+        &bucket,
+        "obj_abc",
+        "Blue cotton shirt with long sleeves.",
+    )
+    .await;
+    upload(
+        &server,
+        &bucket,
+        "obj_def",
+        "Chemise en coton bleu à manches longues.",
+    )
+    .await;
+    upload(
+        &server,
+        &bucket,
+        "obj_xyz",
+        "Red wool sweater, hand knitted in Scotland.",
+    )
+    .await;
+    let collection = create_collection(
+        &server,
+        "products",
+        &bucket,
+        serde_json::from_str(TEXT_PIPELINE).expect("pipeline"),
+    )
+    .await;
+
+    let created = page_command(&server, PAGE_CREATE, &[("<bucket_id>", &bucket)]);
+    assert_eq!(created["status"], "DRAFT", "{created}");
+    assert_eq!(created["batch_name"], "products-2025-10-28");
+    assert_eq!(created["object_count"], 2);
+    assert_eq!(created["task_id"], Value::Null);
+    let batch_id = text(&created["batch_id"]).to_owned();
+    assert!(batch_id.starts_with("btch_"));
+    let ids = [
+        ("<bucket_id>", bucket.as_str()),
+        ("<batch_id>", batch_id.as_str()),
+    ];
+
+    let added = page_command(&server, PAGE_ADD, &ids);
+    assert_eq!(added["object_count"], 3, "{added}");
+    let submitted = page_command(&server, PAGE_SUBMIT, &ids);
+    assert_eq!(submitted["status"], "QUEUED", "{submitted}");
+    assert_eq!(submitted["batch_id"], batch_id.as_str());
+    let task_id = text(&submitted["task_id"]).to_owned();
+    assert!(task_id.starts_with("task_"));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let batch = loop {
+        let batch = page_command(&server, PAGE_GET, &ids);
+        if terminal(&batch) {
+            break batch;
+        }
+        assert!(Instant::now() < deadline, "still running: {batch}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(batch["status"], "COMPLETED", "{batch}");
+    let p = &batch["progress"];
+    assert_eq!(
+        (p["processed"].as_u64(), p["total"].as_u64()),
+        (Some(3), Some(3)),
+        "{batch}"
+    );
+    assert_eq!(p["percent"], 100.0);
+    assert_eq!(p["errors"], 0);
+    assert!(
+        p["items_per_second"].as_f64().expect("rate") > 0.0,
+        "{batch}"
+    );
+    assert!(p.get("eta_seconds").is_some() && p.get("current_stage").is_some());
+    assert!(
+        text(&batch["status_message"]).starts_with("Completed 3/3 objects (100.0%) · 0 errors"),
+        "{batch}"
+    );
+    assert_eq!(batch["health"], "healthy");
+    assert!(text(&batch["estimated_completion"]).contains('T'));
+    assert_eq!(batch["task_id"], task_id.as_str());
+
+    let (status, task) = server.get(&format!("/v1/tasks/{task_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert_eq!(task["status"], "COMPLETED");
+    assert_eq!(task["batch_id"], batch_id.as_str());
+    assert_eq!(task["task_type"], "batch_processing");
+    assert_eq!(task["progress"]["processed"], 3);
+    let (status, health) = server
+        .get(&format!("/v1/buckets/{bucket}/batches/{batch_id}/health"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["health"], "healthy");
+    assert!(health["checks"].as_array().expect("checks").len() >= 2);
+
+    // One document per object, with the processing history asked for.
+    let collection_id = text(&collection["collection_id"]);
+    let docs = all(
+        &server,
+        &format!("/v1/collections/{collection_id}/documents"),
+    )
+    .await;
+    assert_eq!(docs.len(), 3);
+    let french = docs
+        .iter()
+        .find(|d| d["object_id"] == "obj_def")
+        .expect("obj_def's document");
+    assert_eq!(
+        french["features"]["lang-detect"]["language"], "fr",
+        "{french}"
+    );
+    let history = french["internal_metadata"]["processing_history"]
+        .as_array()
+        .expect("processing_history");
+    assert_eq!(history.len(), 5, "{french}");
+    assert!(history.iter().all(|h| h["outcome"] == "completed"));
+}
+
+#[tokio::test]
+async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
+    let server = Server::start();
+    let bucket = create_bucket(&server, "library").await;
+    let docs_dir = support::repo().join("examples/data/docs");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&docs_dir).expect("examples/data/docs") {
+        let path = entry.expect("entry").path();
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(&path).expect("read")).file_name(
+                    path.file_name()
+                        .expect("name")
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            )
+            .text(
+                "key",
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        let (status, object) = send(
+            server
+                .request(Method::POST, &format!("/v1/buckets/{bucket}/objects"))
+                .multipart(form),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{object}");
+        ids.push(text(&object["object_id"]).to_owned());
+    }
+    let texts = create_collection(
+        &server,
+        "texts",
+        &bucket,
+        serde_json::from_str(TEXT_PIPELINE).expect("pipeline"),
+    )
+    .await;
+    let hashes = create_collection(
+        &server,
+        "hashes",
+        &bucket,
+        json!([{"name": "content-hash"}]),
+    )
+    .await;
+
+    // Idempotent create: the same key and body return the same batch.
+    let body = json!({ "batch_name": "all", "object_ids": ids });
+    let create = |body: &Value, key: &str| {
+        server
+            .request(Method::POST, &format!("/v1/buckets/{bucket}/batches"))
+            .header("Idempotency-Key", key)
+            .json(body)
+    };
+    let (status, batch) = send(create(&body, "import-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    let response = create(&body, "import-1").send().await.expect("replay");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let (_, replay) = support::json(response).await;
+    assert_eq!(replay["batch_id"], batch["batch_id"]);
+    let other = json!({ "batch_name": "other", "object_ids": ids });
+    let (status, problem) = send(create(&other, "import-1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["invalid_params"][0]["name"], "Idempotency-Key");
+
+    let batch_id = text(&batch["batch_id"]).to_owned();
+    let path = format!("/v1/buckets/{bucket}/batches/{batch_id}");
+    // Submit is idempotent: the same task either way.
+    let (status, first) = send(server.request(Method::POST, &format!("{path}/submit"))).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (_, second) = server.post(&format!("{path}/submit"), json!({})).await;
+    assert_eq!(first["task_id"], second["task_id"]);
+    let done = poll_until(&server, &path, terminal).await;
+    let done = done.last().expect("final");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"]["processed"], ids.len());
+    assert_eq!(
+        done["collections"].as_array().expect("collections").len(),
+        2
+    );
+    assert_eq!(
+        done["collections"][0]["extractors"][0]["version"], "1.0.0",
+        "{done}"
+    );
+
+    let objects = all(&server, &format!("{path}/objects?status=completed")).await;
+    assert_eq!(objects.len(), ids.len());
+    let (_, pending) = server.get(&format!("{path}/objects?status=pending")).await;
+    assert_eq!(pending["results"], json!([]));
+    let (_, completed) = server
+        .get(&format!("/v1/buckets/{bucket}/batches?status=COMPLETED"))
+        .await;
+    assert_eq!(completed["results"][0]["batch_id"], batch_id.as_str());
+
+    for collection in [&texts, &hashes] {
+        let id = text(&collection["collection_id"]);
+        let docs = all(&server, &format!("/v1/collections/{id}/documents")).await;
+        assert_eq!(docs.len(), ids.len());
+        let (_, now) = server.get(&format!("/v1/collections/{id}")).await;
+        assert_eq!(now["document_count"], ids.len(), "{now}");
+        for d in &docs {
+            assert_eq!(d["batch_id"], batch_id.as_str());
+            assert_eq!(d["bucket_id"], bucket.as_str());
+            assert_eq!(
+                d["internal_metadata"]["index_signature"],
+                now["index_signature"]
+            );
+            assert_eq!(text(&d["internal_metadata"]["content_hash"]).len(), 64);
+            assert!(d["internal_metadata"].get("processing_history").is_none());
+            let (status, one) = server
+                .get(&format!(
+                    "/v1/collections/{id}/documents/{}",
+                    text(&d["document_id"])
+                ))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(&one, d);
+        }
+    }
+    let texts_id = text(&texts["collection_id"]);
+    let before = all(&server, &format!("/v1/collections/{texts_id}/documents")).await;
+    assert!(before.iter().all(|d| {
+        d["internal_metadata"]["extractors"]
+            .as_array()
+            .expect("extractors")
+            .iter()
+            .any(|e| e == "text-extract@1.0.0")
+    }));
+
+    // A second batch over the same objects replaces the documents.
+    let (_, again) = server
+        .post(
+            &format!("/v1/buckets/{bucket}/batches"),
+            json!({ "object_ids": ids }),
+        )
+        .await;
+    let again_id = text(&again["batch_id"]).to_owned();
+    let again_path = format!("/v1/buckets/{bucket}/batches/{again_id}");
+    server
+        .post(&format!("{again_path}/submit"), json!({}))
+        .await;
+    let last = poll_until(&server, &again_path, terminal).await;
+    assert_eq!(last.last().expect("final")["status"], "COMPLETED");
+    let after = all(&server, &format!("/v1/collections/{texts_id}/documents")).await;
+    assert_eq!(after.len(), before.len());
+    let by_id: HashMap<&str, &Value> = before
+        .iter()
+        .map(|d| (text(&d["document_id"]), d))
+        .collect();
+    for d in &after {
+        let old = by_id[text(&d["document_id"])];
+        assert_eq!(d["batch_id"], again_id.as_str());
+        assert_eq!(d["created_at"], old["created_at"]);
+        assert_ne!(d["updated_at"], old["updated_at"]);
+        assert_eq!(d["features"], old["features"]);
+    }
+    let (_, filtered) = server
+        .get(&format!(
+            "/v1/collections/{texts_id}/documents?batch_id={batch_id}"
+        ))
+        .await;
+    assert_eq!(filtered["results"], json!([]));
+    let (_, one) = server
+        .get(&format!(
+            "/v1/collections/{texts_id}/documents?object_id={}",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(one["results"].as_array().expect("results").len(), 1);
+
+    // Finished batches can go; their documents stay.
+    assert_eq!(server.delete(&path).await, StatusCode::NO_CONTENT);
+    let (status, _) = server.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        all(&server, &format!("/v1/collections/{texts_id}/documents"))
+            .await
+            .len(),
+        ids.len()
+    );
+}
+
+#[tokio::test]
+async fn progress_is_live_and_a_canceled_batch_can_be_retried() {
+    let plugins = plugins_with_hostile();
+    let server = Server::start_with(slow_options(
+        plugins.path(),
+        "0.3",
+        &["--error-budget", "0.9"],
+    ));
+    let HostileBatch { path, task_id, .. } = hostile_batch(&server, 16, |i| i % 2 == 1).await;
+
+    // Watch it run until a few objects are done, then cancel.
+    let seen = poll_until(&server, &path, |b| {
+        b["status"] == "PROCESSING" && b["progress"]["processed"].as_u64().unwrap_or(0) >= 4
+    })
+    .await;
+    let running = seen.last().expect("running");
+    let p = &running["progress"];
+    assert_eq!(p["total"], 16);
+    assert_eq!(
+        p["current_stage"],
+        json!({"name": "hostile@1.0.0", "index": 1, "total": 1}),
+        "{running}"
+    );
+    let message = text(&running["status_message"]);
+    assert!(
+        message.starts_with(&format!("Processing {}/16 objects (", p["processed"])),
+        "{message}"
+    );
+    assert!(message.contains(" items/sec · "), "{message}");
+    assert!(p["errors"].as_u64().expect("errors") >= 1, "{running}");
+    assert_eq!(running["health"], "degraded", "{running}");
+    let (_, task) = server.get(&format!("/v1/tasks/{task_id}")).await;
+    assert_eq!(task["status"], "PROCESSING");
+    // The numbers only ever grow.
+    let processed: Vec<u64> = seen
+        .iter()
+        .filter_map(|b| b["progress"]["processed"].as_u64())
+        .collect();
+    assert!(processed.windows(2).all(|w| w[0] <= w[1]), "{processed:?}");
+    // The rate shows once a second of samples exists.
+    let later = poll_until(&server, &path, |b| {
+        b["progress"]["items_per_second"].as_f64().unwrap_or(0.0) > 0.0 || terminal(b)
+    })
+    .await;
+    let later = later.last().expect("later");
+    if later["status"] == "PROCESSING" {
+        assert!(
+            later["progress"]["eta_seconds"].as_u64().is_some(),
+            "{later}"
+        );
+        assert!(later["estimated_completion"].as_str().is_some(), "{later}");
+        assert!(
+            text(&later["status_message"]).contains("remaining"),
+            "{later}"
+        );
+    }
+
+    let (status, canceled) = server.post(&format!("{path}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    assert_eq!(canceled["status"], "CANCELED");
+    let at_cancel = canceled["progress"]["processed"]
+        .as_u64()
+        .expect("processed");
+    // The worker stops at its next write: nothing more gets processed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, still) = server.get(&path).await;
+    assert_eq!(still["status"], "CANCELED");
+    assert_eq!(still["progress"]["processed"], at_cancel);
+    assert!(at_cancel < 16, "canceled too late to tell: {still}");
+    let (status, _) = server.post(&format!("{path}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "cancel is idempotent");
+
+    // Retry runs what did not complete; the calm objects already done stay.
+    let (status, retried) = server.post(&format!("{path}/retry"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["status"], "QUEUED");
+    let done = poll_until(&server, &path, terminal).await;
+    let done = done.last().expect("final");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"]["processed"], 16);
+    assert_eq!(done["progress"]["errors"], 8);
+    assert_eq!(
+        done["error_summary"],
+        json!({"hostile.timeout": 8}),
+        "{done}"
+    );
+    assert_eq!(done["health"], "degraded");
+    let failed = all(&server, &format!("{path}/objects?status=failed")).await;
+    assert_eq!(failed.len(), 8);
+    assert!(
+        failed
+            .iter()
+            .all(|o| text(&o["error"]).contains("timed out")),
+        "{failed:?}"
+    );
+    let (status, problem) = server.post(&format!("{path}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+}
+
+#[tokio::test]
+async fn too_many_failures_fail_the_batch() {
+    let plugins = plugins_with_hostile();
+    let server = Server::start_with(slow_options(plugins.path(), "0.05", &[]));
+    let HostileBatch { path, .. } = hostile_batch(&server, 4, |i| i < 3).await;
+    let done = poll_until(&server, &path, terminal).await;
+    let done = done.last().expect("final");
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert!(
+        text(&done["error_message"]).contains("error budget of 50%"),
+        "{done}"
+    );
+    assert_eq!(done["health"], "unhealthy");
+    assert!(text(&done["status_message"]).starts_with("Failed at "));
+    let (_, health) = server.get(&format!("{path}/health")).await;
+    let fails: Vec<&str> = health["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| text(&c["name"]))
+        .collect();
+    assert!(
+        fails.contains(&"status") && fails.contains(&"errors"),
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_server_resumes_its_batch_with_one_document_per_object() {
+    let plugins = plugins_with_hostile();
+    let options = slow_options(
+        plugins.path(),
+        "0.3",
+        &["--error-budget", "1", "--lease-seconds", "2"],
+    );
+    let mut server = Server::start_with(options.clone());
+    let HostileBatch {
+        ids,
+        collection_id,
+        path,
+        ..
+    } = hostile_batch(&server, 14, |i| i % 2 == 0).await;
+    poll_until(&server, &path, |b| {
+        b["progress"]["processed"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    let written = all(
+        &server,
+        &format!("/v1/collections/{collection_id}/documents"),
+    )
+    .await;
+    server.kill();
+    assert!(written.len() < ids.len(), "finished before the kill");
+
+    let data_dir: PathBuf = server.data_dir.clone();
+    let restarted = Server::start_in(&data_dir, &options);
+    let done = poll_until(&restarted, &path, terminal).await;
+    let done = done.last().expect("final");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"]["processed"], ids.len());
+    assert_eq!(done["progress"]["errors"], 7, "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let docs = all(
+        &restarted,
+        &format!("/v1/collections/{collection_id}/documents"),
+    )
+    .await;
+    let mut objects: Vec<&str> = docs.iter().map(|d| text(&d["object_id"])).collect();
+    objects.sort_unstable();
+    assert_eq!(objects, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // Documents written before the kill were not redone.
+    for old in &written {
+        let now = docs
+            .iter()
+            .find(|d| d["document_id"] == old["document_id"])
+            .expect("still there");
+        assert_eq!(
+            now["updated_at"], old["updated_at"],
+            "{} was redone",
+            old["object_id"]
+        );
+    }
+    let (_, col) = restarted
+        .get(&format!("/v1/collections/{collection_id}"))
+        .await;
+    assert_eq!(col["document_count"], ids.len());
+    drop(server);
+}
+
+#[tokio::test]
+async fn bad_batch_requests_are_problems() {
+    let server = Server::start();
+    let bucket = create_bucket(&server, "b").await;
+    upload(&server, &bucket, "obj_1", "one").await;
+    let batches = format!("/v1/buckets/{bucket}/batches");
+
+    let (status, problem) = server
+        .post(
+            &batches,
+            json!({ "object_ids": ["obj_1", "obj_nope", "obj_gone"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["invalid_params"][0]["name"], "object_ids");
+    let reason = text(&problem["invalid_params"][0]["reason"]);
+    assert!(
+        reason.contains("obj_nope") && reason.contains("obj_gone") && !reason.contains("obj_1"),
+        "{reason}"
+    );
+    let (_, listed) = server.get(&batches).await;
+    assert_eq!(listed["results"], json!([]), "nothing half-written");
+    let (status, problem) = server.post(&batches, json!({ "objects": [] })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, _) = server.get(&format!("{batches}?status=DONE")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = server.get(&format!("{batches}/btch_nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.get("/v1/tasks/task_nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An empty batch, and a bucket without collections, cannot be submitted.
+    let (_, empty) = server.post(&batches, json!({})).await;
+    let empty_path = format!("{batches}/{}", text(&empty["batch_id"]));
+    let (status, problem) = server
+        .post(&format!("{empty_path}/submit"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["invalid_params"][0]["name"], "object_ids");
+    let (_, draft) = server
+        .post(&batches, json!({ "object_ids": ["obj_1", "obj_1"] }))
+        .await;
+    assert_eq!(draft["object_count"], 1, "duplicates ignored");
+    let draft_path = format!("{batches}/{}", text(&draft["batch_id"]));
+    let (status, problem) = server
+        .post(&format!("{draft_path}/submit"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["invalid_params"][0]["name"], "bucket_id");
+    let (status, problem) = server
+        .post(&format!("{draft_path}/submit"), json!({ "history": true }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, _) = send(
+        server
+            .request(Method::POST, &format!("{draft_path}/submit"))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Wrong state transitions are 409.
+    let (status, _) = server
+        .post(&format!("{draft_path}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server.post(&format!("{draft_path}/retry"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server
+        .get(&format!("{draft_path}/objects?status=done"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, problem) = server
+        .post(
+            &format!("{draft_path}/objects"),
+            json!({ "object_ids": [] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    create_collection(&server, "c", &bucket, json!([{"name": "content-hash"}])).await;
+    let (status, _) = server
+        .post(&format!("{draft_path}/submit"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, problem) = server
+        .post(
+            &format!("{draft_path}/objects"),
+            json!({ "object_ids": ["obj_1"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+
+    // Another namespace sees none of it.
+    let (_, ns) = server
+        .post("/v1/namespaces", json!({ "name": "other" }))
+        .await;
+    let (_, key) = server
+        .post("/v1/api-keys", json!({ "namespace": ns["namespace_id"] }))
+        .await;
+    let secret = text(&key["secret"]);
+    let (status, _) = send(server.request_as(secret, "other", Method::GET, &draft_path)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, mine) = server.get(&draft_path).await;
+    let task = text(&mine["task_id"]).to_owned();
+    let (status, _) =
+        send(server.request_as(secret, "other", Method::GET, &format!("/v1/tasks/{task}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        send(server.request_as(secret, "default", Method::GET, &format!("/v1/tasks/{task}"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn openapi_and_metrics_describe_the_service() {
+    let server = Server::start();
+    let response = server
+        .client
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .expect("openapi");
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = response.json().await.expect("json");
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/namespaces",
+        "/v1/api-keys",
+        "/v1/buckets",
+        "/v1/buckets/{bucket}",
+        "/v1/buckets/{bucket}/objects",
+        "/v1/buckets/{bucket}/objects/{object_id}",
+        "/v1/buckets/{bucket}/objects/{object_id}/content",
+        "/v1/collections",
+        "/v1/collections/{collection}",
+        "/v1/collections/{collection}/documents",
+        "/v1/collections/{collection}/documents/{document_id}",
+        "/v1/extractors",
+        "/v1/extractors/{name}",
+        "/v1/buckets/{bucket}/batches",
+        "/v1/buckets/{bucket}/batches/{batch}",
+        "/v1/buckets/{bucket}/batches/{batch}/objects",
+        "/v1/buckets/{bucket}/batches/{batch}/submit",
+        "/v1/buckets/{bucket}/batches/{batch}/cancel",
+        "/v1/buckets/{bucket}/batches/{batch}/retry",
+        "/v1/buckets/{bucket}/batches/{batch}/health",
+        "/v1/tasks/{task_id}",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from /openapi.json"
+        );
+    }
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for schema in [
+        "BatchView",
+        "Progress",
+        "TaskView",
+        "DocumentRecord",
+        "Problem",
+    ] {
+        assert!(schemas.contains_key(schema), "{schema} missing");
+    }
+    server.get("/v1/buckets").await;
+    let text = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(
+            "strata_http_requests_total{route=\"/v1/buckets\",method=\"GET\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+}
