@@ -1,6 +1,7 @@
 # Strata — build, demo, test, bench.
 #
-#   make demo   install what is missing, build host and plugins, run the example pipelines
+#   make demo   install what is missing, build host and plugins, run the example pipelines,
+#               then serve the batch API on a temporary data dir and run examples/quickstart.sh
 #   make test   build everything and run every test suite
 #   make bench  run the benchmarks and write BENCHMARKS.md
 
@@ -40,12 +41,14 @@ plugins: setup
 template: setup
 	$(CARGO) build --release --target wasm32-wasip2 --manifest-path examples/extractor-template/Cargo.toml --target-dir $(TARGET_DIR)/template
 
-## demo: run the text and image pipelines over examples/data and show a few documents
+## demo: run the text and image pipelines over examples/data, then the batch API flow on `strata serve`
 demo: host plugins
 	@mkdir -p out
 	$(STRATA) run --pipeline examples/pipelines/text.toml --input examples/data/docs --output out/text.jsonl
 	$(STRATA) run --pipeline examples/pipelines/image.toml --input examples/data/images --output out/images.jsonl
 	@echo; python3 examples/show-documents.py out/text.jsonl out/images.jsonl
+	@echo; echo "== the batch API: strata serve + examples/quickstart.sh"
+	examples/serve-demo.sh $(STRATA)
 
 ## test: build everything, then run every test suite
 test: host plugins template

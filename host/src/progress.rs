@@ -337,8 +337,12 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// A duration as a person reads it: `4h 57m`, `12m 5s`, `42s`, `2d 3h`.
+/// A duration as a person reads it: `4h 57m`, `12m 5s`, `42s`, `2d 3h`,
+/// `0.4s`.
 pub fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
     let s = d.as_secs();
     let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     if days > 0 {
@@ -498,6 +502,7 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(17_820)), "4h 57m");
         assert_eq!(human_duration(Duration::from_secs(725)), "12m 5s");
         assert_eq!(human_duration(Duration::from_secs(42)), "42s");
+        assert_eq!(human_duration(Duration::from_millis(420)), "0.4s");
         assert_eq!(
             human_duration(Duration::from_secs(2 * 86_400 + 3 * 3600)),
             "2d 3h"

@@ -16,7 +16,7 @@ use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
-use crate::store::{Namespace, SqliteStore, Store, StoreError, new_id, now};
+use crate::store::{DocumentSink, Namespace, SqliteStore, Store, StoreError, new_id, now};
 use crate::worker::{self, WorkerConfig};
 
 /// Name of the namespace created on first start.
@@ -62,8 +62,10 @@ impl ServeConfig {
 /// The storage backends.
 #[derive(Debug, Clone)]
 pub struct Backends {
-    /// Metadata, tasks and documents.
+    /// Metadata and tasks.
     pub store: Arc<dyn Store>,
+    /// Documents.
+    pub documents: Arc<dyn DocumentSink>,
     /// Object contents and artifacts.
     pub blobs: Arc<dyn BlobStore>,
 }
@@ -77,8 +79,10 @@ pub fn open_backends(data_dir: &Path) -> anyhow::Result<Backends> {
     let blob_dir = data_dir.join("blobs");
     let blobs = LocalBlobs::open(&blob_dir)
         .with_context(|| format!("opening blob directory {}", blob_dir.display()))?;
+    let store = Arc::new(store);
     Ok(Backends {
-        store: Arc::new(store),
+        documents: store.clone(),
+        store,
         blobs: Arc::new(blobs),
     })
 }
@@ -181,6 +185,7 @@ pub async fn run(
     let wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: backends.store.clone(),
+        documents: backends.documents.clone(),
         blobs: backends.blobs.clone(),
         catalog: catalog.clone(),
         spool_dir,
@@ -194,6 +199,7 @@ pub async fn run(
     let pollers = tokio::spawn(worker::run_pollers(
         worker::Deps {
             store: backends.store.clone(),
+            documents: backends.documents.clone(),
             blobs: backends.blobs.clone(),
             catalog,
         },

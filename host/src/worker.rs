@@ -29,8 +29,8 @@ use crate::engine::executor::{
 use crate::engine::planner::Plan;
 use crate::pipeline;
 use crate::store::{
-    BatchRecord, BatchStatus, ChunkWrite, Claim, DocumentRecord, InternalMetadata, Lease,
-    LiveProgress, PinnedCollection, Stage, Store, StoreError, document_id, now,
+    BatchRecord, BatchStatus, ChunkOutcome, Claim, DocumentRecord, DocumentSink, InternalMetadata,
+    Lease, LiveProgress, PinnedCollection, Stage, Store, StoreError, document_id, now,
 };
 
 /// How pollers behave.
@@ -76,8 +76,10 @@ impl WorkerConfig {
 /// What a worker reads and writes.
 #[derive(Debug, Clone)]
 pub struct Deps {
-    /// Batches, documents.
+    /// Batches.
     pub store: Arc<dyn Store>,
+    /// Documents.
+    pub documents: Arc<dyn DocumentSink>,
     /// Object contents, manifests.
     pub blobs: Arc<dyn BlobStore>,
     /// Installed extractors.
@@ -503,17 +505,23 @@ impl CollectionRun {
             });
         }
         let failed = outcomes.iter().filter(|(_, e)| e.is_some()).count() as u64;
-        let chunk = ChunkWrite {
+        // Documents first (idempotent), then the outcomes under the lease.
+        let new_documents = handle.block_on(
+            self.deps
+                .documents
+                .upsert_documents(&self.batch.namespace_id, &documents),
+        )?;
+        let chunk = ChunkOutcome {
             stage: self.stage,
             last: self.last,
             collection_id: self.pinned.collection_id.clone(),
-            documents,
+            new_documents,
             outcomes,
             error_summary: summary.clone(),
         };
-        handle.block_on(self.deps.store.write_chunk(&self.lease, &chunk))?;
+        handle.block_on(self.deps.store.record_chunk(&self.lease, &chunk))?;
         *lock(&self.summary) = summary;
-        metrics::counter!("strata_documents_written_total").increment(chunk.documents.len() as u64);
+        metrics::counter!("strata_documents_written_total").increment(documents.len() as u64);
         if self.last {
             let n = chunk.outcomes.len() as u64;
             self.shared.processed.fetch_add(n, Ordering::Relaxed);

@@ -114,6 +114,16 @@ impl Server {
         }
     }
 
+    /// Asks the server to stop (SIGTERM) and waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("waiting for the server")
+    }
+
     /// Kills the server with SIGKILL and waits for it to exit.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

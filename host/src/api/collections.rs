@@ -145,5 +145,11 @@ pub async fn delete_collection(
         .store
         .delete_collection(&caller.namespace.namespace_id, &collection.collection_id)
         .await?;
+    // The collection is gone, so its documents are unreachable even if
+    // this fails; a later delete of the same name cannot see them.
+    state
+        .documents
+        .delete_documents(&collection.collection_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

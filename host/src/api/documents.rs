@@ -62,7 +62,7 @@ pub async fn list_documents(
         page_token: params.page_token,
     };
     let page = state
-        .store
+        .documents
         .list_documents(&collection.collection_id, &filter, &paging.page(&list)?)
         .await?;
     Ok(Json(List::of(page, &list, |d| d)))
@@ -79,7 +79,7 @@ pub async fn get_document(
 ) -> ApiResult<Json<DocumentRecord>> {
     let collection = find_collection(&state, &caller, &collection).await?;
     state
-        .store
+        .documents
         .document(&collection.collection_id, &document_id)
         .await?
         .map(Json)

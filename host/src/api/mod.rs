@@ -28,13 +28,15 @@ pub use error::{ApiError, ApiResult};
 
 use crate::blob::BlobStore;
 use crate::catalog::Catalog;
-use crate::store::{Page, PageRequest, Store};
+use crate::store::{DocumentSink, Page, PageRequest, Store};
 
 /// Everything a handler needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// Metadata, tasks and documents.
+    /// Metadata and tasks.
     pub store: Arc<dyn Store>,
+    /// Documents.
+    pub documents: Arc<dyn DocumentSink>,
     /// Object contents and artifacts.
     pub blobs: Arc<dyn BlobStore>,
     /// The extractors this host runs.

@@ -366,17 +366,17 @@ pub struct Lease {
     pub token: String,
 }
 
-/// One chunk of finished objects of one collection, written at once.
+/// The outcomes of one chunk of finished objects of one collection.
 #[derive(Debug, Clone)]
-pub struct ChunkWrite {
+pub struct ChunkOutcome {
     /// Index of the collection in the batch.
     pub stage: u32,
     /// Whether it is the batch's last collection: objects finish then.
     pub last: bool,
     /// The collection.
     pub collection_id: String,
-    /// One per object.
-    pub documents: Vec<DocumentRecord>,
+    /// Documents of the chunk that did not exist before.
+    pub new_documents: u64,
     /// Each object's error, if any.
     pub outcomes: Vec<(String, Option<String>)>,
     /// The batch's error summary after this chunk.
@@ -514,8 +514,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Page<CollectionRecord>>;
     /// Collections whose source is the bucket.
     async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>>;
-    /// Deletes a collection and its documents. Refused while a batch of its
-    /// bucket is queued or processing.
+    /// Deletes a collection (its documents go through the
+    /// [`DocumentSink`]). Refused while a batch of its bucket is queued or
+    /// processing.
     async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()>;
 
     /// The ids among `object_ids` that are not objects of the bucket.
@@ -592,9 +593,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn release_batch(&self, lease: &Lease) -> Result<()>;
     /// Objects of the batch still to run through collection `stage`.
     async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>>;
-    /// Upserts a chunk's documents and records its objects' outcomes, in one
-    /// write fenced by the lease. `LeaseLost` when the lease is gone.
-    async fn write_chunk(&self, lease: &Lease, chunk: &ChunkWrite) -> Result<()>;
+    /// Records a chunk's outcomes (its documents are written already) in
+    /// one write fenced by the lease. `LeaseLost` when the lease is gone.
+    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<()>;
     /// Records that the batch ran `pinned` to the end: the collection takes
     /// its signature and output schema.
     async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()>;
@@ -605,7 +606,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         status: BatchStatus,
         error_message: Option<&str>,
     ) -> Result<()>;
+}
 
+/// Where documents live: workers upsert them, the API reads them.
+///
+/// Upserts are idempotent (the id is derived from the collection and the
+/// object), so a worker writes a chunk's documents first and then records
+/// the chunk's outcomes under its lease: a crash in between only means the
+/// chunk is done again and its documents replaced by equal ones.
+#[async_trait]
+pub trait DocumentSink: Send + Sync + std::fmt::Debug {
+    /// Writes documents by id; one written again keeps its `created_at`.
+    /// Returns how many did not exist before.
+    async fn upsert_documents(
+        &self,
+        namespace_id: &str,
+        documents: &[DocumentRecord],
+    ) -> Result<u64>;
     /// Documents of a collection by id.
     async fn list_documents(
         &self,
@@ -619,6 +636,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         collection_id: &str,
         document_id: &str,
     ) -> Result<Option<DocumentRecord>>;
+
+    /// Deletes every document of a collection.
+    async fn delete_documents(&self, collection_id: &str) -> Result<()>;
 }
 
 /// A new id: `prefix` + `_` + a ULID (time-ordered, lower case).

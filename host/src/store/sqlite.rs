@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkWrite, Claim, CollectionRecord,
-    DocumentFilter, DocumentRecord, Lease, LiveProgress, Namespace, ObjectRecord, Page,
-    PageRequest, PinnedCollection, Result, Store, StoreError, now,
+    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
+    DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
+    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now,
 };
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts the
@@ -799,8 +799,6 @@ impl Store for SqliteStore {
                     active.join(", ")
                 )));
             }
-            tx.execute("DELETE FROM documents WHERE collection_id = ?1", [&id])
-                .map_err(backend)?;
             tx.execute("DELETE FROM collections WHERE collection_id = ?1", [&id])
                 .map_err(backend)?;
             tx.commit().map_err(backend)
@@ -1147,7 +1145,8 @@ impl Store for SqliteStore {
                     .query_row("SELECT lease_owner FROM batches WHERE batch_id = ?1", [&id], |r| r.get(0))
                     .map_err(backend)?;
                 let reason = format!(
-                    "the worker running it was lost {attempts} times (last: {}); giving up",
+                    "the worker running it was lost {attempts} time{} (last: {}); giving up",
+                    if attempts == 1 { "" } else { "s" },
                     previous.as_deref().unwrap_or("unknown")
                 );
                 tx.execute(
@@ -1233,47 +1232,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn write_chunk(&self, lease: &Lease, chunk: &ChunkWrite) -> Result<()> {
+    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<()> {
         let (lease, chunk) = (lease.clone(), chunk.clone());
-        let bodies = chunk
-            .documents
-            .iter()
-            .map(body_text)
-            .collect::<Result<Vec<_>>>()?;
         let summary = serde_json::to_string(&chunk.error_summary).map_err(StoreError::backend)?;
         self.call(move |c| {
             let tx = immediate(c)?;
-            let namespace = fence(&tx, &lease)?;
-            let mut new_documents = 0u64;
-            {
-                let mut exists = tx
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM documents WHERE document_id = ?1)")
-                    .map_err(backend)?;
-                let mut upsert = tx
-                    .prepare_cached(
-                        "INSERT INTO documents (document_id, collection_id, namespace_id, object_id, batch_id, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         ON CONFLICT (document_id) DO UPDATE SET batch_id = excluded.batch_id,
-                         body = json_set(excluded.body, '$.created_at', json_extract(documents.body, '$.created_at'))",
-                    )
-                    .map_err(backend)?;
-                for (doc, body) in chunk.documents.iter().zip(&bodies) {
-                    let existed: bool = exists
-                        .query_row([&doc.document_id], |r| r.get(0))
-                        .map_err(backend)?;
-                    new_documents += u64::from(!existed);
-                    upsert
-                        .execute(params![
-                            doc.document_id,
-                            doc.collection_id,
-                            namespace,
-                            doc.object_id,
-                            doc.batch_id,
-                            body
-                        ])
-                        .map_err(backend)?;
-                }
-            }
+            fence(&tx, &lease)?;
             let (mut processed, mut failed) = (0u64, 0u64);
             {
                 let mut current = tx
@@ -1323,11 +1287,11 @@ impl Store for SqliteStore {
                 params![lease.batch_id, processed, failed, summary, now()],
             )
             .map_err(backend)?;
-            if new_documents > 0 {
+            if chunk.new_documents > 0 {
                 tx.execute(
                     "UPDATE collections SET body = json_set(body, '$.document_count',
                      json_extract(body, '$.document_count') + ?2) WHERE collection_id = ?1",
-                    params![chunk.collection_id, new_documents],
+                    params![chunk.collection_id, chunk.new_documents],
                 )
                 .map_err(backend)?;
             }
@@ -1378,6 +1342,57 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl DocumentSink for SqliteStore {
+    async fn upsert_documents(
+        &self,
+        namespace_id: &str,
+        documents: &[DocumentRecord],
+    ) -> Result<u64> {
+        let namespace = namespace_id.to_owned();
+        let rows = documents
+            .iter()
+            .map(|d| Ok((d.clone(), body_text(d)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let mut new_documents = 0u64;
+            {
+                let mut exists = tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM documents WHERE document_id = ?1)")
+                    .map_err(backend)?;
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO documents (document_id, collection_id, namespace_id, object_id, batch_id, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (document_id) DO UPDATE SET batch_id = excluded.batch_id,
+                         body = json_set(excluded.body, '$.created_at', json_extract(documents.body, '$.created_at'))",
+                    )
+                    .map_err(backend)?;
+                for (doc, body) in &rows {
+                    let existed: bool = exists
+                        .query_row([&doc.document_id], |r| r.get(0))
+                        .map_err(backend)?;
+                    new_documents += u64::from(!existed);
+                    upsert
+                        .execute(params![
+                            doc.document_id,
+                            doc.collection_id,
+                            namespace,
+                            doc.object_id,
+                            doc.batch_id,
+                            body
+                        ])
+                        .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(new_documents)
+        })
+        .await
+    }
 
     async fn list_documents(
         &self,
@@ -1411,6 +1426,16 @@ impl Store for SqliteStore {
             vec![collection_id.to_owned(), document_id.to_owned()],
             document_row,
         )
+        .await
+    }
+
+    async fn delete_documents(&self, collection_id: &str) -> Result<()> {
+        let id = collection_id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM documents WHERE collection_id = ?1", [id])
+                .map_err(backend)?;
+            Ok(())
+        })
         .await
     }
 }
