@@ -816,6 +816,39 @@ async fn bad_batch_requests_are_problems() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    // A finished batch whose collection is gone cannot be retried.
+    poll_until(&server, &draft_path, terminal).await;
+    assert_eq!(
+        server.delete("/v1/collections/c").await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, problem) = server.post(&format!("{draft_path}/retry"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        text(&problem["detail"]).contains("deleted since: c"),
+        "{problem}"
+    );
+
+    // A create replayed with its Idempotency-Key answers as the first did,
+    // even once an object it named is gone.
+    upload(&server, &bucket, "obj_2", "two").await;
+    let create = || {
+        server
+            .request(Method::POST, &batches)
+            .header("Idempotency-Key", "k-2")
+            .json(&json!({ "object_ids": ["obj_2"] }))
+    };
+    let (status, first) = send(create()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(
+        server
+            .delete(&format!("/v1/buckets/{bucket}/objects/obj_2"))
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, again) = send(create()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["batch_id"], first["batch_id"]);
 
     // Another namespace sees none of it.
     let (_, ns) = server

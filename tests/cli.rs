@@ -348,3 +348,44 @@ fn an_extractor_built_outside_the_workspace_loads_and_runs() {
     assert_eq!(stats["words"], 6);
     assert_eq!(stats["sentences"], 2);
 }
+
+#[test]
+fn serve_help_names_an_environment_variable_for_every_option() {
+    let out = strata(&["serve", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let option = trimmed.strip_prefix("-h, ").unwrap_or(trimmed);
+        if option.starts_with("--") {
+            let name = option.split_whitespace().next().unwrap_or_default();
+            blocks.push((name.to_owned(), String::new()));
+        } else if let Some((_, text)) = blocks.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let options: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
+    for wanted in [
+        "--data-dir",
+        "--listen",
+        "--plugins",
+        "--poll-interval",
+        "--max-batches",
+        "--lease-seconds",
+        "--error-budget",
+        "--call-timeout",
+    ] {
+        assert!(options.contains(&wanted), "{wanted} missing from:\n{help}");
+    }
+    for (name, text) in &blocks {
+        if name == "--help" {
+            continue;
+        }
+        assert!(
+            text.contains("[env: STRATA_"),
+            "{name} names no STRATA_* variable:\n{text}"
+        );
+    }
+}

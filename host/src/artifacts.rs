@@ -52,14 +52,16 @@ pub struct ManifestRow {
     pub applicable: bool,
 }
 
-/// Blob key of the manifest of `extractor` in a batch.
+/// Blob key of the manifest of `extractor` in a batch, written by the
+/// submit attempt `attempt`.
 pub fn manifest_key(
     namespace_id: &str,
     batch_id: &str,
+    attempt: &str,
     collection_id: &str,
     extractor: &str,
 ) -> String {
-    format!("manifests/{namespace_id}/{batch_id}/{collection_id}/{extractor}.parquet")
+    format!("manifests/{namespace_id}/{batch_id}/{attempt}/{collection_id}/{extractor}.parquet")
 }
 
 fn schema() -> SchemaRef {

@@ -177,7 +177,7 @@ struct EngineArgs {
     #[arg(long, env = "STRATA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Do not cache compiled components.
-    #[arg(long)]
+    #[arg(long, env = "STRATA_NO_CACHE")]
     no_cache: bool,
     /// Deadline of one call into an extractor, in seconds.
     #[arg(long, env = "STRATA_CALL_TIMEOUT", default_value_t = 30.0)]
@@ -186,7 +186,7 @@ struct EngineArgs {
     #[arg(long, env = "STRATA_MAX_MEMORY_MB", default_value_t = 1024)]
     max_memory_mb: u32,
     /// Timeouts after which an extractor is disabled for the rest of a run (0: never).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "STRATA_MAX_TIMEOUTS", default_value_t = 3)]
     max_timeouts: u32,
 }
 

@@ -217,6 +217,34 @@ impl Shared {
             .compare_exchange(RUNNING, why, Ordering::Relaxed, Ordering::Relaxed);
     }
 
+    /// Takes the batch's counters as the store has them after a write;
+    /// a batch past its error budget (whatever the rest does) stops.
+    fn counted(
+        &self,
+        (processed, failed): (u64, u64),
+        config: &WorkerConfig,
+        total: u64,
+    ) -> Result<(), Stop> {
+        let before = self.processed.swap(processed, Ordering::Relaxed);
+        let failed_before = self.failed.swap(failed, Ordering::Relaxed);
+        if processed > before {
+            *lock(&self.last_progress) = Instant::now();
+            let newly_failed = failed.saturating_sub(failed_before);
+            metrics::counter!("strata_objects_processed_total", "outcome" => "completed")
+                .increment((processed - before).saturating_sub(newly_failed));
+            metrics::counter!("strata_objects_processed_total", "outcome" => "failed")
+                .increment(newly_failed);
+        }
+        if failed as f64 > config.error_budget * total as f64 {
+            return Err(Stop::Failed(over_budget(
+                failed,
+                total,
+                config.error_budget,
+            )));
+        }
+        Ok(())
+    }
+
     fn stopped(&self) -> Option<Stop> {
         match self.state.load(Ordering::Relaxed) {
             LOST => Some(Stop::LeaseLost),
@@ -345,6 +373,30 @@ async fn process(
             .collect();
         if !pending.is_empty() {
             let rows = manifest_rows(deps, pinned, &pending).await?;
+            if rows.len() < pending.len() {
+                // Only a batch changed behind the submit's back gets here;
+                // its stray objects fail rather than stay pending forever.
+                let listed: HashSet<&str> = rows.iter().map(|r| r.object_id.as_str()).collect();
+                let outcomes = pending
+                    .iter()
+                    .filter(|id| !listed.contains(id.as_str()))
+                    .map(|id| {
+                        (
+                            id.clone(),
+                            Some("object: not in the batch's manifest".to_owned()),
+                        )
+                    })
+                    .collect();
+                let chunk = ChunkOutcome {
+                    stage: i as u32,
+                    last: i == last,
+                    collection_id: pinned.collection_id.clone(),
+                    outcomes,
+                    error_summary: lock(&summary).clone(),
+                };
+                let counts = deps.store.record_chunk(lease, &chunk).await?;
+                shared.counted(counts, config, batch.total)?;
+            }
             let tiers = Arc::new(TierProgress::new(plan.tiers.len()));
             *lock(&shared.stage) = Some(StageState {
                 collection: i,
@@ -504,43 +556,23 @@ impl CollectionRun {
                 updated_at: now.clone(),
             });
         }
-        let failed = outcomes.iter().filter(|(_, e)| e.is_some()).count() as u64;
         // Documents first (idempotent), then the outcomes under the lease.
-        let new_documents = handle.block_on(
-            self.deps
-                .documents
-                .upsert_documents(&self.batch.namespace_id, &documents),
-        )?;
+        handle.block_on(self.deps.documents.upsert_documents(
+            &self.batch.namespace_id,
+            &self.pinned.collection_id,
+            &documents,
+        ))?;
+        metrics::counter!("strata_documents_written_total").increment(documents.len() as u64);
         let chunk = ChunkOutcome {
             stage: self.stage,
             last: self.last,
             collection_id: self.pinned.collection_id.clone(),
-            new_documents,
             outcomes,
             error_summary: summary.clone(),
         };
-        handle.block_on(self.deps.store.record_chunk(&self.lease, &chunk))?;
+        let counts = handle.block_on(self.deps.store.record_chunk(&self.lease, &chunk))?;
         *lock(&self.summary) = summary;
-        metrics::counter!("strata_documents_written_total").increment(documents.len() as u64);
-        if self.last {
-            let n = chunk.outcomes.len() as u64;
-            self.shared.processed.fetch_add(n, Ordering::Relaxed);
-            let failed_total = self.shared.failed.fetch_add(failed, Ordering::Relaxed) + failed;
-            *lock(&self.shared.last_progress) = Instant::now();
-            metrics::counter!("strata_objects_processed_total", "outcome" => "completed")
-                .increment(n - failed);
-            metrics::counter!("strata_objects_processed_total", "outcome" => "failed")
-                .increment(failed);
-            // Past the budget whatever the rest does: stop now.
-            if failed_total as f64 > self.config.error_budget * self.batch.total as f64 {
-                return Err(Stop::Failed(over_budget(
-                    failed_total,
-                    self.batch.total,
-                    self.config.error_budget,
-                )));
-            }
-        }
-        Ok(())
+        self.shared.counted(counts, &self.config, self.batch.total)
     }
 }
 

@@ -331,8 +331,17 @@ pub async fn create_batch(
             Some(key.to_owned())
         }
     };
-    check_objects_exist(&state, &bucket, &body.object_ids).await?;
     let hash = request_hash(&body);
+    // A replay answers as the first request did, whatever changed since.
+    if let Some(key) = &key
+        && let Some(existing) = state
+            .store
+            .batch_by_idempotency_key(&bucket.bucket_id, key)
+            .await?
+    {
+        return replay(&state, existing, &hash);
+    }
+    check_objects_exist(&state, &bucket, &body.object_ids).await?;
     let now = now();
     let record = BatchRecord {
         batch_id: new_id("btch"),
@@ -360,23 +369,27 @@ pub async fn create_batch(
     };
     match state.store.create_batch(&record, &body.object_ids).await? {
         Ok(created) => Ok((StatusCode::CREATED, Json(state.view(created))).into_response()),
-        Err(existing) => {
-            if existing.idempotency.as_ref().map(|(_, h)| h) != Some(&hash) {
-                return Err(ApiError::invalid(
-                    "Idempotency-Key",
-                    format!(
-                        "was used for batch `{}` with a different request body",
-                        existing.batch_id
-                    ),
-                ));
-            }
-            let mut response = Json(state.view(existing)).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
+        Err(existing) => replay(&state, existing, &hash),
     }
+}
+
+/// The answer to a create repeated with the same `Idempotency-Key`: the
+/// batch it created, or 422 when the body differs.
+fn replay(state: &AppState, existing: BatchRecord, hash: &str) -> ApiResult<Response> {
+    if existing.idempotency.as_ref().map(|(_, h)| h.as_str()) != Some(hash) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            format!(
+                "was used for batch `{}` with a different request body",
+                existing.batch_id
+            ),
+        ));
+    }
+    let mut response = Json(state.view(existing)).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
 }
 
 /// `GET /v1/buckets/{bucket}/batches` (`?status=` filters).
@@ -556,7 +569,8 @@ pub async fn submit_batch(
         ));
     }
     let rows = manifest_rows(&state, &batch).await?;
-    let mut pinned = Vec::with_capacity(collections.len());
+    // Plan everything before writing anything.
+    let mut plans = Vec::with_capacity(collections.len());
     for collection in collections {
         let catalog = state.catalog.clone();
         let refs = collection.extractors.clone();
@@ -569,7 +583,59 @@ pub async fn submit_batch(
                     e.message,
                 )
             })?;
-        let summary = plan.summary();
+        plans.push((collection, plan));
+    }
+    // This attempt's artifacts have keys of their own, so a failed or
+    // racing submit removes only what it wrote.
+    let attempt = new_id("sub");
+    let mut written = Vec::new();
+    let result = pin_and_queue(
+        &state,
+        &batch,
+        &plans,
+        &rows,
+        &attempt,
+        &mut written,
+        body.include_processing_history,
+    )
+    .await;
+    let queued = match result {
+        Ok(b)
+            if b.collections
+                .iter()
+                .any(|c| c.manifests.values().any(|k| written.contains(k))) =>
+        {
+            b
+        }
+        other => {
+            // Failed, or another submit won: this attempt's artifacts go.
+            for key in &written {
+                if let Err(e) = state.blobs.delete(key).await {
+                    tracing::warn!(%key, error = %e, "removing an unused manifest failed");
+                }
+            }
+            other?
+        }
+    };
+    let batch = queued;
+    state.wake.notify_one();
+    Ok(Json(submitted(batch)))
+}
+
+/// Writes one manifest per extractor of every planned collection (their
+/// keys pushed to `written` as they land) and queues the batch with the
+/// versions pinned.
+async fn pin_and_queue(
+    state: &AppState,
+    batch: &BatchRecord,
+    plans: &[(crate::store::CollectionRecord, crate::engine::planner::Plan)],
+    rows: &[ManifestRow],
+    attempt: &str,
+    written: &mut Vec<String>,
+    include_processing_history: bool,
+) -> ApiResult<BatchRecord> {
+    let mut pinned = Vec::with_capacity(plans.len());
+    for (collection, plan) in plans {
         let extractors: Vec<ExtractorRef> = collection
             .extractors
             .iter()
@@ -588,6 +654,7 @@ pub async fn submit_batch(
             let key = artifacts::manifest_key(
                 &batch.namespace_id,
                 &batch.batch_id,
+                attempt,
                 &collection.collection_id,
                 &manifest.name,
             );
@@ -616,24 +683,29 @@ pub async fn submit_batch(
             .map_err(|e| ApiError::internal(&e))?
             .map_err(|e| ApiError::internal(&e))?;
             state.blobs.put_bytes(&key, bytes).await?;
+            written.push(key.clone());
             manifests.insert(manifest.name.clone(), key);
         }
+        let summary = plan.summary();
         pinned.push(PinnedCollection {
-            collection_id: collection.collection_id,
-            collection_name: collection.collection_name,
+            collection_id: collection.collection_id.clone(),
+            collection_name: collection.collection_name.clone(),
             extractors,
             tiers: summary.tiers,
             output_schema: summary.output_schema,
-            index_signature: pipeline::index_signature(&plan),
+            index_signature: pipeline::index_signature(plan),
             manifests,
         });
     }
-    let batch = state
+    Ok(state
         .store
-        .submit_batch(&batch.batch_id, &pinned, body.include_processing_history)
-        .await?;
-    state.wake.notify_one();
-    Ok(Json(submitted(batch)))
+        .submit_batch(
+            &batch.batch_id,
+            &pinned,
+            include_processing_history,
+            rows.len() as u64,
+        )
+        .await?)
 }
 
 /// Every object of the batch as a manifest row (applicable to all).

@@ -375,8 +375,6 @@ pub struct ChunkOutcome {
     pub last: bool,
     /// The collection.
     pub collection_id: String,
-    /// Documents of the chunk that did not exist before.
-    pub new_documents: u64,
     /// Each object's error, if any.
     pub outcomes: Vec<(String, Option<String>)>,
     /// The batch's error summary after this chunk.
@@ -537,6 +535,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     -> Result<BatchRecord>;
     /// A batch of the bucket.
     async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>>;
+    /// The batch of the bucket created with `Idempotency-Key` `key`.
+    async fn batch_by_idempotency_key(
+        &self,
+        bucket_id: &str,
+        key: &str,
+    ) -> Result<Option<BatchRecord>>;
     /// The batch of a task, in the namespace.
     async fn batch_by_task(&self, namespace_id: &str, task_id: &str)
     -> Result<Option<BatchRecord>>;
@@ -561,18 +565,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>>;
-    /// DRAFT → QUEUED with the pinned pipelines. A batch already submitted
-    /// is returned unchanged; any other state is a conflict.
+    /// DRAFT → QUEUED with the pinned pipelines, planned for
+    /// `object_count` objects: a conflict when the batch holds another
+    /// number by now (objects were added meanwhile). A batch already
+    /// submitted is returned unchanged.
     async fn submit_batch(
         &self,
         batch_id: &str,
         collections: &[PinnedCollection],
         include_processing_history: bool,
+        object_count: u64,
     ) -> Result<BatchRecord>;
     /// QUEUED or PROCESSING → CANCELED (a canceled batch is returned
     /// unchanged); the worker's next write fails.
     async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord>;
-    /// Re-queues the objects of a terminal batch that did not complete.
+    /// Re-queues the objects of a terminal batch that did not complete; a
+    /// conflict when one of its collections is gone.
     async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord>;
     /// Deletes a DRAFT or terminal batch, returning its artifacts' blob keys.
     async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>>;
@@ -594,10 +602,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Objects of the batch still to run through collection `stage`.
     async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>>;
     /// Records a chunk's outcomes (its documents are written already) in
-    /// one write fenced by the lease. `LeaseLost` when the lease is gone.
-    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<()>;
+    /// one write fenced by the lease; returns the batch's `processed` and
+    /// `failed` after it. `LeaseLost` when the lease is gone.
+    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<(u64, u64)>;
     /// Records that the batch ran `pinned` to the end: the collection takes
-    /// its signature and output schema.
+    /// its signature, tiers and output schema.
     async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()>;
     /// PROCESSING → COMPLETED or FAILED, fenced by the lease.
     async fn finish_batch(
@@ -616,11 +625,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// chunk is done again and its documents replaced by equal ones.
 #[async_trait]
 pub trait DocumentSink: Send + Sync + std::fmt::Debug {
-    /// Writes documents by id; one written again keeps its `created_at`.
-    /// Returns how many did not exist before.
+    /// Writes documents of one collection by id (one written again keeps
+    /// its `created_at`) and keeps the collection's `document_count` in
+    /// step. Returns how many did not exist before; `NotFound` when the
+    /// collection is gone.
     async fn upsert_documents(
         &self,
         namespace_id: &str,
+        collection_id: &str,
         documents: &[DocumentRecord],
     ) -> Result<u64>;
     /// Documents of a collection by id.

@@ -905,6 +905,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn batch_by_idempotency_key(
+        &self,
+        bucket_id: &str,
+        key: &str,
+    ) -> Result<Option<BatchRecord>> {
+        self.optional(
+            format!(
+                "SELECT {BATCH_COLUMNS} FROM batches WHERE bucket_id = ?1 AND idempotency_key = ?2"
+            ),
+            vec![bucket_id.to_owned(), key.to_owned()],
+            batch_row,
+        )
+        .await
+    }
+
     async fn batch_by_task(
         &self,
         namespace_id: &str,
@@ -1011,6 +1026,7 @@ impl Store for SqliteStore {
         batch_id: &str,
         collections: &[PinnedCollection],
         include_processing_history: bool,
+        object_count: u64,
     ) -> Result<BatchRecord> {
         let id = batch_id.to_owned();
         let collections = serde_json::to_string(collections).map_err(StoreError::backend)?;
@@ -1019,6 +1035,11 @@ impl Store for SqliteStore {
             let batch = read_batch(&tx, &id)?;
             if batch.status != BatchStatus::Draft {
                 return Ok(batch);
+            }
+            if batch.total != object_count {
+                return Err(StoreError::Conflict(format!(
+                    "objects were added to batch `{id}` while it was being submitted; submit it again"
+                )));
             }
             let now = now();
             tx.execute(
@@ -1067,6 +1088,25 @@ impl Store for SqliteStore {
             let batch = read_batch(&tx, &id)?;
             if !batch.status.is_terminal() {
                 return Err(conflict_state(&batch, "only a finished batch can be retried"));
+            }
+            let mut gone = Vec::new();
+            for pinned in &batch.collections {
+                let exists: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM collections WHERE collection_id = ?1)",
+                        [&pinned.collection_id],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if !exists {
+                    gone.push(pinned.collection_name.clone());
+                }
+            }
+            if !gone.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "batch `{id}` ran collections that were deleted since: {}; create a new batch",
+                    gone.join(", ")
+                )));
             }
             let requeued = tx
                 .execute(
@@ -1232,7 +1272,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<()> {
+    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<(u64, u64)> {
         let (lease, chunk) = (lease.clone(), chunk.clone());
         let summary = serde_json::to_string(&chunk.error_summary).map_err(StoreError::backend)?;
         self.call(move |c| {
@@ -1287,15 +1327,15 @@ impl Store for SqliteStore {
                 params![lease.batch_id, processed, failed, summary, now()],
             )
             .map_err(backend)?;
-            if chunk.new_documents > 0 {
-                tx.execute(
-                    "UPDATE collections SET body = json_set(body, '$.document_count',
-                     json_extract(body, '$.document_count') + ?2) WHERE collection_id = ?1",
-                    params![chunk.collection_id, chunk.new_documents],
+            let counts = tx
+                .query_row(
+                    "SELECT processed, failed FROM batches WHERE batch_id = ?1",
+                    [&lease.batch_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            Ok(counts)
         })
         .await
     }
@@ -1309,8 +1349,7 @@ impl Store for SqliteStore {
             fence(&tx, &lease)?;
             tx.execute(
                 "UPDATE collections SET body = json_set(body,
-                   '$.index_signature', ?2, '$.output_schema', json(?3), '$.tiers', json(?4), '$.updated_at', ?5,
-                   '$.document_count', (SELECT COUNT(*) FROM documents WHERE collection_id = ?1))
+                   '$.index_signature', ?2, '$.output_schema', json(?3), '$.tiers', json(?4), '$.updated_at', ?5)
                  WHERE collection_id = ?1",
                 params![pinned.collection_id, pinned.index_signature, schema, tiers, now()],
             )
@@ -1349,9 +1388,10 @@ impl DocumentSink for SqliteStore {
     async fn upsert_documents(
         &self,
         namespace_id: &str,
+        collection_id: &str,
         documents: &[DocumentRecord],
     ) -> Result<u64> {
-        let namespace = namespace_id.to_owned();
+        let (namespace, collection) = (namespace_id.to_owned(), collection_id.to_owned());
         let rows = documents
             .iter()
             .map(|d| Ok((d.clone(), body_text(d)?)))
@@ -1372,6 +1412,12 @@ impl DocumentSink for SqliteStore {
                     )
                     .map_err(backend)?;
                 for (doc, body) in &rows {
+                    if doc.collection_id != collection {
+                        return Err(StoreError::Conflict(format!(
+                            "document `{}` belongs to collection `{}`, not `{collection}`",
+                            doc.document_id, doc.collection_id
+                        )));
+                    }
                     let existed: bool = exists
                         .query_row([&doc.document_id], |r| r.get(0))
                         .map_err(backend)?;
@@ -1387,6 +1433,17 @@ impl DocumentSink for SqliteStore {
                         ])
                         .map_err(backend)?;
                 }
+            }
+            // The count moves with the documents, in the same transaction.
+            let counted = tx
+                .execute(
+                    "UPDATE collections SET body = json_set(body, '$.document_count',
+                     json_extract(body, '$.document_count') + ?2) WHERE collection_id = ?1",
+                    params![collection, new_documents],
+                )
+                .map_err(backend)?;
+            if counted == 0 {
+                return Err(StoreError::not_found("collection", collection));
             }
             tx.commit().map_err(backend)?;
             Ok(new_documents)
