@@ -156,7 +156,16 @@ struct HostileBatch {
 }
 
 async fn hostile_batch(server: &Server, n: usize, trigger: fn(usize) -> bool) -> HostileBatch {
-    let bucket = create_bucket(server, "hostile").await;
+    hostile_batch_named(server, "hostile", n, trigger).await
+}
+
+async fn hostile_batch_named(
+    server: &Server,
+    name: &str,
+    n: usize,
+    trigger: fn(usize) -> bool,
+) -> HostileBatch {
+    let bucket = create_bucket(server, name).await;
     let mut ids = Vec::new();
     for i in 0..n {
         let id = format!("obj_{i:02}");
@@ -166,7 +175,7 @@ async fn hostile_batch(server: &Server, n: usize, trigger: fn(usize) -> bool) ->
     }
     let collection = create_collection(
         server,
-        "hostile",
+        name,
         &bucket,
         json!([{"name": "hostile", "params": {"mode": "loop"}}]),
     )
@@ -1029,4 +1038,39 @@ async fn a_stopping_server_gives_its_batch_back() {
         done["attempts"], 1,
         "a handed-back batch does not count a lost attempt: {done}"
     );
+}
+
+#[tokio::test]
+async fn pollers_run_batches_side_by_side_up_to_their_limit() {
+    let plugins = plugins_with_hostile();
+    let server = Server::start_with(slow_options(
+        plugins.path(),
+        "0.3",
+        &["--error-budget", "1", "--max-batches", "2"],
+    ));
+    let mut batches = Vec::new();
+    for name in ["first", "second", "third"] {
+        batches.push(hostile_batch_named(&server, name, 12, |_| true).await);
+    }
+    // Two run at once; the third waits for a free slot.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut statuses = Vec::new();
+        for b in &batches {
+            let (_, body) = server.get(&b.path).await;
+            statuses.push(text(&body["status"]).to_owned());
+        }
+        let running = statuses.iter().filter(|s| *s == "PROCESSING").count();
+        assert!(running <= 2, "{statuses:?}");
+        if running == 2 {
+            assert!(statuses.contains(&"QUEUED".to_owned()), "{statuses:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never two at once: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for b in &batches {
+        let done = poll_until(&server, &b.path, terminal).await;
+        assert_eq!(done.last().expect("final")["status"], "COMPLETED");
+    }
 }

@@ -191,14 +191,10 @@ fn status_message(batch: &BatchRecord, p: &Progress, elapsed: Option<Duration>) 
                 Some(s) => format!("~{} remaining", human_duration(Duration::from_secs(s))),
                 None => "estimating time remaining".to_owned(),
             };
-            let mut line = format!(
+            format!(
                 "Processing {counts} · {:.1} items/sec · {eta}",
                 p.items_per_second
-            );
-            if p.errors > 0 {
-                line.push_str(&format!(" · {}", errors(p.errors)));
-            }
-            line
+            )
         }
         BatchStatus::Completed => {
             let mut line = format!("Completed {counts} · {}", errors(p.errors));
