@@ -15,8 +15,10 @@ PLUGINS := text-extract lang-detect keywords hash-embed entities image-meta cont
 FIXTURES := hostile identity future-major bad-manifest dependent
 STRATA := $(TARGET_DIR)/debug/strata
 export STRATA_CACHE_DIR ?= $(TARGET_DIR)/strata-cache
+TEST_SERVERS := $(abspath $(TARGET_DIR))/test-servers
+export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
 
-.PHONY: all setup host plugins template demo test lint bench clean
+.PHONY: all setup host plugins template demo test test-servers lint bench clean
 
 all: host plugins
 
@@ -50,8 +52,16 @@ demo: host plugins
 	@echo; echo "== the batch API: strata serve + examples/quickstart.sh"
 	examples/serve-demo.sh $(STRATA)
 
+## test-servers: a Python environment with the S3- and MongoDB-protocol servers the tests start on loopback
+test-servers: $(TEST_SERVERS)/installed
+
+$(TEST_SERVERS)/installed: tests/servers.txt
+	python3 -m venv $(TEST_SERVERS)
+	$(TEST_SERVERS)/bin/pip install --quiet --disable-pip-version-check -r tests/servers.txt
+	cp tests/servers.txt $@
+
 ## test: build everything, then run every test suite
-test: host plugins template
+test: host plugins template test-servers
 	$(CARGO) test --workspace
 
 ## bench: measure the engine side by side (release build) and write BENCHMARKS.md

@@ -142,7 +142,7 @@ fn slow_options(plugins: &Path, timeout: &str, extra: &[&str]) -> Options {
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Options {
         args,
-        generated_admin_key: false,
+        ..Options::default()
     }
 }
 
@@ -951,9 +951,9 @@ async fn openapi_and_metrics_describe_the_service() {
     );
 }
 
-#[tokio::test]
-async fn the_quickstart_script_runs_the_whole_flow() {
-    let server = Server::start();
+/// Runs `examples/quickstart.sh` against `server`; returns what it printed
+/// once it succeeded.
+fn quickstart(server: &Server) -> String {
     let out = std::process::Command::new(support::repo().join("examples/quickstart.sh"))
         .arg(support::repo().join("examples/data/docs"))
         .env("MP_API_URL", &server.url)
@@ -961,7 +961,7 @@ async fn the_quickstart_script_runs_the_whole_flow() {
         .env_remove("MP_NAMESPACE")
         .output()
         .expect("running examples/quickstart.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
@@ -971,6 +971,13 @@ async fn the_quickstart_script_runs_the_whole_flow() {
         stdout.contains("Completed 5/5 objects (100.0%) · 0 errors"),
         "{stdout}"
     );
+    stdout
+}
+
+#[tokio::test]
+async fn the_quickstart_script_runs_the_whole_flow() {
+    let server = Server::start();
+    let stdout = quickstart(&server);
     assert!(stdout.contains("task: COMPLETED"), "{stdout}");
     assert_eq!(stdout.matches("  doc_").count(), 5, "{stdout}");
 }
@@ -1073,4 +1080,99 @@ async fn pollers_run_batches_side_by_side_up_to_their_limit() {
         let done = poll_until(&server, &b.path, terminal).await;
         assert_eq!(done.last().expect("final")["status"], "COMPLETED");
     }
+}
+
+#[tokio::test]
+async fn the_quickstart_runs_with_object_contents_in_s3() {
+    let s3 = support::servers::S3Server::start();
+    let client = support::servers::s3_client(&s3.endpoint);
+    let bucket = support::servers::s3_bucket(&client).await;
+    let server = Server::start_with(Options {
+        args: vec![
+            "--blobs".into(),
+            format!("s3://{bucket}/strata"),
+            "--s3-endpoint".into(),
+            s3.endpoint.clone(),
+            "--s3-path-style".into(),
+        ],
+        env: support::servers::S3Server::credentials_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        ..Options::default()
+    });
+    let (_, ready) = server.get("/readyz").await;
+    assert!(
+        text(&ready["backends"][1]["backend"]).starts_with(&format!("s3://{bucket}/strata")),
+        "{ready}"
+    );
+    quickstart(&server);
+    // Contents and manifests are in the bucket, under the prefix.
+    let keys: Vec<String> = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("strata/")
+        .send()
+        .await
+        .expect("list")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("strata/objects/"))
+            .count(),
+        5,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("strata/manifests/"))
+            .count(),
+        5,
+        "{keys:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_blob_store_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--blobs",
+            "s3://strata-nowhere/x",
+        ])
+        .args(["--s3-endpoint", "http://127.0.0.1:9", "--s3-path-style"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .expect("strata serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:9") && stderr.contains("strata-nowhere"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "postgres://x",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("strata serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--store `postgres://x`"), "{stderr}");
 }

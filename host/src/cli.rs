@@ -60,9 +60,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Where the embedded backends keep metadata, documents and contents.
-    #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    backends: BackendArgs,
     /// Address to listen on.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -101,13 +100,50 @@ struct ServeArgs {
     engine: EngineArgs,
 }
 
+/// Where a server keeps its data.
+#[derive(Debug, Args)]
+struct BackendArgs {
+    /// Where the embedded backends keep metadata, documents and contents (and the admin key).
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
+    data_dir: PathBuf,
+    /// Metadata and document store: `sqlite://PATH` [default: sqlite://<data-dir>/strata.db].
+    #[arg(long, env = "STRATA_STORE")]
+    store: Option<String>,
+    /// Blob store: `file://DIR` [default: file://<data-dir>/blobs] or `s3://BUCKET/PREFIX`.
+    #[arg(long, env = "STRATA_BLOBS")]
+    blobs: Option<String>,
+    /// Endpoint URL of an S3-compatible server (MinIO, Ceph, R2…); AWS S3 when absent. Credentials come from the standard AWS chain.
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region [default: from the AWS configuration, else us-east-1].
+    #[arg(long, env = "STRATA_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style S3 addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    #[arg(long, env = "STRATA_S3_PATH_STYLE")]
+    s3_path_style: bool,
+}
+
+impl BackendArgs {
+    fn config(&self) -> crate::serve::BackendConfig {
+        let embedded = crate::serve::BackendConfig::embedded(&self.data_dir);
+        crate::serve::BackendConfig {
+            store: self.store.clone().unwrap_or(embedded.store),
+            blobs: self.blobs.clone().unwrap_or(embedded.blobs),
+            s3: crate::blob::S3Options {
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                force_path_style: self.s3_path_style,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Create an API key and print its secret (shown only once).
     Create {
-        /// Data directory of the server.
-        #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        backends: BackendArgs,
         /// Namespace (id or name) the key may act in.
         #[arg(long, default_value = "default", conflicts_with = "admin")]
         namespace: String,
@@ -255,13 +291,13 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve_command(args),
         Command::Keys(KeysCommand::Create {
-            data_dir,
+            backends,
             namespace,
             admin,
             name,
         }) => runtime()?.block_on(async {
-            let backends = crate::serve::open_backends(&data_dir)?;
-            let store = backends.store.as_ref();
+            let (store, _) = crate::serve::open_store(&backends.config().store)?;
+            let store = store.as_ref();
             crate::serve::bootstrap(store, None).await?;
             let namespace_id = if admin {
                 None
@@ -311,9 +347,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let cache = args.data_dir.join("cache");
+    let cache = args.backends.data_dir.join("cache");
     let engine = args.engine.config(|| Some(cache))?;
-    let mut config = crate::serve::ServeConfig::new(args.data_dir, args.plugins, engine);
+    let mut config =
+        crate::serve::ServeConfig::new(args.backends.data_dir.clone(), args.plugins, engine);
+    config.backends = args.backends.config();
     config.admin_key = std::env::var("STRATA_ADMIN_KEY")
         .ok()
         .filter(|k| !k.is_empty());

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::blob::{BlobStore, LocalBlobs};
+use crate::blob::{BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
 use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineConfig};
 use crate::keys;
@@ -25,8 +25,11 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// Settings of `strata serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Where the embedded backends keep everything.
+    /// Where the embedded backends keep everything (and the admin key, the
+    /// upload spool).
     pub data_dir: PathBuf,
+    /// Which backends to use.
+    pub backends: BackendConfig,
     /// Directory of extractor components installed at start.
     pub plugins: PathBuf,
     /// Sandbox and compile cache settings.
@@ -47,6 +50,7 @@ impl ServeConfig {
     /// Defaults with everything under `data_dir`.
     pub fn new(data_dir: PathBuf, plugins: PathBuf, engine: EngineConfig) -> Self {
         ServeConfig {
+            backends: BackendConfig::embedded(&data_dir),
             data_dir,
             plugins,
             engine,
@@ -70,20 +74,68 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
 }
 
-/// Opens the embedded backends under `data_dir`.
-pub fn open_backends(data_dir: &Path) -> anyhow::Result<Backends> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let db = data_dir.join("strata.db");
-    let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let blob_dir = data_dir.join("blobs");
-    let blobs = LocalBlobs::open(&blob_dir)
-        .with_context(|| format!("opening blob directory {}", blob_dir.display()))?;
-    let store = Arc::new(store);
+/// Which backends to use: URLs, with the embedded ones under a data
+/// directory by default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// `sqlite://PATH`.
+    pub store: String,
+    /// `file://DIR` or `s3://BUCKET/PREFIX`.
+    pub blobs: String,
+    /// How to reach S3 for an `s3://` blob store.
+    pub s3: S3Options,
+}
+
+impl BackendConfig {
+    /// SQLite and local files under `data_dir`.
+    pub fn embedded(data_dir: &Path) -> Self {
+        BackendConfig {
+            store: format!("sqlite://{}", data_dir.join("strata.db").display()),
+            blobs: format!("file://{}", data_dir.join("blobs").display()),
+            s3: S3Options::default(),
+        }
+    }
+}
+
+/// Opens the metadata store and document sink named by `url`.
+pub fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn DocumentSink>)> {
+    match url.split_once("://") {
+        Some(("sqlite", path)) => {
+            let path = Path::new(path);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating directory {}", dir.display()))?;
+            }
+            let store =
+                Arc::new(SqliteStore::open(path).with_context(|| format!("opening store {url}"))?);
+            Ok((store.clone(), store))
+        }
+        _ => anyhow::bail!("--store `{url}`: expected sqlite://PATH"),
+    }
+}
+
+/// Opens the blob store named by `url`.
+pub async fn open_blobs(url: &str, s3: &S3Options) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match url.split_once("://") {
+        Some(("file", dir)) => Ok(Arc::new(
+            LocalBlobs::open(Path::new(dir)).with_context(|| format!("opening blobs {url}"))?,
+        )),
+        Some(("s3", _)) => {
+            let location = S3Location::parse(url).map_err(|e| anyhow::anyhow!("--blobs {e}"))?;
+            Ok(Arc::new(S3Blobs::connect(location, s3).await))
+        }
+        _ => anyhow::bail!("--blobs `{url}`: expected file://DIR or s3://BUCKET/PREFIX"),
+    }
+}
+
+/// Opens the backends of `config`.
+pub async fn open_backends(config: &BackendConfig) -> anyhow::Result<Backends> {
+    let (store, documents) = open_store(&config.store)?;
+    let blobs = open_blobs(&config.blobs, &config.s3).await?;
     Ok(Backends {
-        documents: store.clone(),
         store,
-        blobs: Arc::new(blobs),
+        documents,
+        blobs,
     })
 }
 
@@ -154,7 +206,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let backends = open_backends(&config.data_dir)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let backends = open_backends(&config.backends).await?;
     backends
         .store
         .ping()

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,6 +49,8 @@ pub struct Options {
     pub args: Vec<String>,
     /// Do not set STRATA_ADMIN_KEY (the server generates one).
     pub generated_admin_key: bool,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -75,6 +79,7 @@ impl Server {
             .arg("--cache-dir")
             .arg(compile_cache())
             .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env_remove("STRATA_ADMIN_KEY")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -19,7 +19,7 @@ use crate::artifacts::{self, ManifestRow};
 use crate::pipeline::{self, ExtractorRef};
 use crate::progress::{self, Check, Health, Progress};
 use crate::store::{
-    BatchObject, BatchRecord, BatchStatus, Bucket, PageRequest, PinnedCollection, new_id, now,
+    BatchObject, BatchRecord, BatchStatus, Bucket, PageRequest, PinnedCollection, new_id,
 };
 
 /// Routes.
@@ -342,31 +342,12 @@ pub async fn create_batch(
         return replay(&state, existing, &hash);
     }
     check_objects_exist(&state, &bucket, &body.object_ids).await?;
-    let now = now();
-    let record = BatchRecord {
-        batch_id: new_id("btch"),
-        namespace_id: bucket.namespace_id.clone(),
-        bucket_id: bucket.bucket_id.clone(),
-        batch_name: body.batch_name,
-        task_id: new_id("task"),
-        status: BatchStatus::Draft,
-        total: 0,
-        processed: 0,
-        failed: 0,
-        attempts: 0,
-        include_processing_history: false,
-        collections: Vec::new(),
-        error_summary: BTreeMap::new(),
-        error_message: None,
-        live: None,
-        lease: None,
-        idempotency: key.map(|k| (k, hash.clone())),
-        created_at: now.clone(),
-        updated_at: now,
-        submitted_at: None,
-        started_at: None,
-        finished_at: None,
-    };
+    let record = BatchRecord::draft(
+        &bucket.namespace_id,
+        &bucket.bucket_id,
+        body.batch_name,
+        key.map(|k| (k, hash.clone())),
+    );
     match state.store.create_batch(&record, &body.object_ids).await? {
         Ok(created) => Ok((StatusCode::CREATED, Json(state.view(created))).into_response()),
         Err(existing) => replay(&state, existing, &hash),

@@ -1,10 +1,11 @@
 //! The blob store: object contents and batch artifacts, by key.
 //!
 //! [`BlobStore`] is the seam every backend implements; [`local`] keeps blobs
-//! as files under one directory. Keys are `/`-separated relative paths such
+//! as files under one directory, [`s3`] in an S3 bucket. Keys are `/`-separated relative paths such
 //! as `objects/<namespace>/<bucket>/<object>`.
 
 pub mod local;
+pub mod s3;
 
 use std::path::Path;
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use local::LocalBlobs;
+pub use s3::{S3Blobs, S3Location, S3Options};
 
 /// A blob store result.
 pub type Result<T, E = BlobError> = std::result::Result<T, E>;

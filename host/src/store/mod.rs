@@ -344,6 +344,42 @@ pub struct BatchRecord {
     pub finished_at: Option<String>,
 }
 
+impl BatchRecord {
+    /// A new DRAFT batch of a bucket, without objects yet.
+    pub fn draft(
+        namespace_id: &str,
+        bucket_id: &str,
+        batch_name: Option<String>,
+        idempotency: Option<(String, String)>,
+    ) -> Self {
+        let now = now();
+        BatchRecord {
+            batch_id: new_id("btch"),
+            namespace_id: namespace_id.to_owned(),
+            bucket_id: bucket_id.to_owned(),
+            batch_name,
+            task_id: new_id("task"),
+            status: BatchStatus::Draft,
+            total: 0,
+            processed: 0,
+            failed: 0,
+            attempts: 0,
+            include_processing_history: false,
+            collections: Vec::new(),
+            error_summary: std::collections::BTreeMap::new(),
+            error_message: None,
+            live: None,
+            lease: None,
+            idempotency,
+            created_at: now.clone(),
+            updated_at: now,
+            submitted_at: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// One object's state in a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchObject {

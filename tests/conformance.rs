@@ -1,0 +1,556 @@
+//! One behavioural suite per storage seam, run against every backend:
+//! the blob store (local files; S3 on a loopback S3-protocol server, or the
+//! endpoint in `STRATA_TEST_S3_ENDPOINT`) and the metadata store with its
+//! document sink (SQLite).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use strata_host::blob::{BlobError, BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
+use strata_host::store::{
+    BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord, DocumentFilter,
+    DocumentRecord, DocumentSink, InternalMetadata, Namespace, ObjectRecord, PageRequest,
+    PinnedCollection, Source, SqliteStore, Store, StoreError, document_id, new_id, now,
+};
+use support::servers::{S3Server, s3_bucket, s3_client};
+use tokio::io::AsyncReadExt as _;
+
+// ---------------------------------------------------------------- blobs
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+async fn blob_suite(blobs: &dyn BlobStore, large: usize) {
+    blobs.ping().await.expect("ping");
+
+    // Round trip, replace, nested keys.
+    blobs
+        .put_bytes("a/b/one", Bytes::from_static(b"first"))
+        .await
+        .expect("put");
+    assert_eq!(blobs.read("a/b/one").await.expect("read"), b"first");
+    blobs
+        .put_bytes("a/b/one", Bytes::from_static(b"second"))
+        .await
+        .expect("replace");
+    assert_eq!(blobs.read("a/b/one").await.expect("read"), b"second");
+    blobs
+        .put_bytes("a/b/two", Bytes::from_static(b""))
+        .await
+        .expect("an empty sibling");
+    assert_eq!(blobs.read("a/b/two").await.expect("empty"), b"");
+
+    // Missing blobs, bad keys.
+    assert!(matches!(
+        blobs.read("no/such").await,
+        Err(BlobError::NotFound(k)) if k == "no/such"
+    ));
+    assert!(matches!(
+        blobs.open("no/such").await.err(),
+        Some(BlobError::NotFound(_))
+    ));
+    for bad in ["", "/abs", "a/../b", "a//b"] {
+        assert!(
+            matches!(
+                blobs.put_bytes(bad, Bytes::new()).await,
+                Err(BlobError::InvalidKey(_))
+            ),
+            "{bad:?}"
+        );
+    }
+
+    // Files, small and large (a multipart upload where the backend has
+    // one), streamed back.
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, len) in [("small", 1000), ("large", large)] {
+        let bytes = noise(len, len as u64);
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).expect("write");
+        let key = format!("files/{name}");
+        blobs.put_file(&key, &path).await.expect("put_file");
+        let mut reader = blobs.open(&key).await.expect("open");
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut total = 0;
+        loop {
+            let n = reader.read(&mut buffer).await.expect("stream");
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            total += n;
+        }
+        assert_eq!(total, len, "{name}");
+        assert_eq!(hasher.finalize()[..], Sha256::digest(&bytes)[..], "{name}");
+    }
+
+    // Delete, twice.
+    blobs.delete("a/b/one").await.expect("delete");
+    blobs.delete("a/b/one").await.expect("delete again");
+    assert!(matches!(
+        blobs.read("a/b/one").await,
+        Err(BlobError::NotFound(_))
+    ));
+    assert_eq!(blobs.read("a/b/two").await.expect("sibling"), b"");
+}
+
+#[tokio::test]
+async fn local_blobs_conform() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blobs = LocalBlobs::open(dir.path()).expect("open");
+    blob_suite(&blobs, 3 << 20).await;
+}
+
+#[tokio::test]
+async fn s3_blobs_conform() {
+    let server = S3Server::start();
+    let client = s3_client(&server.endpoint);
+    let bucket = s3_bucket(&client).await;
+    for prefix in ["", "tenant/eu"] {
+        let location = S3Location::parse(&format!("s3://{bucket}/{prefix}")).expect("location");
+        let mut blobs =
+            S3Blobs::with_client(client.clone(), location, Some(server.endpoint.clone()));
+        // S3's smallest part is 5 MiB: three parts.
+        blobs.multipart_threshold = 6 << 20;
+        blobs.part_size = 5 << 20;
+        blob_suite(&blobs, (12 << 20) + 17).await;
+    }
+    // The prefix keeps tenants apart in one bucket.
+    let listed = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("tenant/eu/files/")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.key_count(), Some(2));
+}
+
+#[tokio::test]
+async fn an_unreachable_s3_endpoint_is_named() {
+    let location = S3Location::parse("s3://strata-nowhere/x").expect("location");
+    let options = S3Options {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        region: Some("us-east-1".into()),
+        force_path_style: true,
+    };
+    let blobs = S3Blobs::connect(location, &options).await;
+    let error = blobs.ping().await.expect_err("nothing listens on port 9");
+    let text = format!("{error}");
+    assert!(
+        text.contains("127.0.0.1:9") && text.contains("strata-nowhere"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------- store
+
+/// A namespace, a bucket with `n` objects and a collection over it.
+async fn fixture(store: &dyn Store, n: usize) -> (Bucket, CollectionRecord, Vec<String>) {
+    let ns = Namespace {
+        namespace_id: new_id("ns"),
+        name: new_id("n"),
+        created_at: now(),
+    };
+    store.create_namespace(&ns).await.expect("namespace");
+    let bucket = Bucket {
+        bucket_id: new_id("bkt"),
+        namespace_id: ns.namespace_id.clone(),
+        bucket_name: "b".into(),
+        description: None,
+        created_at: now(),
+    };
+    store.create_bucket(&bucket).await.expect("bucket");
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("obj_{i:03}");
+        store
+            .create_object(&ObjectRecord {
+                object_id: id.clone(),
+                bucket_id: bucket.bucket_id.clone(),
+                namespace_id: ns.namespace_id.clone(),
+                key: format!("{i}.txt"),
+                mime_type: "text/plain".into(),
+                size_bytes: 1,
+                sha256: "00".repeat(32),
+                metadata: None,
+                blob_key: format!("objects/{i}"),
+                created_at: now(),
+            })
+            .await
+            .expect("object");
+        ids.push(id);
+    }
+    let collection = CollectionRecord {
+        collection_id: new_id("col"),
+        namespace_id: ns.namespace_id.clone(),
+        collection_name: "c".into(),
+        description: None,
+        source: Source {
+            bucket_id: bucket.bucket_id.clone(),
+        },
+        extractors: Vec::new(),
+        tiers: Vec::new(),
+        output_schema: BTreeMap::new(),
+        index_signature: "sig_0".into(),
+        document_count: 0,
+        created_at: now(),
+        updated_at: now(),
+    };
+    store
+        .create_collection(&collection)
+        .await
+        .expect("collection");
+    (bucket, collection, ids)
+}
+
+/// A queued batch of `ids` over `collection`.
+async fn queued(
+    store: &dyn Store,
+    bucket: &Bucket,
+    collection: &CollectionRecord,
+    ids: &[String],
+) -> BatchRecord {
+    let batch = BatchRecord::draft(&bucket.namespace_id, &bucket.bucket_id, None, None);
+    let created = store
+        .create_batch(&batch, ids)
+        .await
+        .expect("create")
+        .expect("new");
+    let pinned = PinnedCollection {
+        collection_id: collection.collection_id.clone(),
+        collection_name: collection.collection_name.clone(),
+        extractors: Vec::new(),
+        tiers: vec![vec!["x@1.0.0".into()]],
+        output_schema: BTreeMap::new(),
+        index_signature: "sig_1".into(),
+        manifests: BTreeMap::new(),
+    };
+    store
+        .submit_batch(&created.batch_id, &[pinned], false, created.total)
+        .await
+        .expect("submit")
+}
+
+fn document(
+    collection: &CollectionRecord,
+    bucket: &Bucket,
+    batch: &str,
+    object: &str,
+) -> DocumentRecord {
+    DocumentRecord {
+        document_id: document_id(&collection.collection_id, object),
+        collection_id: collection.collection_id.clone(),
+        bucket_id: bucket.bucket_id.clone(),
+        object_id: object.to_owned(),
+        batch_id: batch.to_owned(),
+        features: serde_json::Map::new(),
+        errors: Vec::new(),
+        metadata: None,
+        internal_metadata: InternalMetadata {
+            extractors: vec!["x@1.0.0".into()],
+            content_hash: "00".repeat(32),
+            index_signature: "sig_1".into(),
+            processing_history: None,
+        },
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn chunk(collection: &CollectionRecord, outcomes: &[(&str, Option<&str>)]) -> ChunkOutcome {
+    ChunkOutcome {
+        stage: 0,
+        last: true,
+        collection_id: collection.collection_id.clone(),
+        outcomes: outcomes
+            .iter()
+            .map(|(id, e)| ((*id).to_owned(), e.map(str::to_owned)))
+            .collect(),
+        error_summary: BTreeMap::new(),
+    }
+}
+
+/// The suite; `open` gives another handle on the same backend, as a second
+/// process would have.
+async fn store_suite(open: impl Fn() -> (Arc<dyn Store>, Arc<dyn DocumentSink>)) {
+    let (store, documents) = open();
+    let (worker_b, _) = open();
+    let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
+
+    // Keyset pages of a list.
+    let first = store
+        .list_objects(
+            &bucket.bucket_id,
+            &PageRequest {
+                limit: 3,
+                after: None,
+            },
+        )
+        .await
+        .expect("page 1");
+    assert_eq!(first.items.len(), 3);
+    let second = store
+        .list_objects(
+            &bucket.bucket_id,
+            &PageRequest {
+                limit: 3,
+                after: first.next.clone(),
+            },
+        )
+        .await
+        .expect("page 2");
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.next, None);
+
+    // Two workers claim at once: one wins.
+    let batch = queued(store.as_ref(), &bucket, &collection, &ids).await;
+    assert_eq!(batch.status, BatchStatus::Queued);
+    let (a, b) = tokio::join!(
+        store.claim_batch("worker-a", 60_000, 3),
+        worker_b.claim_batch("worker-b", 60_000, 3)
+    );
+    let claims: Vec<Claim> = [a.expect("claim a"), b.expect("claim b")]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(claims.len(), 1, "exactly one worker gets the batch");
+    let Claim::Batch(claimed, lease_1) = claims.into_iter().next().expect("claim") else {
+        panic!("a fresh batch is claimed, not exhausted");
+    };
+    assert_eq!(
+        (claimed.status, claimed.attempts),
+        (BatchStatus::Processing, 1)
+    );
+
+    // Documents are upserted idempotently, and counted once.
+    let docs: Vec<DocumentRecord> = ids[..2]
+        .iter()
+        .map(|id| document(&collection, &bucket, &batch.batch_id, id))
+        .collect();
+    let ns = &bucket.namespace_id;
+    assert_eq!(
+        documents
+            .upsert_documents(ns, &collection.collection_id, &docs)
+            .await
+            .expect("upsert"),
+        2
+    );
+    let created_at = documents
+        .document(&collection.collection_id, &docs[0].document_id)
+        .await
+        .expect("read")
+        .expect("there")
+        .created_at;
+    let mut again = docs.clone();
+    again[0].created_at = "2099-01-01T00:00:00.000Z".into();
+    again[0]
+        .features
+        .insert("x".into(), serde_json::json!({"v": 2}));
+    assert_eq!(
+        documents
+            .upsert_documents(ns, &collection.collection_id, &again)
+            .await
+            .expect("upsert"),
+        0
+    );
+    let stored = documents
+        .document(&collection.collection_id, &docs[0].document_id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        stored.created_at, created_at,
+        "created_at survives a rewrite"
+    );
+    assert_eq!(stored.features["x"], serde_json::json!({"v": 2}));
+    let count = |c: CollectionRecord| c.document_count;
+    let now_col = store
+        .collection(ns, &collection.collection_id)
+        .await
+        .expect("collection")
+        .expect("there");
+    assert_eq!(count(now_col), 2);
+    let by_object = documents
+        .list_documents(
+            &collection.collection_id,
+            &DocumentFilter {
+                batch_id: None,
+                object_id: Some(ids[1].clone()),
+            },
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .expect("filter");
+    assert_eq!(by_object.items.len(), 1);
+
+    // Outcomes count once, whoever repeats them.
+    let outcome = chunk(&collection, &[(&ids[0], None), (&ids[1], Some("x: broke"))]);
+    assert_eq!(
+        store
+            .record_chunk(&lease_1, &outcome)
+            .await
+            .expect("record"),
+        (2, 1)
+    );
+    assert_eq!(
+        store.record_chunk(&lease_1, &outcome).await.expect("again"),
+        (2, 1)
+    );
+
+    // The lease expires; another worker takes over; the first is fenced off.
+    assert!(
+        store
+            .renew_lease(&lease_1, 1, &live())
+            .await
+            .expect("renew")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let Some(Claim::Batch(retaken, lease_2)) = worker_b
+        .claim_batch("worker-b", 60_000, 3)
+        .await
+        .expect("reclaim")
+    else {
+        panic!("an expired lease is claimed again");
+    };
+    assert_eq!((retaken.attempts, retaken.processed), (2, 2));
+    assert_ne!(lease_1.token, lease_2.token);
+    let late = chunk(&collection, &[(&ids[2], None)]);
+    assert!(matches!(
+        store.record_chunk(&lease_1, &late).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(
+        !store
+            .renew_lease(&lease_1, 60_000, &live())
+            .await
+            .expect("renew")
+    );
+    assert!(matches!(
+        store
+            .finish_batch(&lease_1, BatchStatus::Completed, None)
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let pending = worker_b
+        .pending_objects(&batch.batch_id, 0)
+        .await
+        .expect("pending");
+    assert_eq!(pending, ids[2..].to_vec());
+    let rest = chunk(&collection, &[(&ids[2], None), (&ids[3], None)]);
+    assert_eq!(
+        worker_b
+            .record_chunk(&lease_2, &rest)
+            .await
+            .expect("record"),
+        (4, 1)
+    );
+    worker_b
+        .finish_batch(&lease_2, BatchStatus::Completed, None)
+        .await
+        .expect("finish");
+    let done = store
+        .batch(&bucket.bucket_id, &batch.batch_id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        (done.status, done.processed, done.failed),
+        (BatchStatus::Completed, 4, 1)
+    );
+
+    // Retry re-queues the failed object only.
+    let retried = store.retry_batch(&batch.batch_id).await.expect("retry");
+    assert_eq!(
+        (retried.status, retried.processed, retried.failed),
+        (BatchStatus::Queued, 3, 0)
+    );
+    assert_eq!(
+        store
+            .pending_objects(&batch.batch_id, 0)
+            .await
+            .expect("pending"),
+        vec![ids[1].clone()]
+    );
+
+    // Cancel fences the worker off too.
+    let Some(Claim::Batch(_, lease_3)) = store
+        .claim_batch("worker-a", 60_000, 3)
+        .await
+        .expect("claim")
+    else {
+        panic!("the retried batch is claimed");
+    };
+    store.cancel_batch(&batch.batch_id).await.expect("cancel");
+    assert!(matches!(
+        store
+            .record_chunk(&lease_3, &chunk(&collection, &[(&ids[1], None)]))
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+
+    // A batch whose workers keep dying fails.
+    let second = queued(store.as_ref(), &bucket, &collection, &ids[..1]).await;
+    let Some(Claim::Batch(_, _)) = store.claim_batch("worker-a", 1, 1).await.expect("claim") else {
+        panic!("claimed");
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let Some(Claim::Exhausted(failed)) = store
+        .claim_batch("worker-b", 60_000, 1)
+        .await
+        .expect("claim")
+    else {
+        panic!("exhausted");
+    };
+    assert_eq!(
+        (failed.batch_id.as_str(), failed.status),
+        (second.batch_id.as_str(), BatchStatus::Failed)
+    );
+    assert!(
+        store
+            .claim_batch("worker-b", 60_000, 1)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+}
+
+fn live() -> strata_host::store::LiveProgress {
+    strata_host::store::LiveProgress {
+        items_per_second: 1.0,
+        current_stage: None,
+        reported_at: now(),
+        last_progress_at: now(),
+    }
+}
+
+#[tokio::test]
+async fn the_sqlite_store_conforms() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("strata.db");
+    store_suite(|| {
+        let store = Arc::new(SqliteStore::open(&path).expect("open"));
+        (
+            store.clone() as Arc<dyn Store>,
+            store as Arc<dyn DocumentSink>,
+        )
+    })
+    .await;
+}

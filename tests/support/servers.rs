@@ -1,0 +1,133 @@
+//! Protocol servers the backend suites run against, started on loopback
+//! from the environment `make test-servers` builds (`STRATA_TEST_SERVERS`),
+//! or real ones named by `STRATA_TEST_S3_ENDPOINT`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Access key the tests use with the S3-protocol server.
+pub const S3_ACCESS_KEY: &str = "strata-test";
+/// Secret key the tests use with the S3-protocol server.
+pub const S3_SECRET_KEY: &str = "strata-test-secret";
+
+/// The Python environment holding the servers.
+fn servers_env() -> PathBuf {
+    let dir = std::env::var_os("STRATA_TEST_SERVERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::repo().join("target/test-servers"));
+    assert!(
+        dir.join("installed").exists(),
+        "no test servers in {} (run `make test-servers`)",
+        dir.display()
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An S3-protocol endpoint: a real one, or a loopback server of ours.
+pub struct S3Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// `STRATA_TEST_S3_ENDPOINT` when set, else a fresh loopback server.
+    pub fn start() -> S3Server {
+        if let Ok(endpoint) = std::env::var("STRATA_TEST_S3_ENDPOINT") {
+            return S3Server {
+                child: None,
+                endpoint,
+            };
+        }
+        let port = free_port();
+        let mut child = Command::new(servers_env().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        wait_for_port(port, &mut child, "moto_server");
+        S3Server {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Environment variables that give a `strata` process access.
+    pub fn credentials_env() -> [(&'static str, String); 3] {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        [
+            (
+                "AWS_ACCESS_KEY_ID",
+                var("STRATA_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                var("STRATA_TEST_S3_SECRET_KEY", S3_SECRET_KEY),
+            ),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A client of the S3-protocol server `endpoint`, with the tests' keys.
+pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        std::env::var("STRATA_TEST_S3_ACCESS_KEY").unwrap_or_else(|_| S3_ACCESS_KEY.into()),
+        std::env::var("STRATA_TEST_S3_SECRET_KEY").unwrap_or_else(|_| S3_SECRET_KEY.into()),
+        None,
+        None,
+        "strata-tests",
+    );
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(credentials)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A fresh bucket on the server.
+pub async fn s3_bucket(client: &aws_sdk_s3::Client) -> String {
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let bucket = format!("strata-test-{suffix}");
+    client
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("creating a bucket");
+    bucket
+}
