@@ -96,7 +96,20 @@ async fn blob_suite(blobs: &dyn BlobStore, large: usize) {
         }
         assert_eq!(total, len, "{name}");
         assert_eq!(hasher.finalize()[..], Sha256::digest(&bytes)[..], "{name}");
+        // Sizes and byte ranges, as the Parquet manifest reader uses them.
+        assert_eq!(blobs.size(&key).await.expect("size"), len as u64);
+        let middle = blobs.read_range(&key, 100, 500).await.expect("range");
+        assert_eq!(middle[..], bytes[100..600]);
+        let tail = blobs
+            .read_range(&key, len as u64 - 10, 100)
+            .await
+            .expect("a range past the end");
+        assert_eq!(tail[..], bytes[len - 10..]);
     }
+    assert!(matches!(
+        blobs.size("no/such").await,
+        Err(BlobError::NotFound(_))
+    ));
 
     // Delete, twice.
     blobs.delete("a/b/one").await.expect("delete");

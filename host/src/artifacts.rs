@@ -9,10 +9,13 @@ use arrow_array::types::UInt64Type;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
+
+use crate::blob::{BlobError, BlobStore};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{ChunkReader, Length};
 
 /// Rows per Parquet row group (and per record batch read back).
 const ROW_GROUP_ROWS: usize = 8192;
@@ -132,42 +135,151 @@ pub fn write_manifest(
     Ok(Bytes::from(out))
 }
 
-/// Decodes a manifest, row group by row group.
+/// Decodes a manifest held in memory.
 pub fn read_manifest(key: &str, bytes: Bytes) -> Result<Vec<ManifestRow>, ArtifactError> {
-    let error = |e: &dyn std::fmt::Display| ArtifactError::Format {
-        key: key.to_owned(),
+    stream_manifest(key, bytes)?.collect()
+}
+
+/// The rows of a manifest, decoded one row group at a time from `source`:
+/// only the footer and the row group being read are in memory.
+pub fn stream_manifest<R: ChunkReader + 'static>(
+    key: &str,
+    source: R,
+) -> Result<impl Iterator<Item = Result<ManifestRow, ArtifactError>> + Send, ArtifactError> {
+    let owned = key.to_owned();
+    let error = move |e: &dyn std::fmt::Display| ArtifactError::Format {
+        key: owned.clone(),
         message: e.to_string(),
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+    let reader = ParquetRecordBatchReaderBuilder::try_new(source)
         .map_err(|e| error(&e))?
         .with_batch_size(ROW_GROUP_ROWS)
         .build()
         .map_err(|e| error(&e))?;
-    let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| error(&e))?;
-        if batch.schema().fields() != schema().fields() {
-            return Err(error(&"unexpected columns"));
-        }
-        let text = |i: usize| batch.column(i).as_string::<i32>();
-        let (ids, keys, mimes, shas, blobs, metadata) =
-            (text(0), text(1), text(2), text(4), text(5), text(6));
-        let sizes = batch.column(3).as_primitive::<UInt64Type>();
-        let applicable = batch.column(7).as_boolean();
-        for i in 0..batch.num_rows() {
-            rows.push(ManifestRow {
-                object_id: ids.value(i).to_owned(),
-                key: keys.value(i).to_owned(),
-                mime_type: mimes.value(i).to_owned(),
-                size_bytes: sizes.value(i),
-                sha256: shas.value(i).to_owned(),
-                blob_key: blobs.value(i).to_owned(),
-                metadata: metadata.is_valid(i).then(|| metadata.value(i).to_owned()),
-                applicable: applicable.value(i),
-            });
-        }
+    Ok(reader.flat_map(move |batch| {
+        let rows: Vec<Result<ManifestRow, ArtifactError>> = match batch {
+            Err(e) => vec![Err(error(&e))],
+            Ok(batch) if batch.schema().fields() != schema().fields() => {
+                vec![Err(error(&"unexpected columns"))]
+            }
+            Ok(batch) => decode(&batch).into_iter().map(Ok).collect(),
+        };
+        rows
+    }))
+}
+
+fn decode(batch: &RecordBatch) -> Vec<ManifestRow> {
+    let text = |i: usize| batch.column(i).as_string::<i32>();
+    let (ids, keys, mimes, shas, blobs, metadata) =
+        (text(0), text(1), text(2), text(4), text(5), text(6));
+    let sizes = batch.column(3).as_primitive::<UInt64Type>();
+    let applicable = batch.column(7).as_boolean();
+    (0..batch.num_rows())
+        .map(|i| ManifestRow {
+            object_id: ids.value(i).to_owned(),
+            key: keys.value(i).to_owned(),
+            mime_type: mimes.value(i).to_owned(),
+            size_bytes: sizes.value(i),
+            sha256: shas.value(i).to_owned(),
+            blob_key: blobs.value(i).to_owned(),
+            metadata: metadata.is_valid(i).then(|| metadata.value(i).to_owned()),
+            applicable: applicable.value(i),
+        })
+        .collect()
+}
+
+/// A blob read by byte ranges, for Parquet: the reader asks for the
+/// footer and then for one column chunk at a time. Blocks on the blob
+/// store, so use it off the async runtime.
+#[derive(Clone)]
+pub struct BlobSource {
+    blobs: Arc<dyn BlobStore>,
+    key: String,
+    len: u64,
+    handle: tokio::runtime::Handle,
+}
+
+/// Bytes fetched at once by a sequential read.
+const READ_BLOCK: u64 = 1 << 20;
+
+impl BlobSource {
+    /// A source over the blob `key`.
+    pub fn open(
+        blobs: Arc<dyn BlobStore>,
+        key: &str,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Self, BlobError> {
+        let len = handle.block_on(blobs.size(key))?;
+        Ok(BlobSource {
+            blobs,
+            key: key.to_owned(),
+            len,
+            handle,
+        })
     }
-    Ok(rows)
+
+    fn fetch(&self, start: u64, len: u64) -> std::io::Result<Bytes> {
+        self.handle
+            .block_on(self.blobs.read_range(&self.key, start, len))
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl Length for BlobSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for BlobSource {
+    type T = BlobRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<BlobRead> {
+        Ok(BlobRead {
+            source: self.clone(),
+            position: start,
+            buffer: Bytes::new(),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let bytes = self
+            .fetch(start, length as u64)
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        if bytes.len() != length {
+            return Err(parquet::errors::ParquetError::EOF(format!(
+                "wanted {length} bytes at {start}, got {}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+/// A sequential read of a [`BlobSource`], a block at a time.
+pub struct BlobRead {
+    source: BlobSource,
+    position: u64,
+    buffer: Bytes,
+}
+
+impl std::io::Read for BlobRead {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.buffer.is_empty() {
+            if self.position >= self.source.len {
+                return Ok(0);
+            }
+            let len = READ_BLOCK.min(self.source.len - self.position);
+            self.buffer = self.source.fetch(self.position, len)?;
+            self.position += self.buffer.len() as u64;
+            if self.buffer.is_empty() {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buffer.len());
+        out[..n].copy_from_slice(&self.buffer.split_to(n));
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
-use crate::artifacts::{self, ManifestRow};
+use crate::artifacts::{self, BlobSource, ManifestRow};
 use crate::blob::BlobStore;
 use crate::catalog::Catalog;
 use crate::engine::executor::{
@@ -372,35 +372,16 @@ async fn process(
             .into_iter()
             .collect();
         if !pending.is_empty() {
-            let rows = manifest_rows(deps, pinned, &pending).await?;
-            if rows.len() < pending.len() {
-                // Only a batch changed behind the submit's back gets here;
-                // its stray objects fail rather than stay pending forever.
-                let listed: HashSet<&str> = rows.iter().map(|r| r.object_id.as_str()).collect();
-                let outcomes = pending
-                    .iter()
-                    .filter(|id| !listed.contains(id.as_str()))
-                    .map(|id| {
-                        (
-                            id.clone(),
-                            Some("object: not in the batch's manifest".to_owned()),
-                        )
-                    })
-                    .collect();
-                let chunk = ChunkOutcome {
-                    stage: i as u32,
-                    last: i == last,
-                    collection_id: pinned.collection_id.clone(),
-                    outcomes,
-                    error_summary: lock(&summary).clone(),
-                };
-                let counts = deps.store.record_chunk(lease, &chunk).await?;
-                shared.counted(counts, config, batch.total)?;
-            }
+            let Some(manifest) = pinned.manifests.values().next().cloned() else {
+                return Err(Stop::Failed(format!(
+                    "collection `{}` has no manifest",
+                    pinned.collection_name
+                )));
+            };
             let tiers = Arc::new(TierProgress::new(plan.tiers.len()));
             *lock(&shared.stage) = Some(StageState {
                 collection: i,
-                objects: rows.len() as u64,
+                objects: pending.len() as u64,
                 tiers: tiers.clone(),
             });
             shared.kick.notify_one();
@@ -416,9 +397,27 @@ async fn process(
                 summary: summary.clone(),
             };
             let handle = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || run.execute(&handle, &plan, rows, tiers))
-                .await
-                .map_err(|e| Stop::Failed(format!("the engine failed: {e}")))??;
+            let missing = tokio::task::spawn_blocking(move || {
+                run.execute(&handle, &plan, &manifest, pending, tiers)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("the engine failed: {e}")))??;
+            if !missing.is_empty() && shared.stopped().is_none() {
+                // Only a batch changed behind the submit's back gets here;
+                // its stray objects fail rather than stay pending forever.
+                let chunk = ChunkOutcome {
+                    stage: i as u32,
+                    last: i == last,
+                    collection_id: pinned.collection_id.clone(),
+                    outcomes: missing
+                        .into_iter()
+                        .map(|id| (id, Some("object: not in the batch's manifest".to_owned())))
+                        .collect(),
+                    error_summary: lock(&summary).clone(),
+                };
+                let counts = deps.store.record_chunk(lease, &chunk).await?;
+                shared.counted(counts, config, batch.total)?;
+            }
         }
         if let Some(stop) = shared.stopped() {
             return Err(stop);
@@ -430,35 +429,6 @@ async fn process(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The rows of the collection's manifest still pending, in object order.
-async fn manifest_rows(
-    deps: &Deps,
-    pinned: &PinnedCollection,
-    pending: &HashSet<String>,
-) -> Result<Vec<ManifestRow>, Stop> {
-    let Some(key) = pinned.manifests.values().next().cloned() else {
-        return Err(Stop::Failed(format!(
-            "collection `{}` has no manifest",
-            pinned.collection_name
-        )));
-    };
-    let bytes = deps
-        .blobs
-        .read(&key)
-        .await
-        .map_err(|e| Stop::Failed(format!("the manifest `{key}` cannot be read: {e}")))?;
-    let rows = tokio::task::spawn_blocking(move || {
-        artifacts::read_manifest(&key, bytes::Bytes::from(bytes))
-    })
-    .await
-    .map_err(|e| Stop::Failed(format!("reading the manifest failed: {e}")))?
-    .map_err(|e| Stop::Failed(e.to_string()))?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| pending.contains(&r.object_id))
-        .collect())
 }
 
 /// One collection of a batch, run on the blocking pool.
@@ -475,17 +445,22 @@ struct CollectionRun {
 }
 
 impl CollectionRun {
+    /// Streams the pending objects of the manifest through `plan`; returns
+    /// the pending objects the manifest did not list.
     fn execute(
         self,
         handle: &tokio::runtime::Handle,
         plan: &Plan,
-        rows: Vec<ManifestRow>,
+        manifest: &str,
+        pending: HashSet<String>,
         tiers: Arc<TierProgress>,
-    ) -> Result<(), Stop> {
-        let hashes: HashMap<String, String> = rows
-            .iter()
-            .map(|r| (r.object_id.clone(), r.sha256.clone()))
-            .collect();
+    ) -> Result<Vec<String>, Stop> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            Stop::Failed(format!("the manifest `{manifest}` cannot be read: {e}"))
+        };
+        let source = BlobSource::open(self.deps.blobs.clone(), manifest, handle.clone())
+            .map_err(|e| unreadable(&e))?;
+        let rows = artifacts::stream_manifest(manifest, source).map_err(|e| unreadable(&e))?;
         let options = ExecOptions {
             batch_rows: self.config.chunk_rows.max(1),
             history: self.batch.include_processing_history,
@@ -493,16 +468,38 @@ impl CollectionRun {
             tier_progress: Some(tiers),
             ..ExecOptions::default()
         };
-        let shared = self.shared.clone();
-        let blobs = self.deps.blobs.clone();
-        let inputs = rows
-            .into_iter()
+        // What the feeding thread learns as it reads the manifest: the
+        // objects still unseen, each in-flight object's hash, and the
+        // first read error.
+        let unseen = Arc::new(Mutex::new(pending));
+        let hashes: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let inputs = {
+            let (shared, blobs) = (self.shared.clone(), self.deps.blobs.clone());
+            let (unseen, hashes, failure) = (unseen.clone(), hashes.clone(), failure.clone());
+            rows.map_while(move |row| match row {
+                Ok(row) => Some(row),
+                Err(e) => {
+                    *lock(&failure) = Some(e.to_string());
+                    None
+                }
+            })
+            .filter(move |row| lock(&unseen).remove(&row.object_id))
             .take_while(move |_| shared.running())
-            .map(move |row| read_object(handle, blobs.as_ref(), row));
+            .map(move |row| {
+                lock(&hashes).insert(row.object_id.clone(), row.sha256.clone());
+                read_object(handle, blobs.as_ref(), row)
+            })
+        };
         execute(plan, &options, inputs, |finished| {
             self.write(handle, &finished, &hashes)
         })?;
-        Ok(())
+        if let Some(e) = lock(&failure).take() {
+            return Err(Stop::Failed(e));
+        }
+        let mut missing: Vec<String> = lock(&unseen).drain().collect();
+        missing.sort();
+        Ok(missing)
     }
 
     /// Writes one finished chunk, fenced by the lease.
@@ -510,7 +507,7 @@ impl CollectionRun {
         &self,
         handle: &tokio::runtime::Handle,
         finished: &Finished<'_>,
-        hashes: &HashMap<String, String>,
+        hashes: &Mutex<HashMap<String, String>>,
     ) -> Result<(), Stop> {
         if let Some(stop) = self.shared.stopped() {
             return Err(stop);
@@ -545,7 +542,7 @@ impl CollectionRun {
                 metadata: doc.metadata,
                 internal_metadata: InternalMetadata {
                     extractors: doc.extractors,
-                    content_hash: hashes.get(&doc.object_id).cloned().unwrap_or_default(),
+                    content_hash: lock(hashes).remove(&doc.object_id).unwrap_or_default(),
                     index_signature: self.pinned.index_signature.clone(),
                     processing_history: doc
                         .processing_history

@@ -119,6 +119,29 @@ impl BlobStore for LocalBlobs {
             .map_err(|e| read_error(key, e))
     }
 
+    async fn size(&self, key: &str) -> Result<u64> {
+        tokio::fs::metadata(self.path(key)?)
+            .await
+            .map(|m| m.len())
+            .map_err(|e| read_error(key, e))
+    }
+
+    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let mut file = tokio::fs::File::open(self.path(key)?)
+            .await
+            .map_err(|e| read_error(key, e))?;
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| BlobError::backend(key, e))?;
+        let mut buffer = Vec::with_capacity(len.min(64 << 20) as usize);
+        file.take(len)
+            .read_to_end(&mut buffer)
+            .await
+            .map_err(|e| BlobError::backend(key, e))?;
+        Ok(Bytes::from(buffer))
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         match tokio::fs::remove_file(self.path(key)?).await {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(BlobError::backend(key, e)),

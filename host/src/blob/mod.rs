@@ -68,6 +68,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn open(&self, key: &str) -> Result<BlobReader>;
     /// Reads the whole blob under `key`.
     async fn read(&self, key: &str) -> Result<Vec<u8>>;
+    /// The size of the blob under `key`, in bytes.
+    async fn size(&self, key: &str) -> Result<u64>;
+    /// Reads `len` bytes of the blob under `key` from `start` (fewer at its
+    /// end).
+    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes>;
     /// Removes the blob under `key`; a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
 }

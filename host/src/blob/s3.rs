@@ -346,6 +346,53 @@ impl BlobStore for S3Blobs {
         Ok(bytes.into_bytes().to_vec())
     }
 
+    async fn size(&self, key: &str) -> Result<u64> {
+        let s3_key = self.s3_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(&s3_key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(head.content_length().unwrap_or(0).max(0) as u64),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                Err(BlobError::NotFound(key.to_owned()))
+            }
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let s3_key = self.s3_key(key)?;
+        let range = format!("bytes={start}-{}", start + len - 1);
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&s3_key)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(BlobError::NotFound(key.to_owned()));
+            }
+            Err(e) => return Err(self.error(key, e)),
+        };
+        Ok(object
+            .body
+            .collect()
+            .await
+            .map_err(|e| BlobError::backend(key, e))?
+            .into_bytes())
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let s3_key = self.s3_key(key)?;
         self.client
