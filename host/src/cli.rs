@@ -106,7 +106,7 @@ struct BackendArgs {
     /// Where the embedded backends keep metadata, documents and contents (and the admin key).
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "strata-data")]
     data_dir: PathBuf,
-    /// Metadata and document store: `sqlite://PATH` [default: sqlite://<data-dir>/strata.db].
+    /// Metadata and document store: `sqlite://PATH` [default: sqlite://<data-dir>/strata.db] or `mongodb://HOST[:PORT]/DATABASE` (a replica set: transactions are needed).
     #[arg(long, env = "STRATA_STORE")]
     store: Option<String>,
     /// Blob store: `file://DIR` [default: file://<data-dir>/blobs] or `s3://BUCKET/PREFIX`.
@@ -296,7 +296,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
             name,
         }) => runtime()?.block_on(async {
-            let (store, _) = crate::serve::open_store(&backends.config().store)?;
+            let (store, _) = crate::serve::open_store(&backends.config().store).await?;
             let store = store.as_ref();
             crate::serve::bootstrap(store, None).await?;
             let namespace_id = if admin {

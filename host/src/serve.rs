@@ -16,7 +16,9 @@ use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
-use crate::store::{DocumentSink, Namespace, SqliteStore, Store, StoreError, new_id, now};
+use crate::store::{
+    DocumentSink, MongoStore, Namespace, SqliteStore, Store, StoreError, new_id, now,
+};
 use crate::worker::{self, WorkerConfig};
 
 /// Name of the namespace created on first start.
@@ -98,8 +100,16 @@ impl BackendConfig {
 }
 
 /// Opens the metadata store and document sink named by `url`.
-pub fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn DocumentSink>)> {
+pub async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn DocumentSink>)> {
     match url.split_once("://") {
+        Some(("mongodb" | "mongodb+srv", _)) => {
+            let store = Arc::new(
+                MongoStore::connect(url)
+                    .await
+                    .with_context(|| format!("store {} does not answer", redact(url)))?,
+            );
+            Ok((store.clone(), store))
+        }
         Some(("sqlite", path)) => {
             let path = Path::new(path);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -110,7 +120,18 @@ pub fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Document
                 Arc::new(SqliteStore::open(path).with_context(|| format!("opening store {url}"))?);
             Ok((store.clone(), store))
         }
-        _ => anyhow::bail!("--store `{url}`: expected sqlite://PATH"),
+        _ => anyhow::bail!("--store `{url}`: expected sqlite://PATH or mongodb://HOST/DATABASE"),
+    }
+}
+
+/// `url` without a password.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://…@{host}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -130,7 +151,7 @@ pub async fn open_blobs(url: &str, s3: &S3Options) -> anyhow::Result<Arc<dyn Blo
 
 /// Opens the backends of `config`.
 pub async fn open_backends(config: &BackendConfig) -> anyhow::Result<Backends> {
-    let (store, documents) = open_store(&config.store)?;
+    let (store, documents) = open_store(&config.store).await?;
     let blobs = open_blobs(&config.blobs, &config.s3).await?;
     Ok(Backends {
         store,

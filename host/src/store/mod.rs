@@ -4,12 +4,14 @@
 //! [`Store`] is the one seam every backend implements; the API, the pollers
 //! and the engine see nothing else. [`sqlite`] is the embedded default.
 
+pub mod mongo;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 
 /// A store result.

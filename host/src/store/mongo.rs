@@ -1,0 +1,1393 @@
+//! The production store: MongoDB (any server speaking its wire protocol
+//! with transactions, i.e. a replica set or a sharded cluster).
+//!
+//! One MongoDB collection per kind of record, each record kept as its
+//! serde document with `_id` set to its id (objects and batch objects use
+//! `<parent>/<id>`), plus the fields queries need. Documents of every
+//! Strata collection share one MongoDB collection under a compound index
+//! `(collection_id, _id)`: Strata collections come and go through the API,
+//! and one index serves every list and filter. Indexes are created at
+//! start (idempotently). Lists page by `_id` (`$gt` the last one), never by
+//! skip. Changes spanning several records run in a transaction; claims are
+//! `findOneAndUpdate`s; every worker write is filtered by its lease token.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt as _;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{ClientSession, Collection, Database, IndexModel};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
+    DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
+    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now,
+};
+
+/// Runs `$body` in a transaction on `$store`, with the session bound to
+/// `$s`, retrying the whole on transient errors. A macro rather than a
+/// function taking an async closure: the futures must stay `Send`.
+macro_rules! transaction {
+    ($store:expr, $s:ident => $body:block) => {{
+        let mut session = $store.client.start_session().await.map_err(backend)?;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            session.start_transaction().await.map_err(backend)?;
+            let result = {
+                let $s = &mut session;
+                async { $body }.await
+            };
+            let outcome = match result {
+                Ok(value) => match session.commit_transaction().await {
+                    Ok(()) => break Ok(value),
+                    Err(e)
+                        if attempt < 5
+                            && (e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                                || e.contains_label(TRANSIENT_TRANSACTION_ERROR)) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => Err(backend(e)),
+                },
+                Err(e) => Err(e),
+            };
+            let _ = session.abort_transaction().await;
+            match outcome {
+                Err(StoreError::Backend(source)) if attempt < 5 && transient(source.as_ref()) => {
+                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// The MongoDB store.
+#[derive(Clone)]
+pub struct MongoStore {
+    client: mongodb::Client,
+    db: Database,
+    /// The URL without credentials, for logs.
+    shown: String,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(e)
+}
+
+/// Whether `e` broke a unique index.
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|w| w.code == 11000)),
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+fn write_error(e: mongodb::error::Error, conflict: impl FnOnce() -> String) -> StoreError {
+    if is_duplicate(&e) {
+        StoreError::Conflict(conflict())
+    } else {
+        backend(e)
+    }
+}
+
+fn to_doc<T: Serialize>(value: &T) -> Result<Document> {
+    bson::to_document(value).map_err(backend)
+}
+
+fn from_doc<T: DeserializeOwned>(doc: Document) -> Result<T> {
+    bson::from_document(doc).map_err(backend)
+}
+
+/// A record's document with its `_id`.
+fn record<T: Serialize>(id: &str, value: &T) -> Result<Document> {
+    let mut doc = to_doc(value)?;
+    doc.insert("_id", id);
+    Ok(doc)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn active_filter(bucket_id: &str) -> Document {
+    doc! { "bucket_id": bucket_id, "status": { "$in": ["QUEUED", "PROCESSING"] } }
+}
+
+impl MongoStore {
+    /// Connects to `url` (`mongodb://…/database`, default database
+    /// `strata`) and creates the indexes.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = mongodb::options::ClientOptions::parse(url)
+            .await
+            .map_err(backend)?;
+        let shown = {
+            let hosts: Vec<String> = options.hosts.iter().map(|h| h.to_string()).collect();
+            let db = options
+                .default_database
+                .clone()
+                .unwrap_or_else(|| "strata".into());
+            format!("mongodb://{}/{db}", hosts.join(","))
+        };
+        let db_name = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| "strata".into());
+        let mut options = options;
+        options.server_selection_timeout = options
+            .server_selection_timeout
+            .or(Some(Duration::from_secs(10)));
+        let client = mongodb::Client::with_options(options).map_err(backend)?;
+        let store = MongoStore {
+            db: client.database(&db_name),
+            client,
+            shown,
+        };
+        store.ping().await?;
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    fn coll(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    async fn create_indexes(&self) -> Result<()> {
+        let unique = || IndexOptions::builder().unique(true).build();
+        let indexes: [(&str, Document, bool); 12] = [
+            ("namespaces", doc! { "name": 1 }, true),
+            ("api_keys", doc! { "secret_hash": 1 }, true),
+            (
+                "buckets",
+                doc! { "namespace_id": 1, "bucket_name": 1 },
+                true,
+            ),
+            ("objects", doc! { "bucket_id": 1, "_id": 1 }, false),
+            (
+                "collections",
+                doc! { "namespace_id": 1, "collection_name": 1 },
+                true,
+            ),
+            ("collections", doc! { "source.bucket_id": 1 }, false),
+            (
+                "batches",
+                doc! { "status": 1, "lease_expires_ms": 1 },
+                false,
+            ),
+            ("batches", doc! { "bucket_id": 1, "_id": 1 }, false),
+            ("batches", doc! { "namespace_id": 1, "task_id": 1 }, false),
+            (
+                "batch_objects",
+                doc! { "batch_id": 1, "status": 1, "done": 1, "object_id": 1 },
+                false,
+            ),
+            (
+                "documents",
+                doc! { "collection_id": 1, "object_id": 1 },
+                true,
+            ),
+            (
+                "documents",
+                doc! { "collection_id": 1, "batch_id": 1, "_id": 1 },
+                false,
+            ),
+        ];
+        for (collection, keys, is_unique) in indexes {
+            let mut model = IndexModel::builder().keys(keys).build();
+            if is_unique {
+                model.options = Some(unique());
+            }
+            self.coll(collection)
+                .create_index(model)
+                .await
+                .map_err(backend)?;
+        }
+        // A batch's Idempotency-Key is unique in its bucket, when given.
+        let partial = IndexOptions::builder()
+            .unique(true)
+            .partial_filter_expression(doc! { "idempotency_key": { "$type": "string" } })
+            .build();
+        self.coll("batches")
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "bucket_id": 1, "idempotency_key": 1 })
+                    .options(partial)
+                    .build(),
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn one<T: DeserializeOwned>(&self, coll: &str, filter: Document) -> Result<Option<T>> {
+        self.coll(coll)
+            .find_one(filter)
+            .await
+            .map_err(backend)?
+            .map(from_doc)
+            .transpose()
+    }
+
+    /// One page of `coll` under `filter`, by `_id`.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        mut filter: Document,
+        page: &PageRequest,
+        key: fn(&T) -> String,
+    ) -> Result<Page<T>> {
+        if let Some(after) = &page.after {
+            filter.insert("_id", doc! { "$gt": after });
+        }
+        let limit = page.limit.max(1);
+        let docs: Vec<Document> = self
+            .coll(coll)
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(limit as i64 + 1)
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        let items = docs.into_iter().map(from_doc).collect::<Result<Vec<T>>>()?;
+        Ok(Page::from_overfetch(items, limit, key))
+    }
+
+    async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
+        self.coll("batches")
+            .find_one(doc! { "_id": batch_id })
+            .session(&mut *s)
+            .await
+            .map_err(backend)?
+            .map(from_doc)
+            .transpose()?
+            .ok_or_else(|| StoreError::not_found("batch", batch_id))
+    }
+
+    async fn insert_batch_objects(
+        &self,
+        s: &mut ClientSession,
+        batch_id: &str,
+        ids: &[String],
+    ) -> Result<u64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut added = 0;
+        for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
+            let result = self
+                .coll("batch_objects")
+                .update_one(
+                    doc! { "_id": format!("{batch_id}/{id}") },
+                    doc! { "$setOnInsert": {
+                        "batch_id": batch_id, "object_id": id, "status": "pending",
+                        "error": Bson::Null, "done": 0_i64,
+                    } },
+                )
+                .upsert(true)
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            added += u64::from(result.upserted_id.is_some());
+        }
+        Ok(added)
+    }
+
+    /// Fails with `LeaseLost` unless `lease` still holds its batch.
+    async fn fence(&self, s: &mut ClientSession, lease: &Lease) -> Result<()> {
+        let held = self
+            .coll("batches")
+            .find_one(doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" })
+            .session(&mut *s)
+            .await
+            .map_err(backend)?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(StoreError::LeaseLost(lease.batch_id.clone())),
+        }
+    }
+
+    async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
+        self.coll(coll)
+            .count_documents(filter)
+            .await
+            .map_err(backend)
+    }
+
+    async fn ids(&self, coll: &str, filter: Document, field: &str) -> Result<Vec<String>> {
+        let docs: Vec<Document> = self
+            .coll(coll)
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        Ok(docs
+            .iter()
+            .filter_map(|d| d.get_str(field).ok().map(str::to_owned))
+            .collect())
+    }
+}
+
+/// Whether a failure inside a transaction is worth running it again.
+fn transient(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<mongodb::error::Error>()
+        .is_some_and(|e| e.contains_label(TRANSIENT_TRANSACTION_ERROR))
+}
+
+fn batch_record(batch: &BatchRecord) -> Result<Document> {
+    let mut doc = record(&batch.batch_id, batch)?;
+    doc.insert(
+        "idempotency_key",
+        batch
+            .idempotency
+            .as_ref()
+            .map_or(Bson::Null, |(k, _)| Bson::String(k.clone())),
+    );
+    doc.insert("lease_token", Bson::Null);
+    doc.insert("lease_expires_ms", Bson::Null);
+    Ok(doc)
+}
+
+fn conflict_state(batch: &BatchRecord, what: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "batch `{}` is {}; {what}",
+        batch.batch_id,
+        batch.status.as_str()
+    ))
+}
+
+fn no_lease() -> Document {
+    doc! { "lease": Bson::Null, "lease_token": Bson::Null, "lease_expires_ms": Bson::Null }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn create_namespace(&self, ns: &Namespace) -> Result<()> {
+        self.coll("namespaces")
+            .insert_one(record(&ns.namespace_id, ns)?)
+            .await
+            .map_err(|e| write_error(e, || format!("namespace `{}` already exists", ns.name)))?;
+        Ok(())
+    }
+
+    async fn namespace(&self, id_or_name: &str) -> Result<Option<Namespace>> {
+        match self.one("namespaces", doc! { "_id": id_or_name }).await? {
+            Some(ns) => Ok(Some(ns)),
+            None => self.one("namespaces", doc! { "name": id_or_name }).await,
+        }
+    }
+
+    async fn list_namespaces(&self, page: &PageRequest) -> Result<Page<Namespace>> {
+        self.page("namespaces", doc! {}, page, |n: &Namespace| {
+            n.namespace_id.clone()
+        })
+        .await
+    }
+
+    async fn create_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()> {
+        let mut doc = record(&key.key_id, key)?;
+        doc.insert("secret_hash", secret_hash);
+        self.coll("api_keys")
+            .insert_one(doc)
+            .await
+            .map_err(|e| write_error(e, || "this key already exists".to_owned()))?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>> {
+        self.one("api_keys", doc! { "secret_hash": secret_hash })
+            .await
+    }
+
+    async fn has_admin_key(&self) -> Result<bool> {
+        Ok(self.count("api_keys", doc! { "admin": true }).await? > 0)
+    }
+
+    async fn create_bucket(&self, bucket: &Bucket) -> Result<()> {
+        self.coll("buckets")
+            .insert_one(record(&bucket.bucket_id, bucket)?)
+            .await
+            .map_err(|e| {
+                write_error(e, || {
+                    format!("bucket `{}` already exists", bucket.bucket_name)
+                })
+            })?;
+        Ok(())
+    }
+
+    async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>> {
+        match self
+            .one(
+                "buckets",
+                doc! { "_id": id_or_name, "namespace_id": namespace_id },
+            )
+            .await?
+        {
+            Some(b) => Ok(Some(b)),
+            None => {
+                self.one(
+                    "buckets",
+                    doc! { "bucket_name": id_or_name, "namespace_id": namespace_id },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>> {
+        self.page(
+            "buckets",
+            doc! { "namespace_id": namespace_id },
+            page,
+            |b: &Bucket| b.bucket_id.clone(),
+        )
+        .await
+    }
+
+    async fn delete_bucket(&self, namespace_id: &str, bucket_id: &str) -> Result<Vec<String>> {
+        transaction!(self, s => {
+            let exists = self
+                .coll("buckets")
+                .find_one(doc! { "_id": bucket_id, "namespace_id": namespace_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            if exists.is_none() {
+                return Err(StoreError::not_found("bucket", bucket_id));
+            }
+            let active: Vec<Document> = self
+                .coll("batches")
+                .find(active_filter(bucket_id))
+                .session(&mut *s)
+                .await
+                .map_err(backend)?
+                .stream(&mut *s)
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            if !active.is_empty() {
+                let ids: Vec<&str> = active.iter().filter_map(|d| d.get_str("_id").ok()).collect();
+                return Err(StoreError::Conflict(format!(
+                    "bucket `{bucket_id}` has batches queued or processing: {}",
+                    ids.join(", ")
+                )));
+            }
+            let collections: Vec<Document> = self
+                .coll("collections")
+                .find(doc! { "source.bucket_id": bucket_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?
+                .stream(&mut *s)
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            if !collections.is_empty() {
+                let mut names: Vec<&str> = collections
+                    .iter()
+                    .filter_map(|d| d.get_str("collection_name").ok())
+                    .collect();
+                names.sort_unstable();
+                return Err(StoreError::Conflict(format!(
+                    "bucket `{bucket_id}` is the source of collections {}; delete them first",
+                    names.join(", ")
+                )));
+            }
+            let objects: Vec<Document> = self
+                .coll("objects")
+                .find(doc! { "bucket_id": bucket_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?
+                .stream(&mut *s)
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            let mut keys: Vec<String> = objects
+                .iter()
+                .filter_map(|d| d.get_str("blob_key").ok().map(str::to_owned))
+                .collect();
+            let batches: Vec<Document> = self
+                .coll("batches")
+                .find(doc! { "bucket_id": bucket_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?
+                .stream(&mut *s)
+                .try_collect()
+                .await
+                .map_err(backend)?;
+            let mut batch_ids = Vec::new();
+            for doc in batches {
+                let batch: BatchRecord = from_doc(doc)?;
+                keys.extend(batch.collections.into_iter().flat_map(|c| c.manifests.into_values()));
+                batch_ids.push(batch.batch_id);
+            }
+            for (coll, filter) in [
+                ("batch_objects", doc! { "batch_id": { "$in": &batch_ids } }),
+                ("batches", doc! { "bucket_id": bucket_id }),
+                ("objects", doc! { "bucket_id": bucket_id }),
+                ("buckets", doc! { "_id": bucket_id }),
+            ] {
+                self.coll(coll)
+                    .delete_many(filter)
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(keys)
+        })
+    }
+
+    async fn create_object(&self, object: &ObjectRecord) -> Result<()> {
+        let mut doc = record(
+            &format!("{}/{}", object.bucket_id, object.object_id),
+            object,
+        )?;
+        doc.insert("blob_key", &object.blob_key);
+        self.coll("objects").insert_one(doc).await.map_err(|e| {
+            write_error(e, || {
+                format!(
+                    "object `{}` already exists in bucket `{}`",
+                    object.object_id, object.bucket_id
+                )
+            })
+        })?;
+        Ok(())
+    }
+
+    async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>> {
+        self.one(
+            "objects",
+            doc! { "_id": format!("{bucket_id}/{object_id}") },
+        )
+        .await
+    }
+
+    async fn list_objects(
+        &self,
+        bucket_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<ObjectRecord>> {
+        let page = PageRequest {
+            limit: page.limit,
+            after: page.after.as_ref().map(|a| format!("{bucket_id}/{a}")),
+        };
+        self.page(
+            "objects",
+            doc! { "bucket_id": bucket_id },
+            &page,
+            |o: &ObjectRecord| o.object_id.clone(),
+        )
+        .await
+    }
+
+    async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String> {
+        let deleted = self
+            .coll("objects")
+            .find_one_and_delete(doc! { "_id": format!("{bucket_id}/{object_id}") })
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::not_found("object", object_id))?;
+        deleted
+            .get_str("blob_key")
+            .map(str::to_owned)
+            .map_err(backend)
+    }
+
+    async fn create_collection(&self, collection: &CollectionRecord) -> Result<()> {
+        self.coll("collections")
+            .insert_one(record(&collection.collection_id, collection)?)
+            .await
+            .map_err(|e| {
+                write_error(e, || {
+                    format!("collection `{}` already exists", collection.collection_name)
+                })
+            })?;
+        Ok(())
+    }
+
+    async fn collection(
+        &self,
+        namespace_id: &str,
+        id_or_name: &str,
+    ) -> Result<Option<CollectionRecord>> {
+        match self
+            .one(
+                "collections",
+                doc! { "_id": id_or_name, "namespace_id": namespace_id },
+            )
+            .await?
+        {
+            Some(c) => Ok(Some(c)),
+            None => {
+                self.one(
+                    "collections",
+                    doc! { "collection_name": id_or_name, "namespace_id": namespace_id },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn list_collections(
+        &self,
+        namespace_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<CollectionRecord>> {
+        self.page(
+            "collections",
+            doc! { "namespace_id": namespace_id },
+            page,
+            |c: &CollectionRecord| c.collection_id.clone(),
+        )
+        .await
+    }
+
+    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
+        let docs: Vec<Document> = self
+            .coll("collections")
+            .find(doc! { "source.bucket_id": bucket_id })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.into_iter().map(from_doc).collect()
+    }
+
+    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
+        transaction!(self, s => {
+            let found = self
+                .coll("collections")
+                .find_one(doc! { "_id": collection_id, "namespace_id": namespace_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::not_found("collection", collection_id))?;
+            let collection: CollectionRecord = from_doc(found)?;
+            let active = self
+                .coll("batches")
+                .find_one(active_filter(&collection.source.bucket_id))
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            if let Some(batch) = active {
+                return Err(StoreError::Conflict(format!(
+                    "collection `{collection_id}` has batches queued or processing: {}",
+                    batch.get_str("_id").unwrap_or("?")
+                )));
+            }
+            self.coll("collections")
+                .delete_one(doc! { "_id": collection_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
+        let keys: Vec<String> = object_ids
+            .iter()
+            .map(|id| format!("{bucket_id}/{id}"))
+            .collect();
+        let mut found = std::collections::HashSet::new();
+        for part in keys.chunks(10_000) {
+            let ids = self
+                .ids("objects", doc! { "_id": { "$in": part } }, "object_id")
+                .await?;
+            found.extend(ids);
+        }
+        let mut missing = Vec::new();
+        for id in object_ids {
+            if !found.contains(id) && !missing.contains(id) {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn create_batch(
+        &self,
+        batch: &BatchRecord,
+        object_ids: &[String],
+    ) -> Result<std::result::Result<BatchRecord, BatchRecord>> {
+        let doc = batch_record(batch)?;
+        transaction!(self, s => {
+            if let Some((key, _)) = &batch.idempotency {
+                let existing = self
+                    .coll("batches")
+                    .find_one(doc! { "bucket_id": &batch.bucket_id, "idempotency_key": key })
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+                if let Some(existing) = existing {
+                    return Ok(Err(from_doc(existing)?));
+                }
+            }
+            self.coll("batches")
+                .insert_one(doc.clone())
+                .session(&mut *s)
+                .await
+                .map_err(|e| write_error(e, || format!("batch `{}` already exists", batch.batch_id)))?;
+            let total = self.insert_batch_objects(s, &batch.batch_id, object_ids).await?;
+            self.coll("batches")
+                .update_one(doc! { "_id": &batch.batch_id }, doc! { "$set": { "total": total as i64 } })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(Ok(self.batch_in(s, &batch.batch_id).await?))
+        })
+    }
+
+    async fn add_batch_objects(
+        &self,
+        batch_id: &str,
+        object_ids: &[String],
+    ) -> Result<BatchRecord> {
+        transaction!(self, s => {
+            let batch = self.batch_in(s, batch_id).await?;
+            if batch.status != BatchStatus::Draft {
+                return Err(conflict_state(&batch, "objects can only be added to a DRAFT batch"));
+            }
+            let added = self.insert_batch_objects(s, batch_id, object_ids).await?;
+            self.coll("batches")
+                .update_one(
+                    doc! { "_id": batch_id },
+                    doc! { "$inc": { "total": added as i64 }, "$set": { "updated_at": now() } },
+                )
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            self.batch_in(s, batch_id).await
+        })
+    }
+
+    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>> {
+        self.one("batches", doc! { "_id": batch_id, "bucket_id": bucket_id })
+            .await
+    }
+
+    async fn batch_by_idempotency_key(
+        &self,
+        bucket_id: &str,
+        key: &str,
+    ) -> Result<Option<BatchRecord>> {
+        self.one(
+            "batches",
+            doc! { "bucket_id": bucket_id, "idempotency_key": key },
+        )
+        .await
+    }
+
+    async fn batch_by_task(
+        &self,
+        namespace_id: &str,
+        task_id: &str,
+    ) -> Result<Option<BatchRecord>> {
+        self.one(
+            "batches",
+            doc! { "namespace_id": namespace_id, "task_id": task_id, "status": { "$ne": "DRAFT" } },
+        )
+        .await
+    }
+
+    async fn list_batches(
+        &self,
+        bucket_id: &str,
+        status: Option<BatchStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchRecord>> {
+        let mut filter = doc! { "bucket_id": bucket_id };
+        if let Some(status) = status {
+            filter.insert("status", status.as_str());
+        }
+        self.page("batches", filter, page, |b: &BatchRecord| {
+            b.batch_id.clone()
+        })
+        .await
+    }
+
+    async fn batch_object_records(
+        &self,
+        batch_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<(String, Option<ObjectRecord>)>> {
+        let objects = self.list_batch_objects(batch_id, None, page).await?;
+        let Some(batch) = self
+            .one::<BatchRecord>("batches", doc! { "_id": batch_id })
+            .await?
+        else {
+            return Err(StoreError::not_found("batch", batch_id));
+        };
+        let keys: Vec<String> = objects
+            .items
+            .iter()
+            .map(|o| format!("{}/{}", batch.bucket_id, o.object_id))
+            .collect();
+        let docs: Vec<Document> = self
+            .coll("objects")
+            .find(doc! { "_id": { "$in": keys } })
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        let mut records = std::collections::HashMap::new();
+        for doc in docs {
+            let record: ObjectRecord = from_doc(doc)?;
+            records.insert(record.object_id.clone(), record);
+        }
+        Ok(Page {
+            items: objects
+                .items
+                .into_iter()
+                .map(|o| {
+                    let record = records.remove(&o.object_id);
+                    (o.object_id, record)
+                })
+                .collect(),
+            next: objects.next,
+        })
+    }
+
+    async fn list_batch_objects(
+        &self,
+        batch_id: &str,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<BatchObject>> {
+        let mut filter = doc! { "batch_id": batch_id };
+        if let Some(status) = status {
+            filter.insert("status", status);
+        }
+        let page = PageRequest {
+            limit: page.limit,
+            after: page.after.as_ref().map(|a| format!("{batch_id}/{a}")),
+        };
+        self.page("batch_objects", filter, &page, |o: &BatchObject| {
+            o.object_id.clone()
+        })
+        .await
+    }
+
+    async fn submit_batch(
+        &self,
+        batch_id: &str,
+        collections: &[PinnedCollection],
+        include_processing_history: bool,
+        object_count: u64,
+    ) -> Result<BatchRecord> {
+        let pinned = bson::to_bson(collections).map_err(backend)?;
+        let now = now();
+        let submitted = self
+            .coll("batches")
+            .find_one_and_update(
+                doc! { "_id": batch_id, "status": "DRAFT", "total": object_count as i64 },
+                doc! { "$set": {
+                    "status": "QUEUED", "collections": pinned,
+                    "include_processing_history": include_processing_history,
+                    "submitted_at": &now, "updated_at": &now,
+                } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?;
+        if let Some(doc) = submitted {
+            return from_doc(doc);
+        }
+        let batch: BatchRecord = self
+            .one("batches", doc! { "_id": batch_id })
+            .await?
+            .ok_or_else(|| StoreError::not_found("batch", batch_id))?;
+        if batch.status != BatchStatus::Draft {
+            return Ok(batch);
+        }
+        Err(StoreError::Conflict(format!(
+            "objects were added to batch `{batch_id}` while it was being submitted; submit it again"
+        )))
+    }
+
+    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+        let now = now();
+        let mut set = no_lease();
+        set.insert("status", "CANCELED");
+        set.insert("updated_at", &now);
+        set.insert("finished_at", &now);
+        let canceled = self
+            .coll("batches")
+            .find_one_and_update(
+                doc! { "_id": batch_id, "status": { "$in": ["QUEUED", "PROCESSING"] } },
+                doc! { "$set": set },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?;
+        if let Some(doc) = canceled {
+            return from_doc(doc);
+        }
+        let batch: BatchRecord = self
+            .one("batches", doc! { "_id": batch_id })
+            .await?
+            .ok_or_else(|| StoreError::not_found("batch", batch_id))?;
+        match batch.status {
+            BatchStatus::Canceled => Ok(batch),
+            _ => Err(conflict_state(
+                &batch,
+                "only a QUEUED or PROCESSING batch can be canceled",
+            )),
+        }
+    }
+
+    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+        transaction!(self, s => {
+            let batch = self.batch_in(s, batch_id).await?;
+            if !batch.status.is_terminal() {
+                return Err(conflict_state(&batch, "only a finished batch can be retried"));
+            }
+            let mut gone = Vec::new();
+            for pinned in &batch.collections {
+                let exists = self
+                    .coll("collections")
+                    .find_one(doc! { "_id": &pinned.collection_id })
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+                if exists.is_none() {
+                    gone.push(pinned.collection_name.clone());
+                }
+            }
+            if !gone.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "batch `{batch_id}` ran collections that were deleted since: {}; create a new batch",
+                    gone.join(", ")
+                )));
+            }
+            let requeued = self
+                .coll("batch_objects")
+                .update_many(
+                    doc! { "batch_id": batch_id, "status": { "$ne": "completed" } },
+                    doc! { "$set": { "status": "pending", "error": Bson::Null, "done": 0_i64 } },
+                )
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            if requeued.matched_count == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "batch `{batch_id}` has no failed or unfinished objects to retry"
+                )));
+            }
+            let completed = self
+                .coll("batch_objects")
+                .count_documents(doc! { "batch_id": batch_id, "status": "completed" })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            let now = now();
+            let mut set = no_lease();
+            for (k, v) in doc! {
+                "status": "QUEUED", "failed": 0_i64, "attempts": 0_i64,
+                "error_summary": {}, "live": Bson::Null, "processed": completed as i64,
+                "error_message": Bson::Null, "finished_at": Bson::Null,
+                "submitted_at": &now, "updated_at": &now,
+            } {
+                set.insert(k, v);
+            }
+            self.coll("batches")
+                .update_one(doc! { "_id": batch_id }, doc! { "$set": set })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            self.batch_in(s, batch_id).await
+        })
+    }
+
+    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>> {
+        transaction!(self, s => {
+            let batch = self.batch_in(s, batch_id).await?;
+            if !(batch.status == BatchStatus::Draft || batch.status.is_terminal()) {
+                return Err(conflict_state(
+                    &batch,
+                    "cancel it first: only a DRAFT or finished batch can be deleted",
+                ));
+            }
+            self.coll("batch_objects")
+                .delete_many(doc! { "batch_id": batch_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            self.coll("batches")
+                .delete_one(doc! { "_id": batch_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(batch
+                .collections
+                .into_iter()
+                .flat_map(|c| c.manifests.into_values())
+                .collect())
+        })
+    }
+
+    async fn claim_batch(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Option<Claim>> {
+        let now_ms = now_ms();
+        let now = now();
+        let expired = doc! { "status": "PROCESSING", "lease_expires_ms": { "$lt": now_ms } };
+        // A batch whose workers keep dying fails instead of being claimed.
+        let mut exhausted = expired.clone();
+        exhausted.insert("attempts", doc! { "$gte": max_attempts as i64 });
+        if let Some(doc) = self
+            .coll("batches")
+            .find_one(exhausted.clone())
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(backend)?
+        {
+            let batch: BatchRecord = from_doc(doc)?;
+            let previous = batch.lease.as_ref().map_or("unknown", |(o, _)| o.as_str());
+            let reason = format!(
+                "the worker running it was lost {} time{} (last: {previous}); giving up",
+                batch.attempts,
+                if batch.attempts == 1 { "" } else { "s" }
+            );
+            let mut set = no_lease();
+            set.insert("status", "FAILED");
+            set.insert("error_message", reason);
+            set.insert("finished_at", &now);
+            set.insert("updated_at", &now);
+            let mut filter = exhausted;
+            filter.insert("_id", &batch.batch_id);
+            if let Some(doc) = self
+                .coll("batches")
+                .find_one_and_update(filter, doc! { "$set": set })
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(backend)?
+            {
+                return Ok(Some(Claim::Exhausted(Box::new(from_doc(doc)?))));
+            }
+        }
+        let token = crate::keys::random_token();
+        let expires = now_ms + lease_ms;
+        let claimed = self
+            .coll("batches")
+            .find_one_and_update(
+                doc! { "$or": [ { "status": "QUEUED" }, expired ] },
+                doc! {
+                    "$set": {
+                        "status": "PROCESSING",
+                        "lease": [owner, expires],
+                        "lease_token": &token,
+                        "lease_expires_ms": expires,
+                        "updated_at": &now,
+                    },
+                    "$inc": { "attempts": 1_i64 },
+                },
+            )
+            .sort(doc! { "_id": 1 })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?;
+        let Some(doc) = claimed else {
+            return Ok(None);
+        };
+        let mut batch: BatchRecord = from_doc(doc)?;
+        if batch.started_at.is_none() {
+            self.coll("batches")
+                .update_one(
+                    doc! { "_id": &batch.batch_id, "started_at": Bson::Null },
+                    doc! { "$set": { "started_at": &now } },
+                )
+                .await
+                .map_err(backend)?;
+            batch.started_at = Some(now);
+        }
+        let lease = Lease {
+            batch_id: batch.batch_id.clone(),
+            owner: owner.to_owned(),
+            token,
+        };
+        Ok(Some(Claim::Batch(Box::new(batch), lease)))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool> {
+        let expires = now_ms() + lease_ms;
+        let result = self
+            .coll("batches")
+            .update_one(
+                doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
+                doc! { "$set": {
+                    "lease_expires_ms": expires,
+                    "lease": [&lease.owner, expires],
+                    "live": to_doc(live)?,
+                    "updated_at": now(),
+                } },
+            )
+            .await
+            .map_err(backend)?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn release_batch(&self, lease: &Lease) -> Result<()> {
+        let mut set = no_lease();
+        set.insert("status", "QUEUED");
+        set.insert("live", Bson::Null);
+        set.insert("updated_at", now());
+        // A claim counted this attempt; giving the batch back is no failure.
+        self.coll("batches")
+            .update_one(
+                doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
+                doc! { "$set": set, "$inc": { "attempts": -1_i64 } },
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>> {
+        self.ids(
+            "batch_objects",
+            doc! { "batch_id": batch_id, "status": "pending", "done": stage as i64 },
+            "object_id",
+        )
+        .await
+    }
+
+    async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<(u64, u64)> {
+        let summary = to_doc(&chunk.error_summary)?;
+        transaction!(self, s => {
+            let (mut processed, mut failed) = (0i64, 0i64);
+            for (object_id, error) in &chunk.outcomes {
+                let id = format!("{}/{object_id}", lease.batch_id);
+                let current = self
+                    .coll("batch_objects")
+                    .find_one(doc! { "_id": &id, "status": "pending", "done": chunk.stage as i64 })
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+                let Some(current) = current else {
+                    continue;
+                };
+                let earlier = current.get_str("error").ok().map(str::to_owned);
+                let error = match (earlier, error) {
+                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                    (a, b) => a.or_else(|| b.clone()),
+                };
+                let status = match (chunk.last, &error) {
+                    (false, _) => "pending",
+                    (true, None) => "completed",
+                    (true, Some(_)) => "failed",
+                };
+                if chunk.last {
+                    processed += 1;
+                    failed += i64::from(error.is_some());
+                }
+                self.coll("batch_objects")
+                    .update_one(
+                        doc! { "_id": &id },
+                        doc! { "$set": { "status": status, "error": error }, "$inc": { "done": 1_i64 } },
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+            }
+            // The fence: the batch changes only under this lease.
+            let updated = self
+                .coll("batches")
+                .find_one_and_update(
+                    doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
+                    doc! {
+                        "$inc": { "processed": processed, "failed": failed },
+                        "$set": { "error_summary": summary.clone(), "updated_at": now() },
+                    },
+                )
+                .return_document(ReturnDocument::After)
+                .session(&mut *s)
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))?;
+            let batch: BatchRecord = from_doc(updated)?;
+            Ok((batch.processed, batch.failed))
+        })
+    }
+
+    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()> {
+        let schema = to_doc(&pinned.output_schema)?;
+        let tiers = bson::to_bson(&pinned.tiers).map_err(backend)?;
+        transaction!(self, s => {
+            self.fence(s, lease).await?;
+            self.coll("collections")
+                .update_one(
+                    doc! { "_id": &pinned.collection_id },
+                    doc! { "$set": {
+                        "index_signature": &pinned.index_signature,
+                        "output_schema": schema.clone(),
+                        "tiers": tiers.clone(),
+                        "updated_at": now(),
+                    } },
+                )
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn finish_batch(
+        &self,
+        lease: &Lease,
+        status: BatchStatus,
+        error_message: Option<&str>,
+    ) -> Result<()> {
+        let now = now();
+        let mut set = no_lease();
+        set.insert("status", status.as_str());
+        set.insert("error_message", error_message);
+        set.insert("finished_at", &now);
+        set.insert("updated_at", &now);
+        let result = self
+            .coll("batches")
+            .update_one(
+                doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
+                doc! { "$set": set },
+            )
+            .await
+            .map_err(backend)?;
+        if result.matched_count == 0 {
+            return Err(StoreError::LeaseLost(lease.batch_id.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DocumentSink for MongoStore {
+    async fn upsert_documents(
+        &self,
+        namespace_id: &str,
+        collection_id: &str,
+        documents: &[DocumentRecord],
+    ) -> Result<u64> {
+        if let Some(doc) = documents.iter().find(|d| d.collection_id != collection_id) {
+            return Err(StoreError::Conflict(format!(
+                "document `{}` belongs to collection `{}`, not `{collection_id}`",
+                doc.document_id, doc.collection_id
+            )));
+        }
+        let mut updates = Vec::with_capacity(documents.len());
+        for d in documents {
+            let mut set = record(&d.document_id, d)?;
+            set.remove("_id");
+            let created_at = set.remove("created_at").unwrap_or(Bson::Null);
+            set.insert("namespace_id", namespace_id);
+            updates.push(doc! {
+                "q": { "_id": &d.document_id },
+                "u": { "$set": set, "$setOnInsert": { "created_at": created_at } },
+                "upsert": true,
+            });
+        }
+        transaction!(self, s => {
+            // One bulk upsert for the chunk.
+            let answer = self
+                .db
+                .run_command(doc! { "update": "documents", "updates": updates.clone(), "ordered": true })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            if let Ok(errors) = answer.get_array("writeErrors") {
+                return Err(StoreError::backend(std::io::Error::other(format!(
+                    "writing documents: {errors:?}"
+                ))));
+            }
+            let new = answer.get_array("upserted").map_or(0, |u| u.len()) as i64;
+            let counted = self
+                .coll("collections")
+                .update_one(doc! { "_id": collection_id }, doc! { "$inc": { "document_count": new } })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            if counted.matched_count == 0 {
+                return Err(StoreError::not_found("collection", collection_id));
+            }
+            Ok(new as u64)
+        })
+    }
+
+    async fn list_documents(
+        &self,
+        collection_id: &str,
+        filter: &DocumentFilter,
+        page: &PageRequest,
+    ) -> Result<Page<DocumentRecord>> {
+        let mut query = doc! { "collection_id": collection_id };
+        if let Some(batch) = &filter.batch_id {
+            query.insert("batch_id", batch);
+        }
+        if let Some(object) = &filter.object_id {
+            query.insert("object_id", object);
+        }
+        self.page("documents", query, page, |d: &DocumentRecord| {
+            d.document_id.clone()
+        })
+        .await
+    }
+
+    async fn document(
+        &self,
+        collection_id: &str,
+        document_id: &str,
+    ) -> Result<Option<DocumentRecord>> {
+        self.one(
+            "documents",
+            doc! { "_id": document_id, "collection_id": collection_id },
+        )
+        .await
+    }
+
+    async fn delete_documents(&self, collection_id: &str) -> Result<()> {
+        self.coll("documents")
+            .delete_many(doc! { "collection_id": collection_id })
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
