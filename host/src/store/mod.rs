@@ -472,6 +472,26 @@ pub fn document_id(collection_id: &str, object_id: &str) -> String {
     format!("doc_{}", &hex::encode(digest)[..26])
 }
 
+/// An object's error and status after one more collection ran it:
+/// `earlier` is its error so far, `error` this collection's, and `last`
+/// whether this was the batch's last collection (the object finishes).
+pub fn outcome(
+    earlier: Option<String>,
+    error: Option<&str>,
+    last: bool,
+) -> (Option<String>, &'static str) {
+    let error = match (earlier, error) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or_else(|| b.map(str::to_owned)),
+    };
+    let status = match (last, &error) {
+        (false, _) => "pending",
+        (true, None) => "completed",
+        (true, Some(_)) => "failed",
+    };
+    (error, status)
+}
+
 /// Filters of a document list.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentFilter {

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use super::{
     ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now,
+    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now, outcome,
 };
 
 /// Runs `$body` in a transaction on `$store`, with the session bound to
@@ -272,6 +272,24 @@ impl MongoStore {
         Ok(Page::from_overfetch(items, limit, key))
     }
 
+    /// Every record of `coll` under `filter`, read in the session `s`.
+    async fn find_in(
+        &self,
+        s: &mut ClientSession,
+        coll: &str,
+        filter: Document,
+    ) -> Result<Vec<Document>> {
+        self.coll(coll)
+            .find(filter)
+            .session(&mut *s)
+            .await
+            .map_err(backend)?
+            .stream(&mut *s)
+            .try_collect()
+            .await
+            .map_err(backend)
+    }
+
     async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
         self.coll("batches")
             .find_one(doc! { "_id": batch_id })
@@ -487,16 +505,7 @@ impl Store for MongoStore {
             if exists.is_none() {
                 return Err(StoreError::not_found("bucket", bucket_id));
             }
-            let active: Vec<Document> = self
-                .coll("batches")
-                .find(active_filter(bucket_id))
-                .session(&mut *s)
-                .await
-                .map_err(backend)?
-                .stream(&mut *s)
-                .try_collect()
-                .await
-                .map_err(backend)?;
+            let active: Vec<Document> = self.find_in(s, "batches", active_filter(bucket_id)).await?;
             if !active.is_empty() {
                 let ids: Vec<&str> = active.iter().filter_map(|d| d.get_str("_id").ok()).collect();
                 return Err(StoreError::Conflict(format!(
@@ -504,16 +513,7 @@ impl Store for MongoStore {
                     ids.join(", ")
                 )));
             }
-            let collections: Vec<Document> = self
-                .coll("collections")
-                .find(doc! { "source.bucket_id": bucket_id })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?
-                .stream(&mut *s)
-                .try_collect()
-                .await
-                .map_err(backend)?;
+            let collections: Vec<Document> = self.find_in(s, "collections", doc! { "source.bucket_id": bucket_id }).await?;
             if !collections.is_empty() {
                 let mut names: Vec<&str> = collections
                     .iter()
@@ -525,30 +525,12 @@ impl Store for MongoStore {
                     names.join(", ")
                 )));
             }
-            let objects: Vec<Document> = self
-                .coll("objects")
-                .find(doc! { "bucket_id": bucket_id })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?
-                .stream(&mut *s)
-                .try_collect()
-                .await
-                .map_err(backend)?;
+            let objects: Vec<Document> = self.find_in(s, "objects", doc! { "bucket_id": bucket_id }).await?;
             let mut keys: Vec<String> = objects
                 .iter()
                 .filter_map(|d| d.get_str("blob_key").ok().map(str::to_owned))
                 .collect();
-            let batches: Vec<Document> = self
-                .coll("batches")
-                .find(doc! { "bucket_id": bucket_id })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?
-                .stream(&mut *s)
-                .try_collect()
-                .await
-                .map_err(backend)?;
+            let batches: Vec<Document> = self.find_in(s, "batches", doc! { "bucket_id": bucket_id }).await?;
             let mut batch_ids = Vec::new();
             for doc in batches {
                 let batch: BatchRecord = from_doc(doc)?;
@@ -1208,15 +1190,7 @@ impl Store for MongoStore {
                     continue;
                 };
                 let earlier = current.get_str("error").ok().map(str::to_owned);
-                let error = match (earlier, error) {
-                    (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                    (a, b) => a.or_else(|| b.clone()),
-                };
-                let status = match (chunk.last, &error) {
-                    (false, _) => "pending",
-                    (true, None) => "completed",
-                    (true, Some(_)) => "failed",
-                };
+                let (error, status) = outcome(earlier, error.as_deref(), chunk.last);
                 if chunk.last {
                     processed += 1;
                     failed += i64::from(error.is_some());

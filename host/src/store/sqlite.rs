@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{
     ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now,
+    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now, outcome,
 };
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts the
@@ -1303,15 +1303,7 @@ impl Store for SqliteStore {
                         // Already recorded by an earlier attempt.
                         continue;
                     };
-                    let error = match (earlier, error) {
-                        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                        (a, b) => a.or_else(|| b.clone()),
-                    };
-                    let status = match (chunk.last, &error) {
-                        (false, _) => "pending",
-                        (true, None) => "completed",
-                        (true, Some(_)) => "failed",
-                    };
+                    let (error, status) = outcome(earlier, error.as_deref(), chunk.last);
                     if chunk.last {
                         processed += 1;
                         failed += u64::from(error.is_some());
