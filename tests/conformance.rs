@@ -1,7 +1,8 @@
 //! One behavioural suite per storage seam, run against every backend:
 //! the blob store (local files; S3 on a loopback S3-protocol server, or the
 //! endpoint in `STRATA_TEST_S3_ENDPOINT`) and the metadata store with its
-//! document sink (SQLite).
+//! document sink (SQLite; MongoDB on a loopback MongoDB-protocol server, or
+//! the server in `STRATA_TEST_MONGODB_URI`).
 
 mod support;
 
@@ -13,10 +14,11 @@ use sha2::{Digest, Sha256};
 use strata_host::blob::{BlobError, BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
 use strata_host::store::{
     BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord, DocumentFilter,
-    DocumentRecord, DocumentSink, InternalMetadata, Namespace, ObjectRecord, PageRequest,
-    PinnedCollection, Source, SqliteStore, Store, StoreError, document_id, new_id, now,
+    DocumentRecord, DocumentSink, InternalMetadata, MongoStore, Namespace, ObjectRecord,
+    PageRequest, PinnedCollection, Source, SqliteStore, Store, StoreError, document_id, new_id,
+    now,
 };
-use support::servers::{S3Server, s3_bucket, s3_client};
+use support::servers::{MongoServer, S3Server, s3_bucket, s3_client};
 use tokio::io::AsyncReadExt as _;
 
 // ---------------------------------------------------------------- blobs
@@ -300,10 +302,11 @@ fn chunk(collection: &CollectionRecord, outcomes: &[(&str, Option<&str>)]) -> Ch
 
 /// The suite; `open` gives another handle on the same backend, as a second
 /// process would have.
-async fn store_suite(open: impl Fn() -> (Arc<dyn Store>, Arc<dyn DocumentSink>)) {
-    let (store, documents) = open();
-    let (worker_b, _) = open();
+async fn store_suite(open: impl AsyncFn() -> (Arc<dyn Store>, Arc<dyn DocumentSink>)) {
+    let (store, documents) = open().await;
+    let (worker_b, _) = open().await;
     let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
+    conditional_writes(store.as_ref(), &bucket, &ids).await;
 
     // Keyset pages of a list.
     let first = store
@@ -545,6 +548,135 @@ async fn store_suite(open: impl Fn() -> (Arc<dyn Store>, Arc<dyn DocumentSink>))
     );
 }
 
+fn conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(result, Err(StoreError::Conflict(_))),
+        "{what}: expected a conflict, got {result:?}"
+    );
+}
+
+/// Uniqueness and state rules hold on the backend, not in the caller.
+async fn conditional_writes(store: &dyn Store, bucket: &Bucket, ids: &[String]) {
+    let ns = store
+        .namespace(&bucket.namespace_id)
+        .await
+        .expect("namespace")
+        .expect("exists");
+    let taken = Namespace {
+        namespace_id: new_id("ns"),
+        ..ns
+    };
+    conflict(store.create_namespace(&taken).await, "namespace name");
+    let same_name = Bucket {
+        bucket_id: new_id("bkt"),
+        ..bucket.clone()
+    };
+    conflict(store.create_bucket(&same_name).await, "bucket name");
+    let object = store
+        .object(&bucket.bucket_id, &ids[0])
+        .await
+        .expect("object")
+        .expect("exists");
+    conflict(store.create_object(&object).await, "object id");
+
+    // An Idempotency-Key creates one batch, whoever repeats it.
+    let idempotency = Some(("key-1".to_owned(), "hash-1".to_owned()));
+    let draft = BatchRecord::draft(
+        &bucket.namespace_id,
+        &bucket.bucket_id,
+        Some("first".into()),
+        idempotency.clone(),
+    );
+    let created = store
+        .create_batch(&draft, &ids[..1])
+        .await
+        .expect("create")
+        .expect("new batch");
+    let again = BatchRecord::draft(&bucket.namespace_id, &bucket.bucket_id, None, idempotency);
+    let existing = store
+        .create_batch(&again, &ids[1..])
+        .await
+        .expect("create again")
+        .expect_err("the key is taken");
+    assert_eq!(existing.batch_id, created.batch_id);
+    assert_eq!(existing.total, 1);
+    let found = store
+        .batch_by_idempotency_key(&bucket.bucket_id, "key-1")
+        .await
+        .expect("by key")
+        .expect("found");
+    assert_eq!(found.batch_id, created.batch_id);
+
+    // DRAFT takes objects (once each); submit checks the count it planned.
+    let grown = store
+        .add_batch_objects(&created.batch_id, &ids[..2])
+        .await
+        .expect("add");
+    assert_eq!(grown.total, 2);
+    conflict(
+        store.submit_batch(&created.batch_id, &[], true, 1).await,
+        "submit with a stale count",
+    );
+    let submitted = store
+        .submit_batch(&created.batch_id, &[], true, 2)
+        .await
+        .expect("submit");
+    assert_eq!(submitted.status, BatchStatus::Queued);
+    assert!(submitted.include_processing_history);
+    let resubmitted = store
+        .submit_batch(&created.batch_id, &[], false, 2)
+        .await
+        .expect("submit again");
+    assert_eq!(resubmitted.status, BatchStatus::Queued);
+    assert!(resubmitted.include_processing_history, "unchanged");
+    conflict(
+        store.add_batch_objects(&created.batch_id, &ids[2..]).await,
+        "adding to a queued batch",
+    );
+    let queued = store
+        .list_batches(
+            &bucket.bucket_id,
+            Some(BatchStatus::Queued),
+            &PageRequest {
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        queued
+            .items
+            .iter()
+            .map(|b| b.batch_id.as_str())
+            .collect::<Vec<_>>(),
+        [created.batch_id.as_str()]
+    );
+    conflict(
+        store
+            .delete_bucket(&bucket.namespace_id, &bucket.bucket_id)
+            .await,
+        "deleting a bucket with a queued batch",
+    );
+    conflict(
+        store.delete_batch(&created.batch_id).await,
+        "deleting a queued batch",
+    );
+    let canceled = store.cancel_batch(&created.batch_id).await.expect("cancel");
+    assert_eq!(canceled.status, BatchStatus::Canceled);
+    store
+        .delete_batch(&created.batch_id)
+        .await
+        .expect("delete a canceled batch");
+    assert!(
+        store
+            .batch(&bucket.bucket_id, &created.batch_id)
+            .await
+            .expect("batch")
+            .is_none()
+    );
+}
+
 fn live() -> strata_host::store::LiveProgress {
     strata_host::store::LiveProgress {
         items_per_second: 1.0,
@@ -558,8 +690,22 @@ fn live() -> strata_host::store::LiveProgress {
 async fn the_sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("strata.db");
-    store_suite(|| {
+    store_suite(async || {
         let store = Arc::new(SqliteStore::open(&path).expect("open"));
+        (
+            store.clone() as Arc<dyn Store>,
+            store as Arc<dyn DocumentSink>,
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_mongodb_store_conforms() {
+    let server = MongoServer::start();
+    let uri = server.database_uri();
+    store_suite(async || {
+        let store = Arc::new(MongoStore::connect(&uri).await.expect("connect"));
         (
             store.clone() as Arc<dyn Store>,
             store as Arc<dyn DocumentSink>,

@@ -1,6 +1,7 @@
 //! Protocol servers the backend suites run against, started on loopback
 //! from the environment `make test-servers` builds (`STRATA_TEST_SERVERS`),
-//! or real ones named by `STRATA_TEST_S3_ENDPOINT`.
+//! or real ones named by `STRATA_TEST_S3_ENDPOINT` and
+//! `STRATA_TEST_MONGODB_URI`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -92,6 +93,70 @@ impl S3Server {
 }
 
 impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A MongoDB-protocol endpoint: a real one, or a loopback server of ours.
+pub struct MongoServer {
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+    base: String,
+}
+
+impl MongoServer {
+    /// `STRATA_TEST_MONGODB_URI` when set (a server or replica set; each
+    /// test uses a database of its own), else a fresh loopback server.
+    pub fn start() -> MongoServer {
+        if let Ok(uri) = std::env::var("STRATA_TEST_MONGODB_URI") {
+            return MongoServer {
+                child: None,
+                _dir: None,
+                base: uri,
+            };
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        let mut child = Command::new(servers_env().join("bin/nx-27017"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--data-dir", &path("data")])
+            .args(["--pid-file", &path("nx.pid")])
+            .args(["--log-file", &path("nx.log")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nx-27017");
+        wait_for_port(port, &mut child, "nx-27017");
+        MongoServer {
+            child: Some(child),
+            _dir: Some(dir),
+            base: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        }
+    }
+
+    /// A URI naming a fresh database on the server.
+    pub fn database_uri(&self) -> String {
+        let suffix = ulid::Ulid::new().to_string().to_lowercase();
+        let database = format!("strata_test_{suffix}");
+        let (head, query) = match self.base.split_once('?') {
+            Some((head, query)) => (head, format!("?{query}")),
+            None => (self.base.as_str(), String::new()),
+        };
+        // Drop any database already in the path: `scheme://hosts/db`.
+        let scheme_end = head.find("://").map_or(0, |i| i + 3);
+        let hosts_end = head[scheme_end..]
+            .find('/')
+            .map_or(head.len(), |i| scheme_end + i);
+        format!("{}/{database}{query}", &head[..hosts_end])
+    }
+}
+
+impl Drop for MongoServer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             let _ = child.kill();

@@ -321,6 +321,7 @@ pub struct BatchRecord {
     /// Times a poller claimed it.
     pub attempts: u32,
     /// Record each enrichment in the documents.
+    #[serde(deserialize_with = "flag")]
     pub include_processing_history: bool,
     /// The pipelines, pinned at submit.
     pub collections: Vec<PinnedCollection>,
@@ -462,6 +463,25 @@ pub struct DocumentRecord {
     pub created_at: String,
     /// RFC 3339, last written.
     pub updated_at: String,
+}
+
+/// A boolean written as a boolean, or as 0/1 by MongoDB-protocol servers
+/// that keep a `$set` boolean as an integer (see ARCHITECTURE.md).
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    match Flag::deserialize(deserializer)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Int(0) => Ok(false),
+        Flag::Int(1) => Ok(true),
+        Flag::Int(n) => Err(serde::de::Error::custom(format!(
+            "expected a boolean, found {n}"
+        ))),
+    }
 }
 
 /// The id of the document of `object_id` in `collection_id`: the same

@@ -4,11 +4,12 @@
 //! One MongoDB collection per kind of record, each record kept as its
 //! serde document with `_id` set to its id (objects and batch objects use
 //! `<parent>/<id>`), plus the fields queries need. Documents of every
-//! Strata collection share one MongoDB collection under a compound index
-//! `(collection_id, _id)`: Strata collections come and go through the API,
-//! and one index serves every list and filter. Indexes are created at
-//! start (idempotently). Lists page by `_id` (`$gt` the last one), never by
-//! skip. Changes spanning several records run in a transaction; claims are
+//! Strata collection share one MongoDB collection under compound indexes
+//! led by `collection_id`: Strata collections come and go through the API,
+//! and the same indexes serve every list and filter. Indexes are created at
+//! start (idempotently). Lists page by an indexed id field (`$gt` the last
+//! one), never by skip; compound indexes name that field rather than `_id`,
+//! which some wire-compatible servers cannot index with other fields. Changes spanning several records run in a transaction; claims are
 //! `findOneAndUpdate`s; every worker write is filtered by its lease token.
 
 use std::time::Duration;
@@ -172,7 +173,7 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let unique = || IndexOptions::builder().unique(true).build();
-        let indexes: [(&str, Document, bool); 12] = [
+        let indexes: [(&str, Document, bool); 17] = [
             ("namespaces", doc! { "name": 1 }, true),
             ("api_keys", doc! { "secret_hash": 1 }, true),
             (
@@ -180,11 +181,17 @@ impl MongoStore {
                 doc! { "namespace_id": 1, "bucket_name": 1 },
                 true,
             ),
-            ("objects", doc! { "bucket_id": 1, "_id": 1 }, false),
+            ("buckets", doc! { "namespace_id": 1, "bucket_id": 1 }, false),
+            ("objects", doc! { "bucket_id": 1, "object_id": 1 }, true),
             (
                 "collections",
                 doc! { "namespace_id": 1, "collection_name": 1 },
                 true,
+            ),
+            (
+                "collections",
+                doc! { "namespace_id": 1, "collection_id": 1 },
+                false,
             ),
             ("collections", doc! { "source.bucket_id": 1 }, false),
             (
@@ -192,11 +199,21 @@ impl MongoStore {
                 doc! { "status": 1, "lease_expires_ms": 1 },
                 false,
             ),
-            ("batches", doc! { "bucket_id": 1, "_id": 1 }, false),
+            ("batches", doc! { "bucket_id": 1, "batch_id": 1 }, false),
             ("batches", doc! { "namespace_id": 1, "task_id": 1 }, false),
             (
                 "batch_objects",
                 doc! { "batch_id": 1, "status": 1, "done": 1, "object_id": 1 },
+                false,
+            ),
+            (
+                "batch_objects",
+                doc! { "batch_id": 1, "object_id": 1 },
+                true,
+            ),
+            (
+                "batch_objects",
+                doc! { "batch_id": 1, "status": 1, "object_id": 1 },
                 false,
             ),
             (
@@ -206,7 +223,12 @@ impl MongoStore {
             ),
             (
                 "documents",
-                doc! { "collection_id": 1, "batch_id": 1, "_id": 1 },
+                doc! { "collection_id": 1, "document_id": 1 },
+                false,
+            ),
+            (
+                "documents",
+                doc! { "collection_id": 1, "batch_id": 1, "document_id": 1 },
                 false,
             ),
         ];
@@ -246,22 +268,23 @@ impl MongoStore {
             .transpose()
     }
 
-    /// One page of `coll` under `filter`, by `_id`.
+    /// One page of `coll` under `filter`, in the order of the id field
+    /// `field` (which `key` reads back from a record).
     async fn page<T: DeserializeOwned>(
         &self,
         coll: &str,
         mut filter: Document,
+        (field, key): (&str, fn(&T) -> String),
         page: &PageRequest,
-        key: fn(&T) -> String,
     ) -> Result<Page<T>> {
         if let Some(after) = &page.after {
-            filter.insert("_id", doc! { "$gt": after });
+            filter.insert(field, doc! { "$gt": after });
         }
         let limit = page.limit.max(1);
         let docs: Vec<Document> = self
             .coll(coll)
             .find(filter)
-            .sort(doc! { "_id": 1 })
+            .sort(doc! { field: 1 })
             .limit(limit as i64 + 1)
             .await
             .map_err(backend)?
@@ -353,7 +376,8 @@ impl MongoStore {
         let docs: Vec<Document> = self
             .coll(coll)
             .find(filter)
-            .sort(doc! { "_id": 1 })
+            .sort(doc! { field: 1 })
+            .projection(doc! { field: 1 })
             .await
             .map_err(backend)?
             .try_collect()
@@ -428,10 +452,8 @@ impl Store for MongoStore {
     }
 
     async fn list_namespaces(&self, page: &PageRequest) -> Result<Page<Namespace>> {
-        self.page("namespaces", doc! {}, page, |n: &Namespace| {
-            n.namespace_id.clone()
-        })
-        .await
+        let key = |n: &Namespace| n.namespace_id.clone();
+        self.page("namespaces", doc! {}, ("_id", key), page).await
     }
 
     async fn create_key(&self, key: &ApiKey, secret_hash: &str) -> Result<()> {
@@ -485,13 +507,9 @@ impl Store for MongoStore {
     }
 
     async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>> {
-        self.page(
-            "buckets",
-            doc! { "namespace_id": namespace_id },
-            page,
-            |b: &Bucket| b.bucket_id.clone(),
-        )
-        .await
+        let key = |b: &Bucket| b.bucket_id.clone();
+        let filter = doc! { "namespace_id": namespace_id };
+        self.page("buckets", filter, ("bucket_id", key), page).await
     }
 
     async fn delete_bucket(&self, namespace_id: &str, bucket_id: &str) -> Result<Vec<String>> {
@@ -583,17 +601,9 @@ impl Store for MongoStore {
         bucket_id: &str,
         page: &PageRequest,
     ) -> Result<Page<ObjectRecord>> {
-        let page = PageRequest {
-            limit: page.limit,
-            after: page.after.as_ref().map(|a| format!("{bucket_id}/{a}")),
-        };
-        self.page(
-            "objects",
-            doc! { "bucket_id": bucket_id },
-            &page,
-            |o: &ObjectRecord| o.object_id.clone(),
-        )
-        .await
+        let key = |o: &ObjectRecord| o.object_id.clone();
+        let filter = doc! { "bucket_id": bucket_id };
+        self.page("objects", filter, ("object_id", key), page).await
     }
 
     async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String> {
@@ -649,13 +659,10 @@ impl Store for MongoStore {
         namespace_id: &str,
         page: &PageRequest,
     ) -> Result<Page<CollectionRecord>> {
-        self.page(
-            "collections",
-            doc! { "namespace_id": namespace_id },
-            page,
-            |c: &CollectionRecord| c.collection_id.clone(),
-        )
-        .await
+        let key = |c: &CollectionRecord| c.collection_id.clone();
+        let filter = doc! { "namespace_id": namespace_id };
+        self.page("collections", filter, ("collection_id", key), page)
+            .await
     }
 
     async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
@@ -818,10 +825,8 @@ impl Store for MongoStore {
         if let Some(status) = status {
             filter.insert("status", status.as_str());
         }
-        self.page("batches", filter, page, |b: &BatchRecord| {
-            b.batch_id.clone()
-        })
-        .await
+        let key = |b: &BatchRecord| b.batch_id.clone();
+        self.page("batches", filter, ("batch_id", key), page).await
     }
 
     async fn batch_object_records(
@@ -877,14 +882,9 @@ impl Store for MongoStore {
         if let Some(status) = status {
             filter.insert("status", status);
         }
-        let page = PageRequest {
-            limit: page.limit,
-            after: page.after.as_ref().map(|a| format!("{batch_id}/{a}")),
-        };
-        self.page("batch_objects", filter, &page, |o: &BatchObject| {
-            o.object_id.clone()
-        })
-        .await
+        let key = |o: &BatchObject| o.object_id.clone();
+        self.page("batch_objects", filter, ("object_id", key), page)
+            .await
     }
 
     async fn submit_batch(
@@ -1339,10 +1339,9 @@ impl DocumentSink for MongoStore {
         if let Some(object) = &filter.object_id {
             query.insert("object_id", object);
         }
-        self.page("documents", query, page, |d: &DocumentRecord| {
-            d.document_id.clone()
-        })
-        .await
+        let key = |d: &DocumentRecord| d.document_id.clone();
+        self.page("documents", query, ("document_id", key), page)
+            .await
     }
 
     async fn document(
