@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use support::servers::Production;
 use support::{ADMIN_KEY, Options, Server, send};
 
 const TEXT_PIPELINE: &str = r#"[
@@ -240,38 +241,55 @@ fn page_command(server: &Server, command: &str, ids: &[(&str, &str)]) -> Value {
 
 #[tokio::test]
 async fn the_reference_page_works_as_written() {
-    let server = Server::start();
-    let bucket = create_bucket(&server, "products").await;
+    reference_page(&Server::start()).await;
+}
+
+#[tokio::test]
+async fn the_reference_page_works_on_mongodb_and_s3() {
+    let production = Production::start().await;
+    let server = Server::start_with(production.options());
+    let (_, ready) = server.get("/readyz").await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(
+        text(&ready["backends"][0]["backend"]).starts_with("mongodb://"),
+        "{ready}"
+    );
+    reference_page(&server).await;
+}
+
+/// The reference page's flow, checked field by field.
+async fn reference_page(server: &Server) {
+    let bucket = create_bucket(server, "products").await;
     upload(
-        &server,
+        server,
         &bucket,
         "obj_abc",
         "Blue cotton shirt with long sleeves.",
     )
     .await;
     upload(
-        &server,
+        server,
         &bucket,
         "obj_def",
         "Chemise en coton bleu à manches longues.",
     )
     .await;
     upload(
-        &server,
+        server,
         &bucket,
         "obj_xyz",
         "Red wool sweater, hand knitted in Scotland.",
     )
     .await;
     let collection = create_collection(
-        &server,
+        server,
         "products",
         &bucket,
         serde_json::from_str(TEXT_PIPELINE).expect("pipeline"),
     )
     .await;
 
-    let created = page_command(&server, PAGE_CREATE, &[("<bucket_id>", &bucket)]);
+    let created = page_command(server, PAGE_CREATE, &[("<bucket_id>", &bucket)]);
     assert_eq!(created["status"], "DRAFT", "{created}");
     assert_eq!(created["batch_name"], "products-2025-10-28");
     assert_eq!(created["object_count"], 2);
@@ -283,9 +301,9 @@ async fn the_reference_page_works_as_written() {
         ("<batch_id>", batch_id.as_str()),
     ];
 
-    let added = page_command(&server, PAGE_ADD, &ids);
+    let added = page_command(server, PAGE_ADD, &ids);
     assert_eq!(added["object_count"], 3, "{added}");
-    let submitted = page_command(&server, PAGE_SUBMIT, &ids);
+    let submitted = page_command(server, PAGE_SUBMIT, &ids);
     assert_eq!(submitted["status"], "QUEUED", "{submitted}");
     assert_eq!(submitted["batch_id"], batch_id.as_str());
     let task_id = text(&submitted["task_id"]).to_owned();
@@ -293,7 +311,7 @@ async fn the_reference_page_works_as_written() {
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let batch = loop {
-        let batch = page_command(&server, PAGE_GET, &ids);
+        let batch = page_command(server, PAGE_GET, &ids);
         if terminal(&batch) {
             break batch;
         }
@@ -338,7 +356,7 @@ async fn the_reference_page_works_as_written() {
     // One document per object, with the processing history asked for.
     let collection_id = text(&collection["collection_id"]);
     let docs = all(
-        &server,
+        server,
         &format!("/v1/collections/{collection_id}/documents"),
     )
     .await;
@@ -360,8 +378,18 @@ async fn the_reference_page_works_as_written() {
 
 #[tokio::test]
 async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
-    let server = Server::start();
-    let bucket = create_bucket(&server, "library").await;
+    batch_lifecycle(&Server::start()).await;
+}
+
+#[tokio::test]
+async fn a_batch_runs_every_collection_on_mongodb_and_s3() {
+    let production = Production::start().await;
+    batch_lifecycle(&Server::start_with(production.options())).await;
+}
+
+/// Two collections over one bucket, processed, then reprocessed.
+async fn batch_lifecycle(server: &Server) {
+    let bucket = create_bucket(server, "library").await;
     let docs_dir = support::repo().join("examples/data/docs");
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(&docs_dir).expect("examples/data/docs") {
@@ -393,19 +421,14 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
         ids.push(text(&object["object_id"]).to_owned());
     }
     let texts = create_collection(
-        &server,
+        server,
         "texts",
         &bucket,
         serde_json::from_str(TEXT_PIPELINE).expect("pipeline"),
     )
     .await;
-    let hashes = create_collection(
-        &server,
-        "hashes",
-        &bucket,
-        json!([{"name": "content-hash"}]),
-    )
-    .await;
+    let hashes =
+        create_collection(server, "hashes", &bucket, json!([{"name": "content-hash"}])).await;
 
     // Idempotent create: the same key and body return the same batch.
     let body = json!({ "batch_name": "all", "object_ids": ids });
@@ -434,7 +457,7 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
     assert_eq!(status, StatusCode::OK, "{first}");
     let (_, second) = server.post(&format!("{path}/submit"), json!({})).await;
     assert_eq!(first["task_id"], second["task_id"]);
-    let done = poll_until(&server, &path, terminal).await;
+    let done = poll_until(server, &path, terminal).await;
     let done = done.last().expect("final");
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(done["progress"]["processed"], ids.len());
@@ -447,7 +470,7 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
         "{done}"
     );
 
-    let objects = all(&server, &format!("{path}/objects?status=completed")).await;
+    let objects = all(server, &format!("{path}/objects?status=completed")).await;
     assert_eq!(objects.len(), ids.len());
     let (_, pending) = server.get(&format!("{path}/objects?status=pending")).await;
     assert_eq!(pending["results"], json!([]));
@@ -458,7 +481,7 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
 
     for collection in [&texts, &hashes] {
         let id = text(&collection["collection_id"]);
-        let docs = all(&server, &format!("/v1/collections/{id}/documents")).await;
+        let docs = all(server, &format!("/v1/collections/{id}/documents")).await;
         assert_eq!(docs.len(), ids.len());
         let (_, now) = server.get(&format!("/v1/collections/{id}")).await;
         assert_eq!(now["document_count"], ids.len(), "{now}");
@@ -482,7 +505,7 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
         }
     }
     let texts_id = text(&texts["collection_id"]);
-    let before = all(&server, &format!("/v1/collections/{texts_id}/documents")).await;
+    let before = all(server, &format!("/v1/collections/{texts_id}/documents")).await;
     assert!(before.iter().all(|d| {
         d["internal_metadata"]["extractors"]
             .as_array()
@@ -503,9 +526,9 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
     server
         .post(&format!("{again_path}/submit"), json!({}))
         .await;
-    let last = poll_until(&server, &again_path, terminal).await;
+    let last = poll_until(server, &again_path, terminal).await;
     assert_eq!(last.last().expect("final")["status"], "COMPLETED");
-    let after = all(&server, &format!("/v1/collections/{texts_id}/documents")).await;
+    let after = all(server, &format!("/v1/collections/{texts_id}/documents")).await;
     assert_eq!(after.len(), before.len());
     let by_id: HashMap<&str, &Value> = before
         .iter()
@@ -537,7 +560,7 @@ async fn a_batch_runs_every_collection_and_reprocessing_replaces_documents() {
     let (status, _) = server.get(&path).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
-        all(&server, &format!("/v1/collections/{texts_id}/documents"))
+        all(server, &format!("/v1/collections/{texts_id}/documents"))
             .await
             .len(),
         ids.len()
@@ -673,12 +696,26 @@ async fn too_many_failures_fail_the_batch() {
 
 #[tokio::test]
 async fn a_killed_server_resumes_its_batch_with_one_document_per_object() {
+    killed_server_resumes(Options::default()).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_resumes_its_batch_on_mongodb_and_s3() {
+    let production = Production::start().await;
+    killed_server_resumes(production.options()).await;
+}
+
+/// SIGKILL mid-batch, then a restart on the same backends (`backends`
+/// adds their options).
+async fn killed_server_resumes(backends: Options) {
     let plugins = plugins_with_hostile();
-    let options = slow_options(
+    let mut options = slow_options(
         plugins.path(),
         "0.3",
         &["--error-budget", "1", "--lease-seconds", "2"],
     );
+    options.args.extend(backends.args);
+    options.env.extend(backends.env);
     let mut server = Server::start_with(options.clone());
     let HostileBatch {
         ids,
@@ -695,8 +732,18 @@ async fn a_killed_server_resumes_its_batch_with_one_document_per_object() {
         &format!("/v1/collections/{collection_id}/documents"),
     )
     .await;
+    // Objects recorded as done after their documents were listed: those
+    // documents must survive the kill untouched. (A document may land just
+    // before its object is recorded; such an object is legitimately redone.)
+    let mut recorded = all(&server, &format!("{path}/objects?status=completed")).await;
+    recorded.extend(all(&server, &format!("{path}/objects?status=failed")).await);
     server.kill();
     assert!(written.len() < ids.len(), "finished before the kill");
+    let written: Vec<Value> = written
+        .into_iter()
+        .filter(|d| recorded.iter().any(|o| o["object_id"] == d["object_id"]))
+        .collect();
+    assert!(written.len() >= 3, "{written:?}");
 
     let data_dir: PathBuf = server.data_dir.clone();
     let restarted = Server::start_in(&data_dir, &options);
@@ -1087,20 +1134,7 @@ async fn the_quickstart_runs_with_object_contents_in_s3() {
     let s3 = support::servers::S3Server::start();
     let client = support::servers::s3_client(&s3.endpoint);
     let bucket = support::servers::s3_bucket(&client).await;
-    let server = Server::start_with(Options {
-        args: vec![
-            "--blobs".into(),
-            format!("s3://{bucket}/strata"),
-            "--s3-endpoint".into(),
-            s3.endpoint.clone(),
-            "--s3-path-style".into(),
-        ],
-        env: support::servers::S3Server::credentials_env()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-        ..Options::default()
-    });
+    let server = Server::start_with(s3.options(&bucket));
     let (_, ready) = server.get("/readyz").await;
     assert!(
         text(&ready["backends"][1]["backend"]).starts_with(&format!("s3://{bucket}/strata")),
@@ -1136,7 +1170,7 @@ async fn the_quickstart_runs_with_object_contents_in_s3() {
 }
 
 #[test]
-fn an_unreachable_blob_store_stops_the_start_naming_it() {
+fn an_unreachable_backend_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
@@ -1175,4 +1209,20 @@ fn an_unreachable_blob_store_stops_the_start_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("--store `postgres://x`"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg("mongodb://strata:hunter2@127.0.0.1:9/strata?serverSelectionTimeoutMS=300")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("strata serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Server selection timeout").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }

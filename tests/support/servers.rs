@@ -165,6 +165,60 @@ impl Drop for MongoServer {
     }
 }
 
+/// The production backends, MongoDB and S3, each on its server.
+pub struct Production {
+    pub s3: S3Server,
+    pub mongo: MongoServer,
+    /// The S3 bucket the blobs go to.
+    pub bucket: String,
+    /// `--store`: a fresh database.
+    pub store: String,
+}
+
+impl Production {
+    pub async fn start() -> Production {
+        let s3 = S3Server::start();
+        let bucket = s3_bucket(&s3_client(&s3.endpoint)).await;
+        let mongo = MongoServer::start();
+        let store = mongo.database_uri();
+        Production {
+            s3,
+            mongo,
+            bucket,
+            store,
+        }
+    }
+
+    /// `strata serve` options storing metadata in MongoDB and blobs in S3.
+    pub fn options(&self) -> super::Options {
+        let mut options = self.s3.options(&self.bucket);
+        options
+            .args
+            .extend(["--store".to_owned(), self.store.clone()]);
+        options
+    }
+}
+
+impl S3Server {
+    /// `strata serve` options storing blobs under `s3://<bucket>/strata`.
+    pub fn options(&self, bucket: &str) -> super::Options {
+        super::Options {
+            args: vec![
+                "--blobs".into(),
+                format!("s3://{bucket}/strata"),
+                "--s3-endpoint".into(),
+                self.endpoint.clone(),
+                "--s3-path-style".into(),
+            ],
+            env: S3Server::credentials_env()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ..super::Options::default()
+        }
+    }
+}
+
 /// A client of the S3-protocol server `endpoint`, with the tests' keys.
 pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     let credentials = aws_sdk_s3::config::Credentials::new(

@@ -31,14 +31,14 @@ pub enum BlobError {
     /// The key is not a relative `/`-separated path of plain names.
     #[error("invalid blob key `{0}`")]
     InvalidKey(String),
-    /// The backend failed.
-    #[error("blob `{key}`: {source}")]
+    /// The backend failed. The message carries the cause in full (it is
+    /// not chained again as a `source`, so reports do not repeat it).
+    #[error("blob `{key}`: {cause}")]
     Backend {
         /// The key involved.
         key: String,
         /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -47,7 +47,7 @@ impl BlobError {
     pub fn backend(key: &str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         BlobError::Backend {
             key: key.to_owned(),
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 }

@@ -149,7 +149,7 @@ impl S3Blobs {
     {
         BlobError::Backend {
             key: key.to_owned(),
-            source: format!(
+            cause: format!(
                 "{} (s3://{}): {}",
                 self.endpoint.as_deref().unwrap_or("AWS S3"),
                 self.location.bucket,

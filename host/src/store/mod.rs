@@ -34,9 +34,10 @@ pub enum StoreError {
     /// The worker's lease on the batch is gone: canceled or taken over.
     #[error("the lease on batch `{0}` is lost")]
     LeaseLost(String),
-    /// The backend failed.
+    /// The backend failed. The message carries the cause in full (it is
+    /// not chained again as a `source`, so reports do not repeat it).
     #[error("storage backend: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {

@@ -35,9 +35,11 @@ use super::{
 macro_rules! transaction {
     ($store:expr, $s:ident => $body:block) => {{
         let mut session = $store.client.start_session().await.map_err(backend)?;
+        let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let again = started.elapsed() < TRANSACTION_RETRY_WINDOW;
             session.start_transaction().await.map_err(backend)?;
             let result = {
                 let $s = &mut session;
@@ -47,7 +49,7 @@ macro_rules! transaction {
                 Ok(value) => match session.commit_transaction().await {
                     Ok(()) => break Ok(value),
                     Err(e)
-                        if attempt < 5
+                        if again
                             && (e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
                                 || e.contains_label(TRANSIENT_TRANSACTION_ERROR)) =>
                     {
@@ -59,14 +61,20 @@ macro_rules! transaction {
             };
             let _ = session.abort_transaction().await;
             match outcome {
-                Err(StoreError::Backend(source)) if attempt < 5 && transient(source.as_ref()) => {
-                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                Err(StoreError::Backend(source)) if again && transient(source.as_ref()) => {
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
                 }
                 other => break other,
             }
         }
     }};
 }
+
+/// How long a transaction is retried on transient errors (write conflicts,
+/// elections), as the driver's own `with_transaction` does. A dead worker's
+/// open transaction holds its documents until the server aborts it
+/// (`transactionLifetimeLimitSeconds`, 60 s by default).
+const TRANSACTION_RETRY_WINDOW: Duration = Duration::from_secs(120);
 
 /// The MongoDB store.
 #[derive(Clone)]
@@ -363,6 +371,64 @@ impl MongoStore {
             Some(_) => Ok(()),
             None => Err(StoreError::LeaseLost(lease.batch_id.clone())),
         }
+    }
+
+    /// Recounts a retaken batch's counters, and the document counts of its
+    /// collections, from the records they count. MongoDB aborts a dead
+    /// worker's open transaction, so this changes nothing there; a server
+    /// that keeps such a transaction's writes (the loopback stand-in does,
+    /// see ARCHITECTURE.md) would otherwise leave counts off by one chunk.
+    /// The new lease holder is the batch's only writer; a collection's
+    /// count is set only if no other batch moved it meanwhile.
+    async fn recount(&self, batch: &mut BatchRecord, lease: &Lease) -> Result<()> {
+        let id = &batch.batch_id;
+        let processed = self
+            .count(
+                "batch_objects",
+                doc! { "batch_id": id, "status": { "$ne": "pending" } },
+            )
+            .await?;
+        let failed = self
+            .count("batch_objects", doc! { "batch_id": id, "status": "failed" })
+            .await?;
+        self.coll("batches")
+            .update_one(
+                doc! { "_id": id, "lease_token": &lease.token },
+                doc! { "$set": { "processed": processed as i64, "failed": failed as i64 } },
+            )
+            .await
+            .map_err(backend)?;
+        batch.processed = processed;
+        batch.failed = failed;
+        for pinned in &batch.collections {
+            let collection = doc! { "_id": &pinned.collection_id };
+            for _ in 0..10 {
+                let Some(current) = self
+                    .coll("collections")
+                    .find_one(collection.clone())
+                    .await
+                    .map_err(backend)?
+                else {
+                    break;
+                };
+                let before = current.get("document_count").cloned().unwrap_or(Bson::Null);
+                let documents = self
+                    .count("documents", doc! { "collection_id": &pinned.collection_id })
+                    .await?;
+                let mut unchanged = collection.clone();
+                unchanged.insert("document_count", before);
+                let set = doc! { "$set": { "document_count": documents as i64 } };
+                let result = self
+                    .coll("collections")
+                    .update_one(unchanged, set)
+                    .await
+                    .map_err(backend)?;
+                if result.matched_count == 1 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
@@ -1128,6 +1194,9 @@ impl Store for MongoStore {
             owner: owner.to_owned(),
             token,
         };
+        if batch.attempts > 1 {
+            self.recount(&mut batch, &lease).await?;
+        }
         Ok(Some(Claim::Batch(Box::new(batch), lease)))
     }
 
