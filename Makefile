@@ -65,7 +65,7 @@ test: host plugins template test-servers
 	$(CARGO) test --workspace
 
 ## bench: measure the engine side by side (release build) and write BENCHMARKS.md
-bench: plugins
+bench: plugins test-servers
 	$(CARGO) bench -p strata-host --bench pipeline --no-run
 	@{ echo "<!-- Written by \`make bench\` ($$(date -u +%Y-%m-%d), $$(uname -m)); edit the bench, not this file. -->"; \
 	   echo; $(CARGO) bench -q -p strata-host --bench pipeline; } > BENCHMARKS.md.new

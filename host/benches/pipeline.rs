@@ -11,13 +11,16 @@
 //!    temporary data dir, objects/s from submit to COMPLETED vs the
 //!    executor alone on the same objects, and submit → PROCESSING pickup
 //!    latency.
+//! 6. The service on MongoDB + S3 (the loopback servers of the tests) vs
+//!    embedded, and the document sinks' bulk upsert rates.
 //!
 //! Latencies (2, 3) are the fastest of several rounds, since other load on
 //! the machine only adds time; throughputs (1) are ratios measured side by
 //! side.
 //!
 //! Sizes: STRATA_BENCH_OBJECTS (default 20000), STRATA_BENCH_STREAM
-//! (default 100000), STRATA_BENCH_API_OBJECTS (default 5000). Prints a Markdown report on stdout.
+//! (default 100000), STRATA_BENCH_API_OBJECTS (default 5000), STRATA_BENCH_BACKEND_OBJECTS
+//! (default 2000). Prints a Markdown report on stdout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -251,6 +254,14 @@ fn main() -> anyhow::Result<()> {
         &root,
         &config_cache(),
     ))?;
+
+    // 6. MongoDB + S3 vs embedded.
+    let backend_objects = env_usize("STRATA_BENCH_BACKEND_OBJECTS", 2_000).min(corpus.len());
+    tokio::runtime::Runtime::new()?.block_on(service::backends(
+        &corpus[..backend_objects],
+        &root,
+        &config_cache(),
+    ))?;
     Ok(())
 }
 
@@ -433,221 +444,5 @@ fn rss_mib(field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-mod service {
-    //! Section 5: a real `strata serve` process against the executor alone.
-
-    use std::io::{BufRead, BufReader};
-    use std::path::Path;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    use anyhow::Context as _;
-    use futures::{StreamExt as _, TryStreamExt as _};
-    use serde_json::{Value, json};
-    use strata_host::Plan;
-    use strata_host::engine::executor::{ExecOptions, execute};
-
-    const KEY: &str = "sk_bench_admin_key_0123456789";
-
-    struct Server {
-        child: std::process::Child,
-        url: String,
-        client: reqwest::Client,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl Server {
-        fn start(root: &Path, cache: &Path) -> anyhow::Result<Server> {
-            let dir = tempfile::tempdir()?;
-            let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-                .arg("serve")
-                .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .args(["--listen", "127.0.0.1:0"])
-                .arg("--plugins")
-                .arg(root.join("plugins/dist"))
-                .arg("--cache-dir")
-                .arg(cache)
-                .env("STRATA_ADMIN_KEY", KEY)
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("starting strata serve")?;
-            let stdout = child.stdout.take().context("stdout")?;
-            let mut lines = BufReader::new(stdout).lines();
-            let url = loop {
-                let line = lines.next().context("strata serve exited")??;
-                if let Some(url) = line.strip_prefix("strata listening on ") {
-                    break url.trim().to_owned();
-                }
-            };
-            std::thread::spawn(move || for _ in lines {});
-            Ok(Server {
-                child,
-                url,
-                client: reqwest::Client::new(),
-                _dir: dir,
-            })
-        }
-
-        async fn call(
-            &self,
-            method: reqwest::Method,
-            path: &str,
-            body: Option<Value>,
-        ) -> anyhow::Result<Value> {
-            let mut request = self
-                .client
-                .request(method, format!("{}{path}", self.url))
-                .bearer_auth(KEY);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            let response = request.send().await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
-            anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
-            Ok(body)
-        }
-
-        /// Creates a batch of `ids`, submits it and waits for its end;
-        /// returns the batch.
-        async fn run_batch(&self, bucket: &str, ids: &[String]) -> anyhow::Result<Value> {
-            let batches = format!("/v1/buckets/{bucket}/batches");
-            let batch = self
-                .call(
-                    reqwest::Method::POST,
-                    &batches,
-                    Some(json!({ "object_ids": ids })),
-                )
-                .await?;
-            let path = format!("{batches}/{}", batch["batch_id"].as_str().context("id")?);
-            self.call(reqwest::Method::POST, &format!("{path}/submit"), None)
-                .await?;
-            loop {
-                let batch = self.call(reqwest::Method::GET, &path, None).await?;
-                match batch["status"].as_str() {
-                    Some("COMPLETED") => return Ok(batch),
-                    Some("FAILED" | "CANCELED") => anyhow::bail!("batch ended {batch}"),
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        }
-    }
-
-    fn seconds_between(batch: &Value, from: &str, to: &str) -> anyhow::Result<f64> {
-        let at = |field: &str| -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
-            Ok(chrono::DateTime::parse_from_rfc3339(
-                batch[field].as_str().context("timestamp")?,
-            )?)
-        };
-        Ok((at(to)? - at(from)?).as_seconds_f64())
-    }
-
-    pub async fn bench(
-        plan: &Plan,
-        corpus: &[String],
-        root: &Path,
-        cache: &Path,
-    ) -> anyhow::Result<()> {
-        let n = corpus.len();
-        let server = Server::start(root, cache)?;
-        let bucket = server
-            .call(
-                reqwest::Method::POST,
-                "/v1/buckets",
-                Some(json!({ "bucket_name": "bench" })),
-            )
-            .await?["bucket_id"]
-            .as_str()
-            .context("bucket_id")?
-            .to_owned();
-        let uploads = Instant::now();
-        let path = format!("/v1/buckets/{bucket}/objects");
-        let ids: Vec<String> = futures::stream::iter(corpus.iter().enumerate())
-            .map(|(i, text)| {
-                let id = format!("obj_{i:06}");
-                let body = json!({ "object_id": id, "key": format!("{id}.txt"), "mime_type": "text/plain", "text": text });
-                let (server, path) = (&server, &path);
-                async move { server.call(reqwest::Method::POST, path, Some(body)).await.map(|_| id) }
-            })
-            .buffered(64)
-            .try_collect()
-            .await?;
-        let upload_rate = n as f64 / uploads.elapsed().as_secs_f64();
-        let extractors: Vec<Value> = super::TEXT_PIPELINE
-            .iter()
-            .map(|(name, params)| {
-                Ok(json!({ "name": name, "params": serde_json::from_str::<Value>(params)? }))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        server
-            .call(
-                reqwest::Method::POST,
-                "/v1/collections",
-                Some(json!({ "collection_name": "bench", "source": { "bucket_id": bucket }, "extractors": extractors })),
-            )
-            .await?;
-
-        // Pickup latency: small batches, server-side timestamps.
-        let mut pickups = Vec::new();
-        for i in 0..10 {
-            let batch = server.run_batch(&bucket, &ids[i..=i]).await?;
-            pickups.push(seconds_between(&batch, "submitted_at", "started_at")? * 1000.0);
-        }
-        pickups.sort_by(f64::total_cmp);
-
-        // Throughput: the executor alone, the service, the executor again.
-        let engine_alone = || -> anyhow::Result<f64> {
-            let inputs = corpus
-                .iter()
-                .enumerate()
-                .map(|(i, t)| super::object(i, t.as_bytes().to_vec()));
-            let started = Instant::now();
-            execute(plan, &ExecOptions::default(), inputs, |finished| {
-                std::hint::black_box(finished.documents());
-                Ok::<(), anyhow::Error>(())
-            })?;
-            Ok(n as f64 / started.elapsed().as_secs_f64())
-        };
-        let before = engine_alone()?;
-        let batch = server.run_batch(&bucket, &ids).await?;
-        let api_rate = n as f64 / seconds_between(&batch, "started_at", "completed_at")?;
-        let wall_rate = n as f64 / seconds_between(&batch, "submitted_at", "completed_at")?;
-        let after = engine_alone()?;
-        let engine_rate = (before + after) / 2.0;
-
-        println!("\n## 5. The batch service end to end\n");
-        println!(
-            "A real `strata serve` (release build, embedded SQLite + local blobs, default settings) on a temporary data dir; {n} of the corpus objects uploaded through the API ({upload_rate:.0} objects/s, 64 requests in flight), then one batch through the text pipeline. The executor alone runs the same objects from memory through the same plan, building the same documents (without storing them), before and after, in this process.\n"
-        );
-        println!("| | objects/s |\n|---|---|");
-        println!(
-            "| executor alone (mean of before {before:.0} and after {after:.0}) | {engine_rate:.0} |"
-        );
-        println!(
-            "| service, claim → COMPLETED (blob reads, hash checks, document upserts, progress) | {api_rate:.0} |"
-        );
-        println!(
-            "| service, submit → COMPLETED (adds manifest read and pickup) | {wall_rate:.0} |"
-        );
-        println!(
-            "\n**Service / executor alone: {:.2}** (claim → COMPLETED; target ≥ 0.7).\n",
-            api_rate / engine_rate
-        );
-        println!(
-            "Submit → PROCESSING pickup latency over 10 one-object batches (a submit wakes the local pollers): median {:.0} ms, max {:.0} ms; a batch submitted through another replica waits at most `--poll-interval` (5 s).",
-            pickups[pickups.len() / 2],
-            pickups[pickups.len() - 1]
-        );
-        Ok(())
-    }
-}
+#[path = "pipeline/service.rs"]
+mod service;

@@ -321,6 +321,28 @@ impl MongoStore {
             .map_err(backend)
     }
 
+    /// One `update` command of `updates` (`{q, u, upsert?}`) on `coll`,
+    /// in the session `s`; its answer, after checking for write errors.
+    async fn bulk_update(
+        &self,
+        s: &mut ClientSession,
+        coll: &str,
+        updates: Vec<Document>,
+    ) -> Result<Document> {
+        let answer = self
+            .db
+            .run_command(doc! { "update": coll, "updates": updates, "ordered": true })
+            .session(&mut *s)
+            .await
+            .map_err(backend)?;
+        if let Ok(errors) = answer.get_array("writeErrors") {
+            return Err(StoreError::backend(std::io::Error::other(format!(
+                "writing {coll}: {errors:?}"
+            ))));
+        }
+        Ok(answer)
+    }
+
     async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
         self.coll("batches")
             .find_one(doc! { "_id": batch_id })
@@ -1245,33 +1267,46 @@ impl Store for MongoStore {
 
     async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<(u64, u64)> {
         let summary = to_doc(&chunk.error_summary)?;
+        let ids: Vec<String> = chunk
+            .outcomes
+            .iter()
+            .map(|(object_id, _)| format!("{}/{object_id}", lease.batch_id))
+            .collect();
+        // Only objects still pending at this stage change: a repeated
+        // outcome is not counted twice.
+        let pending = doc! { "status": "pending", "done": chunk.stage as i64 };
         transaction!(self, s => {
             let (mut processed, mut failed) = (0i64, 0i64);
-            for (object_id, error) in &chunk.outcomes {
-                let id = format!("{}/{object_id}", lease.batch_id);
-                let current = self
-                    .coll("batch_objects")
-                    .find_one(doc! { "_id": &id, "status": "pending", "done": chunk.stage as i64 })
-                    .session(&mut *s)
-                    .await
-                    .map_err(backend)?;
-                let Some(current) = current else {
+            let mut filter = pending.clone();
+            filter.insert("_id", doc! { "$in": &ids });
+            let current: std::collections::HashMap<String, Option<String>> = self
+                .find_in(s, "batch_objects", filter)
+                .await?
+                .into_iter()
+                .filter_map(|d| {
+                    let id = d.get_str("_id").ok()?.to_owned();
+                    Some((id, d.get_str("error").ok().map(str::to_owned)))
+                })
+                .collect();
+            let mut updates = Vec::new();
+            for (id, (_, error)) in ids.iter().zip(&chunk.outcomes) {
+                let Some(earlier) = current.get(id) else {
                     continue;
                 };
-                let earlier = current.get_str("error").ok().map(str::to_owned);
-                let (error, status) = outcome(earlier, error.as_deref(), chunk.last);
+                let (error, status) = outcome(earlier.clone(), error.as_deref(), chunk.last);
                 if chunk.last {
                     processed += 1;
                     failed += i64::from(error.is_some());
                 }
-                self.coll("batch_objects")
-                    .update_one(
-                        doc! { "_id": &id },
-                        doc! { "$set": { "status": status, "error": error }, "$inc": { "done": 1_i64 } },
-                    )
-                    .session(&mut *s)
-                    .await
-                    .map_err(backend)?;
+                let mut q = pending.clone();
+                q.insert("_id", id);
+                updates.push(doc! {
+                    "q": q,
+                    "u": { "$set": { "status": status, "error": error }, "$inc": { "done": 1_i64 } },
+                });
+            }
+            if !updates.is_empty() {
+                self.bulk_update(s, "batch_objects", updates).await?;
             }
             // The fence: the batch changes only under this lease.
             let updated = self
@@ -1370,17 +1405,7 @@ impl DocumentSink for MongoStore {
         }
         transaction!(self, s => {
             // One bulk upsert for the chunk.
-            let answer = self
-                .db
-                .run_command(doc! { "update": "documents", "updates": updates.clone(), "ordered": true })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?;
-            if let Ok(errors) = answer.get_array("writeErrors") {
-                return Err(StoreError::backend(std::io::Error::other(format!(
-                    "writing documents: {errors:?}"
-                ))));
-            }
+            let answer = self.bulk_update(s, "documents", updates.clone()).await?;
             let new = answer.get_array("upserted").map_or(0, |u| u.len()) as i64;
             let counted = self
                 .coll("collections")
