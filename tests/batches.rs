@@ -1030,6 +1030,40 @@ async fn the_quickstart_script_runs_the_whole_flow() {
 }
 
 #[tokio::test]
+async fn the_quickstart_runs_on_mongodb_with_local_files() {
+    let mongo = support::servers::MongoServer::start();
+    let server = Server::start_with(Options {
+        args: vec!["--store".into(), mongo.database_uri()],
+        ..Options::default()
+    });
+    let (_, ready) = server.get("/readyz").await;
+    assert!(
+        text(&ready["backends"][1]["backend"]).starts_with("file://"),
+        "{ready}"
+    );
+    let stdout = quickstart(&server);
+    assert_eq!(stdout.matches("  doc_").count(), 5, "{stdout}");
+    // Contents are files under the data directory.
+    let objects = walk(&server.data_dir.join("blobs/objects"));
+    assert_eq!(objects, 5, "{stdout}");
+}
+
+/// How many files are below `dir`.
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() { walk(&path) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
 async fn a_batch_whose_workers_keep_dying_fails_with_the_reason() {
     let plugins = plugins_with_hostile();
     let options = slow_options(
