@@ -12,6 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use strata_host::blob::{BlobError, BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
+use strata_host::store::Webhooks;
+use strata_host::store::events::{
+    AttemptOutcome, DeliveryLease, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
+};
 use strata_host::store::{
     BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord, DocumentFilter,
     DocumentRecord, DocumentSink, InternalMetadata, MongoStore, Namespace, ObjectRecord,
@@ -302,9 +306,15 @@ fn chunk(collection: &CollectionRecord, outcomes: &[(&str, Option<&str>)]) -> Ch
 
 /// The suite; `open` gives another handle on the same backend, as a second
 /// process would have.
-async fn store_suite(open: impl AsyncFn() -> (Arc<dyn Store>, Arc<dyn DocumentSink>)) {
-    let (store, documents) = open().await;
-    let (worker_b, _) = open().await;
+async fn store_suite(open: impl AsyncFn() -> Handles) {
+    let Handles {
+        store,
+        documents,
+        webhooks,
+    } = open().await;
+    let worker_b = open().await;
+    outbox(&store, &documents, &webhooks, &worker_b.webhooks).await;
+    let worker_b = worker_b.store;
     let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
     conditional_writes(store.as_ref(), &bucket, &ids).await;
 
@@ -548,6 +558,350 @@ async fn store_suite(open: impl AsyncFn() -> (Arc<dyn Store>, Arc<dyn DocumentSi
     );
 }
 
+/// One backend's seams, as one process holds them.
+struct Handles {
+    store: Arc<dyn Store>,
+    documents: Arc<dyn DocumentSink>,
+    webhooks: Arc<dyn Webhooks>,
+}
+
+impl Handles {
+    fn of<T: Store + DocumentSink + Webhooks + 'static>(backend: Arc<T>) -> Self {
+        Handles {
+            store: backend.clone(),
+            documents: backend.clone(),
+            webhooks: backend,
+        }
+    }
+}
+
+fn webhook(ns: &str, types: &[EventType], active: bool) -> WebhookRecord {
+    WebhookRecord {
+        webhook_id: new_id("wh"),
+        namespace_id: ns.to_owned(),
+        url: "http://127.0.0.1:9/hook".into(),
+        event_types: types.to_vec(),
+        description: None,
+        active,
+        disabled_reason: None,
+        secrets: vec![SigningSecret {
+            secret: "whsec_c2VjcmV0".into(),
+            expires_at: None,
+        }],
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+/// The event types of a webhook's deliveries, oldest first.
+async fn delivered_types(webhooks: &dyn Webhooks, webhook: &WebhookRecord) -> Vec<EventType> {
+    let page = webhooks
+        .list_deliveries(
+            &webhook.webhook_id,
+            &PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .expect("deliveries");
+    page.items.iter().map(|d| d.event_type).collect()
+}
+
+/// Events land in the outbox with the change that causes them, and only
+/// then; deliveries are leased, fenced and rescheduled.
+async fn outbox(
+    store: &Arc<dyn Store>,
+    documents: &Arc<dyn DocumentSink>,
+    webhooks: &Arc<dyn Webhooks>,
+    other_process: &Arc<dyn Webhooks>,
+) {
+    use EventType::*;
+    let (bucket, collection, ids) = fixture(store.as_ref(), 3).await;
+    let ns = bucket.namespace_id.as_str();
+    let all = webhook(ns, &EventType::ALL, true);
+    let completed_only = webhook(ns, &[BatchCompleted], true);
+    let off = webhook(ns, &EventType::ALL, false);
+    let other = Namespace {
+        namespace_id: new_id("ns"),
+        name: new_id("n"),
+        created_at: now(),
+    };
+    store.create_namespace(&other).await.expect("namespace");
+    let elsewhere = webhook(&other.namespace_id, &EventType::ALL, true);
+    for w in [&all, &completed_only, &off, &elsewhere] {
+        webhooks.create_webhook(w).await.expect("webhook");
+    }
+    let listed = webhooks
+        .list_webhooks(
+            ns,
+            &PageRequest {
+                limit: 2,
+                after: None,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 2);
+    assert!(listed.next.is_some());
+
+    let batch = queued(store.as_ref(), &bucket, &collection, &ids).await;
+    assert_eq!(
+        delivered_types(webhooks.as_ref(), &all).await,
+        [BatchQueued]
+    );
+    // A refused change writes no event.
+    conflict(
+        store.retry_batch(&batch.batch_id).await,
+        "retrying a queued batch",
+    );
+    let Some(Claim::Batch(_, lease)) = store.claim_batch("w", 60_000, 3).await.expect("claim")
+    else {
+        panic!("nothing claimed");
+    };
+    let docs: Vec<DocumentRecord> = ids
+        .iter()
+        .map(|id| document(&collection, &bucket, &batch.batch_id, id))
+        .collect();
+    documents
+        .upsert_documents(ns, &collection.collection_id, &docs)
+        .await
+        .expect("upsert");
+    // A write that fails (its collection is gone) writes no event.
+    let mut stray = collection.clone();
+    stray.collection_id = new_id("col");
+    let stray_docs = vec![document(&stray, &bucket, &batch.batch_id, &ids[0])];
+    assert!(matches!(
+        documents
+            .upsert_documents(ns, &stray.collection_id, &stray_docs)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .record_chunk(
+            &lease,
+            &chunk(
+                &collection,
+                &ids.iter().map(|id| (id.as_str(), None)).collect::<Vec<_>>(),
+            ),
+        )
+        .await
+        .expect("chunk");
+    store
+        .finish_batch(&lease, BatchStatus::Completed, None)
+        .await
+        .expect("finish");
+    assert_eq!(
+        delivered_types(webhooks.as_ref(), &all).await,
+        [
+            BatchQueued,
+            BatchProcessing,
+            DocumentsWritten,
+            BatchCompleted
+        ]
+    );
+    assert_eq!(
+        delivered_types(webhooks.as_ref(), &completed_only).await,
+        [BatchCompleted]
+    );
+    assert!(delivered_types(webhooks.as_ref(), &off).await.is_empty());
+    assert!(
+        delivered_types(webhooks.as_ref(), &elsewhere)
+            .await
+            .is_empty()
+    );
+    let written = webhooks
+        .list_deliveries(
+            &all.webhook_id,
+            &PageRequest {
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .expect("deliveries")
+        .items
+        .into_iter()
+        .find(|d| d.event_type == DocumentsWritten)
+        .expect("documents written");
+    let event: serde_json::Value = serde_json::from_str(&written.payload).expect("JSON");
+    assert_eq!(event["event_id"], written.event_id.as_str());
+    assert_eq!(event["event_type"], "collection.documents.written");
+    assert_eq!(event["namespace_id"], ns);
+    assert_eq!(event["subject"]["id"], collection.collection_id.as_str());
+    assert_eq!(event["data"]["document_count"], 3);
+    assert_eq!(event["data"]["batch_id"], batch.batch_id.as_str());
+    assert_eq!(event["data"]["index_signature"], "sig_1");
+    assert_eq!(
+        event["data"]["document_ids"].as_array().expect("ids").len(),
+        3
+    );
+
+    // Leases: one sender per delivery; outcomes only under the lease.
+    let skip_others = [completed_only.webhook_id.clone()];
+    let first = webhooks
+        .claim_delivery(&skip_others, 60_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(first.delivery.webhook_id, all.webhook_id);
+    assert_eq!(first.delivery.event_type, BatchQueued, "oldest due first");
+    let second = other_process
+        .claim_delivery(&skip_others, 60_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_ne!(first.delivery.delivery_id, second.delivery.delivery_id);
+    let skip_all = [all.webhook_id.clone(), completed_only.webhook_id.clone()];
+    assert!(
+        webhooks
+            .claim_delivery(&skip_all, 60_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    let stolen = DeliveryLease {
+        token: "not-the-token".into(),
+        ..first.clone()
+    };
+    let delivered = AttemptOutcome::Delivered { status: 204 };
+    assert!(
+        !webhooks
+            .record_attempt(&stolen, &delivered)
+            .await
+            .expect("record")
+    );
+    assert!(
+        webhooks
+            .record_attempt(&first, &delivered)
+            .await
+            .expect("record")
+    );
+    let later = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let retry = AttemptOutcome::Retry {
+        status: Some(503),
+        error: "the endpoint answered 503".into(),
+        next_attempt_ms: later,
+    };
+    assert!(
+        webhooks
+            .record_attempt(&second, &retry)
+            .await
+            .expect("record")
+    );
+    let retried = webhooks
+        .delivery(&all.webhook_id, &second.delivery.delivery_id)
+        .await
+        .expect("delivery")
+        .expect("exists");
+    assert_eq!(
+        (
+            retried.state,
+            retried.attempts,
+            retried.last_status,
+            retried.next_attempt_ms
+        ),
+        (DeliveryState::Pending, 1, Some(503), later)
+    );
+    let done = webhooks
+        .delivery(&all.webhook_id, &first.delivery.delivery_id)
+        .await
+        .expect("delivery")
+        .expect("exists");
+    assert_eq!(done.state, DeliveryState::Delivered);
+    assert!(done.delivered_at.is_some());
+    conflict(
+        webhooks
+            .redeliver(&all.webhook_id, &second.delivery.delivery_id)
+            .await,
+        "redelivering a pending delivery",
+    );
+    let again = webhooks
+        .redeliver(&all.webhook_id, &first.delivery.delivery_id)
+        .await
+        .expect("redeliver");
+    assert_eq!((again.state, again.attempts), (DeliveryState::Pending, 0));
+    assert_eq!(again.event_id, first.delivery.event_id, "same event id");
+
+    // 410 Gone: the delivery fails and the webhook turns off.
+    let gone = webhooks
+        .claim_delivery(std::slice::from_ref(&all.webhook_id), 60_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(gone.delivery.webhook_id, completed_only.webhook_id);
+    let failed = AttemptOutcome::Failed {
+        status: Some(410),
+        error: "gone".into(),
+        disable: Some("the endpoint answered 410 Gone".into()),
+    };
+    assert!(
+        webhooks
+            .record_attempt(&gone, &failed)
+            .await
+            .expect("record")
+    );
+    let disabled = webhooks
+        .webhook(ns, &completed_only.webhook_id)
+        .await
+        .expect("webhook")
+        .expect("exists");
+    assert!(!disabled.active);
+    assert_eq!(
+        disabled.disabled_reason.as_deref(),
+        Some("the endpoint answered 410 Gone")
+    );
+    assert!(disabled.event_types == [BatchCompleted], "kept as it was");
+    assert_eq!(
+        webhooks.next_due().await.expect("next due").map(|_| ()),
+        Some(()),
+        "the redelivered one is due"
+    );
+
+    // A test event goes to one webhook, whatever it subscribes to.
+    let test = webhooks
+        .enqueue(&completed_only, &Event::test(&completed_only))
+        .await
+        .expect("enqueue");
+    assert_eq!(test.event_type, WebhookTest);
+    webhooks
+        .delete_webhook(ns, &completed_only.webhook_id)
+        .await
+        .expect("delete");
+    assert!(
+        webhooks
+            .delivery(&completed_only.webhook_id, &test.delivery_id)
+            .await
+            .expect("delivery")
+            .is_none(),
+        "deliveries go with their webhook"
+    );
+    assert!(matches!(
+        webhooks
+            .delete_webhook(ns, &completed_only.webhook_id)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let mut renamed = all.clone();
+    renamed.url = "https://example.com/hook".into();
+    renamed.active = false;
+    webhooks.update_webhook(&renamed).await.expect("update");
+    let read = webhooks
+        .webhook(ns, &all.webhook_id)
+        .await
+        .expect("webhook")
+        .expect("exists");
+    assert_eq!(read, renamed);
+    assert!(
+        webhooks
+            .webhook(&new_id("ns"), &all.webhook_id)
+            .await
+            .expect("webhook")
+            .is_none(),
+        "namespaces see their own webhooks only"
+    );
+}
+
 fn conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     assert!(
         matches!(result, Err(StoreError::Conflict(_))),
@@ -690,26 +1044,13 @@ fn live() -> strata_host::store::LiveProgress {
 async fn the_sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("strata.db");
-    store_suite(async || {
-        let store = Arc::new(SqliteStore::open(&path).expect("open"));
-        (
-            store.clone() as Arc<dyn Store>,
-            store as Arc<dyn DocumentSink>,
-        )
-    })
-    .await;
+    store_suite(async || Handles::of(Arc::new(SqliteStore::open(&path).expect("open")))).await;
 }
 
 #[tokio::test]
 async fn the_mongodb_store_conforms() {
     let server = MongoServer::start();
     let uri = server.database_uri();
-    store_suite(async || {
-        let store = Arc::new(MongoStore::connect(&uri).await.expect("connect"));
-        (
-            store.clone() as Arc<dyn Store>,
-            store as Arc<dyn DocumentSink>,
-        )
-    })
-    .await;
+    store_suite(async || Handles::of(Arc::new(MongoStore::connect(&uri).await.expect("connect"))))
+        .await;
 }

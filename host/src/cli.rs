@@ -95,6 +95,22 @@ struct ServeArgs {
     /// Seconds without a finished object after which a running batch is reported degraded.
     #[arg(long, env = "STRATA_STALL_SECONDS", default_value_t = 300.0)]
     stall_seconds: f64,
+    /// Let webhooks reach loopback, private, link-local and other internal addresses (local development).
+    #[arg(long, env = "STRATA_ALLOW_PRIVATE_WEBHOOKS")]
+    allow_private_webhooks: bool,
+    /// Delays before each webhook attempt, comma-separated; a delivery fails after the last.
+    #[arg(
+        long,
+        env = "STRATA_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "0,5s,5m,30m,2h,5h,10h,10h"
+    )]
+    webhook_retry_schedule: String,
+    /// Seconds a webhook endpoint has to answer.
+    #[arg(long, env = "STRATA_WEBHOOK_TIMEOUT", default_value_t = 15.0)]
+    webhook_timeout: f64,
+    /// Deliveries in flight to one webhook at once.
+    #[arg(long, env = "STRATA_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    webhook_concurrency: usize,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -296,7 +312,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
             name,
         }) => runtime()?.block_on(async {
-            let (store, _) = crate::serve::open_store(&backends.config().store).await?;
+            let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
             let store = store.as_ref();
             crate::serve::bootstrap(store, None).await?;
             let namespace_id = if admin {
@@ -383,6 +399,16 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         error_budget: args.error_budget,
         stall_after: seconds("stall-seconds", args.stall_seconds)?,
     };
+    anyhow::ensure!(
+        args.webhook_concurrency > 0,
+        "--webhook-concurrency must be at least 1"
+    );
+    let webhooks = &mut config.webhooks;
+    webhooks.schedule = crate::webhooks::parse_schedule(&args.webhook_retry_schedule)
+        .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule {e}"))?;
+    webhooks.timeout = seconds("webhook-timeout", args.webhook_timeout)?;
+    webhooks.per_webhook = args.webhook_concurrency;
+    webhooks.allow_private = args.allow_private_webhooks;
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

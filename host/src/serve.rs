@@ -17,8 +17,9 @@ use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
 use crate::store::{
-    DocumentSink, MongoStore, Namespace, SqliteStore, Store, StoreError, new_id, now,
+    DocumentSink, MongoStore, Namespace, SqliteStore, Store, StoreError, Webhooks, new_id, now,
 };
+use crate::webhooks::{Sender, SenderConfig};
 use crate::worker::{self, WorkerConfig};
 
 /// Name of the namespace created on first start.
@@ -46,6 +47,8 @@ pub struct ServeConfig {
     pub worker: WorkerConfig,
     /// When a batch counts as degraded or unhealthy.
     pub health: HealthPolicy,
+    /// How this process sends webhooks.
+    pub webhooks: SenderConfig,
 }
 
 impl ServeConfig {
@@ -61,6 +64,7 @@ impl ServeConfig {
             max_body_bytes: 16 << 20,
             worker: WorkerConfig::new(worker::default_owner()),
             health: HealthPolicy::default(),
+            webhooks: SenderConfig::default(),
         }
     }
 }
@@ -72,9 +76,14 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     /// Documents.
     pub documents: Arc<dyn DocumentSink>,
+    /// Webhooks and their outbox.
+    pub webhooks: Arc<dyn Webhooks>,
     /// Object contents and artifacts.
     pub blobs: Arc<dyn BlobStore>,
 }
+
+/// The three seams one metadata backend implements.
+pub type OpenStore = (Arc<dyn Store>, Arc<dyn DocumentSink>, Arc<dyn Webhooks>);
 
 /// Which backends to use: URLs, with the embedded ones under a data
 /// directory by default.
@@ -99,8 +108,8 @@ impl BackendConfig {
     }
 }
 
-/// Opens the metadata store and document sink named by `url`.
-pub async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn DocumentSink>)> {
+/// Opens the metadata store, document sink and webhook outbox named by `url`.
+pub async fn open_store(url: &str) -> anyhow::Result<OpenStore> {
     match url.split_once("://") {
         Some(("mongodb" | "mongodb+srv", _)) => {
             let store = Arc::new(
@@ -108,7 +117,7 @@ pub async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Do
                     .await
                     .with_context(|| format!("store {} does not answer", redact(url)))?,
             );
-            Ok((store.clone(), store))
+            Ok((store.clone(), store.clone(), store))
         }
         Some(("sqlite", path)) => {
             let path = Path::new(path);
@@ -118,7 +127,7 @@ pub async fn open_store(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Do
             }
             let store =
                 Arc::new(SqliteStore::open(path).with_context(|| format!("opening store {url}"))?);
-            Ok((store.clone(), store))
+            Ok((store.clone(), store.clone(), store))
         }
         _ => anyhow::bail!("--store `{url}`: expected sqlite://PATH or mongodb://HOST/DATABASE"),
     }
@@ -151,11 +160,12 @@ pub async fn open_blobs(url: &str, s3: &S3Options) -> anyhow::Result<Arc<dyn Blo
 
 /// Opens the backends of `config`.
 pub async fn open_backends(config: &BackendConfig) -> anyhow::Result<Backends> {
-    let (store, documents) = open_store(&config.store).await?;
+    let (store, documents, webhooks) = open_store(&config.store).await?;
     let blobs = open_blobs(&config.blobs, &config.s3).await?;
     Ok(Backends {
         store,
         documents,
+        webhooks,
         blobs,
     })
 }
@@ -258,9 +268,12 @@ pub async fn run(
         .with_context(|| format!("creating {}", spool_dir.display()))?;
     let catalog = Arc::new(catalog);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let webhook_wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
         store: backends.store.clone(),
         documents: backends.documents.clone(),
+        webhooks: backends.webhooks.clone(),
+        webhook_wake: webhook_wake.clone(),
         blobs: backends.blobs.clone(),
         catalog: catalog.clone(),
         spool_dir,
@@ -282,6 +295,9 @@ pub async fn run(
         wake,
         stop.clone(),
     ));
+    let sender = Sender::new(backends.webhooks.clone(), config.webhooks.clone())
+        .context("starting the webhook sender")?;
+    let sender = tokio::spawn(sender.run(webhook_wake, stop.clone()));
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
@@ -297,6 +313,7 @@ pub async fn run(
     // Running batches give their lease back before the process exits.
     stop.cancel();
     let _ = pollers.await;
+    let _ = sender.await;
     served
 }
 

@@ -41,11 +41,16 @@ pub fn routes() -> Router<AppState> {
         super::batches::list_batch_objects, super::batches::submit_batch,
         super::batches::cancel_batch, super::batches::retry_batch, super::batches::batch_health,
         super::batches::get_task,
+        super::webhooks::create_webhook, super::webhooks::list_webhooks,
+        super::webhooks::get_webhook, super::webhooks::update_webhook,
+        super::webhooks::delete_webhook, super::webhooks::rotate_secret,
+        super::webhooks::test_webhook, super::webhooks::list_deliveries,
+        super::webhooks::get_delivery, super::webhooks::redeliver,
     ),
     tags(
         (name = "health"), (name = "namespaces"), (name = "buckets"), (name = "objects"),
         (name = "collections"), (name = "documents"), (name = "extractors"),
-        (name = "batches"), (name = "tasks"), (name = "meta"),
+        (name = "batches"), (name = "tasks"), (name = "webhooks"), (name = "meta"),
     )
 )]
 pub struct ApiDoc;

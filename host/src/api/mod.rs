@@ -15,6 +15,7 @@ pub mod health;
 pub mod meta;
 pub mod namespaces;
 pub mod objects;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub use error::{ApiError, ApiResult};
 
 use crate::blob::BlobStore;
 use crate::catalog::Catalog;
-use crate::store::{DocumentSink, Page, PageRequest, Store};
+use crate::store::{DocumentSink, Page, PageRequest, Store, Webhooks};
 
 /// Everything a handler needs.
 #[derive(Clone, Debug)]
@@ -37,6 +38,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Documents.
     pub documents: Arc<dyn DocumentSink>,
+    /// Webhooks and their deliveries.
+    pub webhooks: Arc<dyn Webhooks>,
+    /// Wakes this process's webhook sender when a delivery is due now.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Object contents and artifacts.
     pub blobs: Arc<dyn BlobStore>,
     /// The extractors this host runs.
@@ -65,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(collections::routes())
         .merge(documents::routes())
         .merge(batches::routes())
+        .merge(webhooks::routes())
         .merge(extractors::routes())
         .merge(meta::routes())
         .layer(json_limit)

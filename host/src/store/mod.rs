@@ -4,6 +4,7 @@
 //! [`Store`] is the one seam every backend implements; the API, the pollers
 //! and the engine see nothing else. [`sqlite`] is the embedded default.
 
+pub mod events;
 pub mod mongo;
 pub mod sqlite;
 
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use events::Webhooks;
 pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 

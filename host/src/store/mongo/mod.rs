@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{ClientSession, Collection, Database, IndexModel};
 use serde::Serialize;
@@ -34,13 +34,20 @@ use super::{
 /// function taking an async closure: the futures must stay `Send`.
 macro_rules! transaction {
     ($store:expr, $s:ident => $body:block) => {{
-        let mut session = $store.client.start_session().await.map_err(backend)?;
+        let mut session = $store
+            .client
+            .start_session()
+            .await
+            .map_err($crate::store::mongo::backend)?;
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let again = started.elapsed() < TRANSACTION_RETRY_WINDOW;
-            session.start_transaction().await.map_err(backend)?;
+            let again = started.elapsed() < $crate::store::mongo::TRANSACTION_RETRY_WINDOW;
+            session
+                .start_transaction()
+                .await
+                .map_err($crate::store::mongo::backend)?;
             let result = {
                 let $s = &mut session;
                 async { $body }.await
@@ -50,25 +57,32 @@ macro_rules! transaction {
                     Ok(()) => break Ok(value),
                     Err(e)
                         if again
-                            && (e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                                || e.contains_label(TRANSIENT_TRANSACTION_ERROR)) =>
+                            && (e.contains_label(
+                                mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
+                            ) || e
+                                .contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)) =>
                     {
                         continue;
                     }
-                    Err(e) => Err(backend(e)),
+                    Err(e) => Err($crate::store::mongo::backend(e)),
                 },
                 Err(e) => Err(e),
             };
             let _ = session.abort_transaction().await;
             match outcome {
-                Err(StoreError::Backend(source)) if again && transient(source.as_ref()) => {
-                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+                Err($crate::store::StoreError::Backend(source))
+                    if again && $crate::store::mongo::transient(source.as_ref()) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6)))
+                        .await;
                 }
                 other => break other,
             }
         }
     }};
 }
+
+mod webhooks;
 
 /// How long a transaction is retried on transient errors (write conflicts,
 /// elections), as the driver's own `with_transaction` does. A dead worker's
@@ -181,8 +195,23 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let unique = || IndexOptions::builder().unique(true).build();
-        let indexes: [(&str, Document, bool); 17] = [
+        let indexes: [(&str, Document, bool); 20] = [
             ("namespaces", doc! { "name": 1 }, true),
+            (
+                "webhooks",
+                doc! { "namespace_id": 1, "webhook_id": 1 },
+                false,
+            ),
+            (
+                "deliveries",
+                doc! { "webhook_id": 1, "delivery_id": 1 },
+                false,
+            ),
+            (
+                "deliveries",
+                doc! { "state": 1, "next_attempt_ms": 1 },
+                false,
+            ),
             ("api_keys", doc! { "secret_hash": 1 }, true),
             (
                 "buckets",
@@ -341,6 +370,39 @@ impl MongoStore {
             ))));
         }
         Ok(answer)
+    }
+
+    /// The batch, which moved to a new status in the transaction of `s`,
+    /// with the event of that status written to the outbox.
+    async fn transition_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
+        let batch = self.batch_in(s, batch_id).await?;
+        self.emit(s, crate::store::events::Event::batch(&batch))
+            .await?;
+        Ok(batch)
+    }
+
+    /// `findOneAndUpdate` of one batch in the transaction of `s`, with the
+    /// event of its new status; `None` when `filter` matches nothing.
+    async fn transition(
+        &self,
+        s: &mut ClientSession,
+        filter: Document,
+        update: Document,
+    ) -> Result<Option<BatchRecord>> {
+        let updated = self
+            .coll("batches")
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .session(&mut *s)
+            .await
+            .map_err(backend)?;
+        let Some(doc) = updated else {
+            return Ok(None);
+        };
+        let batch: BatchRecord = from_doc(doc)?;
+        self.emit(s, crate::store::events::Event::batch(&batch))
+            .await?;
+        Ok(Some(batch))
     }
 
     async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
@@ -984,21 +1046,20 @@ impl Store for MongoStore {
     ) -> Result<BatchRecord> {
         let pinned = bson::to_bson(collections).map_err(backend)?;
         let now = now();
-        let submitted = self
-            .coll("batches")
-            .find_one_and_update(
+        let submitted = transaction!(self, s => {
+            self.transition(
+                s,
                 doc! { "_id": batch_id, "status": "DRAFT", "total": object_count as i64 },
                 doc! { "$set": {
-                    "status": "QUEUED", "collections": pinned,
+                    "status": "QUEUED", "collections": pinned.clone(),
                     "include_processing_history": include_processing_history,
                     "submitted_at": &now, "updated_at": &now,
                 } },
             )
-            .return_document(ReturnDocument::After)
             .await
-            .map_err(backend)?;
-        if let Some(doc) = submitted {
-            return from_doc(doc);
+        })?;
+        if let Some(batch) = submitted {
+            return Ok(batch);
         }
         let batch: BatchRecord = self
             .one("batches", doc! { "_id": batch_id })
@@ -1018,17 +1079,16 @@ impl Store for MongoStore {
         set.insert("status", "CANCELED");
         set.insert("updated_at", &now);
         set.insert("finished_at", &now);
-        let canceled = self
-            .coll("batches")
-            .find_one_and_update(
+        let canceled = transaction!(self, s => {
+            self.transition(
+                s,
                 doc! { "_id": batch_id, "status": { "$in": ["QUEUED", "PROCESSING"] } },
-                doc! { "$set": set },
+                doc! { "$set": set.clone() },
             )
-            .return_document(ReturnDocument::After)
             .await
-            .map_err(backend)?;
-        if let Some(doc) = canceled {
-            return from_doc(doc);
+        })?;
+        if let Some(batch) = canceled {
+            return Ok(batch);
         }
         let batch: BatchRecord = self
             .one("batches", doc! { "_id": batch_id })
@@ -1102,7 +1162,7 @@ impl Store for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            self.batch_in(s, batch_id).await
+            self.transition_in(s, batch_id).await
         })
     }
 
@@ -1166,41 +1226,65 @@ impl Store for MongoStore {
             set.insert("updated_at", &now);
             let mut filter = exhausted;
             filter.insert("_id", &batch.batch_id);
-            if let Some(doc) = self
-                .coll("batches")
-                .find_one_and_update(filter, doc! { "$set": set })
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(backend)?
-            {
-                return Ok(Some(Claim::Exhausted(Box::new(from_doc(doc)?))));
+            let failed = transaction!(self, s => {
+                self.transition(s, filter.clone(), doc! { "$set": set.clone() }).await
+            })?;
+            if let Some(batch) = failed {
+                return Ok(Some(Claim::Exhausted(Box::new(batch))));
             }
         }
         let token = crate::keys::random_token();
         let expires = now_ms + lease_ms;
-        let claimed = self
-            .coll("batches")
-            .find_one_and_update(
-                doc! { "$or": [ { "status": "QUEUED" }, expired ] },
-                doc! {
-                    "$set": {
-                        "status": "PROCESSING",
-                        "lease": [owner, expires],
-                        "lease_token": &token,
-                        "lease_expires_ms": expires,
-                        "updated_at": &now,
-                    },
-                    "$inc": { "attempts": 1_i64 },
-                },
-            )
-            .sort(doc! { "_id": 1 })
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(backend)?;
-        let Some(doc) = claimed else {
+        let update = doc! {
+            "$set": {
+                "status": "PROCESSING",
+                "lease": [owner, expires],
+                "lease_token": &token,
+                "lease_expires_ms": expires,
+                "updated_at": &now,
+            },
+            "$inc": { "attempts": 1_i64 },
+        };
+        // The oldest claimable batch, then a claim conditional on what was
+        // read: a queued batch starts (an event), an expired lease is
+        // taken over (no news). Another worker may win the race; then the
+        // next candidate is tried.
+        let mut claimed = None;
+        for _ in 0..5 {
+            let candidate = self
+                .coll("batches")
+                .find_one(doc! { "$or": [ { "status": "QUEUED" }, expired.clone() ] })
+                .sort(doc! { "_id": 1 })
+                .projection(doc! { "status": 1 })
+                .await
+                .map_err(backend)?;
+            let Some(candidate) = candidate else {
+                return Ok(None);
+            };
+            let id = candidate.get_str("_id").map_err(backend)?;
+            claimed = if candidate.get_str("status") == Ok("QUEUED") {
+                let filter = doc! { "_id": id, "status": "QUEUED" };
+                transaction!(self, s => {
+                    self.transition(s, filter.clone(), update.clone()).await
+                })?
+            } else {
+                let mut filter = expired.clone();
+                filter.insert("_id", id);
+                self.coll("batches")
+                    .find_one_and_update(filter, update.clone())
+                    .return_document(ReturnDocument::After)
+                    .await
+                    .map_err(backend)?
+                    .map(from_doc)
+                    .transpose()?
+            };
+            if claimed.is_some() {
+                break;
+            }
+        }
+        let Some(mut batch) = claimed else {
             return Ok(None);
         };
-        let mut batch: BatchRecord = from_doc(doc)?;
         if batch.started_at.is_none() {
             self.coll("batches")
                 .update_one(
@@ -1362,18 +1446,15 @@ impl Store for MongoStore {
         set.insert("error_message", error_message);
         set.insert("finished_at", &now);
         set.insert("updated_at", &now);
-        let result = self
-            .coll("batches")
-            .update_one(
-                doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
-                doc! { "$set": set },
-            )
-            .await
-            .map_err(backend)?;
-        if result.matched_count == 0 {
-            return Err(StoreError::LeaseLost(lease.batch_id.clone()));
+        let filter =
+            doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" };
+        let finished = transaction!(self, s => {
+            self.transition(s, filter.clone(), doc! { "$set": set.clone() }).await
+        })?;
+        match finished {
+            Some(_) => Ok(()),
+            None => Err(StoreError::LeaseLost(lease.batch_id.clone())),
         }
-        Ok(())
     }
 }
 
@@ -1403,6 +1484,8 @@ impl DocumentSink for MongoStore {
                 "upsert": true,
             });
         }
+        let event =
+            crate::store::events::Event::documents_written(namespace_id, collection_id, documents);
         transaction!(self, s => {
             // One bulk upsert for the chunk.
             let answer = self.bulk_update(s, "documents", updates.clone()).await?;
@@ -1416,6 +1499,7 @@ impl DocumentSink for MongoStore {
             if counted.matched_count == 0 {
                 return Err(StoreError::not_found("collection", collection_id));
             }
+            self.emit(s, event.clone()).await?;
             Ok(new as u64)
         })
     }

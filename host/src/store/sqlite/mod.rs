@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod webhooks;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -16,6 +18,7 @@ use super::{
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
     Page, PageRequest, PinnedCollection, Result, Store, StoreError, now, outcome,
 };
+use crate::store::events::Event;
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts the
 /// applied ones.
@@ -111,6 +114,25 @@ ALTER TABLE batch_objects ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX batch_objects_by_status ON batch_objects (batch_id, status, done, object_id);
 CREATE UNIQUE INDEX documents_by_object ON documents (collection_id, object_id);
 CREATE INDEX documents_by_batch ON documents (collection_id, batch_id, document_id);
+"#,
+    r#"
+CREATE TABLE webhooks (
+    webhook_id TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL REFERENCES namespaces (namespace_id),
+    body TEXT NOT NULL
+);
+CREATE INDEX webhooks_by_namespace ON webhooks (namespace_id, webhook_id);
+CREATE TABLE deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    webhook_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    lease_token TEXT,
+    lease_expires_ms INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL
+);
+CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, delivery_id);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
 "#,
 ];
 
@@ -376,6 +398,15 @@ fn read_batch(c: &Connection, batch_id: &str) -> Result<BatchRecord> {
 /// Commits `tx` and returns the batch as it now is.
 fn commit_batch(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRecord> {
     let batch = read_batch(&tx, batch_id)?;
+    tx.commit().map_err(backend)?;
+    Ok(batch)
+}
+
+/// Commits `tx`, which moved the batch to a new status, with the event of
+/// that status; returns the batch as it now is.
+fn commit_transition(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRecord> {
+    let batch = read_batch(&tx, batch_id)?;
+    webhooks::emit(&tx, Event::batch(&batch))?;
     tx.commit().map_err(backend)?;
     Ok(batch)
 }
@@ -1049,7 +1080,7 @@ impl Store for SqliteStore {
                 params![id, now, collections, include_processing_history.to_string()],
             )
             .map_err(backend)?;
-            commit_batch(tx, &id)
+            commit_transition(tx, &id)
         })
         .await
     }
@@ -1076,7 +1107,7 @@ impl Store for SqliteStore {
                 params![id, now()],
             )
             .map_err(backend)?;
-            commit_batch(tx, &id)
+            commit_transition(tx, &id)
         })
         .await
     }
@@ -1129,7 +1160,7 @@ impl Store for SqliteStore {
                 params![id, now()],
             )
             .map_err(backend)?;
-            commit_batch(tx, &id)
+            commit_transition(tx, &id)
         })
         .await
     }
@@ -1197,8 +1228,7 @@ impl Store for SqliteStore {
                     params![id, now, reason],
                 )
                 .map_err(backend)?;
-                let batch = read_batch(&tx, &id)?;
-                tx.commit().map_err(backend)?;
+                let batch = commit_transition(tx, &id)?;
                 return Ok(Some(Claim::Exhausted(Box::new(batch))));
             }
             let token = crate::keys::random_token();
@@ -1210,8 +1240,12 @@ impl Store for SqliteStore {
                 params![id, owner, token, now_ms + lease_ms, now],
             )
             .map_err(backend)?;
-            let batch = read_batch(&tx, &id)?;
-            tx.commit().map_err(backend)?;
+            // A takeover of a batch already PROCESSING is no news.
+            let batch = if status == "QUEUED" {
+                commit_transition(tx, &id)?
+            } else {
+                commit_batch(tx, &id)?
+            };
             let lease = Lease {
                 batch_id: id,
                 owner,
@@ -1369,7 +1403,7 @@ impl Store for SqliteStore {
                 params![lease.batch_id, status.as_str(), now(), message],
             )
             .map_err(backend)?;
-            tx.commit().map_err(backend)
+            commit_transition(tx, &lease.batch_id).map(drop)
         })
         .await
     }
@@ -1388,6 +1422,7 @@ impl DocumentSink for SqliteStore {
             .iter()
             .map(|d| Ok((d.clone(), body_text(d)?)))
             .collect::<Result<Vec<_>>>()?;
+        let event = Event::documents_written(namespace_id, collection_id, documents);
         self.call(move |c| {
             let tx = immediate(c)?;
             let mut new_documents = 0u64;
@@ -1437,6 +1472,7 @@ impl DocumentSink for SqliteStore {
             if counted == 0 {
                 return Err(StoreError::not_found("collection", collection));
             }
+            webhooks::emit(&tx, event)?;
             tx.commit().map_err(backend)?;
             Ok(new_documents)
         })

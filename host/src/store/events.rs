@@ -1,0 +1,466 @@
+//! Webhooks and their outbox: the records, the events and the seam.
+//!
+//! An event is written to the outbox in the same transaction as the change
+//! that causes it, as one *delivery* per active webhook of the namespace
+//! that subscribes to its type. The delivery worker (`crate::webhooks`)
+//! sends deliveries and records each attempt through [`Webhooks`].
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result, new_id, now};
+
+/// Most document ids a `collection.documents.written` event lists.
+pub const MAX_EVENT_DOCUMENT_IDS: usize = 100;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum EventType {
+    #[serde(rename = "batch.queued")]
+    BatchQueued,
+    #[serde(rename = "batch.processing")]
+    BatchProcessing,
+    #[serde(rename = "batch.completed")]
+    BatchCompleted,
+    #[serde(rename = "batch.failed")]
+    BatchFailed,
+    #[serde(rename = "batch.canceled")]
+    BatchCanceled,
+    #[serde(rename = "collection.documents.written")]
+    DocumentsWritten,
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
+}
+
+impl EventType {
+    /// Every type, in documentation order.
+    pub const ALL: [EventType; 7] = [
+        EventType::BatchQueued,
+        EventType::BatchProcessing,
+        EventType::BatchCompleted,
+        EventType::BatchFailed,
+        EventType::BatchCanceled,
+        EventType::DocumentsWritten,
+        EventType::WebhookTest,
+    ];
+
+    /// The wire name, e.g. `batch.completed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::BatchQueued => "batch.queued",
+            EventType::BatchProcessing => "batch.processing",
+            EventType::BatchCompleted => "batch.completed",
+            EventType::BatchFailed => "batch.failed",
+            EventType::BatchCanceled => "batch.canceled",
+            EventType::DocumentsWritten => "collection.documents.written",
+            EventType::WebhookTest => "webhook.test",
+        }
+    }
+
+    /// The type named `name`, if any.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// The event a batch entering `status` emits.
+    pub fn of_batch(status: BatchStatus) -> Option<EventType> {
+        match status {
+            BatchStatus::Draft => None,
+            BatchStatus::Queued => Some(EventType::BatchQueued),
+            BatchStatus::Processing => Some(EventType::BatchProcessing),
+            BatchStatus::Completed => Some(EventType::BatchCompleted),
+            BatchStatus::Failed => Some(EventType::BatchFailed),
+            BatchStatus::Canceled => Some(EventType::BatchCanceled),
+        }
+    }
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Subject {
+    /// `batch`, `collection` or `webhook`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+}
+
+/// An event, as receivers get it (the request body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    /// `evt_…`: the `webhook-id` of every attempt to send it.
+    pub event_id: String,
+    /// What happened.
+    pub event_type: EventType,
+    /// RFC 3339.
+    pub occurred_at: String,
+    /// The namespace it happened in.
+    pub namespace_id: String,
+    /// What it is about.
+    pub subject: Subject,
+    /// Type-specific facts.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+impl Event {
+    fn new(event_type: EventType, namespace_id: &str, subject: (&str, &str), data: Value) -> Self {
+        Event {
+            event_id: new_id("evt"),
+            event_type,
+            occurred_at: now(),
+            namespace_id: namespace_id.to_owned(),
+            subject: Subject {
+                kind: subject.0.to_owned(),
+                id: subject.1.to_owned(),
+            },
+            data,
+        }
+    }
+
+    /// The event of `batch` having entered its status, if that status has one.
+    pub fn batch(batch: &BatchRecord) -> Option<Event> {
+        let event_type = EventType::of_batch(batch.status)?;
+        let data = json!({
+            "batch_id": batch.batch_id,
+            "bucket_id": batch.bucket_id,
+            "batch_name": batch.batch_name,
+            "task_id": batch.task_id,
+            "status": batch.status.as_str(),
+            "object_count": batch.total,
+            "processed": batch.processed,
+            "failed": batch.failed,
+            "collection_ids": batch.collections.iter().map(|c| &c.collection_id).collect::<Vec<_>>(),
+            "error_message": batch.error_message,
+        });
+        Some(Event::new(
+            event_type,
+            &batch.namespace_id,
+            ("batch", &batch.batch_id),
+            data,
+        ))
+    }
+
+    /// `collection.documents.written` for one written chunk of documents of
+    /// one collection (ids capped at [`MAX_EVENT_DOCUMENT_IDS`]).
+    pub fn documents_written(
+        namespace_id: &str,
+        collection_id: &str,
+        documents: &[DocumentRecord],
+    ) -> Option<Event> {
+        let first = documents.first()?;
+        let ids: Vec<&str> = documents
+            .iter()
+            .take(MAX_EVENT_DOCUMENT_IDS)
+            .map(|d| d.document_id.as_str())
+            .collect();
+        let data = json!({
+            "collection_id": collection_id,
+            "batch_id": first.batch_id,
+            "document_ids": ids,
+            "document_count": documents.len(),
+            "document_ids_truncated": documents.len() > ids.len(),
+            "index_signature": first.internal_metadata.index_signature,
+        });
+        Some(Event::new(
+            EventType::DocumentsWritten,
+            namespace_id,
+            ("collection", collection_id),
+            data,
+        ))
+    }
+
+    /// `webhook.test`, sent to one webhook on request.
+    pub fn test(webhook: &WebhookRecord) -> Event {
+        let data = json!({
+            "webhook_id": webhook.webhook_id,
+            "message": "a test event from Strata",
+        });
+        Event::new(
+            EventType::WebhookTest,
+            &webhook.namespace_id,
+            ("webhook", &webhook.webhook_id),
+            data,
+        )
+    }
+}
+
+/// A signing secret of a webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningSecret {
+    /// `whsec_` + base64 of the key.
+    pub secret: String,
+    /// RFC 3339; set on the previous secret when it is rotated out.
+    pub expires_at: Option<String>,
+}
+
+/// A webhook: where a namespace's events of some types go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// `wh_…`
+    pub webhook_id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// `http(s)://…`
+    pub url: String,
+    /// Types it receives.
+    pub event_types: Vec<EventType>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Whether events are sent to it.
+    pub active: bool,
+    /// Why it was turned off, when the endpoint asked for it (410).
+    pub disabled_reason: Option<String>,
+    /// The current secret first, then one being rotated out.
+    pub secrets: Vec<SigningSecret>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl WebhookRecord {
+    /// Whether `event` goes to this webhook.
+    pub fn wants(&self, event: &Event) -> bool {
+        self.active
+            && self.namespace_id == event.namespace_id
+            && self.event_types.contains(&event.event_type)
+    }
+
+    /// Turns the webhook off, saying why.
+    pub fn disable(&mut self, reason: String) {
+        self.active = false;
+        self.disabled_reason = Some(reason);
+        self.updated_at = now();
+    }
+
+    /// The secrets that sign at `now` (RFC 3339): the current one, and a
+    /// rotated-out one until it expires.
+    pub fn signing_secrets(&self, now: &str) -> Vec<&str> {
+        self.secrets
+            .iter()
+            .filter(|s| s.expires_at.as_deref().is_none_or(|e| e > now))
+            .map(|s| s.secret.as_str())
+            .collect()
+    }
+}
+
+/// Where a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Out of attempts, refused, or the webhook is off.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+}
+
+/// One event on its way to one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// `dlv_…`
+    pub delivery_id: String,
+    /// The webhook.
+    pub webhook_id: String,
+    /// The webhook's namespace.
+    pub namespace_id: String,
+    /// The event's id (`webhook-id` on every attempt).
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The request body: the event as JSON.
+    pub payload: String,
+    /// Where it is.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (ms since the epoch), while pending.
+    pub next_attempt_ms: i64,
+    /// Status code of the last answer, if any.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339, once delivered.
+    pub delivered_at: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// A pending delivery of `event` to `webhook`, due now.
+    pub fn new(event: &Event, webhook: &WebhookRecord) -> Result<Self> {
+        let now = now();
+        Ok(DeliveryRecord {
+            delivery_id: new_id("dlv"),
+            webhook_id: webhook.webhook_id.clone(),
+            namespace_id: webhook.namespace_id.clone(),
+            event_id: event.event_id.clone(),
+            event_type: event.event_type,
+            payload: serde_json::to_string(event).map_err(super::StoreError::backend)?,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_ms: chrono::Utc::now().timestamp_millis(),
+            last_status: None,
+            last_error: None,
+            created_at: now.clone(),
+            updated_at: now,
+            delivered_at: None,
+        })
+    }
+
+    /// Makes a finished delivery pending again, due now, with its
+    /// schedule restarted.
+    pub fn redeliver(&mut self) {
+        self.state = DeliveryState::Pending;
+        self.attempts = 0;
+        self.next_attempt_ms = chrono::Utc::now().timestamp_millis();
+        self.delivered_at = None;
+        self.updated_at = now();
+    }
+
+    /// Records an attempt's outcome; returns why to turn the webhook off,
+    /// if so.
+    pub fn apply(&mut self, outcome: &AttemptOutcome) -> Option<String> {
+        let now = now();
+        self.attempts += 1;
+        self.updated_at = now.clone();
+        match outcome {
+            AttemptOutcome::Delivered { status } => {
+                self.state = DeliveryState::Delivered;
+                self.last_status = Some(*status);
+                self.last_error = None;
+                self.delivered_at = Some(now);
+                None
+            }
+            AttemptOutcome::Retry {
+                status,
+                error,
+                next_attempt_ms,
+            } => {
+                self.last_status = *status;
+                self.last_error = Some(error.clone());
+                self.next_attempt_ms = *next_attempt_ms;
+                None
+            }
+            AttemptOutcome::Failed {
+                status,
+                error,
+                disable,
+            } => {
+                self.state = DeliveryState::Failed;
+                self.last_status = *status;
+                self.last_error = Some(error.clone());
+                disable.clone()
+            }
+        }
+    }
+
+    /// Deliveries of `event` to those of `webhooks` that want it.
+    pub fn fan_out(event: &Event, webhooks: &[WebhookRecord]) -> Result<Vec<Self>> {
+        webhooks
+            .iter()
+            .filter(|w| w.wants(event))
+            .map(|w| DeliveryRecord::new(event, w))
+            .collect()
+    }
+}
+
+/// A delivery leased to one sender.
+#[derive(Debug, Clone)]
+pub struct DeliveryLease {
+    /// The delivery as claimed (attempts not yet counting this one).
+    pub delivery: DeliveryRecord,
+    /// Random: the attempt's outcome is recorded only with it.
+    pub token: String,
+}
+
+/// How an attempt went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    /// 2xx.
+    Delivered {
+        /// The status code.
+        status: u16,
+    },
+    /// Failed; try again at `next_attempt_ms`.
+    Retry {
+        /// The status code, when the endpoint answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// When (ms since the epoch).
+        next_attempt_ms: i64,
+    },
+    /// Failed for good.
+    Failed {
+        /// The status code, when the endpoint answered.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// Also turn the webhook off, with this reason (the endpoint
+        /// answered 410 Gone).
+        disable: Option<String>,
+    },
+}
+
+/// The webhook seam: webhooks, and the deliveries of their outbox.
+#[async_trait]
+pub trait Webhooks: Send + Sync + std::fmt::Debug {
+    /// Creates a webhook.
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> Result<()>;
+    /// A webhook of the namespace.
+    async fn webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<Option<WebhookRecord>>;
+    /// Webhooks of the namespace by id.
+    async fn list_webhooks(
+        &self,
+        namespace_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookRecord>>;
+    /// Replaces a webhook's record (same id and namespace).
+    async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<()>;
+    /// Deletes a webhook with its deliveries.
+    async fn delete_webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<()>;
+
+    /// Writes `event` to the outbox for `webhook` alone (test events).
+    async fn enqueue(&self, webhook: &WebhookRecord, event: &Event) -> Result<DeliveryRecord>;
+    /// Deliveries of a webhook by id (oldest first).
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryRecord>>;
+    /// A delivery of a webhook.
+    async fn delivery(&self, webhook_id: &str, delivery_id: &str)
+    -> Result<Option<DeliveryRecord>>;
+    /// Makes a delivery pending again, due now (same event id); a conflict
+    /// while it is pending.
+    async fn redeliver(&self, webhook_id: &str, delivery_id: &str) -> Result<DeliveryRecord>;
+
+    /// Leases the pending delivery due first (by now), skipping the
+    /// webhooks in `skip`, for `lease_ms`.
+    async fn claim_delivery(&self, skip: &[String], lease_ms: i64)
+    -> Result<Option<DeliveryLease>>;
+    /// Records an attempt under its lease; false when the lease is gone
+    /// (the delivery was claimed again or changed meanwhile).
+    async fn record_attempt(&self, lease: &DeliveryLease, outcome: &AttemptOutcome)
+    -> Result<bool>;
+    /// When the earliest pending delivery that nobody holds is due (ms
+    /// since the epoch).
+    async fn next_due(&self) -> Result<Option<i64>>;
+}
