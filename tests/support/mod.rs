@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod flow;
+pub mod receiver;
 pub mod servers;
 
 use std::io::{BufRead, BufReader};

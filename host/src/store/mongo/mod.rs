@@ -34,6 +34,10 @@ use super::{
 /// function taking an async closure: the futures must stay `Send`.
 macro_rules! transaction {
     ($store:expr, $s:ident => $body:block) => {{
+        let _one_at_a_time = match &$store.serial {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let mut session = $store
             .client
             .start_session()
@@ -97,6 +101,11 @@ pub struct MongoStore {
     db: Database,
     /// The URL without credentials, for logs.
     shown: String,
+    /// Set when the server is neither a replica set nor a sharded cluster
+    /// yet takes transactions (a wire-compatible stand-in): such servers
+    /// cannot run two transactions side by side, so this process runs its
+    /// transactions one at a time (one lock for every such connection).
+    serial: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -179,12 +188,28 @@ impl MongoStore {
             .server_selection_timeout
             .or(Some(Duration::from_secs(10)));
         let client = mongodb::Client::with_options(options).map_err(backend)?;
-        let store = MongoStore {
+        let mut store = MongoStore {
             db: client.database(&db_name),
             client,
             shown,
+            serial: None,
         };
         store.ping().await?;
+        let hello = store
+            .db
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(backend)?;
+        if !hello.contains_key("setName") && hello.get_str("msg") != Ok("isdbgrid") {
+            tracing::warn!(
+                store = %store.shown,
+                "the MongoDB server is neither a replica set nor a sharded cluster; \
+                 transactions run one at a time in this process"
+            );
+            static SERIAL: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+                std::sync::OnceLock::new();
+            store.serial = Some(SERIAL.get_or_init(Default::default).clone());
+        }
         store.create_indexes().await?;
         Ok(store)
     }
