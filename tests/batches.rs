@@ -788,6 +788,13 @@ async fn openapi_and_metrics_describe_the_service() {
         "/v1/buckets/{bucket}/batches/{batch}/retry",
         "/v1/buckets/{bucket}/batches/{batch}/health",
         "/v1/tasks/{task_id}",
+        "/v1/webhooks",
+        "/v1/webhooks/{webhook_id}",
+        "/v1/webhooks/{webhook_id}/rotate-secret",
+        "/v1/webhooks/{webhook_id}/test",
+        "/v1/webhooks/{webhook_id}/deliveries",
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}",
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
     ] {
         assert!(
             paths.contains_key(path),
@@ -805,15 +812,7 @@ async fn openapi_and_metrics_describe_the_service() {
         assert!(schemas.contains_key(schema), "{schema} missing");
     }
     server.get("/v1/buckets").await;
-    let text = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics().await;
     assert!(
         text.contains(
             "strata_http_requests_total{route=\"/v1/buckets\",method=\"GET\",status=\"200\"}"

@@ -324,6 +324,14 @@ async fn a_failing_endpoint_is_retried_with_the_same_event_id() {
         down.iter()
             .all(|r| r.header("webhook-id") == text(&failed["event_id"]))
     );
+    let metrics = server.metrics().await;
+    for line in [
+        "strata_webhook_attempts_total{outcome=\"delivered\"} 2",
+        "strata_webhook_attempts_total{outcome=\"retry\"} 4",
+        "strata_webhook_attempts_total{outcome=\"failed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -440,6 +448,69 @@ async fn a_rotated_secret_signs_alongside_the_new_one() {
     assert_eq!(request.valid_signatures(&old), 1);
     let (_, listed) = server.get("/v1/webhooks").await;
     assert!(listed["results"][0].get("secret").is_none(), "{listed}");
+
+    // The README's Python receiver accepts the request with either secret,
+    // and refuses it with another secret or a changed body.
+    let verify = |secret: &str, body: &[u8]| {
+        let mut child = std::process::Command::new("python3")
+            .arg(support::repo().join("examples/verify_webhook.py"))
+            .args([
+                request.header("webhook-id"),
+                request.header("webhook-timestamp"),
+                request.header("webhook-signature"),
+            ])
+            .env("WEBHOOK_SECRET", secret)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), body).expect("body");
+        child.wait_with_output().expect("verify_webhook.py")
+    };
+    for secret in [&old, &new] {
+        let out = verify(secret, &request.body);
+        assert!(out.status.success(), "{out:?}");
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            printed.trim(),
+            format!("{} webhook.test", request.header("webhook-id"))
+        );
+    }
+    let other =
+        text(&create_webhook(&server, "https://example.com/x", &["batch.queued"]).await["secret"])
+            .to_owned();
+    assert!(!verify(&other, &request.body).status.success());
+    let mut tampered = request.body.to_vec();
+    tampered.push(b' ');
+    assert!(!verify(&new, &tampered).status.success());
+
+    // So does the README's Rust receiver.
+    let rust = |secret: &str, body: &[u8]| {
+        support::readme_verify::verify(
+            secret,
+            request.header("webhook-id"),
+            request.header("webhook-timestamp"),
+            request.header("webhook-signature"),
+            body,
+        )
+    };
+    assert!(rust(&old, &request.body) && rust(&new, &request.body));
+    assert!(!rust(&other, &request.body) && !rust(&new, &tampered));
+}
+
+#[test]
+fn the_readme_shows_the_tested_rust_receiver() {
+    let readme = std::fs::read_to_string(support::repo().join("README.md")).expect("README.md");
+    let start = readme.find("In Rust").expect("the Rust example");
+    let block = &readme[start..];
+    let code = &block[block.find("```rust\n").expect("a rust block") + 8..];
+    let code = &code[..code.find("```").expect("the block's end")];
+    let tested = include_str!("support/readme_verify.rs");
+    assert!(
+        tested.contains(code.trim()),
+        "README's Rust example differs from tests/support/readme_verify.rs"
+    );
 }
 
 #[tokio::test]

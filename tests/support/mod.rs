@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod flow;
+pub mod readme_verify;
 pub mod receiver;
 pub mod servers;
 
@@ -166,6 +167,18 @@ impl Server {
     /// POST JSON with the admin key; returns status and JSON body.
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         send(self.request(Method::POST, path).json(&body)).await
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// DELETE with the admin key; returns the status.
