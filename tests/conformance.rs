@@ -590,6 +590,7 @@ fn webhook(ns: &str, types: &[EventType], active: bool) -> WebhookRecord {
         }],
         created_at: now(),
         updated_at: now(),
+        revision: 0,
     }
 }
 
@@ -835,11 +836,24 @@ async fn outbox(
         error: "gone".into(),
         disable: Some("the endpoint answered 410 Gone".into()),
     };
+    let before_gone = webhooks
+        .webhook(ns, &completed_only.webhook_id)
+        .await
+        .expect("webhook")
+        .expect("exists");
     assert!(
         webhooks
             .record_attempt(&gone, &failed)
             .await
             .expect("record")
+    );
+    // The switch-off counts as a write: an edit read before it loses.
+    let mut stale = before_gone;
+    stale.description = Some("edited".into());
+    stale.revision += 1;
+    conflict(
+        webhooks.update_webhook(&stale).await,
+        "an edit over a switch-off",
     );
     let disabled = webhooks
         .webhook(ns, &completed_only.webhook_id)
@@ -857,6 +871,31 @@ async fn outbox(
         Some(()),
         "the redelivered one is due"
     );
+
+    // Finished deliveries past retention go; pending ones stay.
+    let future = chrono::Utc::now().timestamp_millis() + 86_400_000;
+    let page = PageRequest {
+        limit: 100,
+        after: None,
+    };
+    let before = webhooks
+        .list_deliveries(&all.webhook_id, &page)
+        .await
+        .expect("deliveries")
+        .items;
+    assert!(before.iter().all(|d| d.state == DeliveryState::Pending));
+    assert_eq!(webhooks.purge_deliveries(future).await.expect("purge"), 1);
+    assert!(
+        delivered_types(webhooks.as_ref(), &completed_only)
+            .await
+            .is_empty()
+    );
+    let after = webhooks
+        .list_deliveries(&all.webhook_id, &page)
+        .await
+        .expect("deliveries")
+        .items;
+    assert_eq!(after, before);
 
     // A test event goes to one webhook, whatever it subscribes to.
     let test = webhooks
@@ -885,7 +924,13 @@ async fn outbox(
     let mut renamed = all.clone();
     renamed.url = "https://example.com/hook".into();
     renamed.active = false;
+    renamed.revision += 1;
     webhooks.update_webhook(&renamed).await.expect("update");
+    // A write based on an older read loses, whatever it changes.
+    let mut stale = all.clone();
+    stale.description = Some("stale".into());
+    stale.revision += 1;
+    conflict(webhooks.update_webhook(&stale).await, "a stale update");
     let read = webhooks
         .webhook(ns, &all.webhook_id)
         .await

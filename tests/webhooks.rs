@@ -562,7 +562,7 @@ async fn private_addresses_are_refused_unless_allowed() {
         assert_eq!(failed["state"], "failed", "{url}: {failed}");
         assert_eq!(failed["attempts"], 1, "{url}: {failed}");
         assert!(
-            text(&failed["last_error"]).contains("refused"),
+            text(&failed["last_error"]).contains("a private or reserved address"),
             "{url}: {failed}"
         );
     }

@@ -111,6 +111,9 @@ struct ServeArgs {
     /// Deliveries in flight to one webhook at once.
     #[arg(long, env = "STRATA_WEBHOOK_CONCURRENCY", default_value_t = 4)]
     webhook_concurrency: usize,
+    /// Days delivered and failed webhook deliveries are kept (visible in the API).
+    #[arg(long, env = "STRATA_WEBHOOK_RETENTION_DAYS", default_value_t = 30.0)]
+    webhook_retention_days: f64,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -409,6 +412,10 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     webhooks.timeout = seconds("webhook-timeout", args.webhook_timeout)?;
     webhooks.per_webhook = args.webhook_concurrency;
     webhooks.allow_private = args.allow_private_webhooks;
+    webhooks.retention = seconds(
+        "webhook-retention-days",
+        args.webhook_retention_days * 86_400.0,
+    )?;
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

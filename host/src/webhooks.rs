@@ -75,7 +75,7 @@ pub fn signature_header(
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -84,23 +84,31 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (b == 18 || b == 19))
                 || a >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let s = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                is_private(IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(high) << 16) | u32::from(low),
+                )))
+            };
+            // IPv4-mapped and IPv4-compatible (`::a.b.c.d`, `::1` too).
+            if let Some(v4) = v6.to_ipv4() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
+            v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                // NAT64 of a private IPv4 address.
-                || (v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-                    && is_private(IpAddr::V4(std::net::Ipv4Addr::from(
-                        (u32::from(v6.segments()[6]) << 16) | u32::from(v6.segments()[7]),
-                    ))))
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                // NAT64 (well-known and local-use prefixes) and 6to4 of a
+                // private IPv4 address.
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7]))
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || (s[0] == 0x2002 && embedded(s[1], s[2]))
         }
     }
 }
@@ -159,6 +167,9 @@ pub struct SenderConfig {
     pub allow_private: bool,
     /// Look for due deliveries at least this often.
     pub poll_interval: Duration,
+    /// Delivered and failed deliveries are deleted this long after their
+    /// last attempt.
+    pub retention: Duration,
 }
 
 impl Default for SenderConfig {
@@ -170,6 +181,7 @@ impl Default for SenderConfig {
             max_in_flight: 64,
             allow_private: false,
             poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -181,7 +193,9 @@ pub fn default_schedule() -> Vec<Duration> {
         .into()
 }
 
-/// Parses `0,5s,5m,30m,2h` (humantime durations; a bare `0` is zero).
+/// Parses `0,5s,5m,30m,2h` (humantime durations; a bare `0` is zero). The
+/// first attempt is made as soon as the event is written, so the schedule
+/// starts with 0.
 pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
     let schedule = text
         .split(',')
@@ -191,8 +205,10 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
             d => humantime::parse_duration(d).map_err(|e| format!("`{d}`: {e}")),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if schedule.is_empty() {
-        return Err("the schedule needs at least one attempt".into());
+    if schedule.first() != Some(&Duration::ZERO) {
+        return Err(format!(
+            "`{text}`: the first attempt is made at once, so the schedule starts with 0"
+        ));
     }
     Ok(schedule)
 }
@@ -223,6 +239,42 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// A delivery in flight to a webhook, counted until dropped (also when
+/// its task panics).
+struct Slot {
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    webhook_id: String,
+}
+
+impl Slot {
+    fn take(in_flight: &Arc<Mutex<HashMap<String, usize>>>, webhook_id: &str) -> Slot {
+        *in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(webhook_id.to_owned())
+            .or_default() += 1;
+        Slot {
+            in_flight: in_flight.clone(),
+            webhook_id: webhook_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.webhook_id);
+            }
+        }
+    }
+}
+
+/// How often finished deliveries past their retention are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The longest a `Retry-After` may push an attempt back.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -265,10 +317,21 @@ impl Sender {
     /// look at once (a new event).
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let in_flight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let done = Arc::new(Notify::new());
+        let mut sends = tokio::task::JoinSet::new();
         let lease_ms = (self.config.timeout + Duration::from_secs(45)).as_millis() as i64;
         info!("webhook sender started");
+        let mut purged_at: Option<std::time::Instant> = None;
         loop {
+            if purged_at.is_none_or(|at| at.elapsed() > PURGE_INTERVAL) {
+                purged_at = Some(std::time::Instant::now());
+                let before = chrono::Utc::now().timestamp_millis()
+                    - self.config.retention.as_millis() as i64;
+                match self.store.purge_deliveries(before).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(deliveries = n, "finished webhook deliveries purged"),
+                    Err(e) => warn!(error = %e, "purging webhook deliveries failed"),
+                }
+            }
             // Claim while there is room.
             loop {
                 let (total, full): (usize, Vec<String>) = {
@@ -292,24 +355,11 @@ impl Sender {
                         break;
                     }
                 };
-                let webhook_id = lease.delivery.webhook_id.clone();
-                *in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(webhook_id.clone())
-                    .or_default() += 1;
-                let (sender, in_flight, done) = (self.clone(), in_flight.clone(), done.clone());
-                tokio::spawn(async move {
+                let slot = Slot::take(&in_flight, &lease.delivery.webhook_id);
+                let sender = self.clone();
+                sends.spawn(async move {
+                    let _slot = slot;
                     sender.attempt(&lease).await;
-                    let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(n) = map.get_mut(&webhook_id) {
-                        *n -= 1;
-                        if *n == 0 {
-                            map.remove(&webhook_id);
-                        }
-                    }
-                    drop(map);
-                    done.notify_one();
                 });
             }
             // Nothing more to claim now: sleep until the next delivery is
@@ -329,9 +379,20 @@ impl Sender {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = wake.notified() => {}
-                () = done.notified() => {}
+                Some(_) = sends.join_next(), if !sends.is_empty() => {}
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+        // Sends under way finish (each within the request timeout) and are
+        // recorded, rather than being sent again after their lease expires.
+        let grace = self.config.timeout + Duration::from_secs(1);
+        let drained =
+            tokio::time::timeout(grace, async { while sends.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            warn!(
+                left = sends.len(),
+                "webhook sends still running at shutdown"
+            );
         }
         info!("webhook sender stopped");
     }
@@ -449,11 +510,15 @@ impl Sender {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                let error = chain(&e);
-                if error.contains("refused: ") {
-                    return failed(None, error);
-                }
-                return retry(None, error, None);
+                let refused =
+                    std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                        e.source()
+                    })
+                    .find_map(|e| e.downcast_ref::<Refused>());
+                return match refused {
+                    Some(refused) => failed(None, refused.to_string()),
+                    None => retry(None, chain(&e), None),
+                };
             }
         };
         let status = response.status();
@@ -482,5 +547,78 @@ impl Sender {
         } else {
             failed(code, format!("the endpoint answered {status}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_match_the_standard_webhooks_example() {
+        let signature = signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        )
+        .expect("a valid secret");
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert!(super::signature("whsec_%%%", "id", 1, b"").is_err());
+        assert!(super::signature("no-prefix", "id", 1, b"").is_err());
+    }
+
+    #[test]
+    fn internal_addresses_are_private() {
+        for private in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "192.0.0.8",
+            "198.18.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "fd00::1",
+            "fe80::1",
+            "fec0::1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:c0a8:0101::1",
+            "ff02::1",
+        ] {
+            let ip: IpAddr = private.parse().expect("an address");
+            assert!(is_private(ip), "{private} should be refused");
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2002:5db8:d822::1",
+        ] {
+            let ip: IpAddr = public.parse().expect("an address");
+            assert!(!is_private(ip), "{public} should be allowed");
+        }
+    }
+
+    #[test]
+    fn schedules_start_at_once() {
+        assert_eq!(
+            parse_schedule("0, 5s, 5m, 2h").expect("valid"),
+            [0, 5, 300, 7200].map(Duration::from_secs)
+        );
+        assert_eq!(default_schedule().len(), 8);
+        assert!(parse_schedule("5s,5m").is_err());
+        assert!(
+            parse_schedule("0,soon")
+                .expect_err("invalid")
+                .contains("`soon`")
+        );
     }
 }

@@ -11,7 +11,7 @@ use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::store::events::{
     DeliveryRecord, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
-use crate::store::{new_id, now};
+use crate::store::{StoreError, new_id, now};
 use crate::webhooks::new_secret;
 
 /// How long a rotated-out secret keeps signing.
@@ -226,6 +226,27 @@ async fn find_webhook(state: &AppState, caller: &Caller, id: &str) -> ApiResult<
         .ok_or_else(|| ApiError::not_found("webhook", id))
 }
 
+/// Applies `change` to the webhook `id` and writes it, reading it again if
+/// another write (an edit, a rotation, a 410 turning it off) came first.
+async fn modify(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    change: impl Fn(&mut WebhookRecord) -> ApiResult<()>,
+) -> ApiResult<WebhookRecord> {
+    let mut tries = 0;
+    loop {
+        let mut webhook = find_webhook(state, caller, id).await?;
+        change(&mut webhook)?;
+        webhook.revision += 1;
+        webhook.updated_at = now();
+        match state.webhooks.update_webhook(&webhook).await {
+            Err(StoreError::Conflict(_)) if tries < 5 => tries += 1,
+            other => return other.map(|()| webhook).map_err(Into::into),
+        }
+    }
+}
+
 /// `POST /v1/webhooks`: the webhook, with its signing secret (shown once).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     responses((status = 201, body = Webhook), (status = 422, body = super::error::Problem)))]
@@ -250,6 +271,7 @@ pub async fn create_webhook(
         }],
         created_at: now.clone(),
         updated_at: now,
+        revision: 0,
     };
     state.webhooks.create_webhook(&webhook).await?;
     Ok((StatusCode::CREATED, Json(Webhook::of(webhook, true))))
@@ -294,25 +316,29 @@ pub async fn update_webhook(
     Path(id): Path<String>,
     Json(body): Json<UpdateWebhook>,
 ) -> ApiResult<Json<Webhook>> {
-    let mut webhook = find_webhook(&state, &caller, &id).await?;
-    if let Some(url) = body.url {
-        check_url(&url)?;
-        webhook.url = url;
+    if let Some(url) = &body.url {
+        check_url(url)?;
     }
-    if let Some(names) = body.event_types {
-        webhook.event_types = event_types(&names)?;
-    }
-    if let Some(description) = body.description {
-        webhook.description = Some(description);
-    }
-    if let Some(active) = body.active {
-        webhook.active = active;
-        if active {
-            webhook.disabled_reason = None;
+    let types = body.event_types.as_deref().map(event_types).transpose()?;
+    let webhook = modify(&state, &caller, &id, |webhook| {
+        if let Some(url) = &body.url {
+            webhook.url.clone_from(url);
         }
-    }
-    webhook.updated_at = now();
-    state.webhooks.update_webhook(&webhook).await?;
+        if let Some(types) = &types {
+            webhook.event_types.clone_from(types);
+        }
+        if let Some(description) = &body.description {
+            webhook.description = Some(description.clone());
+        }
+        if let Some(active) = body.active {
+            webhook.active = active;
+            if active {
+                webhook.disabled_reason = None;
+            }
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Json(Webhook::of(webhook, false)))
 }
 
@@ -342,26 +368,26 @@ pub async fn rotate_secret(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Webhook>> {
-    let mut webhook = find_webhook(&state, &caller, &id).await?;
-    let now = now();
     let until = (chrono::Utc::now() + ROTATION_OVERLAP)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let current = webhook
-        .secrets
-        .iter()
-        .find(|s| s.expires_at.is_none())
-        .cloned();
-    webhook.secrets = std::iter::once(SigningSecret {
-        secret: new_secret(),
-        expires_at: None,
+    let webhook = modify(&state, &caller, &id, |webhook| {
+        let current = webhook
+            .secrets
+            .iter()
+            .find(|s| s.expires_at.is_none())
+            .cloned();
+        webhook.secrets = std::iter::once(SigningSecret {
+            secret: new_secret(),
+            expires_at: None,
+        })
+        .chain(current.map(|s| SigningSecret {
+            secret: s.secret,
+            expires_at: Some(until.clone()),
+        }))
+        .collect();
+        Ok(())
     })
-    .chain(current.map(|s| SigningSecret {
-        secret: s.secret,
-        expires_at: Some(until),
-    }))
-    .collect();
-    webhook.updated_at = now;
-    state.webhooks.update_webhook(&webhook).await?;
+    .await?;
     Ok(Json(Webhook::of(webhook, true)))
 }
 

@@ -14,6 +14,25 @@ use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result,
 /// Most document ids a `collection.documents.written` event lists.
 pub const MAX_EVENT_DOCUMENT_IDS: usize = 100;
 
+/// Largest event body, in bytes.
+pub const MAX_EVENT_BYTES: usize = 20_000;
+
+/// Most bytes of an error message an event carries.
+const MAX_EVENT_MESSAGE: usize = 2_000;
+
+/// At most `max` bytes of `text`, cut at a character boundary, with `…`
+/// when cut.
+fn clipped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventType {
@@ -119,9 +138,30 @@ impl Event {
         }
     }
 
+    /// The request body: the event as JSON, at most [`MAX_EVENT_BYTES`]
+    /// (an event that would be larger keeps its envelope and says its data
+    /// was left out; none of ours comes near).
+    pub fn body(&self) -> Result<String> {
+        let body = serde_json::to_string(self).map_err(super::StoreError::backend)?;
+        if body.len() <= MAX_EVENT_BYTES {
+            return Ok(body);
+        }
+        let envelope = Event {
+            data: json!({ "data_omitted": true, "reason": "the event was larger than 20 kB" }),
+            ..self.clone()
+        };
+        serde_json::to_string(&envelope).map_err(super::StoreError::backend)
+    }
+
     /// The event of `batch` having entered its status, if that status has one.
     pub fn batch(batch: &BatchRecord) -> Option<Event> {
         let event_type = EventType::of_batch(batch.status)?;
+        let collection_ids: Vec<&str> = batch
+            .collections
+            .iter()
+            .take(MAX_EVENT_DOCUMENT_IDS)
+            .map(|c| c.collection_id.as_str())
+            .collect();
         let data = json!({
             "batch_id": batch.batch_id,
             "bucket_id": batch.bucket_id,
@@ -131,8 +171,9 @@ impl Event {
             "object_count": batch.total,
             "processed": batch.processed,
             "failed": batch.failed,
-            "collection_ids": batch.collections.iter().map(|c| &c.collection_id).collect::<Vec<_>>(),
-            "error_message": batch.error_message,
+            "collection_ids": collection_ids,
+            "collection_ids_truncated": batch.collections.len() > collection_ids.len(),
+            "error_message": batch.error_message.as_deref().map(|m| clipped(m, MAX_EVENT_MESSAGE)),
         });
         Some(Event::new(
             event_type,
@@ -214,6 +255,9 @@ pub struct WebhookRecord {
     pub disabled_reason: Option<String>,
     /// The current secret first, then one being rotated out.
     pub secrets: Vec<SigningSecret>,
+    /// Counts the record's writes: an update names the revision it read.
+    #[serde(default)]
+    pub revision: u64,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -233,6 +277,7 @@ impl WebhookRecord {
         self.active = false;
         self.disabled_reason = Some(reason);
         self.updated_at = now();
+        self.revision += 1;
     }
 
     /// The secrets that sign at `now` (RFC 3339): the current one, and a
@@ -312,7 +357,7 @@ impl DeliveryRecord {
             namespace_id: webhook.namespace_id.clone(),
             event_id: event.event_id.clone(),
             event_type: event.event_type,
-            payload: serde_json::to_string(event).map_err(super::StoreError::backend)?,
+            payload: event.body()?,
             state: DeliveryState::Pending,
             attempts: 0,
             next_attempt_ms: chrono::Utc::now().timestamp_millis(),
@@ -432,7 +477,9 @@ pub trait Webhooks: Send + Sync + std::fmt::Debug {
         namespace_id: &str,
         page: &PageRequest,
     ) -> Result<Page<WebhookRecord>>;
-    /// Replaces a webhook's record (same id and namespace).
+    /// Replaces a webhook's record (same id and namespace) whose stored
+    /// revision is still `webhook.revision - 1`: a conflict when another
+    /// write came first (read it again and retry).
     async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<()>;
     /// Deletes a webhook with its deliveries.
     async fn delete_webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<()>;
@@ -460,7 +507,48 @@ pub trait Webhooks: Send + Sync + std::fmt::Debug {
     /// (the delivery was claimed again or changed meanwhile).
     async fn record_attempt(&self, lease: &DeliveryLease, outcome: &AttemptOutcome)
     -> Result<bool>;
+    /// Deletes delivered and failed deliveries last attempted before
+    /// `before_ms` (ms since the epoch); returns how many.
+    async fn purge_deliveries(&self, before_ms: i64) -> Result<u64>;
     /// When the earliest pending delivery that nobody holds is due (ms
     /// since the epoch).
     async fn next_due(&self) -> Result<Option<i64>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_under_20_kb() {
+        let mut batch = BatchRecord::draft("ns_1", "bkt_1", None, None);
+        batch.status = BatchStatus::Failed;
+        batch.error_message = Some("é".repeat(10_000));
+        let event = Event::batch(&batch).expect("an event");
+        let message = event.data["error_message"].as_str().expect("message");
+        assert!(message.len() <= MAX_EVENT_MESSAGE + '…'.len_utf8());
+        assert!(message.ends_with('…'));
+
+        let huge = Event {
+            data: json!({ "blob": "x".repeat(30_000) }),
+            ..event
+        };
+        let body = huge.body().expect("a body");
+        assert!(body.len() <= MAX_EVENT_BYTES);
+        let parsed: Event = serde_json::from_str(&body).expect("an event");
+        assert_eq!(parsed.event_id, huge.event_id);
+        assert_eq!(parsed.data["data_omitted"], true);
+    }
+
+    #[test]
+    fn batch_statuses_map_to_events() {
+        assert_eq!(EventType::of_batch(BatchStatus::Draft), None);
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_value(t).expect("json"),
+                serde_json::Value::String(t.as_str().into())
+            );
+        }
+    }
 }

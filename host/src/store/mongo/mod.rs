@@ -57,19 +57,36 @@ macro_rules! transaction {
                 async { $body }.await
             };
             let outcome = match result {
-                Ok(value) => match session.commit_transaction().await {
-                    Ok(()) => break Ok(value),
-                    Err(e)
-                        if again
-                            && (e.contains_label(
-                                mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
-                            ) || e
-                                .contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)) =>
-                    {
-                        continue;
+                Ok(value) => {
+                    // An unknown commit result is retried as a commit only
+                    // (the server makes that idempotent), never by running
+                    // the body again: the first commit may have landed.
+                    let committed = loop {
+                        match session.commit_transaction().await {
+                            Err(e)
+                                if e.contains_label(
+                                    mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
+                                ) && started.elapsed()
+                                    < $crate::store::mongo::TRANSACTION_RETRY_WINDOW =>
+                            {
+                                continue;
+                            }
+                            other => break other,
+                        }
+                    };
+                    match committed {
+                        Ok(()) => break Ok(value),
+                        Err(e)
+                            if again
+                                && e.contains_label(
+                                    mongodb::error::TRANSIENT_TRANSACTION_ERROR,
+                                ) =>
+                        {
+                            continue;
+                        }
+                        Err(e) => Err($crate::store::mongo::backend(e)),
                     }
-                    Err(e) => Err($crate::store::mongo::backend(e)),
-                },
+                }
                 Err(e) => Err(e),
             };
             let _ = session.abort_transaction().await;

@@ -102,18 +102,29 @@ impl Webhooks for MongoStore {
     async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<()> {
         // A whole-record replace: some wire-compatible servers keep a
         // `$set` boolean as 0/1.
+        let filter = doc! { "_id": &webhook.webhook_id, "namespace_id": &webhook.namespace_id };
+        let mut unchanged = filter.clone();
+        unchanged.insert("revision", webhook.revision.saturating_sub(1) as i64);
         let result = self
             .coll("webhooks")
-            .replace_one(
-                doc! { "_id": &webhook.webhook_id, "namespace_id": &webhook.namespace_id },
-                record(&webhook.webhook_id, webhook)?,
-            )
+            .replace_one(unchanged, record(&webhook.webhook_id, webhook)?)
             .await
             .map_err(backend)?;
-        if result.matched_count == 0 {
-            return Err(StoreError::not_found("webhook", &webhook.webhook_id));
+        if result.matched_count == 1 {
+            return Ok(());
         }
-        Ok(())
+        match self
+            .coll("webhooks")
+            .find_one(filter)
+            .await
+            .map_err(backend)?
+        {
+            Some(_) => Err(StoreError::Conflict(format!(
+                "webhook `{}` changed meanwhile; read it again",
+                webhook.webhook_id
+            ))),
+            None => Err(StoreError::not_found("webhook", &webhook.webhook_id)),
+        }
     }
 
     async fn delete_webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<()> {
@@ -203,7 +214,7 @@ impl Webhooks for MongoStore {
                 },
                 doc! { "$set": { "lease_token": &token, "lease_expires_ms": now + lease_ms } },
             )
-            .sort(doc! { "next_attempt_ms": 1 })
+            .sort(doc! { "next_attempt_ms": 1, "_id": 1 })
             .return_document(ReturnDocument::After)
             .await
             .map_err(backend)?;
@@ -248,6 +259,17 @@ impl Webhooks for MongoStore {
             }
             Ok(true)
         })
+    }
+
+    async fn purge_deliveries(&self, before_ms: i64) -> Result<u64> {
+        self.coll("deliveries")
+            .delete_many(doc! {
+                "state": { "$in": ["delivered", "failed"] },
+                "next_attempt_ms": { "$lt": before_ms },
+            })
+            .await
+            .map(|r| r.deleted_count)
+            .map_err(backend)
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {

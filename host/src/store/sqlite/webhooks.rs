@@ -76,13 +76,16 @@ fn read_delivery(
     .map_err(backend)
 }
 
+/// Writes `webhook` over the revision before its own; how many rows changed.
 fn write_webhook(c: &Connection, webhook: &WebhookRecord) -> Result<usize> {
     c.execute(
-        "UPDATE webhooks SET body = ?3 WHERE webhook_id = ?1 AND namespace_id = ?2",
+        "UPDATE webhooks SET body = ?3 WHERE webhook_id = ?1 AND namespace_id = ?2
+         AND coalesce(json_extract(body, '$.revision'), 0) = ?4",
         params![
             webhook.webhook_id,
             webhook.namespace_id,
-            body_text(webhook)?
+            body_text(webhook)?,
+            webhook.revision.saturating_sub(1)
         ],
     )
     .map_err(backend)
@@ -135,9 +138,24 @@ impl Webhooks for SqliteStore {
 
     async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<()> {
         let webhook = webhook.clone();
-        self.call(move |c| match write_webhook(c, &webhook)? {
-            0 => Err(StoreError::not_found("webhook", webhook.webhook_id)),
-            _ => Ok(()),
+        self.call(move |c| {
+            if write_webhook(c, &webhook)? == 1 {
+                return Ok(());
+            }
+            let exists: bool = c
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM webhooks WHERE webhook_id = ?1 AND namespace_id = ?2)",
+                    [&webhook.webhook_id, &webhook.namespace_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            Err(match exists {
+                true => StoreError::Conflict(format!(
+                    "webhook `{}` changed meanwhile; read it again",
+                    webhook.webhook_id
+                )),
+                false => StoreError::not_found("webhook", webhook.webhook_id),
+            })
         })
         .await
     }
@@ -231,7 +249,7 @@ impl Webhooks for SqliteStore {
                     "SELECT delivery_id, body FROM deliveries
                      WHERE state = 'pending' AND next_attempt_ms <= ?1 AND lease_expires_ms < ?1
                      AND webhook_id NOT IN (SELECT value FROM json_each(?2))
-                     ORDER BY next_attempt_ms LIMIT 1",
+                     ORDER BY next_attempt_ms, delivery_id LIMIT 1",
                     params![now, skip],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -294,6 +312,18 @@ impl Webhooks for SqliteStore {
             }
             tx.commit().map_err(backend)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn purge_deliveries(&self, before_ms: i64) -> Result<u64> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM deliveries WHERE state IN ('delivered', 'failed') AND next_attempt_ms < ?1",
+                [before_ms],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
         })
         .await
     }
