@@ -12,16 +12,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use strata_host::blob::{BlobError, BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
-use strata_host::store::Webhooks;
+use strata_host::pipeline::ExtractorRef;
 use strata_host::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
+use strata_host::store::registry::{ExtractorVersionRecord, Published, component_key};
 use strata_host::store::{
     BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord, DocumentFilter,
     DocumentRecord, DocumentSink, InternalMetadata, MongoStore, Namespace, ObjectRecord,
     PageRequest, PinnedCollection, Source, SqliteStore, Store, StoreError, document_id, new_id,
     now,
 };
+use strata_host::store::{Registry, Webhooks};
 use support::servers::{MongoServer, S3Server, s3_bucket, s3_client};
 use tokio::io::AsyncReadExt as _;
 
@@ -244,6 +246,17 @@ async fn queued(
     collection: &CollectionRecord,
     ids: &[String],
 ) -> BatchRecord {
+    queued_running(store, bucket, collection, ids, Vec::new()).await
+}
+
+/// A queued batch of `ids` over `collection`, running `extractors`.
+async fn queued_running(
+    store: &dyn Store,
+    bucket: &Bucket,
+    collection: &CollectionRecord,
+    ids: &[String],
+    extractors: Vec<ExtractorRef>,
+) -> BatchRecord {
     let batch = BatchRecord::draft(&bucket.namespace_id, &bucket.bucket_id, None, None);
     let created = store
         .create_batch(&batch, ids)
@@ -253,7 +266,7 @@ async fn queued(
     let pinned = PinnedCollection {
         collection_id: collection.collection_id.clone(),
         collection_name: collection.collection_name.clone(),
-        extractors: Vec::new(),
+        extractors,
         tiers: vec![vec!["x@1.0.0".into()]],
         output_schema: BTreeMap::new(),
         index_signature: "sig_1".into(),
@@ -311,9 +324,11 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
         store,
         documents,
         webhooks,
+        ..
     } = open().await;
     let worker_b = open().await;
     outbox(&store, &documents, &webhooks, &worker_b.webhooks).await;
+    registry_suite(store.as_ref(), worker_b.registry.as_ref()).await;
     let worker_b = worker_b.store;
     let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
     conditional_writes(store.as_ref(), &bucket, &ids).await;
@@ -563,16 +578,144 @@ struct Handles {
     store: Arc<dyn Store>,
     documents: Arc<dyn DocumentSink>,
     webhooks: Arc<dyn Webhooks>,
+    registry: Arc<dyn Registry>,
 }
 
 impl Handles {
-    fn of<T: Store + DocumentSink + Webhooks + 'static>(backend: Arc<T>) -> Self {
+    fn of<T: Store + DocumentSink + Webhooks + Registry + 'static>(backend: Arc<T>) -> Self {
         Handles {
             store: backend.clone(),
             documents: backend.clone(),
-            webhooks: backend,
+            webhooks: backend.clone(),
+            registry: backend,
         }
     }
+}
+
+fn version(name: &str, version: &str, hash: &str) -> ExtractorVersionRecord {
+    ExtractorVersionRecord {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        content_hash: hash.to_owned(),
+        size_bytes: 1234,
+        blob_key: component_key(hash),
+        manifest: serde_json::json!({ "name": name, "version": version }),
+        published_at: now(),
+        deprecated_at: None,
+        seq: 0,
+    }
+}
+
+/// Versions are immutable, ordered by publication, deprecated and deleted
+/// only when nothing pins them.
+async fn registry_suite(store: &dyn Store, registry: &dyn Registry) {
+    let name = new_id("x");
+    let v1 = match registry
+        .publish(&version(&name, "1.0.0", &"a".repeat(64)))
+        .await
+        .expect("publish")
+    {
+        Published::New(v) => v,
+        other => panic!("not new: {other:?}"),
+    };
+    assert!(v1.seq > 0);
+    assert_eq!(
+        registry
+            .publish(&version(&name, "1.0.0", &"a".repeat(64)))
+            .await
+            .expect("again"),
+        Published::Existing(v1.clone()),
+        "the same bytes again are the same version"
+    );
+    let refused = registry
+        .publish(&version(&name, "1.0.0", &"b".repeat(64)))
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("immutable")),
+        "{refused:?}"
+    );
+    let Published::New(v2) = registry
+        .publish(&version(&name, "2.0.0", &"b".repeat(64)))
+        .await
+        .expect("publish v2")
+    else {
+        panic!("v2 is new");
+    };
+    assert!(v2.seq > v1.seq);
+    let listed = registry.extractor_versions(&name).await.expect("versions");
+    assert_eq!(listed, [v1.clone(), v2.clone()]);
+    assert_eq!(
+        registry.changes(v1.seq).await.expect("changes"),
+        std::slice::from_ref(&v2)
+    );
+    let deprecated = registry.deprecate(&name, "1.0.0").await.expect("deprecate");
+    assert!(deprecated.deprecated_at.is_some() && deprecated.seq > v2.seq);
+    assert_eq!(
+        registry.deprecate(&name, "1.0.0").await.expect("again"),
+        deprecated,
+        "idempotent"
+    );
+    assert_eq!(
+        registry.changes(v2.seq).await.expect("changes"),
+        std::slice::from_ref(&deprecated)
+    );
+    assert!(
+        registry
+            .extractor_version(&name, "3.0.0")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // A collection naming 1.0.0 and a queued batch running 2.0.0 keep them.
+    let (bucket, mut collection, ids) = fixture(store, 1).await;
+    collection.collection_id = new_id("col");
+    collection.collection_name = "pins-v1".into();
+    collection.extractors = vec![ExtractorRef {
+        name: name.clone(),
+        version: Some("1.0.0".into()),
+        params: None,
+    }];
+    store
+        .create_collection(&collection)
+        .await
+        .expect("collection");
+    let batch = queued_running(
+        store,
+        &bucket,
+        &collection,
+        &ids,
+        vec![ExtractorRef {
+            name: name.clone(),
+            version: Some("2.0.0".into()),
+            params: None,
+        }],
+    )
+    .await;
+    let refused = registry.delete_version(&name, "1.0.0").await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("pins-v1")),
+        "{refused:?}"
+    );
+    let refused = registry.delete_version(&name, "2.0.0").await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(&batch.batch_id)),
+        "{refused:?}"
+    );
+    store.cancel_batch(&batch.batch_id).await.expect("cancel");
+    let deleted = registry
+        .delete_version(&name, "2.0.0")
+        .await
+        .expect("delete");
+    assert_eq!(deleted.content_hash, "b".repeat(64));
+    assert!(matches!(
+        registry.delete_version(&name, "2.0.0").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        registry.extractor_versions(&name).await.expect("versions"),
+        [deprecated]
+    );
 }
 
 fn webhook(ns: &str, types: &[EventType], active: bool) -> WebhookRecord {

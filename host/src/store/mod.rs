@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod mongo;
+pub mod registry;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 pub use events::Webhooks;
 pub use mongo::MongoStore;
+pub use registry::Registry;
 pub use sqlite::SqliteStore;
 
 /// A store result.

@@ -103,6 +103,7 @@ macro_rules! transaction {
     }};
 }
 
+mod registry;
 mod webhooks;
 
 /// How long a transaction is retried on transient errors (write conflicts,
@@ -237,8 +238,10 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let unique = || IndexOptions::builder().unique(true).build();
-        let indexes: [(&str, Document, bool); 20] = [
+        let indexes: [(&str, Document, bool); 22] = [
             ("namespaces", doc! { "name": 1 }, true),
+            ("extractor_versions", doc! { "seq": 1 }, true),
+            ("extractor_versions", doc! { "name": 1, "seq": 1 }, false),
             (
                 "webhooks",
                 doc! { "namespace_id": 1, "webhook_id": 1 },
@@ -374,6 +377,25 @@ impl MongoStore {
         Ok(Page::from_overfetch(items, limit, key))
     }
 
+    /// Every record of `coll` under `filter`, in the order of `sort`.
+    async fn sorted<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        filter: Document,
+        sort: Document,
+    ) -> Result<Vec<T>> {
+        let docs: Vec<Document> = self
+            .coll(coll)
+            .find(filter)
+            .sort(sort)
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        docs.into_iter().map(from_doc).collect()
+    }
+
     /// Every record of `coll` under `filter`, read in the session `s`.
     async fn find_in(
         &self,
@@ -447,14 +469,25 @@ impl MongoStore {
         Ok(Some(batch))
     }
 
-    async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
-        self.coll("batches")
-            .find_one(doc! { "_id": batch_id })
+    /// The record of `coll` under `filter`, read in the session `s`.
+    async fn one_in<T: DeserializeOwned>(
+        &self,
+        s: &mut ClientSession,
+        coll: &str,
+        filter: Document,
+    ) -> Result<Option<T>> {
+        self.coll(coll)
+            .find_one(filter)
             .session(&mut *s)
             .await
             .map_err(backend)?
             .map(from_doc)
-            .transpose()?
+            .transpose()
+    }
+
+    async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
+        self.one_in(s, "batches", doc! { "_id": batch_id })
+            .await?
             .ok_or_else(|| StoreError::not_found("batch", batch_id))
     }
 
@@ -858,16 +891,12 @@ impl Store for MongoStore {
     }
 
     async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
-        let docs: Vec<Document> = self
-            .coll("collections")
-            .find(doc! { "source.bucket_id": bucket_id })
-            .sort(doc! { "_id": 1 })
-            .await
-            .map_err(backend)?
-            .try_collect()
-            .await
-            .map_err(backend)?;
-        docs.into_iter().map(from_doc).collect()
+        self.sorted(
+            "collections",
+            doc! { "source.bucket_id": bucket_id },
+            doc! { "_id": 1 },
+        )
+        .await
     }
 
     async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {

@@ -54,20 +54,6 @@ impl MongoStore {
             .map_err(backend)?;
         Ok(())
     }
-
-    async fn delivery_in(
-        &self,
-        s: &mut ClientSession,
-        filter: Document,
-    ) -> Result<Option<DeliveryRecord>> {
-        self.coll("deliveries")
-            .find_one(filter)
-            .session(&mut *s)
-            .await
-            .map_err(backend)?
-            .map(from_doc)
-            .transpose()
-    }
 }
 
 #[async_trait]
@@ -182,7 +168,7 @@ impl Webhooks for MongoStore {
     async fn redeliver(&self, webhook_id: &str, delivery_id: &str) -> Result<DeliveryRecord> {
         transaction!(self, s => {
             let mut delivery = self
-                .delivery_in(s, doc! { "_id": delivery_id, "webhook_id": webhook_id })
+                .one_in::<DeliveryRecord>(s, "deliveries", doc! { "_id": delivery_id, "webhook_id": webhook_id })
                 .await?
                 .ok_or_else(|| StoreError::not_found("delivery", delivery_id))?;
             if delivery.state == DeliveryState::Pending {
@@ -235,7 +221,7 @@ impl Webhooks for MongoStore {
     ) -> Result<bool> {
         transaction!(self, s => {
             let filter = doc! { "_id": &lease.delivery.delivery_id, "lease_token": &lease.token };
-            let Some(mut delivery) = self.delivery_in(s, filter).await? else {
+            let Some(mut delivery) = self.one_in::<DeliveryRecord>(s, "deliveries", filter).await? else {
                 return Ok(false);
             };
             let disable = delivery.apply(outcome);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod registry;
 mod webhooks;
 
 use async_trait::async_trait;
@@ -133,6 +134,16 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, delivery_id);
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
+"#,
+    r#"
+CREATE TABLE extractor_versions (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    seq INTEGER NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
 "#,
 ];
 

@@ -1,0 +1,145 @@
+//! The extractor registry on MongoDB.
+
+use async_trait::async_trait;
+use mongodb::ClientSession;
+use mongodb::bson::{Bson, doc};
+use mongodb::options::ReturnDocument;
+
+use super::{MongoStore, backend, from_doc, record};
+use crate::store::registry::{
+    ExtractorVersionRecord, Published, Registry, immutable, in_use, pinned_by,
+};
+use crate::store::{BatchRecord, CollectionRecord, Result, StoreError, now};
+
+fn version_id(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
+}
+
+impl MongoStore {
+    /// The next registry sequence number, in the transaction of `s`.
+    async fn next_seq(&self, s: &mut ClientSession) -> Result<u64> {
+        let counter = self
+            .coll("counters")
+            .find_one_and_update(
+                doc! { "_id": "registry" },
+                doc! { "$inc": { "seq": 1_i64 } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .session(&mut *s)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::backend(std::io::Error::other("no registry counter")))?;
+        // Servers keep a counter `$inc`ed from nothing as a 32- or 64-bit
+        // integer (or a double, for some stand-ins).
+        match counter.get("seq") {
+            Some(Bson::Int64(n)) => Ok(*n as u64),
+            Some(Bson::Int32(n)) => Ok(*n as u64),
+            Some(Bson::Double(n)) if n.fract() == 0.0 && *n >= 0.0 => Ok(*n as u64),
+            other => Err(StoreError::backend(std::io::Error::other(format!(
+                "the registry counter holds {other:?}"
+            )))),
+        }
+    }
+}
+
+#[async_trait]
+impl Registry for MongoStore {
+    async fn publish(&self, version: &ExtractorVersionRecord) -> Result<Published> {
+        transaction!(self, s => {
+            if let Some(existing) = self.one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(&version.name, &version.version) }).await? {
+                if existing.content_hash == version.content_hash {
+                    return Ok(Published::Existing(existing));
+                }
+                return Err(immutable(&existing, &version.content_hash));
+            }
+            let mut published = version.clone();
+            published.seq = self.next_seq(s).await?;
+            let id = version_id(&published.name, &published.version);
+            self.coll("extractor_versions")
+                .insert_one(record(&id, &published)?)
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(Published::New(published))
+        })
+    }
+
+    async fn extractor_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<ExtractorVersionRecord>> {
+        self.one(
+            "extractor_versions",
+            doc! { "_id": version_id(name, version) },
+        )
+        .await
+    }
+
+    async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>> {
+        self.sorted(
+            "extractor_versions",
+            doc! { "name": name },
+            doc! { "seq": 1 },
+        )
+        .await
+    }
+
+    async fn changes(&self, seq: u64) -> Result<Vec<ExtractorVersionRecord>> {
+        let filter = doc! { "seq": { "$gt": seq as i64 } };
+        self.sorted("extractor_versions", filter, doc! { "seq": 1 })
+            .await
+    }
+
+    async fn deprecate(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord> {
+        transaction!(self, s => {
+            let mut found = self
+                .one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(name, version) })
+                .await?
+                .ok_or_else(|| StoreError::not_found("extractor version", version_id(name, version)))?;
+            if found.deprecated_at.is_some() {
+                return Ok(found);
+            }
+            found.deprecated_at = Some(now());
+            found.seq = self.next_seq(s).await?;
+            self.coll("extractor_versions")
+                .replace_one(doc! { "_id": version_id(name, version) }, record(&version_id(name, version), &found)?)
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(found)
+        })
+    }
+
+    async fn delete_version(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord> {
+        transaction!(self, s => {
+            let found = self
+                .one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(name, version) })
+                .await?
+                .ok_or_else(|| StoreError::not_found("extractor version", version_id(name, version)))?;
+            let collections = self
+                .find_in(s, "collections", doc! {})
+                .await?
+                .into_iter()
+                .map(from_doc)
+                .collect::<Result<Vec<CollectionRecord>>>()?;
+            let batches = self
+                .find_in(s, "batches", doc! { "status": { "$in": ["QUEUED", "PROCESSING"] } })
+                .await?
+                .into_iter()
+                .map(from_doc)
+                .collect::<Result<Vec<BatchRecord>>>()?;
+            let pins = pinned_by(name, version, &collections, &batches);
+            if !pins.is_empty() {
+                return Err(in_use(name, version, &pins));
+            }
+            self.coll("extractor_versions")
+                .delete_one(doc! { "_id": version_id(name, version) })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(found)
+        })
+    }
+}

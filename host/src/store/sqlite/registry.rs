@@ -1,0 +1,176 @@
+//! The extractor registry on SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    BATCH_COLUMNS, SqliteStore, backend, batch_row, body_column, body_text, collection_row,
+    immediate,
+};
+use crate::store::registry::{
+    ExtractorVersionRecord, Published, Registry, immutable, in_use, pinned_by,
+};
+use crate::store::{Result, StoreError, now};
+
+fn read_version(
+    c: &Connection,
+    name: &str,
+    version: &str,
+) -> Result<Option<ExtractorVersionRecord>> {
+    c.query_row(
+        "SELECT body, seq FROM extractor_versions WHERE name = ?1 AND version = ?2",
+        [name, version],
+        version_row,
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtractorVersionRecord> {
+    let mut record: ExtractorVersionRecord = body_column(r.get(0)?)?;
+    record.seq = r.get(1)?;
+    Ok(record)
+}
+
+fn next_seq(c: &Connection) -> Result<u64> {
+    c.query_row(
+        "SELECT coalesce(max(seq), 0) + 1 FROM extractor_versions",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+fn versions_where(
+    c: &Connection,
+    sql: &str,
+    param: &dyn rusqlite::ToSql,
+) -> Result<Vec<ExtractorVersionRecord>> {
+    c.prepare_cached(sql)
+        .and_then(|mut s| s.query_map([param], version_row)?.collect())
+        .map_err(backend)
+}
+
+#[async_trait]
+impl Registry for SqliteStore {
+    async fn publish(&self, record: &ExtractorVersionRecord) -> Result<Published> {
+        let mut record = record.clone();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            if let Some(existing) = read_version(&tx, &record.name, &record.version)? {
+                if existing.content_hash == record.content_hash {
+                    return Ok(Published::Existing(existing));
+                }
+                return Err(immutable(&existing, &record.content_hash));
+            }
+            record.seq = next_seq(&tx)?;
+            tx.execute(
+                "INSERT INTO extractor_versions (name, version, content_hash, seq, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    record.name,
+                    record.version,
+                    record.content_hash,
+                    record.seq,
+                    body_text(&record)?
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(Published::New(record))
+        })
+        .await
+    }
+
+    async fn extractor_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<ExtractorVersionRecord>> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.call(move |c| read_version(c, &name, &version)).await
+    }
+
+    async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            versions_where(
+                c,
+                "SELECT body, seq FROM extractor_versions WHERE name = ?1 ORDER BY seq",
+                &name,
+            )
+        })
+        .await
+    }
+
+    async fn changes(&self, seq: u64) -> Result<Vec<ExtractorVersionRecord>> {
+        self.call(move |c| {
+            versions_where(
+                c,
+                "SELECT body, seq FROM extractor_versions WHERE seq > ?1 ORDER BY seq",
+                &seq,
+            )
+        })
+        .await
+    }
+
+    async fn deprecate(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let mut record = read_version(&tx, &name, &version)?
+                .ok_or_else(|| StoreError::not_found("extractor version", format!("{name}@{version}")))?;
+            if record.deprecated_at.is_some() {
+                return Ok(record);
+            }
+            record.deprecated_at = Some(now());
+            record.seq = next_seq(&tx)?;
+            tx.execute(
+                "UPDATE extractor_versions SET seq = ?3, body = ?4 WHERE name = ?1 AND version = ?2",
+                params![name, version, record.seq, body_text(&record)?],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete_version(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let record = read_version(&tx, &name, &version)?.ok_or_else(|| {
+                StoreError::not_found("extractor version", format!("{name}@{version}"))
+            })?;
+            let collections = tx
+                .prepare_cached("SELECT body FROM collections")
+                .and_then(|mut s| {
+                    s.query_map([], collection_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)?;
+            let batches = tx
+                .prepare_cached(&format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches WHERE status IN ('QUEUED', 'PROCESSING')"
+                ))
+                .and_then(|mut s| {
+                    s.query_map([], batch_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)?;
+            let pins = pinned_by(&name, &version, &collections, &batches);
+            if !pins.is_empty() {
+                return Err(in_use(&name, &version, &pins));
+            }
+            tx.execute(
+                "DELETE FROM extractor_versions WHERE name = ?1 AND version = ?2",
+                [&name, &version],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(record)
+        })
+        .await
+    }
+}
