@@ -48,10 +48,13 @@ pub enum CatalogError {
     },
 }
 
-/// Extractors by name, then version.
-#[derive(Debug, Clone, Default)]
+type Versions = BTreeMap<semver::Version, (Extractor, String)>;
+
+/// Extractors by name, then version. Shared by the API and the pollers of
+/// a process, and added to while it runs (published versions).
+#[derive(Debug, Default)]
 pub struct Catalog {
-    by_name: BTreeMap<String, BTreeMap<semver::Version, (Extractor, String)>>,
+    by_name: std::sync::RwLock<BTreeMap<String, Versions>>,
 }
 
 impl Catalog {
@@ -68,7 +71,7 @@ impl Catalog {
             .map_err(dir_error)?;
         files.retain(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file());
         files.sort();
-        let mut catalog = Catalog::default();
+        let catalog = Catalog::default();
         for path in files {
             let extractor = engine.load(&path)?;
             catalog.insert(extractor, path.display().to_string())?;
@@ -76,11 +79,20 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Adds an extractor loaded from `origin`.
-    pub fn insert(&mut self, extractor: Extractor, origin: String) -> Result<(), CatalogError> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Versions>> {
+        self.by_name.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an extractor loaded from `origin`; the same component again
+    /// is a no-op, another one under the same name and version an error.
+    pub fn insert(&self, extractor: Extractor, origin: String) -> Result<(), CatalogError> {
         let m = extractor.manifest().clone();
-        let versions = self.by_name.entry(m.name.clone()).or_default();
-        if let Some((_, first)) = versions.get(&m.version) {
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        let versions = by_name.entry(m.name.clone()).or_default();
+        if let Some((installed, first)) = versions.get(&m.version) {
+            if installed.content_hash() == extractor.content_hash() {
+                return Ok(());
+            }
             return Err(CatalogError::Duplicate {
                 id: m.id(),
                 first: first.clone(),
@@ -93,9 +105,9 @@ impl Catalog {
     }
 
     /// The extractor `name` at `version`, or its newest version.
-    pub fn get(&self, name: &str, version: Option<&str>) -> Result<&Extractor, CatalogError> {
-        let versions = self
-            .by_name
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Extractor, CatalogError> {
+        let by_name = self.read();
+        let versions = by_name
             .get(name)
             .ok_or_else(|| CatalogError::UnknownName(name.to_owned()))?;
         let found = match version {
@@ -105,7 +117,7 @@ impl Catalog {
                 .and_then(|v| versions.get(&v)),
         };
         found
-            .map(|(e, _)| e)
+            .map(|(e, _)| e.clone())
             .ok_or_else(|| CatalogError::UnknownVersion {
                 name: name.to_owned(),
                 version: version.unwrap_or_default().to_owned(),
@@ -118,19 +130,25 @@ impl Catalog {
     }
 
     /// Names in order, each with its versions, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Vec<&Extractor>)> {
-        self.by_name
+    pub fn snapshot(&self) -> Vec<(String, Vec<Extractor>)> {
+        self.read()
             .iter()
-            .map(|(name, versions)| (name.as_str(), versions.values().map(|(e, _)| e).collect()))
+            .map(|(name, versions)| {
+                (
+                    name.clone(),
+                    versions.values().map(|(e, _)| e.clone()).collect(),
+                )
+            })
+            .collect()
     }
 
     /// Number of extractor versions.
     pub fn len(&self) -> usize {
-        self.by_name.values().map(BTreeMap::len).sum()
+        self.read().values().map(BTreeMap::len).sum()
     }
 
     /// Whether the catalog is empty.
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.read().is_empty()
     }
 }

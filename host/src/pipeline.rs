@@ -66,7 +66,7 @@ pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineEr
                 ));
             }
         };
-        selected.push((extractor.clone(), params));
+        selected.push((extractor, params));
     }
     let index = |name: &str| refs.iter().position(|r| r.name == name).unwrap_or(0);
     Plan::new(selected).map_err(|e| match &e {

@@ -17,7 +17,8 @@ use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
 use crate::store::{
-    DocumentSink, MongoStore, Namespace, SqliteStore, Store, StoreError, Webhooks, new_id, now,
+    DocumentSink, MongoStore, Namespace, Registry, SqliteStore, Store, StoreError, Webhooks,
+    new_id, now,
 };
 use crate::webhooks::{Sender, SenderConfig};
 use crate::worker::{self, WorkerConfig};
@@ -78,12 +79,19 @@ pub struct Backends {
     pub documents: Arc<dyn DocumentSink>,
     /// Webhooks and their outbox.
     pub webhooks: Arc<dyn Webhooks>,
+    /// Published extractor versions.
+    pub registry: Arc<dyn Registry>,
     /// Object contents and artifacts.
     pub blobs: Arc<dyn BlobStore>,
 }
 
-/// The three seams one metadata backend implements.
-pub type OpenStore = (Arc<dyn Store>, Arc<dyn DocumentSink>, Arc<dyn Webhooks>);
+/// The seams one metadata backend implements.
+pub type OpenStore = (
+    Arc<dyn Store>,
+    Arc<dyn DocumentSink>,
+    Arc<dyn Webhooks>,
+    Arc<dyn Registry>,
+);
 
 /// Which backends to use: URLs, with the embedded ones under a data
 /// directory by default.
@@ -117,7 +125,7 @@ pub async fn open_store(url: &str) -> anyhow::Result<OpenStore> {
                     .await
                     .with_context(|| format!("store {} does not answer", redact(url)))?,
             );
-            Ok((store.clone(), store.clone(), store))
+            Ok((store.clone(), store.clone(), store.clone(), store))
         }
         Some(("sqlite", path)) => {
             let path = Path::new(path);
@@ -127,7 +135,7 @@ pub async fn open_store(url: &str) -> anyhow::Result<OpenStore> {
             }
             let store =
                 Arc::new(SqliteStore::open(path).with_context(|| format!("opening store {url}"))?);
-            Ok((store.clone(), store.clone(), store))
+            Ok((store.clone(), store.clone(), store.clone(), store))
         }
         _ => anyhow::bail!("--store `{url}`: expected sqlite://PATH or mongodb://HOST/DATABASE"),
     }
@@ -160,12 +168,13 @@ pub async fn open_blobs(url: &str, s3: &S3Options) -> anyhow::Result<Arc<dyn Blo
 
 /// Opens the backends of `config`.
 pub async fn open_backends(config: &BackendConfig) -> anyhow::Result<Backends> {
-    let (store, documents, webhooks) = open_store(&config.store).await?;
+    let (store, documents, webhooks, registry) = open_store(&config.store).await?;
     let blobs = open_blobs(&config.blobs, &config.s3).await?;
     Ok(Backends {
         store,
         documents,
         webhooks,
+        registry,
         blobs,
     })
 }
@@ -259,7 +268,8 @@ pub async fn run(
     }
     let engine = Engine::new(config.engine.clone()).context("starting the engine")?;
     let plugins = config.plugins.clone();
-    let catalog = tokio::task::spawn_blocking(move || Catalog::load_dir(&engine, &plugins))
+    let loader = engine.clone();
+    let catalog = tokio::task::spawn_blocking(move || Catalog::load_dir(&loader, &plugins))
         .await?
         .with_context(|| format!("installing extractors from {}", config.plugins.display()))?;
     tracing::info!(extractors = catalog.len(), "extractors installed");
@@ -274,6 +284,8 @@ pub async fn run(
         documents: backends.documents.clone(),
         webhooks: backends.webhooks.clone(),
         webhook_wake: webhook_wake.clone(),
+        registry: backends.registry.clone(),
+        engine,
         blobs: backends.blobs.clone(),
         catalog: catalog.clone(),
         spool_dir,

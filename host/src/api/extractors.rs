@@ -5,16 +5,131 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::Serialize;
 
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::engine::{Extractor, Manifest};
 use crate::store::Page;
+use crate::store::now;
+use crate::store::registry::{ExtractorVersionRecord, Published, component_key};
+use axum::http::StatusCode;
+
+/// Largest component accepted by a publication, in bytes.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/extractors", get(list_extractors))
+        .route(
+            "/v1/extractors",
+            get(list_extractors)
+                .post(publish_extractor)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
         .route("/v1/extractors/{name}", get(get_extractor))
+}
+
+/// A published version, as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublishedVersion {
+    /// Name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Hex SHA-256 of the component.
+    pub content_hash: String,
+    /// Size of the component.
+    pub size_bytes: u64,
+    /// RFC 3339.
+    pub published_at: String,
+    /// RFC 3339, once deprecated.
+    pub deprecated_at: Option<String>,
+    /// The component's manifest.
+    #[schema(value_type = Object)]
+    pub manifest: serde_json::Value,
+}
+
+impl From<ExtractorVersionRecord> for PublishedVersion {
+    fn from(r: ExtractorVersionRecord) -> Self {
+        PublishedVersion {
+            name: r.name,
+            version: r.version,
+            content_hash: r.content_hash,
+            size_bytes: r.size_bytes,
+            published_at: r.published_at,
+            deprecated_at: r.deprecated_at,
+            manifest: r.manifest,
+        }
+    }
+}
+
+/// `POST /v1/extractors` (admin): publishes the component in the body
+/// (`application/wasm`). It is checked before it is accepted: a component
+/// of a compatible `strata:extractor` major version that instantiates in
+/// the sandbox, with a complete and consistent manifest. 201 for a new
+/// version, 200 for the same bytes again, 409 for other bytes under a
+/// published name and version, 422 with the reason for a rejected one.
+#[utoipa::path(post, path = "/v1/extractors", tag = "extractors",
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 201, body = PublishedVersion), (status = 200, body = PublishedVersion),
+        (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn publish_extractor(
+    State(state): State<AppState>,
+    _admin: Admin,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<PublishedVersion>)> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !matches!(
+        content_type,
+        "application/wasm" | "application/octet-stream"
+    ) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("send the component as `application/wasm`, not `{content_type}`"),
+        ));
+    }
+    if body.is_empty() {
+        return Err(ApiError::invalid("body", "the component is empty"));
+    }
+    let engine = state.engine.clone();
+    let bytes = body.clone();
+    let extractor = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes, "the body"))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let manifest = extractor.manifest();
+    let record = ExtractorVersionRecord {
+        name: manifest.name.clone(),
+        version: manifest.version.to_string(),
+        content_hash: extractor.content_hash().to_owned(),
+        size_bytes: extractor.size_bytes(),
+        blob_key: component_key(extractor.content_hash()),
+        manifest: serde_json::to_value(manifest.as_ref()).map_err(|e| ApiError::internal(&e))?,
+        published_at: now(),
+        deprecated_at: None,
+        seq: 0,
+    };
+    // Content-addressed: writing the same bytes again changes nothing.
+    state
+        .blobs
+        .put_bytes(&record.blob_key, body)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let (status, published) = match state.registry.publish(&record).await? {
+        Published::New(r) => (StatusCode::CREATED, r),
+        Published::Existing(r) => (StatusCode::OK, r),
+    };
+    let origin = format!("registry ({})", published.blob_key);
+    state
+        .catalog
+        .insert(extractor, origin)
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    tracing::info!(extractor = %published.id(), hash = %published.content_hash, "extractor published");
+    Ok((status, Json(published.into())))
 }
 
 /// One version of an extractor.
@@ -44,7 +159,7 @@ pub struct ExtractorInfo {
     pub versions: Vec<ExtractorVersion>,
 }
 
-fn info(name: &str, versions: &[&Extractor]) -> ExtractorInfo {
+fn info(name: &str, versions: &[Extractor]) -> ExtractorInfo {
     let latest = versions.last().map(|e| e.manifest());
     ExtractorInfo {
         name: name.to_owned(),
@@ -73,10 +188,15 @@ pub async fn list_extractors(
     let page = params.page("extractors")?;
     let items: Vec<ExtractorInfo> = state
         .catalog
-        .iter()
-        .filter(|(name, _)| page.after.as_deref().is_none_or(|after| *name > after))
+        .snapshot()
+        .into_iter()
+        .filter(|(name, _)| {
+            page.after
+                .as_deref()
+                .is_none_or(|after| name.as_str() > after)
+        })
         .take(page.limit + 1)
-        .map(|(name, versions)| info(name, &versions))
+        .map(|(name, versions)| info(&name, &versions))
         .collect();
     let page = Page::from_overfetch(items, page.limit, |e| e.name.clone());
     Ok(Json(List::of(page, "extractors", |e| e)))
@@ -93,8 +213,9 @@ pub async fn get_extractor(
 ) -> ApiResult<Json<ExtractorInfo>> {
     state
         .catalog
-        .iter()
+        .snapshot()
+        .into_iter()
         .find(|(n, _)| *n == name)
-        .map(|(n, versions)| Json(info(n, &versions)))
+        .map(|(n, versions)| Json(info(&n, &versions)))
         .ok_or_else(|| ApiError::not_found("extractor", &name))
 }

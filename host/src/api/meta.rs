@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         super::collections::get_collection, super::collections::delete_collection,
         super::documents::list_documents, super::documents::get_document,
         super::extractors::list_extractors, super::extractors::get_extractor,
+        super::extractors::publish_extractor,
         super::batches::create_batch, super::batches::list_batches, super::batches::get_batch,
         super::batches::delete_batch, super::batches::add_objects,
         super::batches::list_batch_objects, super::batches::submit_batch,

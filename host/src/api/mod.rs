@@ -46,6 +46,10 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// The extractors this host runs.
     pub catalog: Arc<Catalog>,
+    /// Published extractor versions.
+    pub registry: Arc<dyn crate::store::Registry>,
+    /// Loads and checks components.
+    pub engine: crate::engine::Engine,
     /// Where uploads are spooled before they reach the blob store.
     pub spool_dir: PathBuf,
     /// Largest object content accepted, in bytes.

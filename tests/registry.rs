@@ -1,0 +1,122 @@
+//! The extractor registry against a real `strata serve` process and real
+//! components: publication, validation, immutability, idempotence.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::flow::*;
+use support::{Server, send};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(support::repo().join(format!("tests/fixtures/dist/{name}.wasm")))
+        .expect("tests/fixtures/dist (run `make plugins`)")
+}
+
+/// `bytes` with a custom section appended: another component, same manifest.
+fn rebuilt(mut bytes: Vec<u8>) -> Vec<u8> {
+    let name = b"strata-test";
+    let payload = b"another build";
+    bytes.push(0); // custom section
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+async fn publish(server: &Server, bytes: Vec<u8>) -> (StatusCode, Value) {
+    send(
+        server
+            .request(Method::POST, "/v1/extractors")
+            .header("content-type", "application/wasm")
+            .body(bytes),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_published_version_is_checked_immutable_and_usable_at_once() {
+    let server = Server::start();
+    let identity = fixture("identity");
+    let (status, published) = publish(&server, identity.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    assert_eq!(published["name"], "identity");
+    assert_eq!(published["manifest"]["name"], "identity");
+    let hash = text(&published["content_hash"]).to_owned();
+    assert_eq!(hash.len(), 64);
+    assert_eq!(published["size_bytes"], identity.len());
+
+    // The same bytes again: the same version, 200.
+    let (status, again) = publish(&server, identity.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["published_at"], published["published_at"]);
+
+    // Other bytes under the same name and version: refused.
+    let (status, problem) = publish(&server, rebuilt(identity)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(text(&problem["detail"]).contains("immutable"), "{problem}");
+
+    // Listed, and usable by a collection without a restart.
+    let (status, listed) = server.get("/v1/extractors/identity").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["versions"][0]["content_hash"], hash.as_str());
+    let bucket = create_bucket(&server, "b").await;
+    create_collection(
+        &server,
+        "uses-identity",
+        &bucket,
+        json!([{"name": "identity"}]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_component_is_refused_with_the_reason() {
+    let server = Server::start();
+    for (bytes, reason) in [
+        (b"not wasm at all".to_vec(), "body"),
+        (fixture("not-extractor"), "body"),
+        (fixture("future-major"), "body"),
+        (fixture("bad-manifest"), "body"),
+    ] {
+        let (status, problem) = publish(&server, bytes).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert!(problem.to_string().contains(reason), "{problem}");
+    }
+    let (status, problem) = publish(&server, fixture("future-major")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&problem["detail"]).contains("strata:extractor"),
+        "{problem}"
+    );
+    let (status, problem) = send(
+        server
+            .request(Method::POST, "/v1/extractors")
+            .header("content-type", "text/plain")
+            .body(fixture("identity")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{problem}");
+    // Only admins publish. (The refusal comes before the body is read, and
+    // the server closes that connection: a client of its own.)
+    let (status, key) = server
+        .post("/v1/api-keys", json!({ "namespace": "default" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let (status, _) = send(
+        reqwest::Client::new()
+            .post(format!("{}/v1/extractors", server.url))
+            .bearer_auth(text(&key["secret"]))
+            .header("X-Namespace", "default")
+            .header("content-type", "application/wasm")
+            .body(fixture("identity")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, listed) = server.get("/v1/extractors/identity").await;
+    assert!(
+        listed.get("versions").is_none(),
+        "nothing was published: {listed}"
+    );
+}
