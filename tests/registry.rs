@@ -6,7 +6,7 @@ mod support;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::flow::*;
-use support::{Server, send};
+use support::{Options, Server, send};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(support::repo().join(format!("tests/fixtures/dist/{name}.wasm")))
@@ -119,4 +119,36 @@ async fn a_bad_component_is_refused_with_the_reason() {
         listed.get("versions").is_none(),
         "nothing was published: {listed}"
     );
+}
+
+#[tokio::test]
+async fn a_version_published_on_one_host_runs_on_another_without_restart() {
+    let options = Options {
+        args: vec!["--poll-interval".into(), "0.3".into()],
+        ..Options::default()
+    };
+    let a = Server::start_with(options.clone());
+    let b = Server::start_in(&a.data_dir, &options);
+    let (status, _) = b.get("/v1/extractors/identity").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, published) = publish(&a, fixture("identity")).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let seen = poll_until(&b, "/v1/extractors", |list| {
+        list["results"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["name"] == "identity"))
+    })
+    .await;
+    assert!(!seen.is_empty());
+    let (_, on_b) = b.get("/v1/extractors/identity").await;
+    assert_eq!(
+        on_b["versions"][0]["content_hash"],
+        published["content_hash"]
+    );
+    let bucket = create_bucket(&b, "on-b").await;
+    create_collection(&b, "identity-on-b", &bucket, json!([{"name": "identity"}])).await;
+    // A host started later installs what was published before.
+    let c = Server::start_in(&a.data_dir, &options);
+    let (status, on_c) = c.get("/v1/extractors/identity").await;
+    assert_eq!(status, StatusCode::OK, "{on_c}");
 }

@@ -129,6 +129,17 @@ impl Catalog {
             })
     }
 
+    /// Whether `name@version` with this content is installed.
+    pub fn has(&self, name: &str, version: &str, content_hash: &str) -> bool {
+        let Ok(version) = semver::Version::parse(version) else {
+            return false;
+        };
+        self.read()
+            .get(name)
+            .and_then(|v| v.get(&version))
+            .is_some_and(|(e, _)| e.content_hash() == content_hash)
+    }
+
     /// Names in order, each with its versions, oldest first.
     pub fn snapshot(&self) -> Vec<(String, Vec<Extractor>)> {
         self.read()
@@ -151,4 +162,107 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }
+}
+
+/// What follows the registry for a catalog.
+#[derive(Clone)]
+pub struct Follower {
+    /// The catalog to install into.
+    pub catalog: std::sync::Arc<Catalog>,
+    /// Published versions.
+    pub registry: std::sync::Arc<dyn crate::store::Registry>,
+    /// Where their components are.
+    pub blobs: std::sync::Arc<dyn crate::blob::BlobStore>,
+    /// Loads and checks them.
+    pub engine: Engine,
+}
+
+impl Follower {
+    /// Installs the versions published after `seen` that the catalog
+    /// lacks; returns the last sequence number read.
+    pub async fn catch_up(&self, mut seen: u64) -> u64 {
+        match self.registry.changes(seen).await {
+            Ok(changes) => {
+                for version in changes {
+                    seen = seen.max(version.seq);
+                    if self
+                        .catalog
+                        .has(&version.name, &version.version, &version.content_hash)
+                    {
+                        continue;
+                    }
+                    match install(&self.catalog, self.blobs.as_ref(), &self.engine, &version).await
+                    {
+                        Ok(()) => {
+                            tracing::info!(extractor = %version.id(), "published extractor installed")
+                        }
+                        Err(e) => {
+                            tracing::warn!(extractor = %version.id(), error = %e, "installing a published extractor failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the extractor registry failed"),
+        }
+        seen
+    }
+
+    /// Catches up each `interval` until `shutdown`, from `seen`: a version
+    /// published through any host runs on this one within one interval,
+    /// compiled once for all hosts that share the compile cache.
+    pub async fn follow(
+        self,
+        mut seen: u64,
+        interval: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            seen = self.catch_up(seen).await;
+        }
+    }
+}
+
+/// Why a published version could not be installed.
+#[derive(Debug, thiserror::Error)]
+enum InstallError {
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("loading was interrupted: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("{key} holds content {found}, not the published {expected}")]
+    Content {
+        key: String,
+        found: String,
+        expected: String,
+    },
+}
+
+/// Fetches, checks and installs one published version.
+async fn install(
+    catalog: &Catalog,
+    blobs: &dyn crate::blob::BlobStore,
+    engine: &Engine,
+    version: &crate::store::registry::ExtractorVersionRecord,
+) -> Result<(), InstallError> {
+    let bytes = blobs.read(&version.blob_key).await?;
+    let (engine, origin) = (engine.clone(), format!("registry ({})", version.blob_key));
+    let loading = origin.clone();
+    let extractor = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes, &loading))
+        .await?
+        .map_err(CatalogError::from)?;
+    if extractor.content_hash() != version.content_hash {
+        return Err(InstallError::Content {
+            key: version.blob_key.clone(),
+            found: extractor.content_hash().to_owned(),
+            expected: version.content_hash.clone(),
+        });
+    }
+    catalog.insert(extractor, origin)?;
+    Ok(())
 }

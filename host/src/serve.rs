@@ -277,6 +277,14 @@ pub async fn run(
     std::fs::create_dir_all(&spool_dir)
         .with_context(|| format!("creating {}", spool_dir.display()))?;
     let catalog = Arc::new(catalog);
+    // What was published before this start runs from the first request.
+    let registry = crate::catalog::Follower {
+        catalog: catalog.clone(),
+        registry: backends.registry.clone(),
+        blobs: backends.blobs.clone(),
+        engine: engine.clone(),
+    };
+    let seen = registry.catch_up(0).await;
     let wake = Arc::new(tokio::sync::Notify::new());
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
     let state = AppState {
@@ -285,7 +293,7 @@ pub async fn run(
         webhooks: backends.webhooks.clone(),
         webhook_wake: webhook_wake.clone(),
         registry: backends.registry.clone(),
-        engine,
+        engine: engine.clone(),
         blobs: backends.blobs.clone(),
         catalog: catalog.clone(),
         spool_dir,
@@ -301,12 +309,13 @@ pub async fn run(
             store: backends.store.clone(),
             documents: backends.documents.clone(),
             blobs: backends.blobs.clone(),
-            catalog,
+            catalog: catalog.clone(),
         },
         config.worker.clone(),
         wake,
         stop.clone(),
     ));
+    let follower = tokio::spawn(registry.follow(seen, config.worker.poll_interval, stop.clone()));
     let sender = Sender::new(backends.webhooks.clone(), config.webhooks.clone())
         .context("starting the webhook sender")?;
     let sender = tokio::spawn(sender.run(webhook_wake, stop.clone()));
@@ -326,6 +335,7 @@ pub async fn run(
     stop.cancel();
     let _ = pollers.await;
     let _ = sender.await;
+    let _ = follower.await;
     served
 }
 
