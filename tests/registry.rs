@@ -152,3 +152,55 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     let (status, on_c) = c.get("/v1/extractors/identity").await;
     assert_eq!(status, StatusCode::OK, "{on_c}");
 }
+
+#[tokio::test]
+async fn a_version_in_use_cannot_be_deleted() {
+    let server = Server::start();
+    let (status, published) = publish(&server, fixture("identity")).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let version = text(&published["version"]).to_owned();
+    let path = format!("/v1/extractors/identity/versions/{version}");
+    let (status, detail) = server.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["content_hash"], published["content_hash"]);
+    assert_eq!(detail["size_bytes"], published["size_bytes"]);
+    assert_eq!(detail["used_by"], json!([]));
+
+    let bucket = create_bucket(&server, "b").await;
+    let pinned = create_collection(
+        &server,
+        "pinned",
+        &bucket,
+        json!([{"name": "identity", "version": version}]),
+    )
+    .await;
+    create_collection(&server, "following", &bucket, json!([{"name": "identity"}])).await;
+    let (_, detail) = server.get(&path).await;
+    assert_eq!(
+        detail["used_by"],
+        json!(["pinned", "following"]),
+        "{detail}"
+    );
+    let status = server.delete(&path).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (status, deprecated) = server.post(&format!("{path}/deprecate"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{deprecated}");
+    assert!(deprecated["deprecated_at"].is_string(), "{deprecated}");
+
+    let status = server
+        .delete(&format!(
+            "/v1/collections/{}",
+            text(&pinned["collection_id"])
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(server.delete(&path).await, StatusCode::NO_CONTENT);
+    let (status, _) = server.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.get("/v1/extractors/identity").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "uninstalled here");
+    // Published again, it is new again.
+    let (status, _) = publish(&server, fixture("identity")).await;
+    assert_eq!(status, StatusCode::CREATED);
+}

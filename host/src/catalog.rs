@@ -129,6 +129,22 @@ impl Catalog {
             })
     }
 
+    /// Uninstalls `name@version`; whether it was installed.
+    pub fn remove(&self, name: &str, version: &str) -> bool {
+        let Ok(version) = semver::Version::parse(version) else {
+            return false;
+        };
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        let Some(versions) = by_name.get_mut(name) else {
+            return false;
+        };
+        let removed = versions.remove(&version).is_some();
+        if versions.is_empty() {
+            by_name.remove(name);
+        }
+        removed
+    }
+
     /// Whether `name@version` with this content is installed.
     pub fn has(&self, name: &str, version: &str, content_hash: &str) -> bool {
         let Ok(version) = semver::Version::parse(version) else {

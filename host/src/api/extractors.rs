@@ -26,6 +26,132 @@ pub fn routes() -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
         .route("/v1/extractors/{name}", get(get_extractor))
+        .route(
+            "/v1/extractors/{name}/versions/{version}",
+            get(get_version).delete(delete_version),
+        )
+        .route(
+            "/v1/extractors/{name}/versions/{version}/deprecate",
+            axum::routing::post(deprecate_version),
+        )
+}
+
+/// A published version with the collections of the caller's namespace
+/// that use it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionDetail {
+    /// The version.
+    #[serde(flatten)]
+    pub version: PublishedVersion,
+    /// Names of the collections that name this version, or name the
+    /// extractor without a version while this is its newest.
+    pub used_by: Vec<String>,
+}
+
+/// The published version `name@version`, or 404.
+async fn find_version(
+    state: &AppState,
+    name: &str,
+    version: &str,
+) -> ApiResult<ExtractorVersionRecord> {
+    state
+        .registry
+        .extractor_version(name, version.trim_start_matches('v'))
+        .await?
+        .ok_or_else(|| ApiError::not_found("extractor version", &format!("{name}@{version}")))
+}
+
+/// `GET /v1/extractors/{name}/versions/{version}`.
+#[utoipa::path(get, path = "/v1/extractors/{name}/versions/{version}", tag = "extractors",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = VersionDetail), (status = 404, body = super::error::Problem)))]
+pub async fn get_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<VersionDetail>> {
+    let record = find_version(&state, &name, &version).await?;
+    let newest = state
+        .catalog
+        .get(&name, None)
+        .ok()
+        .map(|e| e.manifest().version.to_string());
+    let follows = newest.as_deref() == Some(record.version.as_str());
+    let mut used_by = Vec::new();
+    let mut page = crate::store::PageRequest {
+        limit: 500,
+        after: None,
+    };
+    loop {
+        let collections = state
+            .store
+            .list_collections(&caller.namespace.namespace_id, &page)
+            .await?;
+        for c in &collections.items {
+            let uses = c.extractors.iter().any(|r| {
+                r.name == record.name
+                    && match r.version.as_deref() {
+                        Some(v) => v.trim_start_matches('v') == record.version,
+                        None => follows,
+                    }
+            });
+            if uses {
+                used_by.push(c.collection_name.clone());
+            }
+        }
+        match collections.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    Ok(Json(VersionDetail {
+        version: record.into(),
+        used_by,
+    }))
+}
+
+/// `POST /v1/extractors/{name}/versions/{version}/deprecate` (admin): a
+/// collection naming the extractor without a version stops following it.
+#[utoipa::path(post, path = "/v1/extractors/{name}/versions/{version}/deprecate", tag = "extractors",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = PublishedVersion), (status = 404, body = super::error::Problem)))]
+pub async fn deprecate_version(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<PublishedVersion>> {
+    let record = find_version(&state, &name, &version).await?;
+    let record = state
+        .registry
+        .deprecate(&record.name, &record.version)
+        .await?;
+    Ok(Json(record.into()))
+}
+
+/// `DELETE /v1/extractors/{name}/versions/{version}` (admin): refused
+/// (409) while a collection names the version or an unfinished batch runs
+/// it.
+#[utoipa::path(delete, path = "/v1/extractors/{name}/versions/{version}", tag = "extractors",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 204), (status = 404, body = super::error::Problem),
+        (status = 409, body = super::error::Problem)))]
+pub async fn delete_version(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let record = find_version(&state, &name, &version).await?;
+    let deleted = state
+        .registry
+        .delete_version(&record.name, &record.version)
+        .await?;
+    state.catalog.remove(&deleted.name, &deleted.version);
+    // Content-addressed: no other version holds these bytes (the same bytes
+    // carry the same manifest, hence the same name and version).
+    if let Err(e) = state.blobs.delete(&deleted.blob_key).await {
+        tracing::warn!(key = %deleted.blob_key, error = %e, "deleting a component failed");
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A published version, as the API shows it.
