@@ -328,7 +328,12 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     } = open().await;
     let worker_b = open().await;
     outbox(&store, &documents, &webhooks, &worker_b.webhooks).await;
-    registry_suite(store.as_ref(), worker_b.registry.as_ref()).await;
+    registry_suite(
+        store.as_ref(),
+        worker_b.registry.as_ref(),
+        webhooks.as_ref(),
+    )
+    .await;
     let worker_b = worker_b.store;
     let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
     conditional_writes(store.as_ref(), &bucket, &ids).await;
@@ -608,8 +613,16 @@ fn version(name: &str, version: &str, hash: &str) -> ExtractorVersionRecord {
 
 /// Versions are immutable, ordered by publication, deprecated and deleted
 /// only when nothing pins them.
-async fn registry_suite(store: &dyn Store, registry: &dyn Registry) {
+async fn registry_suite(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn Webhooks) {
     let name = new_id("x");
+    // Every namespace with a webhook for it hears of a publication.
+    let (listener_bucket, _, _) = fixture(store, 0).await;
+    let listener = webhook(
+        &listener_bucket.namespace_id,
+        &[EventType::ExtractorPublished],
+        true,
+    );
+    webhooks.create_webhook(&listener).await.expect("webhook");
     let v1 = match registry
         .publish(&version(&name, "1.0.0", &"a".repeat(64)))
         .await
@@ -619,6 +632,29 @@ async fn registry_suite(store: &dyn Store, registry: &dyn Registry) {
         other => panic!("not new: {other:?}"),
     };
     assert!(v1.seq > 0);
+    let listener_id = listener.webhook_id.as_str();
+    let heard = |expected: usize| async move {
+        let deliveries = webhooks
+            .list_deliveries(
+                listener_id,
+                &PageRequest {
+                    limit: 100,
+                    after: None,
+                },
+            )
+            .await
+            .expect("deliveries")
+            .items;
+        assert_eq!(deliveries.len(), expected, "{deliveries:?}");
+        deliveries
+    };
+    let first = heard(1).await;
+    let event: serde_json::Value = serde_json::from_str(&first[0].payload).expect("JSON");
+    assert_eq!(event["event_type"], "extractor.published");
+    assert_eq!(event["namespace_id"], listener_bucket.namespace_id.as_str());
+    assert_eq!(event["data"]["name"], name.as_str());
+    assert_eq!(event["data"]["version"], "1.0.0");
+    assert_eq!(event["subject"]["id"], format!("{name}@1.0.0"));
     assert_eq!(
         registry
             .publish(&version(&name, "1.0.0", &"a".repeat(64)))
@@ -634,6 +670,7 @@ async fn registry_suite(store: &dyn Store, registry: &dyn Registry) {
         matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("immutable")),
         "{refused:?}"
     );
+    heard(1).await;
     let Published::New(v2) = registry
         .publish(&version(&name, "2.0.0", &"b".repeat(64)))
         .await

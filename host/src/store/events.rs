@@ -50,11 +50,13 @@ pub enum EventType {
     DocumentsWritten,
     #[serde(rename = "webhook.test")]
     WebhookTest,
+    #[serde(rename = "extractor.published")]
+    ExtractorPublished,
 }
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::BatchQueued,
         EventType::BatchProcessing,
         EventType::BatchCompleted,
@@ -62,6 +64,7 @@ impl EventType {
         EventType::BatchCanceled,
         EventType::DocumentsWritten,
         EventType::WebhookTest,
+        EventType::ExtractorPublished,
     ];
 
     /// The wire name, e.g. `batch.completed`.
@@ -74,6 +77,7 @@ impl EventType {
             EventType::BatchCanceled => "batch.canceled",
             EventType::DocumentsWritten => "collection.documents.written",
             EventType::WebhookTest => "webhook.test",
+            EventType::ExtractorPublished => "extractor.published",
         }
     }
 
@@ -210,6 +214,27 @@ impl Event {
             ("collection", collection_id),
             data,
         ))
+    }
+
+    /// `extractor.published`, as the namespace `namespace_id` receives it
+    /// (the registry is shared by every namespace).
+    pub fn extractor_published(
+        namespace_id: &str,
+        version: &super::registry::ExtractorVersionRecord,
+    ) -> Event {
+        let data = json!({
+            "name": version.name,
+            "version": version.version,
+            "content_hash": version.content_hash,
+            "size_bytes": version.size_bytes,
+            "published_at": version.published_at,
+        });
+        Event::new(
+            EventType::ExtractorPublished,
+            namespace_id,
+            ("extractor", &version.id()),
+            data,
+        )
     }
 
     /// `webhook.test`, sent to one webhook on request.
@@ -414,6 +439,25 @@ impl DeliveryRecord {
                 disable.clone()
             }
         }
+    }
+
+    /// Deliveries of an event every namespace hears of: `event(namespace)`
+    /// for each namespace with a webhook that wants events of `event_type`.
+    pub fn fan_out_everywhere(
+        event_type: EventType,
+        event: impl Fn(&str) -> Event,
+        webhooks: &[WebhookRecord],
+    ) -> Result<Vec<Self>> {
+        let namespaces: std::collections::BTreeSet<&str> = webhooks
+            .iter()
+            .filter(|w| w.active && w.event_types.contains(&event_type))
+            .map(|w| w.namespace_id.as_str())
+            .collect();
+        let mut deliveries = Vec::new();
+        for namespace in namespaces {
+            deliveries.extend(DeliveryRecord::fan_out(&event(namespace), webhooks)?);
+        }
+        Ok(deliveries)
     }
 
     /// Deliveries of `event` to those of `webhooks` that want it.

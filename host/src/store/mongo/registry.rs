@@ -61,6 +61,7 @@ impl Registry for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
+            self.emit_published(s, &published).await?;
             Ok(Published::New(published))
         })
     }

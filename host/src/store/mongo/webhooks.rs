@@ -32,18 +32,49 @@ impl MongoStore {
             .into_iter()
             .map(from_doc)
             .collect::<Result<Vec<WebhookRecord>>>()?;
-        let deliveries = DeliveryRecord::fan_out(&event, &webhooks)?
+        let deliveries = DeliveryRecord::fan_out(&event, &webhooks)?;
+        self.insert_deliveries(s, &deliveries).await
+    }
+
+    /// Inserts `deliveries` in the transaction of `s`.
+    async fn insert_deliveries(
+        &self,
+        s: &mut ClientSession,
+        deliveries: &[DeliveryRecord],
+    ) -> Result<()> {
+        let docs = deliveries
             .iter()
             .map(delivery_doc)
             .collect::<Result<Vec<_>>>()?;
-        if !deliveries.is_empty() {
+        if !docs.is_empty() {
             self.coll("deliveries")
-                .insert_many(deliveries)
+                .insert_many(docs)
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
         }
         Ok(())
+    }
+
+    /// Writes `extractor.published` for `version` to the outbox in the
+    /// transaction of `s`, for every namespace with a webhook that wants it.
+    pub(super) async fn emit_published(
+        &self,
+        s: &mut ClientSession,
+        version: &crate::store::registry::ExtractorVersionRecord,
+    ) -> Result<()> {
+        let webhooks = self
+            .find_in(s, "webhooks", doc! {})
+            .await?
+            .into_iter()
+            .map(from_doc)
+            .collect::<Result<Vec<WebhookRecord>>>()?;
+        let deliveries = DeliveryRecord::fan_out_everywhere(
+            crate::store::events::EventType::ExtractorPublished,
+            |ns| Event::extractor_published(ns, version),
+            &webhooks,
+        )?;
+        self.insert_deliveries(s, &deliveries).await
     }
 
     async fn replace_delivery(&self, s: &mut ClientSession, d: &DeliveryRecord) -> Result<()> {

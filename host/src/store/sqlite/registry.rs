@@ -76,6 +76,7 @@ impl Registry for SqliteStore {
                 ],
             )
             .map_err(backend)?;
+            super::webhooks::emit_published(&tx, &record)?;
             tx.commit().map_err(backend)?;
             Ok(Published::New(record))
         })

@@ -28,6 +28,27 @@ pub(super) fn emit(c: &Connection, event: Option<Event>) -> Result<()> {
     Ok(())
 }
 
+/// Writes `extractor.published` for `version` to the outbox in the
+/// transaction `c`, for every namespace with a webhook that wants it.
+pub(super) fn emit_published(
+    c: &Connection,
+    version: &crate::store::registry::ExtractorVersionRecord,
+) -> Result<()> {
+    let webhooks: Vec<WebhookRecord> = c
+        .prepare_cached("SELECT body FROM webhooks")
+        .and_then(|mut s| s.query_map([], |r| body_column(r.get(0)?))?.collect())
+        .map_err(backend)?;
+    let deliveries = DeliveryRecord::fan_out_everywhere(
+        crate::store::events::EventType::ExtractorPublished,
+        |ns| Event::extractor_published(ns, version),
+        &webhooks,
+    )?;
+    for delivery in deliveries {
+        insert_delivery(c, &delivery)?;
+    }
+    Ok(())
+}
+
 fn insert_delivery(c: &Connection, d: &DeliveryRecord) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO deliveries (delivery_id, webhook_id, state, next_attempt_ms, body)
