@@ -204,3 +204,39 @@ async fn a_version_in_use_cannot_be_deleted() {
     let (status, _) = publish(&server, fixture("identity")).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn strata_extractor_push_publishes_a_file() {
+    let server = Server::start();
+    let push = |file: &str, key: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["extractor", "push"])
+            .arg(support::repo().join(format!("tests/fixtures/dist/{file}.wasm")))
+            .args(["--url", &server.url, "--key", key])
+            .output()
+            .expect("strata extractor push")
+    };
+    let out = push("identity", support::ADMIN_KEY);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.starts_with("identity@1.0.0 published: sha256 "),
+        "{stdout}"
+    );
+    let out = push("identity", support::ADMIN_KEY);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already published"),
+        "{out:?}"
+    );
+    let out = push("not-extractor", support::ADMIN_KEY);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("422") && stderr.contains("not-extractor"),
+        "{stderr}"
+    );
+    let out = push("identity", "sk_wrong");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("401"), "{stderr}");
+}

@@ -1,6 +1,6 @@
 //! The `strata` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -194,6 +194,17 @@ enum ExtractorCommand {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Publish a component to a server's registry (with an admin key).
+    Push {
+        /// The component file.
+        file: PathBuf,
+        /// The server.
+        #[arg(long, env = "STRATA_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An admin key.
+        #[arg(long, env = "STRATA_KEY", hide_env_values = true)]
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +357,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Extractor(ExtractorCommand::Push { file, url, key }) => {
+            runtime()?.block_on(push(&file, &url, &key))
+        }
         Command::Extractor(ExtractorCommand::Validate { file, engine }) => {
             let extractor = engine.engine()?.load(&file)?;
             println!(
@@ -356,6 +370,83 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Uploads `file` to `url`'s registry with a progress bar; prints what the
+/// server made of it.
+async fn push(file: &Path, url: &str, key: &str) -> anyhow::Result<ExitCode> {
+    use futures::StreamExt as _;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    let opened = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("reading {}", file.display()))?;
+    let bar =
+        indicatif::ProgressBar::new(size).with_style(indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )?);
+    bar.set_message(format!("pushing {}", file.display()));
+    // The key first: a server refuses an unauthorised upload before reading
+    // it, and a client still sending sees a reset instead of the answer.
+    let client = reqwest::Client::new();
+    let check = format!("{}/v1/namespaces?limit=1", url.trim_end_matches('/'));
+    let answer = client
+        .get(&check)
+        .bearer_auth(key)
+        .send()
+        .await
+        .with_context(|| format!("reaching {check}"))?;
+    if !answer.status().is_success() {
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        anyhow::bail!(
+            "{url} refused the key ({status}): {}; publishing takes an admin key",
+            body["detail"].as_str().unwrap_or("no detail")
+        );
+    }
+    let progress = bar.clone();
+    let stream = tokio_util::io::ReaderStream::new(opened).inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            progress.inc(chunk.len() as u64);
+        }
+    });
+    let endpoint = format!("{}/v1/extractors", url.trim_end_matches('/'));
+    let response = client
+        .post(&endpoint)
+        .bearer_auth(key)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .with_context(|| format!("sending {} to {endpoint}", file.display()))?;
+    bar.finish_and_clear();
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("{endpoint} answered {status} without JSON"))?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{endpoint} refused {} ({status}): {}",
+            file.display(),
+            body["detail"].as_str().unwrap_or("no detail")
+        );
+    }
+    let said = if status == reqwest::StatusCode::CREATED {
+        "published"
+    } else {
+        "already published (same bytes)"
+    };
+    println!(
+        "{}@{} {said}: sha256 {}, {} bytes",
+        body["name"].as_str().unwrap_or("?"),
+        body["version"].as_str().unwrap_or("?"),
+        body["content_hash"].as_str().unwrap_or("?"),
+        body["size_bytes"]
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
