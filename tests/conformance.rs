@@ -751,8 +751,29 @@ async fn registry_suite(store: &dyn Store, registry: &dyn Registry, webhooks: &d
     ));
     assert_eq!(
         registry.extractor_versions(&name).await.expect("versions"),
-        [deprecated]
+        std::slice::from_ref(&deprecated)
     );
+    // Sequence numbers are never given twice, even after the newest
+    // version is deleted: followers would skip a reused one.
+    let Published::New(v3) = registry
+        .publish(&version(&name, "3.0.0", &"c".repeat(64)))
+        .await
+        .expect("v3")
+    else {
+        panic!("v3 is new");
+    };
+    registry
+        .delete_version(&name, "3.0.0")
+        .await
+        .expect("delete v3");
+    let Published::New(v4) = registry
+        .publish(&version(&name, "4.0.0", &"d".repeat(64)))
+        .await
+        .expect("v4")
+    else {
+        panic!("v4 is new");
+    };
+    assert!(v4.seq > v3.seq && v3.seq > deprecated.seq, "{v3:?} {v4:?}");
 }
 
 fn webhook(ns: &str, types: &[EventType], active: bool) -> WebhookRecord {

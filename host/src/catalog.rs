@@ -145,15 +145,19 @@ impl Catalog {
         removed
     }
 
+    /// The content hash of the installed `name@version`, if any.
+    pub fn installed_hash(&self, name: &str, version: &str) -> Option<String> {
+        let version = semver::Version::parse(version).ok()?;
+        self.read()
+            .get(name)?
+            .get(&version)
+            .map(|(e, _)| e.content_hash().to_owned())
+    }
+
     /// Whether `name@version` with this content is installed.
     pub fn has(&self, name: &str, version: &str, content_hash: &str) -> bool {
-        let Ok(version) = semver::Version::parse(version) else {
-            return false;
-        };
-        self.read()
-            .get(name)
-            .and_then(|v| v.get(&version))
-            .is_some_and(|(e, _)| e.content_hash() == content_hash)
+        self.installed_hash(name, version)
+            .is_some_and(|h| h == content_hash)
     }
 
     /// Names in order, each with its versions, oldest first.
@@ -181,7 +185,7 @@ impl Catalog {
 }
 
 /// What follows the registry for a catalog.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Follower {
     /// The catalog to install into.
     pub catalog: std::sync::Arc<Catalog>,
@@ -200,22 +204,21 @@ impl Follower {
         match self.registry.changes(seen).await {
             Ok(changes) => {
                 for version in changes {
-                    seen = seen.max(version.seq);
-                    if self
+                    if !self
                         .catalog
                         .has(&version.name, &version.version, &version.content_hash)
                     {
-                        continue;
-                    }
-                    match install(&self.catalog, self.blobs.as_ref(), &self.engine, &version).await
-                    {
-                        Ok(()) => {
-                            tracing::info!(extractor = %version.id(), "published extractor installed")
+                        let installed =
+                            install(&self.catalog, self.blobs.as_ref(), &self.engine, &version)
+                                .await;
+                        if let Err(e) = installed {
+                            // Tried again on the next look.
+                            tracing::warn!(extractor = %version.id(), error = %e, "installing a published extractor failed");
+                            return seen;
                         }
-                        Err(e) => {
-                            tracing::warn!(extractor = %version.id(), error = %e, "installing a published extractor failed")
-                        }
+                        tracing::info!(extractor = %version.id(), "published extractor installed");
                     }
+                    seen = seen.max(version.seq);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the extractor registry failed"),
@@ -237,7 +240,10 @@ impl Follower {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            seen = self.catch_up(seen).await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                caught_up = self.catch_up(seen) => seen = caught_up,
+            }
         }
     }
 }

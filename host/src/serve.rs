@@ -310,6 +310,7 @@ pub async fn run(
             documents: backends.documents.clone(),
             blobs: backends.blobs.clone(),
             catalog: catalog.clone(),
+            follower: Some(registry.clone()),
         },
         config.worker.clone(),
         wake,

@@ -84,6 +84,8 @@ pub struct Deps {
     pub blobs: Arc<dyn BlobStore>,
     /// Installed extractors.
     pub catalog: Arc<Catalog>,
+    /// Installs published versions this process has not seen yet.
+    pub follower: Option<crate::catalog::Follower>,
 }
 
 /// A worker name unique to this process: host, pid and a random suffix.
@@ -349,17 +351,28 @@ async fn process(
 ) -> Result<(), Stop> {
     let mut plans = Vec::with_capacity(batch.collections.len());
     for pinned in &batch.collections {
-        let catalog = deps.catalog.clone();
-        let refs = pinned.extractors.clone();
-        let plan = tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
+        let plan_now = || {
+            let catalog = deps.catalog.clone();
+            let refs = pinned.extractors.clone();
+            tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
+        };
+        let mut planned = plan_now()
             .await
-            .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?
-            .map_err(|e| {
-                Stop::Failed(format!(
-                    "collection `{}` cannot run: {e}",
-                    pinned.collection_name
-                ))
-            })?;
+            .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?;
+        // A version published on another host moments ago may not be
+        // installed here yet: install what the registry has, then retry.
+        if let (Err(_), Some(follower)) = (&planned, &deps.follower) {
+            follower.catch_up(0).await;
+            planned = plan_now()
+                .await
+                .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?;
+        }
+        let plan = planned.map_err(|e| {
+            Stop::Failed(format!(
+                "collection `{}` cannot run: {e}",
+                pinned.collection_name
+            ))
+        })?;
         plans.push(plan);
     }
     let summary = Arc::new(Mutex::new(batch.error_summary.clone()));

@@ -146,11 +146,8 @@ pub async fn delete_version(
         .delete_version(&record.name, &record.version)
         .await?;
     state.catalog.remove(&deleted.name, &deleted.version);
-    // Content-addressed: no other version holds these bytes (the same bytes
-    // carry the same manifest, hence the same name and version).
-    if let Err(e) = state.blobs.delete(&deleted.blob_key).await {
-        tracing::warn!(key = %deleted.blob_key, error = %e, "deleting a component failed");
-    }
+    // The component stays in the blob store: a publication of the same
+    // bytes racing this deletion may already point at it.
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -239,6 +236,28 @@ pub async fn publish_extractor(
         deprecated_at: None,
         seq: 0,
     };
+    // Refuse before writing anything when the name and version are taken
+    // by other bytes (the registry checks again, atomically).
+    if let Some(existing) = state
+        .registry
+        .extractor_version(&record.name, &record.version)
+        .await?
+        .filter(|e| e.content_hash != record.content_hash)
+    {
+        return Err(ApiError::conflict(
+            crate::store::registry::immutable(&existing, &record.content_hash).to_string(),
+        ));
+    }
+    if let Some(installed) = state
+        .catalog
+        .installed_hash(&record.name, &record.version)
+        .filter(|h| *h != record.content_hash)
+    {
+        return Err(ApiError::conflict(format!(
+            "{} is installed on this server with content {installed} (from its plugins directory); publish these bytes under a new version",
+            record.name.clone() + "@" + &record.version
+        )));
+    }
     // Content-addressed: writing the same bytes again changes nothing.
     state
         .blobs

@@ -145,6 +145,12 @@ CREATE TABLE extractor_versions (
     PRIMARY KEY (name, version)
 );
 "#,
+    r#"
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The embedded SQLite store.

@@ -32,9 +32,14 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtractorVersionRecord
     Ok(record)
 }
 
+/// The next registry sequence number: never one given before, even when
+/// the version that had the highest was deleted.
 fn next_seq(c: &Connection) -> Result<u64> {
     c.query_row(
-        "SELECT coalesce(max(seq), 0) + 1 FROM extractor_versions",
+        "INSERT INTO counters (name, value)
+         VALUES ('registry', (SELECT coalesce(max(seq), 0) + 1 FROM extractor_versions))
+         ON CONFLICT (name) DO UPDATE SET value = max(value + 1, excluded.value)
+         RETURNING value",
         [],
         |r| r.get(0),
     )
