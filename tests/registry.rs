@@ -133,13 +133,12 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, published) = publish(&a, fixture("identity")).await;
     assert_eq!(status, StatusCode::CREATED, "{published}");
-    let seen = poll_until(&b, "/v1/extractors", |list| {
+    poll_until(&b, "/v1/extractors", |list| {
         list["results"]
             .as_array()
             .is_some_and(|l| l.iter().any(|e| e["name"] == "identity"))
     })
     .await;
-    assert!(!seen.is_empty());
     let (_, on_b) = b.get("/v1/extractors/identity").await;
     assert_eq!(
         on_b["versions"][0]["content_hash"],
