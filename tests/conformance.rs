@@ -335,6 +335,7 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     )
     .await;
     let worker_b = worker_b.store;
+    collection_updates(store.as_ref()).await;
     let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
     conditional_writes(store.as_ref(), &bucket, &ids).await;
 
@@ -607,12 +608,62 @@ fn version(name: &str, version: &str, hash: &str) -> ExtractorVersionRecord {
         manifest: serde_json::json!({ "name": name, "version": version }),
         published_at: now(),
         deprecated_at: None,
+        deleted_at: None,
         seq: 0,
     }
 }
 
 /// Versions are immutable, ordered by publication, deprecated and deleted
 /// only when nothing pins them.
+/// An update changes the pipeline and description, nothing else.
+async fn collection_updates(store: &dyn Store) {
+    let (_, collection, _) = fixture(store, 0).await;
+    let mut changed = collection.clone();
+    changed.description = Some("rolled back".into());
+    changed.extractors = vec![ExtractorRef {
+        name: "stamp".into(),
+        version: Some("1.0.0".into()),
+        params: Some(serde_json::json!({ "spin": 3 })),
+    }];
+    changed.tiers = vec![vec!["stamp@1.0.0".into()]];
+    changed.output_schema = BTreeMap::from([("stamp.version".into(), "Utf8".into())]);
+    changed.index_signature = "sig_1".into();
+    changed.updated_at = "2099-01-01T00:00:00.000Z".into();
+    // Not the update's to change:
+    let mut sent = changed.clone();
+    sent.collection_name = "renamed".into();
+    sent.document_count = 99;
+    store.update_collection(&sent).await.expect("update");
+    let stored = store
+        .collection(&collection.namespace_id, &collection.collection_id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(stored, changed);
+    changed.description = None;
+    store.update_collection(&changed).await.expect("clear");
+    let stored = store
+        .collection(&collection.namespace_id, "c")
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(stored.description, None);
+    for (ns, id) in [
+        (collection.namespace_id.clone(), new_id("col")),
+        (new_id("ns"), collection.collection_id.clone()),
+    ] {
+        let mut elsewhere = changed.clone();
+        (elsewhere.namespace_id, elsewhere.collection_id) = (ns, id);
+        assert!(
+            matches!(
+                store.update_collection(&elsewhere).await,
+                Err(StoreError::NotFound { .. })
+            ),
+            "{elsewhere:?}"
+        );
+    }
+}
+
 async fn registry_suite(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn Webhooks) {
     let name = new_id("x");
     // Every namespace with a webhook for it hears of a publication.
@@ -745,14 +796,41 @@ async fn registry_suite(store: &dyn Store, registry: &dyn Registry, webhooks: &d
         .await
         .expect("delete");
     assert_eq!(deleted.content_hash, "b".repeat(64));
+    assert!(deleted.deleted_at.is_some() && deleted.seq > deprecated.seq);
     assert!(matches!(
         registry.delete_version(&name, "2.0.0").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        registry.deprecate(&name, "2.0.0").await,
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(
         registry.extractor_versions(&name).await.expect("versions"),
         std::slice::from_ref(&deprecated)
     );
+    // The deletion is a change, so hosts that follow the registry
+    // uninstall the version; its name and version are never reused.
+    assert_eq!(
+        registry.changes(deprecated.seq).await.expect("changes"),
+        std::slice::from_ref(&deleted)
+    );
+    assert_eq!(
+        registry
+            .extractor_version(&name, "2.0.0")
+            .await
+            .expect("read"),
+        Some(deleted.clone())
+    );
+    for hash in ["b", "e"] {
+        let refused = registry
+            .publish(&version(&name, "2.0.0", &hash.repeat(64)))
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("deleted")),
+            "{refused:?}"
+        );
+    }
     // Sequence numbers are never given twice, even after the newest
     // version is deleted: followers would skip a reused one.
     let Published::New(v3) = registry

@@ -150,6 +150,27 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     let c = Server::start_in(&a.data_dir, &options);
     let (status, on_c) = c.get("/v1/extractors/identity").await;
     assert_eq!(status, StatusCode::OK, "{on_c}");
+
+    // Deprecations and deletions reach the other hosts too.
+    let path = format!(
+        "/v1/extractors/identity/versions/{}",
+        text(&published["version"])
+    );
+    let (status, _) = a.post(&format!("{path}/deprecate"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    poll_until(&b, "/v1/extractors/identity", |e| {
+        e["versions"][0]["deprecated"] == true
+    })
+    .await;
+    assert_eq!(a.delete(&path).await, StatusCode::NO_CONTENT);
+    for host in [&b, &c] {
+        poll_until(host, "/v1/extractors", |list| {
+            list["results"]
+                .as_array()
+                .is_some_and(|l| l.iter().all(|e| e["name"] != "identity"))
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -199,9 +220,146 @@ async fn a_version_in_use_cannot_be_deleted() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server.get("/v1/extractors/identity").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "uninstalled here");
-    // Published again, it is new again.
-    let (status, _) = publish(&server, fixture("identity")).await;
-    assert_eq!(status, StatusCode::CREATED);
+    // A deleted version is never given to any bytes again.
+    let (status, problem) = publish(&server, fixture("identity")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(text(&problem["detail"]).contains("deleted"), "{problem}");
+}
+
+/// Rounds of busy work per object in `stamp`, so the first batch of the
+/// hot-swap test is still running when v2 is published.
+const SPIN: u64 = 300_000_000;
+
+/// Waits for the batch at `path` to complete; returns the version of
+/// `stamp` on each document it wrote in `collection`, as the document's
+/// features and its internal metadata name it.
+async fn stamped(server: &Server, path: &str, collection: &str) -> Vec<(String, Value)> {
+    let done = poll_until(server, path, terminal).await;
+    let batch = done.last().expect("a body");
+    assert_eq!(batch["status"], "COMPLETED", "{batch}");
+    all(server, &format!("/v1/collections/{collection}/documents"))
+        .await
+        .into_iter()
+        .filter(|d| d["batch_id"] == batch["batch_id"])
+        .map(|d| {
+            (
+                text(&d["features"]["stamp"]["version"]).to_owned(),
+                d["internal_metadata"]["extractors"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_running_batch_keeps_its_version_and_rollback_pins_the_old_one() {
+    let server = Server::start_with(Options {
+        args: vec!["--chunk-objects".into(), "1".into()],
+        ..Options::default()
+    });
+    let (status, v1) = publish(&server, fixture("stamp")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v1}");
+    let bucket = create_bucket(&server, "b").await;
+    let ids: Vec<String> = (0..16).map(|i| format!("obj_{i:02}")).collect();
+    for id in &ids {
+        upload(&server, &bucket, id, id).await;
+    }
+    let following = json!([{ "name": "stamp", "params": { "spin": SPIN } }]);
+    let collection = create_collection(&server, "stamped", &bucket, following.clone()).await;
+    assert_eq!(collection["tiers"], json!([["stamp@1.0.0"]]));
+    let id = text(&collection["collection_id"]).to_owned();
+    let path = format!("/v1/collections/{id}");
+
+    // v2 is published while the first batch runs on v1.
+    let (first, _) = submit(&server, &bucket, &ids).await;
+    let (status, v2) = publish(&server, fixture("stamp-v2")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    let (_, running) = server.get(&first).await;
+    assert!(
+        !terminal(&running),
+        "the first batch ended before v2 was published (raise SPIN): {running}"
+    );
+    let v1_docs = stamped(&server, &first, &id).await;
+    assert_eq!(v1_docs.len(), ids.len());
+    for (version, extractors) in &v1_docs {
+        assert_eq!(version, "1.0.0");
+        assert_eq!(extractors, &json!(["stamp@1.0.0"]));
+    }
+    let (_, after_v1) = server.get(&path).await;
+
+    // The next batch follows v2, and the collection's signature changes.
+    let some = &ids[..3];
+    let (second, _) = submit(&server, &bucket, some).await;
+    let v2_docs = stamped(&server, &second, &id).await;
+    assert_eq!(v2_docs.len(), some.len());
+    for (version, extractors) in &v2_docs {
+        assert_eq!(version, "2.0.0");
+        assert_eq!(extractors, &json!(["stamp@2.0.0"]));
+    }
+    let (_, after_v2) = server.get(&path).await;
+    assert_ne!(after_v2["index_signature"], after_v1["index_signature"]);
+    assert_eq!(after_v2["tiers"], json!([["stamp@2.0.0"]]));
+
+    // Rollback: pin v1; the planner re-validates, the signature is v1's.
+    let (status, rolled_back) = send(
+        server
+            .request(Method::PATCH, &path)
+            .json(&json!({ "extractors": [{ "name": "stamp", "version": "1.0.0", "params": { "spin": SPIN } }] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rolled_back}");
+    assert_eq!(rolled_back["index_signature"], after_v1["index_signature"]);
+    assert_eq!(rolled_back["tiers"], json!([["stamp@1.0.0"]]));
+    let (third, _) = submit(&server, &bucket, some).await;
+    for (version, _) in stamped(&server, &third, &id).await {
+        assert_eq!(version, "1.0.0");
+    }
+
+    // A deprecated version is no longer followed.
+    let v2_path = "/v1/extractors/stamp/versions/2.0.0";
+    let (status, _) = server
+        .post(&format!("{v2_path}/deprecate"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, back) = send(
+        server
+            .request(Method::PATCH, &path)
+            .json(&json!({ "extractors": following, "description": "follows stamp" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    assert_eq!(back["tiers"], json!([["stamp@1.0.0"]]));
+    assert_eq!(back["description"], "follows stamp");
+    let (_, listed) = server.get("/v1/extractors/stamp").await;
+    assert_eq!(listed["latest_version"], "1.0.0", "{listed}");
+    assert_eq!(listed["versions"][1]["deprecated"], true, "{listed}");
+
+    // A bad pipeline is refused naming the field, and changes nothing.
+    for (body, field) in [
+        (
+            json!({ "extractors": [{ "name": "stamp", "version": "9.9.9" }] }),
+            "extractors[0].version",
+        ),
+        (
+            json!({ "extractors": [{ "name": "stamp", "params": { "spin": -1 } }] }),
+            "extractors[0].params.spin",
+        ),
+        (json!({ "extractors": [] }), "extractors"),
+        (json!({}), "body"),
+        (json!({ "collection_name": "x" }), "collection_name"),
+    ] {
+        let (status, problem) = send(server.request(Method::PATCH, &path).json(&body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} {problem}");
+        assert!(problem.to_string().contains(field), "{body} {problem}");
+    }
+    let (_, unchanged) = server.get(&path).await;
+    assert_eq!(unchanged["index_signature"], back["index_signature"]);
+    let (status, _) = send(
+        server
+            .request(Method::PATCH, "/v1/collections/nope")
+            .json(&json!({ "description": "x" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

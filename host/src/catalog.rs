@@ -46,9 +46,48 @@ pub enum CatalogError {
         /// The versions there are.
         available: String,
     },
+    /// Every version of the extractor is deprecated.
+    #[error(
+        "every version of extractor `{name}` is deprecated ({available}); name one with its version"
+    )]
+    AllDeprecated {
+        /// The extractor.
+        name: String,
+        /// The versions there are.
+        available: String,
+    },
 }
 
-type Versions = BTreeMap<semver::Version, (Extractor, String)>;
+/// One installed version.
+#[derive(Debug)]
+struct Installed {
+    extractor: Extractor,
+    /// Where it came from: a file, or the registry's blob key.
+    origin: String,
+    /// Deprecated in the registry: only a collection that names this
+    /// version runs it.
+    deprecated: bool,
+}
+
+type Versions = BTreeMap<semver::Version, Installed>;
+
+/// The version a reference without one follows: the newest that is not
+/// deprecated, a release before a pre-release.
+fn newest(versions: &Versions) -> Option<&Installed> {
+    let current = || versions.iter().rev().filter(|(_, i)| !i.deprecated);
+    current()
+        .find(|(v, _)| v.pre.is_empty())
+        .or_else(|| current().next())
+        .map(|(_, i)| i)
+}
+
+fn listed(versions: &Versions) -> String {
+    versions
+        .keys()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Extractors by name, then version. Shared by the API and the pollers of
 /// a process, and added to while it runs (published versions).
@@ -89,44 +128,66 @@ impl Catalog {
         let m = extractor.manifest().clone();
         let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
         let versions = by_name.entry(m.name.clone()).or_default();
-        if let Some((installed, first)) = versions.get(&m.version) {
-            if installed.content_hash() == extractor.content_hash() {
+        if let Some(installed) = versions.get(&m.version) {
+            if installed.extractor.content_hash() == extractor.content_hash() {
                 return Ok(());
             }
             return Err(CatalogError::Duplicate {
                 id: m.id(),
-                first: first.clone(),
+                first: installed.origin.clone(),
                 second: origin,
             });
         }
         tracing::info!(extractor = %m.id(), origin = %origin, "extractor installed");
-        versions.insert(m.version.clone(), (extractor, origin));
+        versions.insert(
+            m.version.clone(),
+            Installed {
+                extractor,
+                origin,
+                deprecated: false,
+            },
+        );
         Ok(())
     }
 
-    /// The extractor `name` at `version`, or its newest version.
+    /// Marks the installed `name@version` deprecated or not; whether it is
+    /// installed.
+    pub fn set_deprecated(&self, name: &str, version: &str, deprecated: bool) -> bool {
+        let Ok(version) = semver::Version::parse(version) else {
+            return false;
+        };
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        match by_name.get_mut(name).and_then(|v| v.get_mut(&version)) {
+            Some(installed) => {
+                installed.deprecated = deprecated;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The extractor `name` at `version`, or, without one, its newest
+    /// version that is not deprecated (a release before a pre-release).
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Extractor, CatalogError> {
         let by_name = self.read();
         let versions = by_name
             .get(name)
             .ok_or_else(|| CatalogError::UnknownName(name.to_owned()))?;
         let found = match version {
-            None => versions.values().next_back(),
+            None => newest(versions).ok_or_else(|| CatalogError::AllDeprecated {
+                name: name.to_owned(),
+                available: listed(versions),
+            })?,
             Some(v) => semver::Version::parse(v.trim_start_matches('v'))
                 .ok()
-                .and_then(|v| versions.get(&v)),
+                .and_then(|v| versions.get(&v))
+                .ok_or_else(|| CatalogError::UnknownVersion {
+                    name: name.to_owned(),
+                    version: v.to_owned(),
+                    available: listed(versions),
+                })?,
         };
-        found
-            .map(|(e, _)| e.clone())
-            .ok_or_else(|| CatalogError::UnknownVersion {
-                name: name.to_owned(),
-                version: version.unwrap_or_default().to_owned(),
-                available: versions
-                    .keys()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        Ok(found.extractor.clone())
     }
 
     /// Uninstalls `name@version`; whether it was installed.
@@ -151,7 +212,7 @@ impl Catalog {
         self.read()
             .get(name)?
             .get(&version)
-            .map(|(e, _)| e.content_hash().to_owned())
+            .map(|i| i.extractor.content_hash().to_owned())
     }
 
     /// Whether `name@version` with this content is installed.
@@ -161,14 +222,16 @@ impl Catalog {
     }
 
     /// Names in order, each with its versions, oldest first.
-    pub fn snapshot(&self) -> Vec<(String, Vec<Extractor>)> {
+    pub fn snapshot(&self) -> Vec<Named> {
         self.read()
             .iter()
-            .map(|(name, versions)| {
-                (
-                    name.clone(),
-                    versions.values().map(|(e, _)| e.clone()).collect(),
-                )
+            .map(|(name, versions)| Named {
+                name: name.clone(),
+                versions: versions
+                    .values()
+                    .map(|i| (i.extractor.clone(), i.deprecated))
+                    .collect(),
+                newest: newest(versions).map(|i| i.extractor.manifest().version.to_string()),
             })
             .collect()
     }
@@ -182,6 +245,17 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }
+}
+
+/// An extractor's installed versions.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// The name.
+    pub name: String,
+    /// Each version, oldest first, with whether it is deprecated.
+    pub versions: Vec<(Extractor, bool)>,
+    /// The version a reference without one follows, if any.
+    pub newest: Option<String>,
 }
 
 /// What follows the registry for a catalog.
@@ -198,16 +272,21 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Installs the versions published after `seen` that the catalog
-    /// lacks; returns the last sequence number read.
+    /// Applies the registry's changes after `seen` to the catalog:
+    /// installs the versions it lacks, marks deprecations, uninstalls
+    /// deleted versions; returns the last sequence number applied.
     pub async fn catch_up(&self, mut seen: u64) -> u64 {
         match self.registry.changes(seen).await {
             Ok(changes) => {
                 for version in changes {
-                    if !self
-                        .catalog
-                        .has(&version.name, &version.version, &version.content_hash)
-                    {
+                    let installed =
+                        self.catalog
+                            .has(&version.name, &version.version, &version.content_hash);
+                    if version.deleted_at.is_some() {
+                        if installed && self.catalog.remove(&version.name, &version.version) {
+                            tracing::info!(extractor = %version.id(), "deleted extractor uninstalled");
+                        }
+                    } else if !installed {
                         let installed =
                             install(&self.catalog, self.blobs.as_ref(), &self.engine, &version)
                                 .await;
@@ -217,6 +296,13 @@ impl Follower {
                             return seen;
                         }
                         tracing::info!(extractor = %version.id(), "published extractor installed");
+                    }
+                    if version.deleted_at.is_none() {
+                        self.catalog.set_deprecated(
+                            &version.name,
+                            &version.version,
+                            version.deprecated_at.is_some(),
+                        );
                     }
                     seen = seen.max(version.seq);
                 }

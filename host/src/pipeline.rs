@@ -51,7 +51,7 @@ pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineEr
         let extractor = catalog
             .get(&r.name, r.version.as_deref())
             .map_err(|e| match e {
-                CatalogError::UnknownVersion { .. } => {
+                CatalogError::UnknownVersion { .. } | CatalogError::AllDeprecated { .. } => {
                     error(format!("extractors[{i}].version"), e.to_string())
                 }
                 e => error(format!("extractors[{i}].name"), e.to_string()),

@@ -149,6 +149,23 @@ pub struct HostileBatch {
     pub task_id: String,
 }
 
+/// Creates and submits a batch of `ids` from `bucket`; returns its path
+/// and the queued batch.
+pub async fn submit(server: &Server, bucket: &str, ids: &[String]) -> (String, Value) {
+    let (status, batch) = server
+        .post(
+            &format!("/v1/buckets/{bucket}/batches"),
+            json!({ "object_ids": ids }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    let path = format!("/v1/buckets/{bucket}/batches/{}", text(&batch["batch_id"]));
+    let (status, submitted) = server.post(&format!("{path}/submit"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{submitted}");
+    assert_eq!(submitted["status"], "QUEUED", "{submitted}");
+    (path, submitted)
+}
+
 pub async fn hostile_batch(server: &Server, n: usize, trigger: fn(usize) -> bool) -> HostileBatch {
     hostile_batch_named(server, "hostile", n, trigger).await
 }
@@ -174,16 +191,7 @@ pub async fn hostile_batch_named(
         json!([{"name": "hostile", "params": {"mode": "loop"}}]),
     )
     .await;
-    let (status, batch) = server
-        .post(
-            &format!("/v1/buckets/{bucket}/batches"),
-            json!({ "object_ids": ids }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{batch}");
-    let path = format!("/v1/buckets/{bucket}/batches/{}", text(&batch["batch_id"]));
-    let (_, submitted) = server.post(&format!("{path}/submit"), json!({})).await;
-    assert_eq!(submitted["status"], "QUEUED", "{submitted}");
+    let (path, submitted) = submit(server, &bucket, &ids).await;
     HostileBatch {
         ids,
         collection_id: text(&collection["collection_id"]).to_owned(),

@@ -21,7 +21,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/collections/{collection}",
-            get(get_collection).delete(delete_collection),
+            get(get_collection)
+                .patch(update_collection)
+                .delete(delete_collection),
         )
 }
 
@@ -37,6 +39,43 @@ pub struct CreateCollection {
     pub source: Source,
     /// The extractors, in any order; dependencies must be listed too.
     pub extractors: Vec<ExtractorRef>,
+}
+
+/// `PATCH /v1/collections/{collection}` body: what to change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCollection {
+    /// Free text; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// The whole new pipeline: e.g. the same extractors with one pinned to
+    /// another version (`name@version` rolls back or forward), or other
+    /// parameters. Re-validated by the planner.
+    pub extractors: Option<Vec<ExtractorRef>>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// `refs` planned against the catalog (off the async runtime); a bad
+/// pipeline is 422 naming the field.
+async fn planned(
+    state: &AppState,
+    refs: &[ExtractorRef],
+) -> ApiResult<crate::engine::planner::Plan> {
+    let catalog = state.catalog.clone();
+    let refs = refs.to_vec();
+    tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::invalid(e.field, e.message))
 }
 
 /// The collection `id_or_name` of the caller's namespace, or 404.
@@ -74,12 +113,7 @@ pub async fn create_collection(
                 format!("no bucket `{}`", body.source.bucket_id),
             )
         })?;
-    let catalog = state.catalog.clone();
-    let refs = body.extractors.clone();
-    let plan = tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    let plan = planned(&state, &body.extractors).await?;
     let summary = plan.summary();
     let now = now();
     let collection = CollectionRecord {
@@ -127,6 +161,47 @@ pub async fn get_collection(
     Path(collection): Path<String>,
 ) -> ApiResult<Json<CollectionRecord>> {
     Ok(Json(find_collection(&state, &caller, &collection).await?))
+}
+
+/// `PATCH /v1/collections/{collection}`: changes the description or the
+/// pipeline, e.g. pins an extractor to another version or changes its
+/// parameters. The planner re-validates the pipeline (422 naming the
+/// field); the tiers, output schema and index signature follow. Batches
+/// already submitted finish on the versions they pinned; the next submit
+/// runs the new pipeline.
+#[utoipa::path(patch, path = "/v1/collections/{collection}", tag = "collections",
+    params(("collection" = String, Path, description = "collection id or name")),
+    request_body = UpdateCollection,
+    responses((status = 200, body = CollectionRecord), (status = 404, body = super::error::Problem),
+        (status = 422, body = super::error::Problem)))]
+pub async fn update_collection(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(collection): Path<String>,
+    Json(body): Json<UpdateCollection>,
+) -> ApiResult<Json<CollectionRecord>> {
+    if body.description.is_none() && body.extractors.is_none() {
+        return Err(ApiError::invalid(
+            "body",
+            "name what to change: `extractors`, `description` or both",
+        ));
+    }
+    let mut collection = find_collection(&state, &caller, &collection).await?;
+    if let Some(description) = body.description {
+        collection.description = description;
+    }
+    if let Some(extractors) = body.extractors {
+        let plan = planned(&state, &extractors).await?;
+        let summary = plan.summary();
+        collection.extractors = extractors;
+        collection.tiers = summary.tiers;
+        collection.output_schema = summary.output_schema;
+        collection.index_signature = pipeline::index_signature(&plan);
+    }
+    collection.updated_at = now();
+    state.store.update_collection(&collection).await?;
+    tracing::info!(collection = %collection.collection_id, signature = %collection.index_signature, "collection updated");
+    Ok(Json(collection))
 }
 
 /// `DELETE /v1/collections/{collection}`: removes it and its documents;

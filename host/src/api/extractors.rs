@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::auth::{Admin, Caller};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
-use crate::engine::{Extractor, Manifest};
+use crate::catalog::Named;
+use crate::engine::Manifest;
 use crate::store::Page;
 use crate::store::now;
 use crate::store::registry::{ExtractorVersionRecord, Published, component_key};
@@ -58,6 +59,7 @@ async fn find_version(
         .registry
         .extractor_version(name, version.trim_start_matches('v'))
         .await?
+        .filter(|r| r.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found("extractor version", &format!("{name}@{version}")))
 }
 
@@ -125,6 +127,10 @@ pub async fn deprecate_version(
         .registry
         .deprecate(&record.name, &record.version)
         .await?;
+    // Other hosts learn of it from the registry within a poll interval.
+    state
+        .catalog
+        .set_deprecated(&record.name, &record.version, true);
     Ok(Json(record.into()))
 }
 
@@ -234,19 +240,18 @@ pub async fn publish_extractor(
         manifest: serde_json::to_value(manifest.as_ref()).map_err(|e| ApiError::internal(&e))?,
         published_at: now(),
         deprecated_at: None,
+        deleted_at: None,
         seq: 0,
     };
     // Refuse before writing anything when the name and version are taken
-    // by other bytes (the registry checks again, atomically).
+    // by other bytes or were deleted (the registry checks again,
+    // atomically).
     if let Some(existing) = state
         .registry
         .extractor_version(&record.name, &record.version)
         .await?
-        .filter(|e| e.content_hash != record.content_hash)
     {
-        return Err(ApiError::conflict(
-            crate::store::registry::immutable(&existing, &record.content_hash).to_string(),
-        ));
+        crate::store::registry::check_existing(existing, &record)?;
     }
     if let Some(installed) = state
         .catalog
@@ -286,6 +291,8 @@ pub struct ExtractorVersion {
     pub content_hash: String,
     /// Size of the component.
     pub size_bytes: u64,
+    /// Deprecated: only collections that name this version run it.
+    pub deprecated: bool,
     /// The component's manifest.
     #[schema(value_type = Object)]
     pub manifest: Manifest,
@@ -296,7 +303,9 @@ pub struct ExtractorVersion {
 pub struct ExtractorInfo {
     /// Name.
     pub name: String,
-    /// Newest version.
+    /// The version a collection that names the extractor without one
+    /// follows: the newest that is not deprecated, a release before a
+    /// pre-release (empty when every version is deprecated).
     pub latest_version: String,
     /// The newest version's description.
     pub description: String,
@@ -304,18 +313,25 @@ pub struct ExtractorInfo {
     pub versions: Vec<ExtractorVersion>,
 }
 
-fn info(name: &str, versions: &[Extractor]) -> ExtractorInfo {
-    let latest = versions.last().map(|e| e.manifest());
+fn info(named: Named) -> ExtractorInfo {
+    let latest = named
+        .versions
+        .iter()
+        .map(|(e, _)| e.manifest())
+        .find(|m| Some(m.version.to_string()) == named.newest)
+        .or_else(|| named.versions.last().map(|(e, _)| e.manifest()));
     ExtractorInfo {
-        name: name.to_owned(),
-        latest_version: latest.map(|m| m.version.to_string()).unwrap_or_default(),
         description: latest.map(|m| m.description.clone()).unwrap_or_default(),
-        versions: versions
+        latest_version: named.newest.unwrap_or_default(),
+        name: named.name,
+        versions: named
+            .versions
             .iter()
-            .map(|e| ExtractorVersion {
+            .map(|(e, deprecated)| ExtractorVersion {
                 version: e.manifest().version.to_string(),
                 content_hash: e.content_hash().to_owned(),
                 size_bytes: e.size_bytes(),
+                deprecated: *deprecated,
                 manifest: e.manifest().as_ref().clone(),
             })
             .collect(),
@@ -335,13 +351,13 @@ pub async fn list_extractors(
         .catalog
         .snapshot()
         .into_iter()
-        .filter(|(name, _)| {
+        .filter(|named| {
             page.after
                 .as_deref()
-                .is_none_or(|after| name.as_str() > after)
+                .is_none_or(|after| named.name.as_str() > after)
         })
         .take(page.limit + 1)
-        .map(|(name, versions)| info(&name, &versions))
+        .map(info)
         .collect();
     let page = Page::from_overfetch(items, page.limit, |e| e.name.clone());
     Ok(Json(List::of(page, "extractors", |e| e)))
@@ -360,7 +376,7 @@ pub async fn get_extractor(
         .catalog
         .snapshot()
         .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, versions)| Json(info(&n, &versions)))
+        .find(|named| named.name == name)
+        .map(|named| Json(info(named)))
         .ok_or_else(|| ApiError::not_found("extractor", &name))
 }

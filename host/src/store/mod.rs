@@ -593,6 +593,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         namespace_id: &str,
         page: &PageRequest,
     ) -> Result<Page<CollectionRecord>>;
+    /// Replaces a collection's description, extractors and resolved plan
+    /// (tiers, output schema, index signature) and sets `updated_at`; the
+    /// rest (its name, source and document count) stays. Not found when
+    /// the collection is gone.
+    async fn update_collection(&self, collection: &CollectionRecord) -> Result<()>;
     /// Collections whose source is the bucket.
     async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>>;
     /// Deletes a collection (its documents go through the

@@ -38,6 +38,11 @@ pub struct ExtractorVersionRecord {
     /// RFC 3339, once deprecated: a collection that names the extractor
     /// without a version no longer follows it.
     pub deprecated_at: Option<String>,
+    /// RFC 3339, once deleted. A deleted version stays in the registry as
+    /// a tombstone, so hosts that follow it uninstall the version and its
+    /// name and version are never given to other bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
     /// Publication order across the registry, set by the store.
     #[serde(default)]
     pub seq: u64,
@@ -57,6 +62,36 @@ pub enum Published {
     New(ExtractorVersionRecord),
     /// The same bytes were published before under this name and version.
     Existing(ExtractorVersionRecord),
+}
+
+/// What publishing `record` meets in `existing` (the registry's record
+/// of the same name and version): nothing to do for the same bytes, a
+/// conflict for other bytes or a deleted version.
+pub fn check_existing(
+    existing: ExtractorVersionRecord,
+    record: &ExtractorVersionRecord,
+) -> Result<Published> {
+    if let Some(deleted_at) = &existing.deleted_at {
+        return Err(StoreError::Conflict(format!(
+            "{} was deleted at {deleted_at}; versions are never reused, so publish under a new version",
+            existing.id()
+        )));
+    }
+    if existing.content_hash != record.content_hash {
+        return Err(immutable(&existing, &record.content_hash));
+    }
+    Ok(Published::Existing(existing))
+}
+
+/// `found` if it is a live (not deleted) version, else not found.
+pub fn live(
+    found: Option<ExtractorVersionRecord>,
+    name: &str,
+    version: &str,
+) -> Result<ExtractorVersionRecord> {
+    found
+        .filter(|r| r.deleted_at.is_none())
+        .ok_or_else(|| StoreError::not_found("extractor version", format!("{name}@{version}")))
 }
 
 /// A refusal for `name@version` published again with other bytes.
@@ -112,20 +147,21 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// when the same bytes were published under its name and version
     /// before; a conflict when other bytes were.
     async fn publish(&self, record: &ExtractorVersionRecord) -> Result<Published>;
-    /// One version.
+    /// One version; a deleted one has `deleted_at` set.
     async fn extractor_version(
         &self,
         name: &str,
         version: &str,
     ) -> Result<Option<ExtractorVersionRecord>>;
-    /// Every version of `name`, in publication order.
+    /// Every live (not deleted) version of `name`, in publication order.
     async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>>;
-    /// Versions published (or deprecated) after `seq`, in order.
+    /// Versions published, deprecated or deleted after `seq`, in order:
+    /// each as it is now, at its latest sequence number.
     async fn changes(&self, seq: u64) -> Result<Vec<ExtractorVersionRecord>>;
     /// Marks a version deprecated (idempotent); returns it.
     async fn deprecate(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord>;
     /// Deletes a version, refused while a collection names it with its
-    /// version or a queued or processing batch runs it; returns it (its
-    /// blob is the caller's to delete when no other version shares it).
+    /// version or a queued or processing batch runs it; returns its
+    /// tombstone. Its component stays in the blob store.
     async fn delete_version(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord>;
 }

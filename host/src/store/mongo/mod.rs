@@ -899,6 +899,31 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn update_collection(&self, collection: &CollectionRecord) -> Result<()> {
+        let updated = self
+            .coll("collections")
+            .update_one(
+                doc! { "_id": &collection.collection_id, "namespace_id": &collection.namespace_id },
+                doc! { "$set": {
+                    "description": &collection.description,
+                    "extractors": bson::to_bson(&collection.extractors).map_err(backend)?,
+                    "tiers": bson::to_bson(&collection.tiers).map_err(backend)?,
+                    "output_schema": to_doc(&collection.output_schema)?,
+                    "index_signature": &collection.index_signature,
+                    "updated_at": &collection.updated_at,
+                } },
+            )
+            .await
+            .map_err(backend)?;
+        if updated.matched_count == 0 {
+            return Err(StoreError::not_found(
+                "collection",
+                collection.collection_id.as_str(),
+            ));
+        }
+        Ok(())
+    }
+
     async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
         transaction!(self, s => {
             let found = self

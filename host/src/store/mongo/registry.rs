@@ -7,7 +7,7 @@ use mongodb::options::ReturnDocument;
 
 use super::{MongoStore, backend, from_doc, record};
 use crate::store::registry::{
-    ExtractorVersionRecord, Published, Registry, immutable, in_use, pinned_by,
+    ExtractorVersionRecord, Published, Registry, check_existing, in_use, live, pinned_by,
 };
 use crate::store::{BatchRecord, CollectionRecord, Result, StoreError, now};
 
@@ -43,15 +43,31 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    /// Stores a changed `version` under the next sequence number, so hosts
+    /// that follow the registry see the change.
+    async fn rewrite(
+        &self,
+        s: &mut ClientSession,
+        version: &mut ExtractorVersionRecord,
+    ) -> Result<()> {
+        version.seq = self.next_seq(s).await?;
+        let id = version_id(&version.name, &version.version);
+        self.coll("extractor_versions")
+            .replace_one(doc! { "_id": &id }, record(&id, &*version)?)
+            .session(&mut *s)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Registry for MongoStore {
     async fn publish(&self, version: &ExtractorVersionRecord) -> Result<Published> {
         transaction!(self, s => {
             if let Some(existing) = self.one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(&version.name, &version.version) }).await? {
-                if existing.content_hash == version.content_hash {
-                    return Ok(Published::Existing(existing));
-                }
-                return Err(immutable(&existing, &version.content_hash));
+                return check_existing(existing, version);
             }
             let mut published = version.clone();
             published.seq = self.next_seq(s).await?;
@@ -79,12 +95,15 @@ impl Registry for MongoStore {
     }
 
     async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>> {
-        self.sorted(
-            "extractor_versions",
-            doc! { "name": name },
-            doc! { "seq": 1 },
-        )
-        .await
+        let mut versions: Vec<ExtractorVersionRecord> = self
+            .sorted(
+                "extractor_versions",
+                doc! { "name": name },
+                doc! { "seq": 1 },
+            )
+            .await?;
+        versions.retain(|v| v.deleted_at.is_none());
+        Ok(versions)
     }
 
     async fn changes(&self, seq: u64) -> Result<Vec<ExtractorVersionRecord>> {
@@ -95,20 +114,15 @@ impl Registry for MongoStore {
 
     async fn deprecate(&self, name: &str, version: &str) -> Result<ExtractorVersionRecord> {
         transaction!(self, s => {
-            let mut found = self
+            let found = self
                 .one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(name, version) })
-                .await?
-                .ok_or_else(|| StoreError::not_found("extractor version", version_id(name, version)))?;
+                .await?;
+            let mut found = live(found, name, version)?;
             if found.deprecated_at.is_some() {
                 return Ok(found);
             }
             found.deprecated_at = Some(now());
-            found.seq = self.next_seq(s).await?;
-            self.coll("extractor_versions")
-                .replace_one(doc! { "_id": version_id(name, version) }, record(&version_id(name, version), &found)?)
-                .session(&mut *s)
-                .await
-                .map_err(backend)?;
+            self.rewrite(s, &mut found).await?;
             Ok(found)
         })
     }
@@ -117,8 +131,8 @@ impl Registry for MongoStore {
         transaction!(self, s => {
             let found = self
                 .one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(name, version) })
-                .await?
-                .ok_or_else(|| StoreError::not_found("extractor version", version_id(name, version)))?;
+                .await?;
+            let mut found = live(found, name, version)?;
             let collections = self
                 .find_in(s, "collections", doc! {})
                 .await?
@@ -135,11 +149,8 @@ impl Registry for MongoStore {
             if !pins.is_empty() {
                 return Err(in_use(name, version, &pins));
             }
-            self.coll("extractor_versions")
-                .delete_one(doc! { "_id": version_id(name, version) })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?;
+            found.deleted_at = Some(now());
+            self.rewrite(s, &mut found).await?;
             Ok(found)
         })
     }

@@ -825,6 +825,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_collection(&self, collection: &CollectionRecord) -> Result<()> {
+        let col = collection.clone();
+        let (extractors, tiers, schema) = (
+            body_text(&col.extractors)?,
+            body_text(&col.tiers)?,
+            body_text(&col.output_schema)?,
+        );
+        self.call(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE collections SET body = json_set(body, '$.description', ?3,
+                       '$.extractors', json(?4), '$.tiers', json(?5), '$.output_schema', json(?6),
+                       '$.index_signature', ?7, '$.updated_at', ?8)
+                     WHERE collection_id = ?1 AND namespace_id = ?2",
+                    params![
+                        col.collection_id,
+                        col.namespace_id,
+                        col.description,
+                        extractors,
+                        tiers,
+                        schema,
+                        col.index_signature,
+                        col.updated_at
+                    ],
+                )
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::not_found("collection", col.collection_id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
         let (ns, id) = (namespace_id.to_owned(), collection_id.to_owned());
         self.call(move |c| {

@@ -8,9 +8,9 @@ use super::{
     immediate,
 };
 use crate::store::registry::{
-    ExtractorVersionRecord, Published, Registry, immutable, in_use, pinned_by,
+    ExtractorVersionRecord, Published, Registry, check_existing, in_use, live, pinned_by,
 };
-use crate::store::{Result, StoreError, now};
+use crate::store::{Result, now};
 
 fn read_version(
     c: &Connection,
@@ -46,6 +46,23 @@ fn next_seq(c: &Connection) -> Result<u64> {
     .map_err(backend)
 }
 
+/// Stores a changed `record` under the next sequence number, so hosts
+/// that follow the registry see the change.
+fn rewrite(c: &Connection, record: &mut ExtractorVersionRecord) -> Result<()> {
+    record.seq = next_seq(c)?;
+    c.execute(
+        "UPDATE extractor_versions SET seq = ?3, body = ?4 WHERE name = ?1 AND version = ?2",
+        params![
+            record.name,
+            record.version,
+            record.seq,
+            body_text(&*record)?
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn versions_where(
     c: &Connection,
     sql: &str,
@@ -63,10 +80,7 @@ impl Registry for SqliteStore {
         self.call(move |c| {
             let tx = immediate(c)?;
             if let Some(existing) = read_version(&tx, &record.name, &record.version)? {
-                if existing.content_hash == record.content_hash {
-                    return Ok(Published::Existing(existing));
-                }
-                return Err(immutable(&existing, &record.content_hash));
+                return check_existing(existing, &record);
             }
             record.seq = next_seq(&tx)?;
             tx.execute(
@@ -99,14 +113,17 @@ impl Registry for SqliteStore {
 
     async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>> {
         let name = name.to_owned();
-        self.call(move |c| {
-            versions_where(
-                c,
-                "SELECT body, seq FROM extractor_versions WHERE name = ?1 ORDER BY seq",
-                &name,
-            )
-        })
-        .await
+        let mut versions = self
+            .call(move |c| {
+                versions_where(
+                    c,
+                    "SELECT body, seq FROM extractor_versions WHERE name = ?1 ORDER BY seq",
+                    &name,
+                )
+            })
+            .await?;
+        versions.retain(|v| v.deleted_at.is_none());
+        Ok(versions)
     }
 
     async fn changes(&self, seq: u64) -> Result<Vec<ExtractorVersionRecord>> {
@@ -124,18 +141,12 @@ impl Registry for SqliteStore {
         let (name, version) = (name.to_owned(), version.to_owned());
         self.call(move |c| {
             let tx = immediate(c)?;
-            let mut record = read_version(&tx, &name, &version)?
-                .ok_or_else(|| StoreError::not_found("extractor version", format!("{name}@{version}")))?;
+            let mut record = live(read_version(&tx, &name, &version)?, &name, &version)?;
             if record.deprecated_at.is_some() {
                 return Ok(record);
             }
             record.deprecated_at = Some(now());
-            record.seq = next_seq(&tx)?;
-            tx.execute(
-                "UPDATE extractor_versions SET seq = ?3, body = ?4 WHERE name = ?1 AND version = ?2",
-                params![name, version, record.seq, body_text(&record)?],
-            )
-            .map_err(backend)?;
+            rewrite(&tx, &mut record)?;
             tx.commit().map_err(backend)?;
             Ok(record)
         })
@@ -146,9 +157,7 @@ impl Registry for SqliteStore {
         let (name, version) = (name.to_owned(), version.to_owned());
         self.call(move |c| {
             let tx = immediate(c)?;
-            let record = read_version(&tx, &name, &version)?.ok_or_else(|| {
-                StoreError::not_found("extractor version", format!("{name}@{version}"))
-            })?;
+            let mut record = live(read_version(&tx, &name, &version)?, &name, &version)?;
             let collections = tx
                 .prepare_cached("SELECT body FROM collections")
                 .and_then(|mut s| {
@@ -169,11 +178,8 @@ impl Registry for SqliteStore {
             if !pins.is_empty() {
                 return Err(in_use(&name, &version, &pins));
             }
-            tx.execute(
-                "DELETE FROM extractor_versions WHERE name = ?1 AND version = ?2",
-                [&name, &version],
-            )
-            .map_err(backend)?;
+            record.deleted_at = Some(now());
+            rewrite(&tx, &mut record)?;
             tx.commit().map_err(backend)?;
             Ok(record)
         })
