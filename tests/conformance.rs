@@ -336,6 +336,7 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     .await;
     let worker_b = worker_b.store;
     collection_updates(store.as_ref()).await;
+    api_keys(store.as_ref()).await;
     let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
     conditional_writes(store.as_ref(), &bucket, &ids).await;
 
@@ -615,6 +616,35 @@ fn version(name: &str, version: &str, hash: &str) -> ExtractorVersionRecord {
 
 /// Versions are immutable, ordered by publication, deprecated and deleted
 /// only when nothing pins them.
+/// Keys read back by the hash of their secret, with their rights.
+async fn api_keys(store: &dyn Store) {
+    let (bucket, _, _) = fixture(store, 0).await;
+    let mut publisher =
+        strata_host::store::ApiKey::new(Some("ci".into()), false, Some(bucket.namespace_id));
+    publisher.publish = true;
+    let plain = strata_host::store::ApiKey::new(None, false, publisher.namespace_id.clone());
+    let secret_hash = || format!("{:x}", Sha256::digest(new_id("sk").as_bytes()));
+    let hashes = [secret_hash(), secret_hash()];
+    for (key, hash) in [&publisher, &plain].into_iter().zip(&hashes) {
+        store.create_key(key, hash).await.expect("create");
+        assert_eq!(
+            store.key_by_hash(hash).await.expect("read").as_ref(),
+            Some(key)
+        );
+    }
+    assert!(
+        store
+            .key_by_hash(&secret_hash())
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(matches!(
+        store.create_key(&plain, &hashes[0]).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
 /// An update changes the pipeline and description, nothing else.
 async fn collection_updates(store: &dyn Store) {
     let (_, collection, _) = fixture(store, 0).await;

@@ -122,6 +122,67 @@ async fn a_bad_component_is_refused_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_key_with_the_publish_right_publishes_as_multipart() {
+    let server = Server::start();
+    let (status, key) = server
+        .post(
+            "/v1/api-keys",
+            json!({ "namespace": "default", "publish": true, "name": "ci" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    assert_eq!(key["publish"], true);
+    let secret = text(&key["secret"]).to_owned();
+    let as_publisher = |method: Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", server.url))
+            .bearer_auth(&secret)
+    };
+    let form = |parts: &[(&str, Vec<u8>)]| {
+        parts
+            .iter()
+            .fold(reqwest::multipart::Form::new(), |form, (name, bytes)| {
+                let part = reqwest::multipart::Part::bytes(bytes.clone())
+                    .file_name("identity.wasm")
+                    .mime_str("application/wasm")
+                    .expect("mime");
+                form.part(name.to_string(), part)
+            })
+    };
+    for (parts, field) in [
+        (vec![("component", fixture("identity"))], "component"),
+        (
+            vec![("file", fixture("identity")), ("file", fixture("identity"))],
+            "file",
+        ),
+    ] {
+        let (status, problem) =
+            send(as_publisher(Method::POST, "/v1/extractors").multipart(form(&parts))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert!(
+            problem["invalid_params"][0]["name"] == field,
+            "{field}: {problem}"
+        );
+    }
+    let (status, published) = send(
+        as_publisher(Method::POST, "/v1/extractors")
+            .multipart(form(&[("file", fixture("identity"))])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    assert_eq!(published["name"], "identity");
+    let path = format!(
+        "/v1/extractors/identity/versions/{}",
+        text(&published["version"])
+    );
+    let (status, deprecated) = send(as_publisher(Method::POST, &format!("{path}/deprecate"))).await;
+    assert_eq!(status, StatusCode::OK, "{deprecated}");
+    // Deleting stays with admins.
+    let (status, _) = send(as_publisher(Method::DELETE, &path)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     let options = Options {
         args: vec!["--poll-interval".into(), "0.3".into()],
@@ -373,7 +434,15 @@ async fn strata_extractor_push_publishes_a_file() {
             .output()
             .expect("strata extractor push")
     };
-    let out = push("identity", support::ADMIN_KEY);
+    // A key made for publishing, beside the running server.
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["keys", "create", "--publish", "--name", "ci", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .expect("strata keys create");
+    assert!(created.status.success(), "{created:?}");
+    let publisher = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let out = push("identity", &publisher);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(

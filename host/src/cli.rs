@@ -169,6 +169,9 @@ enum KeysCommand {
         /// Create an admin key: acts in every namespace, manages namespaces and keys.
         #[arg(long)]
         admin: bool,
+        /// The key may publish and deprecate extractor versions.
+        #[arg(long)]
+        publish: bool,
         /// Free text, e.g. who uses the key.
         #[arg(long)]
         name: Option<String>,
@@ -324,6 +327,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             backends,
             namespace,
             admin,
+            publish,
             name,
         }) => runtime()?.block_on(async {
             let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
@@ -337,7 +341,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 })?;
                 Some(ns.namespace_id)
             };
-            let (key, secret) = crate::keys::create(store, name, admin, namespace_id).await?;
+            let mut key = crate::store::ApiKey::new(name, admin, namespace_id);
+            key.publish = publish;
+            let (key, secret) = crate::keys::create(store, key).await?;
             eprintln!("created key {}", key.key_id);
             println!("{secret}");
             Ok(ExitCode::SUCCESS)
@@ -388,20 +394,23 @@ async fn push(file: &Path, url: &str, key: &str) -> anyhow::Result<ExitCode> {
         )?);
     bar.set_message(format!("pushing {}", file.display()));
     // The key first: a server refuses an unauthorised upload before reading
-    // it, and a client still sending sees a reset instead of the answer.
+    // it, and a client still sending sees a reset instead of the answer. An
+    // empty publication is refused for its body (422) only once the key
+    // may publish.
     let client = reqwest::Client::new();
-    let check = format!("{}/v1/namespaces?limit=1", url.trim_end_matches('/'));
+    let endpoint = format!("{}/v1/extractors", url.trim_end_matches('/'));
     let answer = client
-        .get(&check)
+        .post(&endpoint)
         .bearer_auth(key)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
         .send()
         .await
-        .with_context(|| format!("reaching {check}"))?;
-    if !answer.status().is_success() {
+        .with_context(|| format!("reaching {endpoint}"))?;
+    if answer.status() != reqwest::StatusCode::UNPROCESSABLE_ENTITY {
         let status = answer.status();
         let body: serde_json::Value = answer.json().await.unwrap_or_default();
         anyhow::bail!(
-            "{url} refused the key ({status}): {}; publishing takes an admin key",
+            "{url} refused the key ({status}): {}; publishing takes an admin key or one made with `strata keys create --publish`",
             body["detail"].as_str().unwrap_or("no detail")
         );
     }
@@ -411,7 +420,6 @@ async fn push(file: &Path, url: &str, key: &str) -> anyhow::Result<ExitCode> {
             progress.inc(chunk.len() as u64);
         }
     });
-    let endpoint = format!("{}/v1/extractors", url.trim_end_matches('/'));
     let response = client
         .post(&endpoint)
         .bearer_auth(key)

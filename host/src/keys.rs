@@ -4,7 +4,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 
-use crate::store::{self, ApiKey, Store, new_id, now};
+use crate::store::{self, ApiKey, Store};
 
 /// A new key secret: `sk_` + 32 random bytes, base64url.
 pub fn new_secret() -> String {
@@ -23,35 +23,17 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Stores a key for `secret`.
-pub async fn store_key(
-    store: &dyn Store,
-    secret: &str,
-    name: Option<String>,
-    admin: bool,
-    namespace_id: Option<String>,
-) -> store::Result<ApiKey> {
-    let key = ApiKey {
-        key_id: new_id("key"),
-        name,
-        admin,
-        namespace_id,
-        created_at: now(),
-    };
+/// Stores `key` for `secret`.
+pub async fn store_key(store: &dyn Store, secret: &str, key: ApiKey) -> store::Result<ApiKey> {
     store.create_key(&key, &hash_secret(secret)).await?;
-    tracing::info!(key = %key.key_id, admin, "API key created");
+    tracing::info!(key = %key.key_id, admin = key.admin, publish = key.publish, "API key created");
     Ok(key)
 }
 
-/// Creates a key with a new secret; returns the key and its secret.
-pub async fn create(
-    store: &dyn Store,
-    name: Option<String>,
-    admin: bool,
-    namespace_id: Option<String>,
-) -> store::Result<(ApiKey, String)> {
+/// Stores `key` with a new secret; returns the key and its secret.
+pub async fn create(store: &dyn Store, key: ApiKey) -> store::Result<(ApiKey, String)> {
     let secret = new_secret();
-    let key = store_key(store, &secret, name, admin, namespace_id).await?;
+    let key = store_key(store, &secret, key).await?;
     Ok((key, secret))
 }
 

@@ -17,8 +17,8 @@ use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
 use crate::store::{
-    DocumentSink, MongoStore, Namespace, Registry, SqliteStore, Store, StoreError, Webhooks,
-    new_id, now,
+    ApiKey, DocumentSink, MongoStore, Namespace, Registry, SqliteStore, Store, StoreError,
+    Webhooks, new_id, now,
 };
 use crate::webhooks::{Sender, SenderConfig};
 use crate::worker::{self, WorkerConfig};
@@ -210,9 +210,7 @@ pub async fn bootstrap(
             keys::store_key(
                 store,
                 secret,
-                Some("admin (STRATA_ADMIN_KEY)".into()),
-                true,
-                None,
+                ApiKey::new(Some("admin (STRATA_ADMIN_KEY)".into()), true, None),
             )
             .await?;
         }
@@ -221,7 +219,7 @@ pub async fn bootstrap(
     if store.has_admin_key().await? {
         return Ok(None);
     }
-    let (_, secret) = keys::create(store, Some("admin".into()), true, None).await?;
+    let (_, secret) = keys::create(store, ApiKey::new(Some("admin".into()), true, None)).await?;
     Ok(Some(secret))
 }
 

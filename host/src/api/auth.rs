@@ -28,6 +28,11 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Admin(pub Caller);
 
+/// An authenticated caller whose key may publish extractors: an admin key
+/// or one with the publish right.
+#[derive(Debug, Clone)]
+pub struct Publisher(pub Caller);
+
 fn unauthorized(detail: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
@@ -80,6 +85,10 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+fn forbidden(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
@@ -88,10 +97,21 @@ impl FromRequestParts<AppState> for Admin {
         if caller.key.admin {
             Ok(Admin(caller))
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this call needs an admin key",
+            Err(forbidden("this call needs an admin key"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Publisher {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.key.may_publish() {
+            Ok(Publisher(caller))
+        } else {
+            Err(forbidden(
+                "this call needs an admin key or a key with the publish right",
             ))
         }
     }

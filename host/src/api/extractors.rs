@@ -5,7 +5,10 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use serde::Serialize;
 
-use super::auth::{Admin, Caller};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request};
+
+use super::auth::{Admin, Caller, Publisher};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::catalog::Named;
 use crate::engine::Manifest;
@@ -112,14 +115,15 @@ pub async fn get_version(
     }))
 }
 
-/// `POST /v1/extractors/{name}/versions/{version}/deprecate` (admin): a
-/// collection naming the extractor without a version stops following it.
+/// `POST /v1/extractors/{name}/versions/{version}/deprecate` (an admin key
+/// or one with the publish right): a collection naming the extractor
+/// without a version stops following it.
 #[utoipa::path(post, path = "/v1/extractors/{name}/versions/{version}/deprecate", tag = "extractors",
     params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, body = PublishedVersion), (status = 404, body = super::error::Problem)))]
 pub async fn deprecate_version(
     State(state): State<AppState>,
-    _admin: Admin,
+    _publisher: Publisher,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<PublishedVersion>> {
     let record = find_version(&state, &name, &version).await?;
@@ -191,36 +195,87 @@ impl From<ExtractorVersionRecord> for PublishedVersion {
     }
 }
 
-/// `POST /v1/extractors` (admin): publishes the component in the body
-/// (`application/wasm`). It is checked before it is accepted: a component
+/// The component sent to `POST /v1/extractors`: the body itself
+/// (`application/wasm`), or the `file` part of a `multipart/form-data`
+/// body.
+async fn component_body(state: &AppState, request: Request) -> ApiResult<Bytes> {
+    let content_type = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("a component may hold at most {MAX_COMPONENT_BYTES} bytes"),
+        )
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    match essence {
+        "application/wasm" | "application/octet-stream" => Bytes::from_request(request, state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+                _ => ApiError::bad_request(e.body_text()),
+            }),
+        "multipart/form-data" => {
+            let mut multipart = Multipart::from_request(request, state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let bad = |e: axum::extract::multipart::MultipartError| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+                _ => ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())),
+            };
+            let mut component = None;
+            while let Some(field) = multipart.next_field().await.map_err(bad)? {
+                match field.name().unwrap_or("") {
+                    "file" if component.is_none() => {
+                        component = Some(field.bytes().await.map_err(bad)?);
+                    }
+                    "file" => return Err(ApiError::invalid("file", "give one `file` part")),
+                    other => {
+                        return Err(ApiError::invalid(
+                            other,
+                            "unknown part; send the component as the `file` part",
+                        ));
+                    }
+                }
+            }
+            component.ok_or_else(|| ApiError::invalid("file", "missing the `file` part"))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!(
+                "send the component as `application/wasm` or as the `file` part of `multipart/form-data`, not `{content_type}`"
+            ),
+        )),
+    }
+}
+
+/// `POST /v1/extractors` (an admin key or one with the publish right):
+/// publishes the component in the body (`application/wasm`, or the
+/// `file` part of `multipart/form-data`). It is checked before it is accepted: a component
 /// of a compatible `strata:extractor` major version that instantiates in
 /// the sandbox, with a complete and consistent manifest. 201 for a new
 /// version, 200 for the same bytes again, 409 for other bytes under a
 /// published name and version, 422 with the reason for a rejected one.
 #[utoipa::path(post, path = "/v1/extractors", tag = "extractors",
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content(
+        (Vec<u8> = "application/wasm"),
+        (Object = "multipart/form-data"))),
     responses((status = 201, body = PublishedVersion), (status = 200, body = PublishedVersion),
-        (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+        (status = 403, body = super::error::Problem), (status = 409, body = super::error::Problem),
+        (status = 413, body = super::error::Problem), (status = 415, body = super::error::Problem),
+        (status = 422, body = super::error::Problem)))]
 pub async fn publish_extractor(
     State(state): State<AppState>,
-    _admin: Admin,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    _publisher: Publisher,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<PublishedVersion>)> {
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !matches!(
-        content_type,
-        "application/wasm" | "application/octet-stream"
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            format!("send the component as `application/wasm`, not `{content_type}`"),
-        ));
-    }
+    let body = component_body(&state, request).await?;
     if body.is_empty() {
         return Err(ApiError::invalid("body", "the component is empty"));
     }

@@ -101,6 +101,10 @@ pub struct CreateKey {
     /// An admin key acts in every namespace and manages namespaces and keys.
     #[serde(default)]
     pub admin: bool,
+    /// The key may publish and deprecate extractor versions (shared by
+    /// every namespace).
+    #[serde(default)]
+    pub publish: bool,
 }
 
 /// A created key with its secret, shown only here.
@@ -132,7 +136,8 @@ pub async fn create_key(
         };
         Some(ns.namespace_id)
     };
-    let (key, secret) =
-        keys::create(state.store.as_ref(), body.name, body.admin, namespace_id).await?;
+    let mut key = ApiKey::new(body.name, body.admin, namespace_id);
+    key.publish = body.publish;
+    let (key, secret) = keys::create(state.store.as_ref(), key).await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
 }

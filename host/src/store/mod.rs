@@ -115,9 +115,31 @@ pub struct ApiKey {
     pub namespace_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,
+    /// May publish and deprecate extractor versions (admin keys always
+    /// may). The extractor registry is shared by every namespace.
+    #[serde(default)]
+    pub publish: bool,
 }
 
 impl ApiKey {
+    /// A new key with a fresh id: an admin key, or one that acts in
+    /// `namespace_id`.
+    pub fn new(name: Option<String>, admin: bool, namespace_id: Option<String>) -> ApiKey {
+        ApiKey {
+            key_id: new_id("key"),
+            name,
+            admin,
+            namespace_id,
+            created_at: now(),
+            publish: false,
+        }
+    }
+
+    /// Whether this key may publish and deprecate extractor versions.
+    pub fn may_publish(&self) -> bool {
+        self.admin || self.publish
+    }
+
     /// Whether this key may act in `namespace_id`.
     pub fn allows(&self, namespace_id: &str) -> bool {
         self.admin || self.namespace_id.as_deref() == Some(namespace_id)

@@ -151,6 +151,9 @@ CREATE TABLE counters (
     value INTEGER NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE api_keys ADD COLUMN publish INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The embedded SQLite store.
@@ -303,6 +306,7 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         admin: r.get(2)?,
         namespace_id: r.get(3)?,
         created_at: r.get(4)?,
+        publish: r.get(5)?,
     })
 }
 
@@ -558,15 +562,16 @@ impl Store for SqliteStore {
         let (key, hash) = (key.clone(), secret_hash.to_owned());
         self.call(move |c| {
             c.execute(
-                "INSERT INTO api_keys (key_id, secret_hash, name, admin, namespace_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO api_keys (key_id, secret_hash, name, admin, namespace_id, created_at, publish)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     key.key_id,
                     hash,
                     key.name,
                     key.admin,
                     key.namespace_id,
-                    key.created_at
+                    key.created_at,
+                    key.publish
                 ],
             )
             .map_err(|e| write_error(e, || "this key already exists".to_owned()))?;
@@ -579,7 +584,7 @@ impl Store for SqliteStore {
         let hash = secret_hash.to_owned();
         self.call(move |c| {
             c.query_row(
-                "SELECT key_id, name, admin, namespace_id, created_at FROM api_keys
+                "SELECT key_id, name, admin, namespace_id, created_at, publish FROM api_keys
                  WHERE secret_hash = ?1",
                 [hash],
                 key_row,
