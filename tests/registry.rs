@@ -466,3 +466,66 @@ async fn strata_extractor_push_publishes_a_file() {
     assert!(!out.status.success());
     assert!(stderr.contains("401"), "{stderr}");
 }
+
+#[tokio::test]
+async fn watched_plugins_are_published_when_they_change() {
+    let watched = tempfile::tempdir().expect("temp dir");
+    let log = watched.path().join("server.log");
+    let dir = watched.path().join("plugins");
+    std::fs::create_dir(&dir).expect("plugins dir");
+    let file = dir.join("stamp.wasm");
+    std::fs::write(&file, fixture("stamp")).expect("write v1");
+    let server = Server::start_with(Options {
+        args: vec![
+            "--watch-plugins".into(),
+            dir.to_str().expect("utf-8").into(),
+        ],
+        log_file: Some(log.clone()),
+        ..Options::default()
+    });
+    let logged = |needle: &'static str| {
+        let log = log.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                    return line.to_owned();
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no `{needle}` in the log: {text}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Published at start.
+    poll_until(&server, "/v1/extractors", |list| {
+        list["results"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["name"] == "stamp"))
+    })
+    .await;
+    // A new manifest version is published as that version.
+    std::fs::write(&file, fixture("stamp-v2")).expect("write v2");
+    poll_until(&server, "/v1/extractors/stamp", |e| {
+        e["latest_version"] == "2.0.0"
+    })
+    .await;
+    let (status, v2) = server.get("/v1/extractors/stamp/versions/2.0.0").await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    // Other bytes under the same version are refused, saying why.
+    std::fs::write(&file, rebuilt(fixture("stamp-v2"))).expect("write rebuilt");
+    let line = logged("watched component not published").await;
+    assert!(
+        line.contains("stamp@2.0.0") && line.contains("immutable"),
+        "{line}"
+    );
+    // A broken file is refused, and the watch goes on.
+    std::fs::write(dir.join("broken.wasm"), b"not a component").expect("write broken");
+    let line = logged("watched component refused").await;
+    assert!(line.contains("broken.wasm"), "{line}");
+    let (_, still) = server.get("/v1/extractors/stamp/versions/2.0.0").await;
+    assert_eq!(still["content_hash"], v2["content_hash"]);
+}

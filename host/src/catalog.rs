@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::engine::{Engine, Extractor, LoadError};
+use crate::store::registry::{ExtractorVersionRecord, Published, check_existing, component_key};
 
 /// Why the catalog cannot be built or an extractor found.
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +332,95 @@ impl Follower {
                 caught_up = self.catch_up(seen) => seen = caught_up,
             }
         }
+    }
+}
+
+/// Why a component cannot be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The engine refused the component.
+    #[error(transparent)]
+    Invalid(LoadError),
+    /// Its name and version are taken by other bytes, or were deleted.
+    #[error("{0}")]
+    Conflict(String),
+    /// The registry failed.
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] crate::blob::BlobError),
+    /// Checking was interrupted.
+    #[error("checking was interrupted: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl From<crate::store::StoreError> for PublishError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict(detail) => PublishError::Conflict(detail),
+            e => PublishError::Store(e),
+        }
+    }
+}
+
+impl Follower {
+    /// Publishes the component `bytes` (from `origin`, for messages): the
+    /// engine checks it, it is stored content-addressed in the blob store,
+    /// recorded in the registry and installed here. Other hosts install it
+    /// when they next follow the registry.
+    pub async fn publish(
+        &self,
+        bytes: bytes::Bytes,
+        origin: &str,
+    ) -> Result<Published, PublishError> {
+        let (engine, checked, named) = (self.engine.clone(), bytes.clone(), origin.to_owned());
+        let extractor = tokio::task::spawn_blocking(move || engine.load_bytes(&checked, &named))
+            .await?
+            .map_err(PublishError::Invalid)?;
+        let manifest = extractor.manifest();
+        let record = ExtractorVersionRecord {
+            name: manifest.name.clone(),
+            version: manifest.version.to_string(),
+            content_hash: extractor.content_hash().to_owned(),
+            size_bytes: extractor.size_bytes(),
+            blob_key: component_key(extractor.content_hash()),
+            manifest: serde_json::to_value(manifest.as_ref())
+                .map_err(|e| PublishError::Store(crate::store::StoreError::backend(e)))?,
+            published_at: crate::store::now(),
+            deprecated_at: None,
+            deleted_at: None,
+            seq: 0,
+        };
+        // Refuse before writing anything when the name and version are
+        // taken by other bytes or were deleted (the registry checks again,
+        // atomically).
+        if let Some(existing) = self
+            .registry
+            .extractor_version(&record.name, &record.version)
+            .await?
+        {
+            check_existing(existing, &record)?;
+        }
+        if let Some(installed) = self
+            .catalog
+            .installed_hash(&record.name, &record.version)
+            .filter(|h| *h != record.content_hash)
+        {
+            return Err(PublishError::Conflict(format!(
+                "{} is installed on this server with content {installed} (from its plugins directory); publish these bytes under a new version",
+                record.id()
+            )));
+        }
+        // Content-addressed: writing the same bytes again changes nothing.
+        self.blobs.put_bytes(&record.blob_key, bytes).await?;
+        let published = self.registry.publish(&record).await?;
+        let (Published::New(stored) | Published::Existing(stored)) = &published;
+        self.catalog
+            .insert(extractor, format!("registry ({})", stored.blob_key))
+            .map_err(|e| PublishError::Conflict(e.to_string()))?;
+        tracing::info!(extractor = %stored.id(), hash = %stored.content_hash, %origin, "extractor published");
+        Ok(published)
     }
 }
 

@@ -114,6 +114,9 @@ struct ServeArgs {
     /// Days delivered and failed webhook deliveries are kept (visible in the API).
     #[arg(long, env = "STRATA_WEBHOOK_RETENTION_DAYS", default_value_t = 30.0)]
     webhook_retention_days: f64,
+    /// Publish every component in DIR now and again whenever its file changes (development): a new manifest version is published, changed bytes under a published version are refused with a log line.
+    #[arg(long, env = "STRATA_WATCH_PLUGINS", value_name = "DIR")]
+    watch_plugins: Option<PathBuf>,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -470,6 +473,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config =
         crate::serve::ServeConfig::new(args.backends.data_dir.clone(), args.plugins, engine);
     config.backends = args.backends.config();
+    config.watch_plugins = args.watch_plugins;
     config.admin_key = std::env::var("STRATA_ADMIN_KEY")
         .ok()
         .filter(|k| !k.is_empty());

@@ -50,6 +50,9 @@ pub struct ServeConfig {
     pub health: HealthPolicy,
     /// How this process sends webhooks.
     pub webhooks: SenderConfig,
+    /// A directory whose components are published when they change
+    /// (development).
+    pub watch_plugins: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -66,6 +69,7 @@ impl ServeConfig {
             worker: WorkerConfig::new(worker::default_owner()),
             health: HealthPolicy::default(),
             webhooks: SenderConfig::default(),
+            watch_plugins: None,
         }
     }
 }
@@ -302,6 +306,14 @@ pub async fn run(
         metrics: install_metrics(),
     };
     let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = match &config.watch_plugins {
+        Some(dir) => Some(crate::watch::watch(
+            registry.clone(),
+            dir.clone(),
+            stop.clone(),
+        )?),
+        None => None,
+    };
     let pollers = tokio::spawn(worker::run_pollers(
         worker::Deps {
             store: backends.store.clone(),
@@ -335,6 +347,9 @@ pub async fn run(
     let _ = pollers.await;
     let _ = sender.await;
     let _ = follower.await;
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
     served
 }
 

@@ -54,6 +54,8 @@ pub struct Options {
     pub generated_admin_key: bool,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Where the server's log (stderr) goes, instead of the test's.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -86,7 +88,10 @@ impl Server {
             .env_remove("STRATA_ADMIN_KEY")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &options.log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::inherit(),
+            });
         if !options.args.iter().any(|a| a == "--plugins") {
             command.arg("--plugins").arg(repo().join("plugins/dist"));
         }

@@ -10,11 +10,10 @@ use axum::extract::{FromRequest, Multipart, Request};
 
 use super::auth::{Admin, Caller, Publisher};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
-use crate::catalog::Named;
+use crate::catalog::{Named, PublishError};
 use crate::engine::Manifest;
 use crate::store::Page;
-use crate::store::now;
-use crate::store::registry::{ExtractorVersionRecord, Published, component_key};
+use crate::store::registry::{ExtractorVersionRecord, Published};
 use axum::http::StatusCode;
 
 /// Largest component accepted by a publication, in bytes.
@@ -279,62 +278,21 @@ pub async fn publish_extractor(
     if body.is_empty() {
         return Err(ApiError::invalid("body", "the component is empty"));
     }
-    let engine = state.engine.clone();
-    let bytes = body.clone();
-    let extractor = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes, "the body"))
+    let published = state
+        .follower()
+        .publish(body, "the body")
         .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    let manifest = extractor.manifest();
-    let record = ExtractorVersionRecord {
-        name: manifest.name.clone(),
-        version: manifest.version.to_string(),
-        content_hash: extractor.content_hash().to_owned(),
-        size_bytes: extractor.size_bytes(),
-        blob_key: component_key(extractor.content_hash()),
-        manifest: serde_json::to_value(manifest.as_ref()).map_err(|e| ApiError::internal(&e))?,
-        published_at: now(),
-        deprecated_at: None,
-        deleted_at: None,
-        seq: 0,
-    };
-    // Refuse before writing anything when the name and version are taken
-    // by other bytes or were deleted (the registry checks again,
-    // atomically).
-    if let Some(existing) = state
-        .registry
-        .extractor_version(&record.name, &record.version)
-        .await?
-    {
-        crate::store::registry::check_existing(existing, &record)?;
-    }
-    if let Some(installed) = state
-        .catalog
-        .installed_hash(&record.name, &record.version)
-        .filter(|h| *h != record.content_hash)
-    {
-        return Err(ApiError::conflict(format!(
-            "{} is installed on this server with content {installed} (from its plugins directory); publish these bytes under a new version",
-            record.name.clone() + "@" + &record.version
-        )));
-    }
-    // Content-addressed: writing the same bytes again changes nothing.
-    state
-        .blobs
-        .put_bytes(&record.blob_key, body)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let (status, published) = match state.registry.publish(&record).await? {
-        Published::New(r) => (StatusCode::CREATED, r),
-        Published::Existing(r) => (StatusCode::OK, r),
-    };
-    let origin = format!("registry ({})", published.blob_key);
-    state
-        .catalog
-        .insert(extractor, origin)
-        .map_err(|e| ApiError::conflict(e.to_string()))?;
-    tracing::info!(extractor = %published.id(), hash = %published.content_hash, "extractor published");
-    Ok((status, Json(published.into())))
+        .map_err(|e| match e {
+            PublishError::Invalid(e) => ApiError::invalid("body", e.to_string()),
+            PublishError::Conflict(detail) => ApiError::conflict(detail),
+            e @ (PublishError::Store(_) | PublishError::Blob(_) | PublishError::Join(_)) => {
+                ApiError::internal(&e)
+            }
+        })?;
+    Ok(match published {
+        Published::New(r) => (StatusCode::CREATED, Json(r.into())),
+        Published::Existing(r) => (StatusCode::OK, Json(r.into())),
+    })
 }
 
 /// One version of an extractor.

@@ -64,6 +64,18 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
+impl AppState {
+    /// The catalog with what publishes into it and keeps it current.
+    pub fn follower(&self) -> crate::catalog::Follower {
+        crate::catalog::Follower {
+            catalog: self.catalog.clone(),
+            registry: self.registry.clone(),
+            blobs: self.blobs.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+}
+
 /// All routes.
 pub fn router(state: AppState) -> Router {
     let json_limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
