@@ -194,12 +194,7 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, published) = publish(&a, fixture("identity")).await;
     assert_eq!(status, StatusCode::CREATED, "{published}");
-    poll_until(&b, "/v1/extractors", |list| {
-        list["results"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["name"] == "identity"))
-    })
-    .await;
+    until_listed(&b, "identity", true).await;
     let (_, on_b) = b.get("/v1/extractors/identity").await;
     assert_eq!(
         on_b["versions"][0]["content_hash"],
@@ -225,12 +220,7 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     .await;
     assert_eq!(a.delete(&path).await, StatusCode::NO_CONTENT);
     for host in [&b, &c] {
-        poll_until(host, "/v1/extractors", |list| {
-            list["results"]
-                .as_array()
-                .is_some_and(|l| l.iter().all(|e| e["name"] != "identity"))
-        })
-        .await;
+        until_listed(host, "identity", false).await;
     }
 }
 
@@ -501,12 +491,7 @@ async fn watched_plugins_are_published_when_they_change() {
         }
     };
     // Published at start.
-    poll_until(&server, "/v1/extractors", |list| {
-        list["results"]
-            .as_array()
-            .is_some_and(|l| l.iter().any(|e| e["name"] == "stamp"))
-    })
-    .await;
+    until_listed(&server, "stamp", true).await;
     // A new manifest version is published as that version.
     std::fs::write(&file, fixture("stamp-v2")).expect("write v2");
     poll_until(&server, "/v1/extractors/stamp", |e| {
@@ -528,4 +513,56 @@ async fn watched_plugins_are_published_when_they_change() {
     assert!(line.contains("broken.wasm"), "{line}");
     let (_, still) = server.get("/v1/extractors/stamp/versions/2.0.0").await;
     assert_eq!(still["content_hash"], v2["content_hash"]);
+}
+
+/// Waits until `server` lists the extractor `name`, or no longer does.
+async fn until_listed(server: &Server, name: &str, listed: bool) {
+    poll_until(server, "/v1/extractors", |list| {
+        list["results"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["name"] == name) == listed)
+    })
+    .await;
+}
+
+/// Whether `stamp`'s first version is loaded on `server`.
+async fn loaded(server: &Server) -> bool {
+    let (status, e) = server.get("/v1/extractors/stamp").await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    e["versions"][0]["loaded"].as_bool().expect("loaded")
+}
+
+#[tokio::test]
+async fn published_versions_load_on_first_use_and_unload_when_idle() {
+    let options = Options {
+        args: vec!["--poll-interval".into(), "0.3".into()],
+        ..Options::default()
+    };
+    let a = Server::start_with(options.clone());
+    let mut idle = options.clone();
+    idle.args.extend(["--unload-idle".into(), "1".into()]);
+    let b = Server::start_in(&a.data_dir, &idle);
+    let (status, published) = publish(&a, fixture("stamp")).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    assert!(loaded(&a).await, "loaded where it was published");
+    // Known on the other host within a poll interval, not loaded yet.
+    until_listed(&b, "stamp", true).await;
+    assert!(!loaded(&b).await, "not loaded before its first use");
+    // The first use loads it.
+    let bucket = create_bucket(&b, "lazy").await;
+    let ids = vec!["obj_0".to_owned(), "obj_1".to_owned()];
+    for id in &ids {
+        upload(&b, &bucket, id, id).await;
+    }
+    let collection = create_collection(&b, "lazy", &bucket, json!([{ "name": "stamp" }])).await;
+    assert_eq!(collection["tiers"], json!([["stamp@1.0.0"]]));
+    // Idle, it is unloaded; the next use loads it again.
+    poll_until(&b, "/v1/extractors/stamp", |e| {
+        e["versions"][0]["loaded"] == false
+    })
+    .await;
+    let (path, _) = submit(&b, &bucket, &ids).await;
+    let done = poll_until(&b, &path, terminal).await;
+    let batch = done.last().expect("a body");
+    assert_eq!(batch["status"], "COMPLETED", "{batch}");
 }

@@ -1,10 +1,14 @@
 //! The extractors a host can run, by name and version.
 //!
 //! Installed from a plugins directory at start: every `*.wasm` file there is
-//! loaded (compiled once, then from the compile cache) and checked.
+//! loaded (compiled once, then from the compile cache) and checked. The
+//! [`Follower`] keeps the catalog in step with the registry: published
+//! versions are added, loaded on first use and unloaded when idle.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Extractor, LoadError};
 use crate::store::registry::{ExtractorVersionRecord, Published, check_existing, component_key};
@@ -47,6 +51,14 @@ pub enum CatalogError {
         /// The versions there are.
         available: String,
     },
+    /// A published version cannot be loaded.
+    #[error("extractor {id} cannot be loaded: {reason}")]
+    Unavailable {
+        /// `name@version`.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// Every version of the extractor is deprecated.
     #[error(
         "every version of extractor `{name}` is deprecated ({available}); name one with its version"
@@ -59,27 +71,53 @@ pub enum CatalogError {
     },
 }
 
-/// One installed version.
+/// One installed version: loaded (compiled and checked), or known from
+/// the registry and loaded on first use.
 #[derive(Debug)]
 struct Installed {
-    extractor: Extractor,
+    /// The compiled extractor, while loaded.
+    loaded: Option<Extractor>,
+    /// The registry's record of a published version, from which it is
+    /// loaded again after an unload. `None` for a plugins-directory file,
+    /// which stays loaded.
+    record: Option<Arc<ExtractorVersionRecord>>,
+    /// Hex SHA-256 of the component.
+    content_hash: String,
+    /// Size of the component.
+    size_bytes: u64,
+    /// The manifest, as listed.
+    manifest: Arc<serde_json::Value>,
     /// Where it came from: a file, or the registry's blob key.
     origin: String,
     /// Deprecated in the registry: only a collection that names this
     /// version runs it.
     deprecated: bool,
+    /// When it was last handed out.
+    last_used: Mutex<Instant>,
+}
+
+impl Installed {
+    fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
 }
 
 type Versions = BTreeMap<semver::Version, Installed>;
 
 /// The version a reference without one follows: the newest that is not
 /// deprecated, a release before a pre-release.
-fn newest(versions: &Versions) -> Option<&Installed> {
+fn newest(versions: &Versions) -> Option<(&semver::Version, &Installed)> {
     let current = || versions.iter().rev().filter(|(_, i)| !i.deprecated);
     current()
         .find(|(v, _)| v.pre.is_empty())
         .or_else(|| current().next())
-        .map(|(_, i)| i)
 }
 
 fn listed(versions: &Versions) -> String {
@@ -90,11 +128,21 @@ fn listed(versions: &Versions) -> String {
         .join(", ")
 }
 
+/// What loads published versions: their components are in the blob store.
+#[derive(Debug)]
+struct Loader {
+    blobs: Arc<dyn crate::blob::BlobStore>,
+    engine: Engine,
+}
+
 /// Extractors by name, then version. Shared by the API and the pollers of
-/// a process, and added to while it runs (published versions).
+/// a process, and changed while it runs: versions published in the
+/// registry are added (and loaded on first use), deprecated, deleted, and
+/// unloaded when idle.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    by_name: std::sync::RwLock<BTreeMap<String, Versions>>,
+    by_name: RwLock<BTreeMap<String, Versions>>,
+    loader: OnceLock<Loader>,
 }
 
 impl Catalog {
@@ -123,32 +171,97 @@ impl Catalog {
         self.by_name.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an extractor loaded from `origin`; the same component again
-    /// is a no-op, another one under the same name and version an error.
-    pub fn insert(&self, extractor: Extractor, origin: String) -> Result<(), CatalogError> {
-        let m = extractor.manifest().clone();
-        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
-        let versions = by_name.entry(m.name.clone()).or_default();
-        if let Some(installed) = versions.get(&m.version) {
-            if installed.extractor.content_hash() == extractor.content_hash() {
-                return Ok(());
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Versions>> {
+        self.by_name.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads published versions from `blobs` with `engine` from now on.
+    pub fn attach(&self, blobs: Arc<dyn crate::blob::BlobStore>, engine: Engine) {
+        self.loader.get_or_init(|| Loader { blobs, engine });
+    }
+
+    /// Adds `entry` as `name@version`; the same component again is a
+    /// no-op (a loaded extractor replaces an unloaded one), another one
+    /// under the same name and version an error.
+    fn add(
+        &self,
+        name: &str,
+        version: semver::Version,
+        entry: Installed,
+    ) -> Result<(), CatalogError> {
+        let mut by_name = self.write();
+        let versions = by_name.entry(name.to_owned()).or_default();
+        if let Some(installed) = versions.get_mut(&version) {
+            if installed.content_hash != entry.content_hash {
+                return Err(CatalogError::Duplicate {
+                    id: format!("{name}@{version}"),
+                    first: installed.origin.clone(),
+                    second: entry.origin,
+                });
             }
-            return Err(CatalogError::Duplicate {
-                id: m.id(),
-                first: installed.origin.clone(),
-                second: origin,
-            });
+            if installed.loaded.is_none() && entry.loaded.is_some() {
+                installed.loaded = entry.loaded;
+                installed.touch();
+                metrics::gauge!("strata_extractors_loaded").increment(1.0);
+            }
+            installed.record = installed.record.take().or(entry.record);
+            return Ok(());
         }
-        tracing::info!(extractor = %m.id(), origin = %origin, "extractor installed");
-        versions.insert(
-            m.version.clone(),
-            Installed {
-                extractor,
-                origin,
-                deprecated: false,
-            },
-        );
+        if entry.loaded.is_some() {
+            metrics::gauge!("strata_extractors_loaded").increment(1.0);
+        }
+        tracing::info!(extractor = %format!("{name}@{version}"), origin = %entry.origin, loaded = entry.loaded.is_some(), "extractor installed");
+        versions.insert(version, entry);
         Ok(())
+    }
+
+    /// Adds an extractor loaded from `origin`, with the registry's record
+    /// when it is a published version (it can then be unloaded).
+    pub fn insert_loaded(
+        &self,
+        extractor: Extractor,
+        origin: String,
+        record: Option<Arc<ExtractorVersionRecord>>,
+    ) -> Result<(), CatalogError> {
+        let m = extractor.manifest().clone();
+        let manifest = serde_json::to_value(m.as_ref()).unwrap_or_default();
+        let entry = Installed {
+            content_hash: extractor.content_hash().to_owned(),
+            size_bytes: extractor.size_bytes(),
+            manifest: Arc::new(manifest),
+            loaded: Some(extractor),
+            record,
+            origin,
+            deprecated: false,
+            last_used: Mutex::new(Instant::now()),
+        };
+        self.add(&m.name, m.version.clone(), entry)
+    }
+
+    /// Adds an extractor loaded from a file.
+    pub fn insert(&self, extractor: Extractor, origin: String) -> Result<(), CatalogError> {
+        self.insert_loaded(extractor, origin, None)
+    }
+
+    /// Adds a published version without loading it: it is loaded on first
+    /// use.
+    pub fn know(&self, record: &ExtractorVersionRecord) -> Result<(), CatalogError> {
+        let version =
+            semver::Version::parse(&record.version).map_err(|e| CatalogError::Unavailable {
+                id: record.id(),
+                reason: format!("its version is not semantic: {e}"),
+            })?;
+        let entry = Installed {
+            loaded: None,
+            record: Some(Arc::new(record.clone())),
+            content_hash: record.content_hash.clone(),
+            size_bytes: record.size_bytes,
+            manifest: Arc::new(record.manifest.clone()),
+            origin: format!("registry ({})", record.blob_key),
+            deprecated: record.deprecated_at.is_some(),
+            last_used: Mutex::new(Instant::now()),
+        };
+        self.add(&record.name, version, entry)
     }
 
     /// Marks the installed `name@version` deprecated or not; whether it is
@@ -157,8 +270,7 @@ impl Catalog {
         let Ok(version) = semver::Version::parse(version) else {
             return false;
         };
-        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
-        match by_name.get_mut(name).and_then(|v| v.get_mut(&version)) {
+        match self.write().get_mut(name).and_then(|v| v.get_mut(&version)) {
             Some(installed) => {
                 installed.deprecated = deprecated;
                 true
@@ -167,28 +279,118 @@ impl Catalog {
         }
     }
 
-    /// The extractor `name` at `version`, or, without one, its newest
-    /// version that is not deprecated (a release before a pre-release).
-    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Extractor, CatalogError> {
+    /// The version `version` names, or, without one, the newest version
+    /// of `name` that is not deprecated (a release before a pre-release).
+    pub fn resolve(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<semver::Version, CatalogError> {
         let by_name = self.read();
         let versions = by_name
             .get(name)
             .ok_or_else(|| CatalogError::UnknownName(name.to_owned()))?;
-        let found = match version {
-            None => newest(versions).ok_or_else(|| CatalogError::AllDeprecated {
-                name: name.to_owned(),
-                available: listed(versions),
-            })?,
+        match version {
+            None => newest(versions).map(|(v, _)| v.clone()).ok_or_else(|| {
+                CatalogError::AllDeprecated {
+                    name: name.to_owned(),
+                    available: listed(versions),
+                }
+            }),
             Some(v) => semver::Version::parse(v.trim_start_matches('v'))
                 .ok()
-                .and_then(|v| versions.get(&v))
+                .filter(|v| versions.contains_key(v))
                 .ok_or_else(|| CatalogError::UnknownVersion {
                     name: name.to_owned(),
                     version: v.to_owned(),
                     available: listed(versions),
-                })?,
+                }),
+        }
+    }
+
+    /// The extractor `name` at `version`, or, without one, its newest
+    /// version that is not deprecated (a release before a pre-release).
+    /// A published version not loaded yet is fetched, checked and
+    /// compiled (from the compile cache when it is warm), so call this
+    /// off the async runtime, from a thread of its blocking pool.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Extractor, CatalogError> {
+        let resolved = self.resolve(name, version)?;
+        let record = {
+            let by_name = self.read();
+            let Some(installed) = by_name.get(name).and_then(|v| v.get(&resolved)) else {
+                return Err(CatalogError::UnknownName(name.to_owned()));
+            };
+            installed.touch();
+            match (&installed.loaded, &installed.record) {
+                (Some(extractor), _) => return Ok(extractor.clone()),
+                (None, Some(record)) => record.clone(),
+                (None, None) => {
+                    return Err(CatalogError::Unavailable {
+                        id: format!("{name}@{resolved}"),
+                        reason: "it has no component".into(),
+                    });
+                }
+            }
         };
-        Ok(found.extractor.clone())
+        let extractor = self.load(&record)?;
+        self.insert_loaded(
+            extractor.clone(),
+            format!("registry ({})", record.blob_key),
+            Some(record),
+        )?;
+        Ok(extractor)
+    }
+
+    /// Fetches, checks and compiles a published version.
+    fn load(&self, record: &ExtractorVersionRecord) -> Result<Extractor, CatalogError> {
+        let unavailable = |reason: String| CatalogError::Unavailable {
+            id: record.id(),
+            reason,
+        };
+        let loader = self
+            .loader
+            .get()
+            .ok_or_else(|| unavailable("this host does not follow the registry".into()))?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| unavailable(format!("no runtime to fetch it with: {e}")))?;
+        let bytes = handle
+            .block_on(loader.blobs.read(&record.blob_key))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let origin = format!("registry ({})", record.blob_key);
+        let extractor = loader.engine.load_bytes(&bytes, &origin)?;
+        if extractor.content_hash() != record.content_hash {
+            return Err(unavailable(format!(
+                "{} holds content {}, not the published {}",
+                record.blob_key,
+                extractor.content_hash(),
+                record.content_hash
+            )));
+        }
+        tracing::info!(extractor = %record.id(), "published extractor loaded");
+        Ok(extractor)
+    }
+
+    /// Unloads the published versions not handed out for `idle`; returns
+    /// them as `name@version`. A batch running one keeps its own handle,
+    /// so it runs on; the next use loads it again.
+    pub fn unload_idle(&self, idle: Duration) -> Vec<String> {
+        let mut unloaded = Vec::new();
+        for (name, versions) in self.write().iter_mut() {
+            for (version, installed) in versions.iter_mut() {
+                if installed.loaded.is_some()
+                    && installed.record.is_some()
+                    && installed.idle_for() >= idle
+                {
+                    installed.loaded = None;
+                    unloaded.push(format!("{name}@{version}"));
+                }
+            }
+        }
+        if !unloaded.is_empty() {
+            metrics::gauge!("strata_extractors_loaded").decrement(unloaded.len() as f64);
+            tracing::info!(extractors = ?unloaded, "idle extractors unloaded");
+        }
+        unloaded
     }
 
     /// Uninstalls `name@version`; whether it was installed.
@@ -196,15 +398,18 @@ impl Catalog {
         let Ok(version) = semver::Version::parse(version) else {
             return false;
         };
-        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        let mut by_name = self.write();
         let Some(versions) = by_name.get_mut(name) else {
             return false;
         };
-        let removed = versions.remove(&version).is_some();
+        let removed = versions.remove(&version);
         if versions.is_empty() {
             by_name.remove(name);
         }
-        removed
+        if removed.as_ref().is_some_and(|i| i.loaded.is_some()) {
+            metrics::gauge!("strata_extractors_loaded").decrement(1.0);
+        }
+        removed.is_some()
     }
 
     /// The content hash of the installed `name@version`, if any.
@@ -213,7 +418,7 @@ impl Catalog {
         self.read()
             .get(name)?
             .get(&version)
-            .map(|i| i.extractor.content_hash().to_owned())
+            .map(|i| i.content_hash.clone())
     }
 
     /// Whether `name@version` with this content is installed.
@@ -229,10 +434,17 @@ impl Catalog {
             .map(|(name, versions)| Named {
                 name: name.clone(),
                 versions: versions
-                    .values()
-                    .map(|i| (i.extractor.clone(), i.deprecated))
+                    .iter()
+                    .map(|(version, i)| VersionView {
+                        version: version.to_string(),
+                        content_hash: i.content_hash.clone(),
+                        size_bytes: i.size_bytes,
+                        deprecated: i.deprecated,
+                        loaded: i.loaded.is_some(),
+                        manifest: i.manifest.clone(),
+                    })
                     .collect(),
-                newest: newest(versions).map(|i| i.extractor.manifest().version.to_string()),
+                newest: newest(versions).map(|(v, _)| v.to_string()),
             })
             .collect()
     }
@@ -248,13 +460,30 @@ impl Catalog {
     }
 }
 
+/// One installed version, as listed.
+#[derive(Debug, Clone)]
+pub struct VersionView {
+    /// Semantic version.
+    pub version: String,
+    /// Hex SHA-256 of the component.
+    pub content_hash: String,
+    /// Size of the component.
+    pub size_bytes: u64,
+    /// Deprecated in the registry.
+    pub deprecated: bool,
+    /// Compiled and ready on this host.
+    pub loaded: bool,
+    /// The manifest.
+    pub manifest: Arc<serde_json::Value>,
+}
+
 /// An extractor's installed versions.
 #[derive(Debug, Clone)]
 pub struct Named {
     /// The name.
     pub name: String,
-    /// Each version, oldest first, with whether it is deprecated.
-    pub versions: Vec<(Extractor, bool)>,
+    /// Each version, oldest first.
+    pub versions: Vec<VersionView>,
     /// The version a reference without one follows, if any.
     pub newest: Option<String>,
 }
@@ -273,10 +502,12 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Applies the registry's changes after `seen` to the catalog:
-    /// installs the versions it lacks, marks deprecations, uninstalls
-    /// deleted versions; returns the last sequence number applied.
+    /// Applies the registry's changes after `seen` to the catalog: adds
+    /// the versions it lacks (loaded on first use), marks deprecations,
+    /// uninstalls deleted versions; returns the last sequence number
+    /// applied.
     pub async fn catch_up(&self, mut seen: u64) -> u64 {
+        self.catalog.attach(self.blobs.clone(), self.engine.clone());
         match self.registry.changes(seen).await {
             Ok(changes) => {
                 for version in changes {
@@ -288,17 +519,12 @@ impl Follower {
                             tracing::info!(extractor = %version.id(), "deleted extractor uninstalled");
                         }
                     } else if !installed {
-                        let installed =
-                            install(&self.catalog, self.blobs.as_ref(), &self.engine, &version)
-                                .await;
-                        if let Err(e) = installed {
-                            // Tried again on the next look.
-                            tracing::warn!(extractor = %version.id(), error = %e, "installing a published extractor failed");
-                            return seen;
+                        if let Err(e) = self.catalog.know(&version) {
+                            // A plugins-directory file of the same name
+                            // and version with other bytes wins here.
+                            tracing::warn!(extractor = %version.id(), error = %e, "a published extractor cannot be installed");
                         }
-                        tracing::info!(extractor = %version.id(), "published extractor installed");
-                    }
-                    if version.deleted_at.is_none() {
+                    } else {
                         self.catalog.set_deprecated(
                             &version.name,
                             &version.version,
@@ -315,11 +541,13 @@ impl Follower {
 
     /// Catches up each `interval` until `shutdown`, from `seen`: a version
     /// published through any host runs on this one within one interval,
-    /// compiled once for all hosts that share the compile cache.
+    /// compiled once for all hosts that share the compile cache. Versions
+    /// not used for `unload_after` are unloaded on the way.
     pub async fn follow(
         self,
         mut seen: u64,
-        interval: std::time::Duration,
+        interval: Duration,
+        unload_after: Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
         loop {
@@ -331,6 +559,7 @@ impl Follower {
                 () = shutdown.cancelled() => return,
                 caught_up = self.catch_up(seen) => seen = caught_up,
             }
+            self.catalog.unload_idle(unload_after);
         }
     }
 }
@@ -416,51 +645,15 @@ impl Follower {
         self.blobs.put_bytes(&record.blob_key, bytes).await?;
         let published = self.registry.publish(&record).await?;
         let (Published::New(stored) | Published::Existing(stored)) = &published;
+        self.catalog.attach(self.blobs.clone(), self.engine.clone());
         self.catalog
-            .insert(extractor, format!("registry ({})", stored.blob_key))
+            .insert_loaded(
+                extractor,
+                format!("registry ({})", stored.blob_key),
+                Some(Arc::new(stored.clone())),
+            )
             .map_err(|e| PublishError::Conflict(e.to_string()))?;
         tracing::info!(extractor = %stored.id(), hash = %stored.content_hash, %origin, "extractor published");
         Ok(published)
     }
-}
-
-/// Why a published version could not be installed.
-#[derive(Debug, thiserror::Error)]
-enum InstallError {
-    #[error(transparent)]
-    Blob(#[from] crate::blob::BlobError),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error("loading was interrupted: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    #[error("{key} holds content {found}, not the published {expected}")]
-    Content {
-        key: String,
-        found: String,
-        expected: String,
-    },
-}
-
-/// Fetches, checks and installs one published version.
-async fn install(
-    catalog: &Catalog,
-    blobs: &dyn crate::blob::BlobStore,
-    engine: &Engine,
-    version: &crate::store::registry::ExtractorVersionRecord,
-) -> Result<(), InstallError> {
-    let bytes = blobs.read(&version.blob_key).await?;
-    let (engine, origin) = (engine.clone(), format!("registry ({})", version.blob_key));
-    let loading = origin.clone();
-    let extractor = tokio::task::spawn_blocking(move || engine.load_bytes(&bytes, &loading))
-        .await?
-        .map_err(CatalogError::from)?;
-    if extractor.content_hash() != version.content_hash {
-        return Err(InstallError::Content {
-            key: version.blob_key.clone(),
-            found: extractor.content_hash().to_owned(),
-            expected: version.content_hash.clone(),
-        });
-    }
-    catalog.insert(extractor, origin)?;
-    Ok(())
 }

@@ -117,6 +117,9 @@ struct ServeArgs {
     /// Publish every component in DIR now and again whenever its file changes (development): a new manifest version is published, changed bytes under a published version are refused with a log line.
     #[arg(long, env = "STRATA_WATCH_PLUGINS", value_name = "DIR")]
     watch_plugins: Option<PathBuf>,
+    /// Seconds a published extractor stays loaded without being used; the next use loads it again (from the compile cache).
+    #[arg(long, env = "STRATA_UNLOAD_IDLE", default_value_t = 600.0)]
+    unload_idle: f64,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -494,6 +497,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.max_attempts > 0, "--max-attempts must be at least 1");
     let worker = &mut config.worker;
     worker.poll_interval = seconds("poll-interval", args.poll_interval)?;
+    config.unload_after = seconds("unload-idle", args.unload_idle)?;
     worker.lease = seconds("lease-seconds", args.lease_seconds)?;
     worker.report_interval = worker.report_interval.min(worker.lease / 3);
     worker.max_batches = args.max_batches;

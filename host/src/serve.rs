@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -53,6 +54,8 @@ pub struct ServeConfig {
     /// A directory whose components are published when they change
     /// (development).
     pub watch_plugins: Option<PathBuf>,
+    /// How long a published extractor stays loaded without being used.
+    pub unload_after: Duration,
 }
 
 impl ServeConfig {
@@ -70,6 +73,7 @@ impl ServeConfig {
             health: HealthPolicy::default(),
             webhooks: SenderConfig::default(),
             watch_plugins: None,
+            unload_after: Duration::from_secs(600),
         }
     }
 }
@@ -326,7 +330,12 @@ pub async fn run(
         wake,
         stop.clone(),
     ));
-    let follower = tokio::spawn(registry.follow(seen, config.worker.poll_interval, stop.clone()));
+    let follower = tokio::spawn(registry.follow(
+        seen,
+        config.worker.poll_interval,
+        config.unload_after,
+        stop.clone(),
+    ));
     let sender = Sender::new(backends.webhooks.clone(), config.webhooks.clone())
         .context("starting the webhook sender")?;
     let sender = tokio::spawn(sender.run(webhook_wake, stop.clone()));

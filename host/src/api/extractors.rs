@@ -11,7 +11,6 @@ use axum::extract::{FromRequest, Multipart, Request};
 use super::auth::{Admin, Caller, Publisher};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::catalog::{Named, PublishError};
-use crate::engine::Manifest;
 use crate::store::Page;
 use crate::store::registry::{ExtractorVersionRecord, Published};
 use axum::http::StatusCode;
@@ -77,9 +76,9 @@ pub async fn get_version(
     let record = find_version(&state, &name, &version).await?;
     let newest = state
         .catalog
-        .get(&name, None)
+        .resolve(&name, None)
         .ok()
-        .map(|e| e.manifest().version.to_string());
+        .map(|v| v.to_string());
     let follows = newest.as_deref() == Some(record.version.as_str());
     let mut used_by = Vec::new();
     let mut page = crate::store::PageRequest {
@@ -306,9 +305,12 @@ pub struct ExtractorVersion {
     pub size_bytes: u64,
     /// Deprecated: only collections that name this version run it.
     pub deprecated: bool,
+    /// Compiled and ready on this host. A published version is loaded on
+    /// first use and unloaded when idle.
+    pub loaded: bool,
     /// The component's manifest.
     #[schema(value_type = Object)]
-    pub manifest: Manifest,
+    pub manifest: serde_json::Value,
 }
 
 /// An extractor with its versions.
@@ -330,22 +332,25 @@ fn info(named: Named) -> ExtractorInfo {
     let latest = named
         .versions
         .iter()
-        .map(|(e, _)| e.manifest())
-        .find(|m| Some(m.version.to_string()) == named.newest)
-        .or_else(|| named.versions.last().map(|(e, _)| e.manifest()));
+        .find(|v| Some(&v.version) == named.newest.as_ref())
+        .or_else(|| named.versions.last());
     ExtractorInfo {
-        description: latest.map(|m| m.description.clone()).unwrap_or_default(),
+        description: latest
+            .and_then(|v| v.manifest["description"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
         latest_version: named.newest.unwrap_or_default(),
         name: named.name,
         versions: named
             .versions
-            .iter()
-            .map(|(e, deprecated)| ExtractorVersion {
-                version: e.manifest().version.to_string(),
-                content_hash: e.content_hash().to_owned(),
-                size_bytes: e.size_bytes(),
-                deprecated: *deprecated,
-                manifest: e.manifest().as_ref().clone(),
+            .into_iter()
+            .map(|v| ExtractorVersion {
+                version: v.version,
+                content_hash: v.content_hash,
+                size_bytes: v.size_bytes,
+                deprecated: v.deprecated,
+                loaded: v.loaded,
+                manifest: v.manifest.as_ref().clone(),
             })
             .collect(),
     }
