@@ -262,6 +262,9 @@ fn main() -> anyhow::Result<()> {
         &root,
         &config_cache(),
     ))?;
+
+    // 7. Publish to first use.
+    tokio::runtime::Runtime::new()?.block_on(service::publish_to_first_use(&root))?;
     Ok(())
 }
 

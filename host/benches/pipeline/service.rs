@@ -1,5 +1,6 @@
-//! Sections 5 and 6: a real `strata serve` process against the executor
-//! alone, and on MongoDB + S3 against the embedded backends.
+//! Sections 5 to 7: a real `strata serve` process against the executor
+//! alone, on MongoDB + S3 against the embedded backends, and from the
+//! publication of an extractor to its first use.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,11 +33,13 @@ impl Drop for Server {
     }
 }
 
-/// What `strata serve` stores in: arguments and environment.
+/// What `strata serve` stores in: arguments and environment; and its
+/// plugins directory (`plugins/dist` when absent).
 #[derive(Debug, Clone, Default)]
 struct Backends {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    plugins: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -48,7 +51,12 @@ impl Server {
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
             .arg("--plugins")
-            .arg(root.join("plugins/dist"))
+            .arg(
+                backends
+                    .plugins
+                    .clone()
+                    .unwrap_or_else(|| root.join("plugins/dist")),
+            )
             .arg("--cache-dir")
             .arg(cache)
             .args(&backends.args)
@@ -472,6 +480,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .into(),
+        plugins: None,
     };
     let embedded = Backends::default();
     let (up_before, before, _) = one_run(corpus, root, cache, &embedded).await?;
@@ -547,6 +556,111 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         "\nOne request, median of 50: MongoDB `ping` {:.1} ms, S3 `PUT` of 2 KiB {:.1} ms.",
         median(&mut pings),
         median(&mut puts)
+    );
+    Ok(())
+}
+
+/// One publication of `component` to a fresh server whose compile cache is
+/// `cache`, then its first use: a collection naming it and a batch of one
+/// object through it. Returns the seconds to publish and to first use
+/// (publication included).
+async fn publish_and_use(
+    root: &Path,
+    cache: &Path,
+    component: &[u8],
+) -> anyhow::Result<(f64, f64)> {
+    let plugins = tempfile::tempdir()?;
+    let server = Server::start(
+        root,
+        cache,
+        &Backends {
+            plugins: Some(plugins.path().to_owned()),
+            ..Backends::default()
+        },
+    )?;
+    let bucket = server
+        .call(
+            reqwest::Method::POST,
+            "/v1/buckets",
+            Some(json!({ "bucket_name": "publish" })),
+        )
+        .await?;
+    let bucket = bucket["bucket_id"]
+        .as_str()
+        .context("bucket id")?
+        .to_owned();
+    server
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/buckets/{bucket}/objects"),
+            Some(json!({ "object_id": "obj_0", "key": "a.txt", "text": "A first use of a freshly published extractor." })),
+        )
+        .await?;
+    let started = Instant::now();
+    let response = server
+        .client
+        .post(format!("{}/v1/extractors", server.url))
+        .bearer_auth(KEY)
+        .header("content-type", "application/wasm")
+        .body(component.to_vec())
+        .send()
+        .await?;
+    let status = response.status();
+    let published: Value = response.json().await?;
+    anyhow::ensure!(status.as_u16() == 201, "publishing: {status} {published}");
+    let publish = started.elapsed().as_secs_f64();
+    let name = published["name"].as_str().context("name")?;
+    server
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections",
+            Some(json!({ "collection_name": "first-use", "source": { "bucket_id": bucket }, "extractors": [{ "name": name }] })),
+        )
+        .await?;
+    server.run_batch(&bucket, &["obj_0".to_owned()]).await?;
+    Ok((publish, started.elapsed().as_secs_f64()))
+}
+
+/// Section 7: from `POST /v1/extractors` to the first batch that uses the
+/// new version, with a cold and a warm compile cache.
+pub async fn publish_to_first_use(root: &Path) -> anyhow::Result<()> {
+    const RUNS: usize = 5;
+    let file = root.join("plugins/dist/text-extract.wasm");
+    let component = std::fs::read(&file)
+        .with_context(|| format!("reading {} (run `make plugins`)", file.display()))?;
+    let warm = tempfile::tempdir()?;
+    // Fills the warm cache.
+    publish_and_use(root, warm.path(), &component).await?;
+    let (mut cold_runs, mut warm_runs) = (Vec::new(), Vec::new());
+    // Alternated, so that noise on the machine hits both alike.
+    for _ in 0..RUNS {
+        let cold = tempfile::tempdir()?;
+        cold_runs.push(publish_and_use(root, cold.path(), &component).await?);
+        warm_runs.push(publish_and_use(root, warm.path(), &component).await?);
+    }
+    let median = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1000.0
+    };
+    println!("\n## 7. Publish to first use\n");
+    println!(
+        "`text-extract` ({:.2} MB) published with `POST /v1/extractors` to a fresh `strata serve` with an empty plugins directory, then a collection naming it and a batch of one object through it, timed from the request to the batch's COMPLETED. Cold: an empty compile cache, so the server compiles the component with Cranelift; warm: a cache that already holds it (as on a host of a fleet sharing one cache, after the first). Median of {RUNS} runs each, alternated.\n",
+        component.len() as f64 / 1e6
+    );
+    println!(
+        "| compile cache | publish (ms) | publish → first batch COMPLETED (ms) |\n|---|---|---|"
+    );
+    for (label, runs) in [("cold", &cold_runs), ("warm", &warm_runs)] {
+        println!(
+            "| {label} | {:.0} | {:.0} |",
+            median(runs, |r| r.0),
+            median(runs, |r| r.1)
+        );
+    }
+    println!(
+        "\nWarm / cold, publish to first use: **{:.2}**.",
+        median(&warm_runs, |r| r.1) / median(&cold_runs, |r| r.1)
     );
     Ok(())
 }
