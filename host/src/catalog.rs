@@ -333,11 +333,18 @@ impl Catalog {
             }
         };
         let extractor = self.load(&record)?;
-        self.insert_loaded(
-            extractor.clone(),
-            format!("registry ({})", record.blob_key),
-            Some(record),
-        )?;
+        // Kept only if the version is still installed: it may have been
+        // deleted while it loaded.
+        if let Some(installed) = self
+            .write()
+            .get_mut(name)
+            .and_then(|v| v.get_mut(&resolved))
+            .filter(|i| i.content_hash == record.content_hash && i.loaded.is_none())
+        {
+            installed.loaded = Some(extractor.clone());
+            installed.touch();
+            metrics::gauge!("strata_extractors_loaded").increment(1.0);
+        }
         Ok(extractor)
     }
 
@@ -653,6 +660,12 @@ impl Follower {
                 Some(Arc::new(stored.clone())),
             )
             .map_err(|e| PublishError::Conflict(e.to_string()))?;
+        // The same bytes again may name a deprecated version.
+        self.catalog.set_deprecated(
+            &stored.name,
+            &stored.version,
+            stored.deprecated_at.is_some(),
+        );
         tracing::info!(extractor = %stored.id(), hash = %stored.content_hash, %origin, "extractor published");
         Ok(published)
     }
