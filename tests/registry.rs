@@ -525,6 +525,16 @@ async fn until_listed(server: &Server, name: &str, listed: bool) {
     .await;
 }
 
+/// The `strata_extractors_loaded` gauge of `server`.
+async fn loaded_gauge(server: &Server) -> f64 {
+    let metrics = server.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_extractors_loaded "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no gauge in {metrics}"))
+}
+
 /// Whether `stamp`'s first version is loaded on `server`.
 async fn loaded(server: &Server) -> bool {
     let (status, e) = server.get("/v1/extractors/stamp").await;
@@ -540,7 +550,7 @@ async fn published_versions_load_on_first_use_and_unload_when_idle() {
     };
     let a = Server::start_with(options.clone());
     let mut idle = options.clone();
-    idle.args.extend(["--unload-idle".into(), "1".into()]);
+    idle.args.extend(["--unload-idle".into(), "3".into()]);
     let b = Server::start_in(&a.data_dir, &idle);
     let (status, published) = publish(&a, fixture("stamp")).await;
     assert_eq!(status, StatusCode::CREATED, "{published}");
@@ -548,6 +558,7 @@ async fn published_versions_load_on_first_use_and_unload_when_idle() {
     // Known on the other host within a poll interval, not loaded yet.
     until_listed(&b, "stamp", true).await;
     assert!(!loaded(&b).await, "not loaded before its first use");
+    let before = loaded_gauge(&b).await;
     // The first use loads it.
     let bucket = create_bucket(&b, "lazy").await;
     let ids = vec!["obj_0".to_owned(), "obj_1".to_owned()];
@@ -556,6 +567,8 @@ async fn published_versions_load_on_first_use_and_unload_when_idle() {
     }
     let collection = create_collection(&b, "lazy", &bucket, json!([{ "name": "stamp" }])).await;
     assert_eq!(collection["tiers"], json!([["stamp@1.0.0"]]));
+    assert!(loaded(&b).await, "loaded by its first use");
+    assert_eq!(loaded_gauge(&b).await, before + 1.0, "the gauge counts it");
     // Idle, it is unloaded; the next use loads it again.
     poll_until(&b, "/v1/extractors/stamp", |e| {
         e["versions"][0]["loaded"] == false

@@ -189,30 +189,41 @@ impl Catalog {
         version: semver::Version,
         entry: Installed,
     ) -> Result<(), CatalogError> {
-        let mut by_name = self.write();
-        let versions = by_name.entry(name.to_owned()).or_default();
-        if let Some(installed) = versions.get_mut(&version) {
-            if installed.content_hash != entry.content_hash {
-                return Err(CatalogError::Duplicate {
-                    id: format!("{name}@{version}"),
-                    first: installed.origin.clone(),
-                    second: entry.origin,
-                });
+        {
+            let mut by_name = self.write();
+            let versions = by_name.entry(name.to_owned()).or_default();
+            if let Some(installed) = versions.get_mut(&version) {
+                if installed.content_hash != entry.content_hash {
+                    return Err(CatalogError::Duplicate {
+                        id: format!("{name}@{version}"),
+                        first: installed.origin.clone(),
+                        second: entry.origin,
+                    });
+                }
+                // A plugins-directory file stays one (and stays loaded)
+                // when the same bytes are published.
+                if installed.loaded.is_none() && entry.loaded.is_some() {
+                    installed.loaded = entry.loaded;
+                    installed.touch();
+                }
+            } else {
+                tracing::info!(extractor = %format!("{name}@{version}"), origin = %entry.origin, loaded = entry.loaded.is_some(), "extractor installed");
+                versions.insert(version, entry);
             }
-            if installed.loaded.is_none() && entry.loaded.is_some() {
-                installed.loaded = entry.loaded;
-                installed.touch();
-                metrics::gauge!("strata_extractors_loaded").increment(1.0);
-            }
-            installed.record = installed.record.take().or(entry.record);
-            return Ok(());
         }
-        if entry.loaded.is_some() {
-            metrics::gauge!("strata_extractors_loaded").increment(1.0);
-        }
-        tracing::info!(extractor = %format!("{name}@{version}"), origin = %entry.origin, loaded = entry.loaded.is_some(), "extractor installed");
-        versions.insert(version, entry);
+        self.report();
         Ok(())
+    }
+
+    /// Sets the `strata_extractors_loaded` gauge.
+    pub fn report(&self) {
+        let loaded = self
+            .read()
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|i| i.loaded.is_some())
+            .count();
+        metrics::gauge!("strata_extractors_loaded").set(loaded as f64);
     }
 
     /// Adds an extractor loaded from `origin`, with the registry's record
@@ -264,13 +275,24 @@ impl Catalog {
         self.add(&record.name, version, entry)
     }
 
-    /// Marks the installed `name@version` deprecated or not; whether it is
-    /// installed.
-    pub fn set_deprecated(&self, name: &str, version: &str, deprecated: bool) -> bool {
+    /// Marks the installed `name@version` whose content is `content_hash`
+    /// deprecated or not; whether it is installed.
+    pub fn set_deprecated(
+        &self,
+        name: &str,
+        version: &str,
+        content_hash: &str,
+        deprecated: bool,
+    ) -> bool {
         let Ok(version) = semver::Version::parse(version) else {
             return false;
         };
-        match self.write().get_mut(name).and_then(|v| v.get_mut(&version)) {
+        match self
+            .write()
+            .get_mut(name)
+            .and_then(|v| v.get_mut(&version))
+            .filter(|i| i.content_hash == content_hash)
+        {
             Some(installed) => {
                 installed.deprecated = deprecated;
                 true
@@ -343,8 +365,8 @@ impl Catalog {
         {
             installed.loaded = Some(extractor.clone());
             installed.touch();
-            metrics::gauge!("strata_extractors_loaded").increment(1.0);
         }
+        self.report();
         Ok(extractor)
     }
 
@@ -394,29 +416,35 @@ impl Catalog {
             }
         }
         if !unloaded.is_empty() {
-            metrics::gauge!("strata_extractors_loaded").decrement(unloaded.len() as f64);
+            self.report();
             tracing::info!(extractors = ?unloaded, "idle extractors unloaded");
         }
         unloaded
     }
 
-    /// Uninstalls `name@version`; whether it was installed.
-    pub fn remove(&self, name: &str, version: &str) -> bool {
+    /// Uninstalls the published `name@version` whose content is
+    /// `content_hash` (a plugins-directory file stays); whether it was
+    /// installed.
+    pub fn remove_published(&self, name: &str, version: &str, content_hash: &str) -> bool {
         let Ok(version) = semver::Version::parse(version) else {
             return false;
         };
-        let mut by_name = self.write();
-        let Some(versions) = by_name.get_mut(name) else {
-            return false;
+        let removed = {
+            let mut by_name = self.write();
+            let Some(versions) = by_name.get_mut(name) else {
+                return false;
+            };
+            let published = versions
+                .get(&version)
+                .is_some_and(|i| i.record.is_some() && i.content_hash == content_hash);
+            let removed = published && versions.remove(&version).is_some();
+            if versions.is_empty() {
+                by_name.remove(name);
+            }
+            removed
         };
-        let removed = versions.remove(&version);
-        if versions.is_empty() {
-            by_name.remove(name);
-        }
-        if removed.as_ref().is_some_and(|i| i.loaded.is_some()) {
-            metrics::gauge!("strata_extractors_loaded").decrement(1.0);
-        }
-        removed.is_some()
+        self.report();
+        removed
     }
 
     /// The content hash of the installed `name@version`, if any.
@@ -522,7 +550,13 @@ impl Follower {
                         self.catalog
                             .has(&version.name, &version.version, &version.content_hash);
                     if version.deleted_at.is_some() {
-                        if installed && self.catalog.remove(&version.name, &version.version) {
+                        if installed
+                            && self.catalog.remove_published(
+                                &version.name,
+                                &version.version,
+                                &version.content_hash,
+                            )
+                        {
                             tracing::info!(extractor = %version.id(), "deleted extractor uninstalled");
                         }
                     } else if !installed {
@@ -535,6 +569,7 @@ impl Follower {
                         self.catalog.set_deprecated(
                             &version.name,
                             &version.version,
+                            &version.content_hash,
                             version.deprecated_at.is_some(),
                         );
                     }
@@ -664,6 +699,7 @@ impl Follower {
         self.catalog.set_deprecated(
             &stored.name,
             &stored.version,
+            &stored.content_hash,
             stored.deprecated_at.is_some(),
         );
         tracing::info!(extractor = %stored.id(), hash = %stored.content_hash, %origin, "extractor published");

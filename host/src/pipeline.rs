@@ -31,12 +31,17 @@ pub struct PipelineError {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// Nothing is wrong with the request: an extractor could not be
+    /// loaded just now (e.g. the blob store failed), so trying again
+    /// later may succeed.
+    pub unavailable: bool,
 }
 
 fn error(field: impl Into<String>, message: impl Into<String>) -> PipelineError {
     PipelineError {
         field: field.into(),
         message: message.into(),
+        unavailable: false,
     }
 }
 
@@ -54,6 +59,10 @@ pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineEr
                 CatalogError::UnknownVersion { .. } | CatalogError::AllDeprecated { .. } => {
                     error(format!("extractors[{i}].version"), e.to_string())
                 }
+                CatalogError::Unavailable { .. } => PipelineError {
+                    unavailable: true,
+                    ..error(format!("extractors[{i}]"), e.to_string())
+                },
                 e => error(format!("extractors[{i}].name"), e.to_string()),
             })?;
         let params = match &r.params {

@@ -309,6 +309,8 @@ pub async fn run(
         health: config.health,
         metrics: install_metrics(),
     };
+    // The metrics recorder exists now.
+    catalog.report();
     let stop = tokio_util::sync::CancellationToken::new();
     let watcher = match &config.watch_plugins {
         Some(dir) => Some(crate::watch::watch(

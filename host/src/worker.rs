@@ -174,6 +174,9 @@ enum Stop {
     Failed(String),
     /// The store failed: the lease expires and the batch is retried.
     Store(StoreError),
+    /// An extractor could not be loaded just now: the lease expires and
+    /// the batch is retried.
+    Unavailable(String),
 }
 
 impl From<StoreError> for Stop {
@@ -317,6 +320,10 @@ async fn run_batch(
             warn!(error = %e, "the store failed; the batch resumes when its lease expires");
             None
         }
+        Err(Stop::Unavailable(reason)) => {
+            warn!(%reason, "an extractor cannot be loaded now; the batch resumes when its lease expires");
+            None
+        }
     };
     if let Some((status, reason)) = finished {
         match store.finish_batch(&lease, status, reason.as_deref()).await {
@@ -368,10 +375,12 @@ async fn process(
                 .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?;
         }
         let plan = planned.map_err(|e| {
-            Stop::Failed(format!(
-                "collection `{}` cannot run: {e}",
-                pinned.collection_name
-            ))
+            let reason = format!("collection `{}` cannot run: {e}", pinned.collection_name);
+            if e.unavailable {
+                Stop::Unavailable(reason)
+            } else {
+                Stop::Failed(reason)
+            }
         })?;
         plans.push(plan);
     }

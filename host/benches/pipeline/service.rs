@@ -33,13 +33,15 @@ impl Drop for Server {
     }
 }
 
-/// What `strata serve` stores in: arguments and environment; and its
-/// plugins directory (`plugins/dist` when absent).
+/// What `strata serve` stores in: arguments and environment; its plugins
+/// directory (`plugins/dist` when absent) and data directory (a fresh one
+/// when absent).
 #[derive(Debug, Clone, Default)]
 struct Backends {
     args: Vec<String>,
     env: Vec<(String, String)>,
     plugins: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -48,7 +50,12 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("serve")
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(
+                backends
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("data")),
+            )
             .args(["--listen", "127.0.0.1:0"])
             .arg("--plugins")
             .arg(
@@ -481,6 +488,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .into(),
         plugins: None,
+        data_dir: None,
     };
     let embedded = Backends::default();
     let (up_before, before, _) = one_run(corpus, root, cache, &embedded).await?;
@@ -560,29 +568,32 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
     Ok(())
 }
 
-/// One publication of `component` to a fresh server whose compile cache is
-/// `cache`, then its first use: a collection naming it and a batch of one
-/// object through it. Returns the seconds to publish and to first use
-/// (publication included).
-async fn publish_and_use(
+/// A server with an empty plugins directory (kept while the returned
+/// directory lives).
+async fn publish_target(
     root: &Path,
     cache: &Path,
-    component: &[u8],
-) -> anyhow::Result<(f64, f64)> {
+    backends: Backends,
+) -> anyhow::Result<(Server, tempfile::TempDir)> {
     let plugins = tempfile::tempdir()?;
     let server = Server::start(
         root,
         cache,
         &Backends {
             plugins: Some(plugins.path().to_owned()),
-            ..Backends::default()
+            ..backends
         },
     )?;
+    Ok((server, plugins))
+}
+
+/// A bucket of one text object on `server`.
+async fn one_object_bucket(server: &Server, name: &str) -> anyhow::Result<String> {
     let bucket = server
         .call(
             reqwest::Method::POST,
             "/v1/buckets",
-            Some(json!({ "bucket_name": "publish" })),
+            Some(json!({ "bucket_name": name })),
         )
         .await?;
     let bucket = bucket["bucket_id"]
@@ -596,7 +607,11 @@ async fn publish_and_use(
             Some(json!({ "object_id": "obj_0", "key": "a.txt", "text": "A first use of a freshly published extractor." })),
         )
         .await?;
-    let started = Instant::now();
+    Ok(bucket)
+}
+
+/// Publishes `component` on `server`; returns its name.
+async fn publish(server: &Server, component: &[u8]) -> anyhow::Result<String> {
     let response = server
         .client
         .post(format!("{}/v1/extractors", server.url))
@@ -608,21 +623,81 @@ async fn publish_and_use(
     let status = response.status();
     let published: Value = response.json().await?;
     anyhow::ensure!(status.as_u16() == 201, "publishing: {status} {published}");
-    let publish = started.elapsed().as_secs_f64();
-    let name = published["name"].as_str().context("name")?;
+    Ok(published["name"].as_str().context("name")?.to_owned())
+}
+
+/// A collection over `bucket` naming `extractor`, then a batch of its one
+/// object, to COMPLETED.
+async fn first_use(server: &Server, bucket: &str, extractor: &str) -> anyhow::Result<()> {
     server
         .call(
             reqwest::Method::POST,
             "/v1/collections",
-            Some(json!({ "collection_name": "first-use", "source": { "bucket_id": bucket }, "extractors": [{ "name": name }] })),
+            Some(json!({ "collection_name": "first-use", "source": { "bucket_id": bucket }, "extractors": [{ "name": extractor }] })),
         )
         .await?;
-    server.run_batch(&bucket, &["obj_0".to_owned()]).await?;
+    server.run_batch(bucket, &["obj_0".to_owned()]).await?;
+    Ok(())
+}
+
+/// One publication of `component` to a fresh server whose compile cache is
+/// `cache`, then its first use there: a collection naming it and a batch
+/// of one object through it. Returns the seconds to publish and to first
+/// use (publication included).
+async fn publish_and_use(
+    root: &Path,
+    cache: &Path,
+    component: &[u8],
+) -> anyhow::Result<(f64, f64)> {
+    let (server, _plugins) = publish_target(root, cache, Backends::default()).await?;
+    let bucket = one_object_bucket(&server, "publish").await?;
+    let started = Instant::now();
+    let name = publish(&server, component).await?;
+    let publish = started.elapsed().as_secs_f64();
+    first_use(&server, &bucket, &name).await?;
+    Ok((publish, started.elapsed().as_secs_f64()))
+}
+
+/// One publication of `component` on one server and its first use on
+/// another that shares its store and compile cache: the other learns of
+/// it from the registry (`--poll-interval` 0.1 s) and loads it on first
+/// use. Returns the seconds to publish and to first use on the other.
+async fn publish_and_use_elsewhere(
+    root: &Path,
+    cache: &Path,
+    component: &[u8],
+) -> anyhow::Result<(f64, f64)> {
+    let data = tempfile::tempdir()?;
+    let shared = Backends {
+        args: vec!["--poll-interval".into(), "0.1".into()],
+        data_dir: Some(data.path().join("data")),
+        ..Backends::default()
+    };
+    let (publisher, _a) = publish_target(root, cache, shared.clone()).await?;
+    let (user, _b) = publish_target(root, cache, shared).await?;
+    let bucket = one_object_bucket(&user, "elsewhere").await?;
+    let started = Instant::now();
+    let name = publish(&publisher, component).await?;
+    let publish = started.elapsed().as_secs_f64();
+    let path = format!("/v1/extractors/{name}");
+    while user
+        .client
+        .get(format!("{}{path}", user.url))
+        .bearer_auth(KEY)
+        .send()
+        .await?
+        .status()
+        .as_u16()
+        == 404
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first_use(&user, &bucket, &name).await?;
     Ok((publish, started.elapsed().as_secs_f64()))
 }
 
 /// Section 7: from `POST /v1/extractors` to the first batch that uses the
-/// new version, with a cold and a warm compile cache.
+/// new version, with a cold and a warm compile cache, and on another host.
 pub async fn publish_to_first_use(root: &Path) -> anyhow::Result<()> {
     const RUNS: usize = 5;
     let file = root.join("plugins/dist/text-extract.wasm");
@@ -631,12 +706,14 @@ pub async fn publish_to_first_use(root: &Path) -> anyhow::Result<()> {
     let warm = tempfile::tempdir()?;
     // Fills the warm cache.
     publish_and_use(root, warm.path(), &component).await?;
-    let (mut cold_runs, mut warm_runs) = (Vec::new(), Vec::new());
-    // Alternated, so that noise on the machine hits both alike.
+    let (mut cold_runs, mut warm_runs, mut elsewhere_runs) = (Vec::new(), Vec::new(), Vec::new());
+    // Alternated, so that noise on the machine hits all alike.
     for _ in 0..RUNS {
         let cold = tempfile::tempdir()?;
         cold_runs.push(publish_and_use(root, cold.path(), &component).await?);
         warm_runs.push(publish_and_use(root, warm.path(), &component).await?);
+        let shared = tempfile::tempdir()?;
+        elsewhere_runs.push(publish_and_use_elsewhere(root, shared.path(), &component).await?);
     }
     let median = |runs: &[(f64, f64)], pick: fn(&(f64, f64)) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(pick).collect();
@@ -645,13 +722,15 @@ pub async fn publish_to_first_use(root: &Path) -> anyhow::Result<()> {
     };
     println!("\n## 7. Publish to first use\n");
     println!(
-        "`text-extract` ({:.2} MB) published with `POST /v1/extractors` to a fresh `strata serve` with an empty plugins directory, then a collection naming it and a batch of one object through it, timed from the request to the batch's COMPLETED. Cold: an empty compile cache, so the server compiles the component with Cranelift; warm: a cache that already holds it (as on a host of a fleet sharing one cache, after the first). Median of {RUNS} runs each, alternated.\n",
+        "`text-extract` ({:.2} MB) published with `POST /v1/extractors` to a fresh `strata serve` with an empty plugins directory, then a collection naming it and a batch of one object through it, timed from the request to the batch's COMPLETED. Cold: an empty compile cache, so the server compiles the component with Cranelift; warm: a cache that already holds it. Another host: published on one server (cold cache), used on a second one on the same store and cache (`--poll-interval` 0.1 s), which learns of it from the registry and loads it on first use from the cache the first one filled. Median of {RUNS} runs each, alternated.\n",
         component.len() as f64 / 1e6
     );
-    println!(
-        "| compile cache | publish (ms) | publish → first batch COMPLETED (ms) |\n|---|---|---|"
-    );
-    for (label, runs) in [("cold", &cold_runs), ("warm", &warm_runs)] {
+    println!("| | publish (ms) | publish → first batch COMPLETED (ms) |\n|---|---|---|");
+    for (label, runs) in [
+        ("same host, cold cache", &cold_runs),
+        ("same host, warm cache", &warm_runs),
+        ("another host, shared cache", &elsewhere_runs),
+    ] {
         println!(
             "| {label} | {:.0} | {:.0} |",
             median(runs, |r| r.0),

@@ -559,10 +559,7 @@ pub async fn submit_batch(
             .await
             .map_err(|e| ApiError::internal(&e))?
             .map_err(|e| {
-                ApiError::invalid(
-                    format!("collections[{}].{}", collection.collection_name, e.field),
-                    e.message,
-                )
+                ApiError::pipeline(e, &format!("collections[{}].", collection.collection_name))
             })?;
         plans.push((collection, plan));
     }

@@ -75,7 +75,7 @@ async fn planned(
     tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::invalid(e.field, e.message))
+        .map_err(|e| ApiError::pipeline(e, ""))
 }
 
 /// The collection `id_or_name` of the caller's namespace, or 404.

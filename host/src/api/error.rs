@@ -76,6 +76,21 @@ impl ApiError {
         )
     }
 
+    /// 503: a pipeline that cannot be planned just now, or 422 naming the
+    /// field of one that cannot be planned at all; `prefix` leads the
+    /// field's path.
+    pub fn pipeline(e: crate::pipeline::PipelineError, prefix: &str) -> Self {
+        if e.unavailable {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{}; try again", e.message),
+            )
+        } else {
+            Self::invalid(format!("{prefix}{}", e.field), e.message)
+        }
+    }
+
     /// 409: the resource's state or an existing resource forbids this.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", detail)

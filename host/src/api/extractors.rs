@@ -132,7 +132,7 @@ pub async fn deprecate_version(
     // Other hosts learn of it from the registry within a poll interval.
     state
         .catalog
-        .set_deprecated(&record.name, &record.version, true);
+        .set_deprecated(&record.name, &record.version, &record.content_hash, true);
     Ok(Json(record.into()))
 }
 
@@ -153,7 +153,9 @@ pub async fn delete_version(
         .registry
         .delete_version(&record.name, &record.version)
         .await?;
-    state.catalog.remove(&deleted.name, &deleted.version);
+    state
+        .catalog
+        .remove_published(&deleted.name, &deleted.version, &deleted.content_hash);
     // The component stays in the blob store: a publication of the same
     // bytes racing this deletion may already point at it.
     Ok(StatusCode::NO_CONTENT)
@@ -196,7 +198,8 @@ impl From<ExtractorVersionRecord> for PublishedVersion {
 /// The component sent to `POST /v1/extractors`: the body itself
 /// (`application/wasm`), or the `file` part of a `multipart/form-data`
 /// body.
-async fn component_body(state: &AppState, request: Request) -> ApiResult<Bytes> {
+/// Returns the bytes and the field that held them, for messages.
+async fn component_body(state: &AppState, request: Request) -> ApiResult<(Bytes, &'static str)> {
     let content_type = request
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -214,6 +217,7 @@ async fn component_body(state: &AppState, request: Request) -> ApiResult<Bytes> 
     match essence {
         "application/wasm" | "application/octet-stream" => Bytes::from_request(request, state)
             .await
+            .map(|bytes| (bytes, "body"))
             .map_err(|e| match e.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => too_large(),
                 _ => ApiError::bad_request(e.body_text()),
@@ -226,30 +230,42 @@ async fn component_body(state: &AppState, request: Request) -> ApiResult<Bytes> 
                 StatusCode::PAYLOAD_TOO_LARGE => too_large(),
                 _ => ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())),
             };
-            let mut component = None;
+            // Every part is read, even after a bad one, so the client
+            // gets the answer rather than a closed connection.
+            let (mut component, mut problem) = (None, None);
             while let Some(field) = multipart.next_field().await.map_err(bad)? {
-                match field.name().unwrap_or("") {
-                    "file" if component.is_none() => {
-                        component = Some(field.bytes().await.map_err(bad)?);
-                    }
-                    "file" => return Err(ApiError::invalid("file", "give one `file` part")),
+                let name = field.name().unwrap_or("").to_owned();
+                let bytes = field.bytes().await.map_err(bad)?;
+                match name.as_str() {
+                    _ if problem.is_some() => {}
+                    "file" if component.is_none() => component = Some(bytes),
+                    "file" => problem = Some(ApiError::invalid("file", "give one `file` part")),
                     other => {
-                        return Err(ApiError::invalid(
+                        problem = Some(ApiError::invalid(
                             other,
                             "unknown part; send the component as the `file` part",
                         ));
                     }
                 }
             }
-            component.ok_or_else(|| ApiError::invalid("file", "missing the `file` part"))
+            if let Some(problem) = problem {
+                return Err(problem);
+            }
+            component
+                .map(|bytes| (bytes, "file"))
+                .ok_or_else(|| ApiError::invalid("file", "missing the `file` part"))
         }
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            format!(
-                "send the component as `application/wasm` or as the `file` part of `multipart/form-data`, not `{content_type}`"
-            ),
-        )),
+        _ => {
+            // Read (up to the limit) so the connection stays usable.
+            let _ = Bytes::from_request(request, state).await;
+            Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                format!(
+                    "send the component as `application/wasm` or as the `file` part of `multipart/form-data`, not `{content_type}`"
+                ),
+            ))
+        }
     }
 }
 
@@ -273,16 +289,17 @@ pub async fn publish_extractor(
     _publisher: Publisher,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<PublishedVersion>)> {
-    let body = component_body(&state, request).await?;
+    let (body, field) = component_body(&state, request).await?;
     if body.is_empty() {
-        return Err(ApiError::invalid("body", "the component is empty"));
+        return Err(ApiError::invalid(field, "the component is empty"));
     }
+    let origin = format!("the {field}");
     let published = state
         .follower()
-        .publish(body, "the body")
+        .publish(body, &origin)
         .await
         .map_err(|e| match e {
-            PublishError::Invalid(e) => ApiError::invalid("body", e.to_string()),
+            PublishError::Invalid(e) => ApiError::invalid(field, e.to_string()),
             PublishError::Conflict(detail) => ApiError::conflict(detail),
             e @ (PublishError::Store(_) | PublishError::Blob(_) | PublishError::Join(_)) => {
                 ApiError::internal(&e)

@@ -300,6 +300,22 @@ pub struct PinnedCollection {
     pub manifests: std::collections::BTreeMap<String, String>,
 }
 
+impl PinnedCollection {
+    /// Whether this is still what the collection's `configured` extractors
+    /// ask for: the same names and parameters, and each version the
+    /// collection names. A batch that finishes after the pipeline was
+    /// changed must not write its plan back over the new one.
+    pub fn still_configured(&self, configured: &[crate::pipeline::ExtractorRef]) -> bool {
+        let bare = |v: &Option<String>| v.as_deref().map(|v| v.trim_start_matches('v').to_owned());
+        configured.len() == self.extractors.len()
+            && configured.iter().zip(&self.extractors).all(|(c, p)| {
+                c.name == p.name
+                    && c.params == p.params
+                    && (c.version.is_none() || bare(&c.version) == bare(&p.version))
+            })
+    }
+}
+
 /// A batch's current stage: the earliest tier with unfinished work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stage {
@@ -771,4 +787,38 @@ pub fn new_id(prefix: &str) -> String {
 /// Now, as RFC 3339 with milliseconds in UTC.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ExtractorRef;
+    use std::collections::BTreeMap;
+
+    fn r(name: &str, version: Option<&str>, k: u64) -> ExtractorRef {
+        ExtractorRef {
+            name: name.into(),
+            version: version.map(Into::into),
+            params: Some(serde_json::json!({ "k": k })),
+        }
+    }
+
+    #[test]
+    fn a_batch_writes_its_plan_back_only_over_the_pipeline_it_ran() {
+        let pinned = PinnedCollection {
+            collection_id: "col".into(),
+            collection_name: "c".into(),
+            extractors: vec![r("keywords", Some("1.2.0"), 5)],
+            tiers: Vec::new(),
+            output_schema: BTreeMap::new(),
+            index_signature: "sig".into(),
+            manifests: BTreeMap::new(),
+        };
+        assert!(pinned.still_configured(&[r("keywords", None, 5)]));
+        assert!(pinned.still_configured(&[r("keywords", Some("v1.2.0"), 5)]));
+        assert!(!pinned.still_configured(&[r("keywords", Some("1.1.0"), 5)]));
+        assert!(!pinned.still_configured(&[r("keywords", None, 6)]));
+        assert!(!pinned.still_configured(&[r("entities", None, 5)]));
+        assert!(!pinned.still_configured(&[r("keywords", None, 5), r("entities", None, 5)]));
+    }
 }

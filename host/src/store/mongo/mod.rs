@@ -1513,6 +1513,12 @@ impl Store for MongoStore {
         let tiers = bson::to_bson(&pinned.tiers).map_err(backend)?;
         transaction!(self, s => {
             self.fence(s, lease).await?;
+            let current = self
+                .one_in::<CollectionRecord>(s, "collections", doc! { "_id": &pinned.collection_id })
+                .await?;
+            if !current.is_some_and(|c| pinned.still_configured(&c.extractors)) {
+                return Ok(());
+            }
             self.coll("collections")
                 .update_one(
                     doc! { "_id": &pinned.collection_id },

@@ -1429,6 +1429,17 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let tx = immediate(c)?;
             fence(&tx, &lease)?;
+            let current = tx
+                .query_row(
+                    "SELECT body FROM collections WHERE collection_id = ?1",
+                    [&pinned.collection_id],
+                    collection_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            if !current.is_some_and(|c| pinned.still_configured(&c.extractors)) {
+                return Ok(());
+            }
             tx.execute(
                 "UPDATE collections SET body = json_set(body,
                    '$.index_signature', ?2, '$.output_schema', json(?3), '$.tiers', json(?4), '$.updated_at', ?5)
