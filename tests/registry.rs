@@ -6,6 +6,7 @@ mod support;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::flow::*;
+use support::servers::Production;
 use support::{Options, Server, send};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -189,7 +190,29 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
         ..Options::default()
     };
     let a = Server::start_with(options.clone());
-    let b = Server::start_in(&a.data_dir, &options);
+    // Hosts on one SQLite data directory.
+    let dir = a.data_dir.clone();
+    two_hosts(a, || Server::start_in(&dir, &options)).await;
+}
+
+#[tokio::test]
+async fn a_version_published_on_one_host_runs_on_another_on_mongodb_and_s3() {
+    let production = Production::start().await;
+    let mut options = production.options();
+    options
+        .args
+        .extend(["--poll-interval".into(), "0.3".into()]);
+    // Hosts with data directories of their own, on one MongoDB and S3.
+    two_hosts(Server::start_with(options.clone()), || {
+        Server::start_with(options.clone())
+    })
+    .await;
+}
+
+/// A version published on `a` is used on a peer without a restart, known
+/// to a peer started later, and its deprecation and deletion reach both.
+async fn two_hosts(a: Server, peer: impl Fn() -> Server) {
+    let b = peer();
     let (status, _) = b.get("/v1/extractors/identity").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, published) = publish(&a, fixture("identity")).await;
@@ -203,7 +226,7 @@ async fn a_version_published_on_one_host_runs_on_another_without_restart() {
     let bucket = create_bucket(&b, "on-b").await;
     create_collection(&b, "identity-on-b", &bucket, json!([{"name": "identity"}])).await;
     // A host started later installs what was published before.
-    let c = Server::start_in(&a.data_dir, &options);
+    let c = peer();
     let (status, on_c) = c.get("/v1/extractors/identity").await;
     assert_eq!(status, StatusCode::OK, "{on_c}");
 
