@@ -374,15 +374,18 @@ async fn a_running_batch_keeps_its_version_and_rollback_pins_the_old_one() {
     assert_eq!(after_v2["tiers"], json!([["stamp@2.0.0"]]));
 
     // Rollback: pin v1; the planner re-validates, the signature is v1's.
-    let (status, rolled_back) = send(
-        server
-            .request(Method::PATCH, &path)
-            .json(&json!({ "extractors": [{ "name": "stamp", "version": "1.0.0", "params": { "spin": SPIN } }] })),
-    )
-    .await;
+    let (status, rolled_back) =
+        send(server.request(Method::PATCH, &path).json(
+            &json!({ "extractors": [{ "name": "stamp@1.0.0", "params": { "spin": SPIN } }] }),
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK, "{rolled_back}");
     assert_eq!(rolled_back["index_signature"], after_v1["index_signature"]);
     assert_eq!(rolled_back["tiers"], json!([["stamp@1.0.0"]]));
+    assert_eq!(
+        rolled_back["extractors"],
+        json!([{ "name": "stamp", "version": "1.0.0", "params": { "spin": SPIN } }])
+    );
     let (third, _) = submit(&server, &bucket, some).await;
     for (version, _) in stamped(&server, &third, &id).await {
         assert_eq!(version, "1.0.0");

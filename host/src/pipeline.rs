@@ -12,9 +12,10 @@ use crate::engine::planner::{Plan, PlanError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractorRef {
-    /// Extractor name.
+    /// Extractor name; `name@version` pins a version too.
     pub name: String,
-    /// Version; the newest when absent.
+    /// Version; when absent, the newest that is not deprecated (a release
+    /// before a pre-release).
     #[serde(default)]
     pub version: Option<String>,
     /// Parameters (a JSON object); defaults when absent.
@@ -43,6 +44,30 @@ fn error(field: impl Into<String>, message: impl Into<String>) -> PipelineError 
         message: message.into(),
         unavailable: false,
     }
+}
+
+/// `refs` with `name@version` names split into name and version, as a
+/// client may write a pinned extractor either way.
+pub fn normalized(refs: &[ExtractorRef]) -> Result<Vec<ExtractorRef>, PipelineError> {
+    refs.iter()
+        .enumerate()
+        .map(|(i, r)| match r.name.split_once('@') {
+            None => Ok(r.clone()),
+            Some(_) if r.version.is_some() => Err(error(
+                format!("extractors[{i}].name"),
+                "name the version once: `name@version` or `version`, not both",
+            )),
+            Some((name, version)) if !name.is_empty() && !version.is_empty() => Ok(ExtractorRef {
+                name: name.to_owned(),
+                version: Some(version.to_owned()),
+                params: r.params.clone(),
+            }),
+            Some(_) => Err(error(
+                format!("extractors[{i}].name"),
+                "write a pinned extractor as `name@version`",
+            )),
+        })
+        .collect()
 }
 
 /// Resolves `refs` against `catalog` and plans them. Opens each extractor
@@ -149,6 +174,25 @@ mod tests {
                 .expect("json");
         assert_eq!(canonical(&a).to_string(), canonical(&b).to_string());
         assert_ne!(a.to_string(), b.to_string());
+    }
+
+    #[test]
+    fn a_name_may_carry_its_version() {
+        let r = |name: &str, version: Option<&str>| ExtractorRef {
+            name: name.into(),
+            version: version.map(Into::into),
+            params: None,
+        };
+        let refs = normalized(&[r("keywords@1.2.0", None), r("entities", None)]).expect("ok");
+        assert_eq!(refs, [r("keywords", Some("1.2.0")), r("entities", None)]);
+        for bad in [
+            r("keywords@1.2.0", Some("1.2.0")),
+            r("keywords@", None),
+            r("@1.0.0", None),
+        ] {
+            let e = normalized(&[r("entities", None), bad]).expect_err("refused");
+            assert_eq!(e.field, "extractors[1].name");
+        }
     }
 
     #[test]

@@ -113,7 +113,9 @@ pub async fn create_collection(
                 format!("no bucket `{}`", body.source.bucket_id),
             )
         })?;
-    let plan = planned(&state, &body.extractors).await?;
+    let extractors =
+        pipeline::normalized(&body.extractors).map_err(|e| ApiError::pipeline(e, ""))?;
+    let plan = planned(&state, &extractors).await?;
     let summary = plan.summary();
     let now = now();
     let collection = CollectionRecord {
@@ -124,7 +126,7 @@ pub async fn create_collection(
         source: Source {
             bucket_id: bucket.bucket_id,
         },
-        extractors: body.extractors,
+        extractors,
         tiers: summary.tiers,
         output_schema: summary.output_schema,
         index_signature: pipeline::index_signature(&plan),
@@ -191,6 +193,8 @@ pub async fn update_collection(
         collection.description = description;
     }
     if let Some(extractors) = body.extractors {
+        let extractors =
+            pipeline::normalized(&extractors).map_err(|e| ApiError::pipeline(e, ""))?;
         let plan = planned(&state, &extractors).await?;
         let summary = plan.summary();
         collection.extractors = extractors;
