@@ -197,8 +197,7 @@ impl From<ExtractorVersionRecord> for PublishedVersion {
 
 /// The component sent to `POST /v1/extractors`: the body itself
 /// (`application/wasm`), or the `file` part of a `multipart/form-data`
-/// body.
-/// Returns the bytes and the field that held them, for messages.
+/// body; with the field that held it (`body` or `file`), for messages.
 async fn component_body(state: &AppState, request: Request) -> ApiResult<(Bytes, &'static str)> {
     let content_type = request
         .headers()
@@ -242,7 +241,7 @@ async fn component_body(state: &AppState, request: Request) -> ApiResult<(Bytes,
                     "file" => problem = Some(ApiError::invalid("file", "give one `file` part")),
                     other => {
                         problem = Some(ApiError::invalid(
-                            other,
+                            if other.is_empty() { "part" } else { other },
                             "unknown part; send the component as the `file` part",
                         ));
                     }
