@@ -303,10 +303,40 @@ async fn objects_upload_as_json_or_multipart_and_read_back() {
         .await
         .expect("content");
     assert_eq!(content.headers()["content-type"], "text/plain");
+    assert_eq!(content.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        content.headers().get("content-disposition").is_none(),
+        "plain text shows in place"
+    );
     assert_eq!(
         content.bytes().await.expect("bytes").as_ref(),
         "Bonjour à tous".as_bytes(),
         "a conflict leaves the content alone"
+    );
+
+    // A page a tenant uploads is downloaded, never rendered on our origin.
+    let (status, page) = server
+        .post(
+            &objects,
+            json!({ "object_id": "page", "key": "page.html", "text": "<script>alert(1)</script>" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{page}");
+    assert_eq!(page["mime_type"], "text/html");
+    let content = server
+        .request(Method::GET, &format!("{objects}/page/content"))
+        .send()
+        .await
+        .expect("content");
+    assert_eq!(content.headers()["content-disposition"], "attachment");
+    assert_eq!(content.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        content.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
+    assert_eq!(
+        server.delete(&format!("{objects}/page")).await,
+        StatusCode::NO_CONTENT
     );
 
     // Base64 content; a PNG signature is sniffed without a MIME type or extension.

@@ -5,35 +5,48 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{cache_dir, component, root};
 use serde_json::Value;
 
-fn strata(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
+/// `strata` with `args`, the shared compile cache and the built plugins.
+fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
         .args(args)
         .env("STRATA_CACHE_DIR", cache_dir())
-        .env("STRATA_PLUGINS", root().join("plugins/dist"))
-        .output()
-        .expect("strata runs")
+        .env("STRATA_PLUGINS", root().join("plugins/dist"));
+    command
+}
+
+fn strata(args: &[&str]) -> Output {
+    command(args).output().expect("strata runs")
 }
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The arguments of `strata run` over `input`, without a progress bar.
+fn run_args(pipeline: &Path, input: &Path, output: &Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--pipeline".into(),
+        pipeline.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--output".into(),
+        output.display().to_string(),
+        "--no-progress".into(),
+    ]
+}
+
 fn run_pipeline(pipeline: &Path, input: &Path, output: &Path) -> Output {
-    strata(&[
-        "run",
-        "--pipeline",
-        &pipeline.display().to_string(),
-        "--input",
-        &input.display().to_string(),
-        "--output",
-        &output.display().to_string(),
-        "--no-progress",
-    ])
+    command(&run_args(pipeline, input, output))
+        .output()
+        .expect("strata runs")
 }
 
 fn documents(path: &Path) -> Vec<Value> {
@@ -303,6 +316,97 @@ fn validate_rejects_what_is_not_an_extractor_naming_file_and_reason() {
     ]);
     assert!(ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("valid extractor text-extract@1.0.0"));
+}
+
+/// Runs `strata` with `args`; fails the test if it is still running after
+/// `limit` (a plugin that sleeps for an hour must not hold the command).
+fn strata_within<S: AsRef<std::ffi::OsStr>>(limit: Duration, args: &[S]) -> Output {
+    let mut child = command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strata runs");
+    let started = Instant::now();
+    while child.try_wait().expect("waiting").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("strata still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Far past a 1 s deadline, far short of the fixture's hour of sleep.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_plugin_sleeping_in_wasi_ends_by_its_deadline() {
+    let sleeper = component("sleeper").display().to_string();
+    let out = strata_within(
+        LIVENESS,
+        &["extractor", "validate", &sleeper, "--call-timeout", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("describe failed: timed out after 1s"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(input.join("calm.txt"), "calm").expect("write");
+    std::fs::write(input.join("trigger.txt"), "TRIGGER").expect("write");
+    let hostile = component("hostile").display().to_string();
+    for (mode, exit, reason) in [
+        ("sleep-open", 1, "cannot be opened: timed out after 1s"),
+        ("sleep-columns", 1, "cannot be opened: timed out after 1s"),
+        ("sleep", 3, ""),
+    ] {
+        let pipeline = dir.path().join(format!("{mode}.toml"));
+        std::fs::write(
+            &pipeline,
+            format!("[[extractors]]\ncomponent = {hostile:?}\nparams = {{ mode = {mode:?} }}\n"),
+        )
+        .expect("write");
+        let output = dir.path().join(format!("{mode}.jsonl"));
+        let mut args = run_args(&pipeline, &input, &output);
+        args.extend(["--call-timeout".into(), "1".into()]);
+        let out = strata_within(LIVENESS, &args);
+        assert_eq!(out.status.code(), Some(exit), "{mode}: {}", stderr(&out));
+        assert!(stderr(&out).contains(reason), "{mode}: {}", stderr(&out));
+        if mode == "sleep" {
+            let docs = documents(&output);
+            assert_eq!(by_key(&docs, "calm.txt")["errors"], serde_json::json!([]));
+            assert_eq!(
+                by_key(&docs, "trigger.txt")["errors"],
+                serde_json::json!([{"extractor": "hostile", "message": "timed out after 1s"}])
+            );
+        }
+    }
+}
+
+#[test]
+fn manifests_that_could_flood_the_host_are_refused_naming_the_field() {
+    let cases = [
+        (
+            "amplifier",
+            "invalid manifest: outputs.amplified: type `FixedSizeList(50000 x Dictionary(Int32, Utf8))`: \
+             Dictionary(Int32, Utf8) is not an output type",
+        ),
+        (
+            "wide",
+            "invalid manifest: outputs: 200002 columns, more than the 256 allowed",
+        ),
+    ];
+    for (fixture, reason) in cases {
+        let path = component(fixture).display().to_string();
+        let out = strata_within(LIVENESS, &["extractor", "validate", &path]);
+        assert_eq!(out.status.code(), Some(1), "{fixture}");
+        assert!(stderr(&out).contains(reason), "{fixture}: {}", stderr(&out));
+    }
 }
 
 /// Builds `examples/extractor-template` as a project of its own, the way a

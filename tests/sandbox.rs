@@ -75,7 +75,92 @@ fn an_infinite_loop_times_out_on_its_row_only() {
 
 #[test]
 fn a_memory_bomb_runs_out_of_memory_on_its_row_only() {
-    check_only_trigger_fails("alloc", "out of memory (limit 32 MiB)");
+    check_only_trigger_fails("alloc", "out of memory (limit 256 MiB)");
+}
+
+/// Runs `work` on a thread and waits at most `limit` for it: a call that
+/// would hang for an hour fails the test instead of stalling the suite.
+fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("still running after {limit:?}"))
+}
+
+/// Far past the 1 s deadline, far short of the fixture's hour of sleep.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_sleep_in_process_times_out_on_its_row_only() {
+    within(LIVENESS, || {
+        check_only_trigger_fails("sleep", "timed out after 1s")
+    });
+}
+
+#[test]
+fn a_sleep_in_open_or_columns_times_out_at_planning() {
+    for mode in ["sleep-open", "sleep-columns"] {
+        let err = within(LIVENESS, move || {
+            let engine = engine(TIMEOUT);
+            Plan::new(vec![(
+                load(&engine, "hostile"),
+                format!(r#"{{"mode": "{mode}"}}"#),
+            )])
+            .expect_err("planning fails")
+            .to_string()
+        });
+        assert_eq!(
+            err, "extractor `hostile` cannot be opened: timed out after 1s",
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_sleep_in_describe_fails_the_load() {
+    let err = within(LIVENESS, || {
+        engine(TIMEOUT)
+            .load(&common::component("sleeper"))
+            .expect_err("refused")
+            .to_string()
+    });
+    assert!(
+        err.ends_with("describe failed: timed out after 1s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_interrupt_ends_calls_in_progress_and_starts_no_more() {
+    let engine = engine(Duration::from_secs(3600));
+    let plan = Plan::new(vec![(
+        load(&engine, "hostile"),
+        r#"{"mode": "sleep"}"#.into(),
+    )])
+    .expect("plan");
+    let options = ExecOptions {
+        batch_rows: 1,
+        ..ExecOptions::default()
+    };
+    let interrupt = options.interrupt.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        interrupt.cancel();
+    });
+    let (docs, stats) = within(LIVENESS, move || {
+        run(&plan, &options, text_objects(&["TRIGGER"; 20]))
+    });
+    stopper.join().expect("stopper");
+    assert!(docs.len() < 20, "the run stopped feeding: {}", docs.len());
+    assert_eq!(stats.incidents, 0, "an interrupt is not the plugin's fault");
+    for doc in &docs {
+        assert_eq!(
+            errors_of(doc, "hostile"),
+            ["interrupted: the run was stopped"]
+        );
+    }
 }
 
 #[test]
@@ -129,6 +214,39 @@ fn a_log_flood_is_capped_and_the_rows_complete() {
     for doc in &docs {
         assert!(doc.errors.is_empty(), "{:?}", doc.errors);
         assert!(doc.features["hostile"]["length"].is_u64());
+    }
+}
+
+#[test]
+fn an_output_that_would_expand_is_a_contract_error() {
+    let docs = hostile_run(&engine(TIMEOUT), "amplify");
+    for doc in &docs {
+        assert_eq!(
+            errors_of(doc, "hostile"),
+            ["broke the contract: returned column `report` as \
+              FixedSizeList(50000 x Dictionary(Int32, Utf8)), declared Utf8"]
+        );
+    }
+}
+
+#[test]
+fn huge_error_messages_are_cut() {
+    let engine = engine(Duration::from_secs(30));
+    for (mode, rows) in [
+        ("long-error", [0, 1, 2].as_slice()),
+        ("row-error-long", &[1]),
+    ] {
+        let docs = hostile_run(&engine, mode);
+        for &row in rows {
+            let errors = errors_of(&docs[row], "hostile");
+            assert_eq!(errors.len(), 1, "{mode}");
+            assert!(errors[0].len() < 4200, "{mode}: {} bytes", errors[0].len());
+            assert!(
+                errors[0].ends_with(&format!("… ({} more bytes cut)", (48 << 20) - 4096)),
+                "{mode}: {}",
+                &errors[0][errors[0].len() - 40..]
+            );
+        }
     }
 }
 

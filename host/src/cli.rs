@@ -120,6 +120,9 @@ struct ServeArgs {
     /// Seconds a published extractor stays loaded without being used; the next use loads it again (from the compile cache).
     #[arg(long, env = "STRATA_UNLOAD_IDLE", default_value_t = 600.0)]
     unload_idle: f64,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for running batches to give their lease back before the process exits.
+    #[arg(long, env = "STRATA_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    shutdown_grace: f64,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -498,6 +501,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let worker = &mut config.worker;
     worker.poll_interval = seconds("poll-interval", args.poll_interval)?;
     config.unload_after = seconds("unload-idle", args.unload_idle)?;
+    config.shutdown_grace = seconds("shutdown-grace", args.shutdown_grace)?;
     worker.lease = seconds("lease-seconds", args.lease_seconds)?;
     worker.report_interval = worker.report_interval.min(worker.lease / 3);
     worker.max_batches = args.max_batches;
@@ -523,12 +527,17 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "webhook-retention-days",
         args.webhook_retention_days * 86_400.0,
     )?;
-    runtime()?.block_on(async {
+    let grace = config.shutdown_grace;
+    let runtime = runtime()?;
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         crate::serve::run(config, listener, shutdown_signal()).await
-    })?;
+    });
+    // Work still on the blocking pool past the grace period is abandoned.
+    runtime.shutdown_timeout(grace);
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -56,6 +56,9 @@ pub struct ServeConfig {
     pub watch_plugins: Option<PathBuf>,
     /// How long a published extractor stays loaded without being used.
     pub unload_after: Duration,
+    /// How long a shutdown waits for running batches to give their lease
+    /// back; past it the process exits and their leases expire.
+    pub shutdown_grace: Duration,
 }
 
 impl ServeConfig {
@@ -74,6 +77,7 @@ impl ServeConfig {
             webhooks: SenderConfig::default(),
             watch_plugins: None,
             unload_after: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -353,9 +357,18 @@ pub async fn run(
         })
         .await
         .context("serving HTTP");
-    // Running batches give their lease back before the process exits.
+    // Running batches give their lease back before the process exits:
+    // their calls in progress are interrupted, so this is quick.
     stop.cancel();
-    let _ = pollers.await;
+    if tokio::time::timeout(config.shutdown_grace, pollers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "batches still running after the shutdown grace period; their leases will expire"
+        );
+    }
     let _ = sender.await;
     let _ = follower.await;
     if let Some(watcher) = watcher {

@@ -201,6 +201,8 @@ struct Shared {
     last_progress: Mutex<Instant>,
     /// Asks for a report now (the stage changed).
     kick: Notify,
+    /// Ends the engine's calls in progress once the run has stopped.
+    interrupt: CancellationToken,
 }
 
 struct StageState {
@@ -213,13 +215,16 @@ struct StageState {
 
 impl Shared {
     fn running(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == RUNNING
+        self.state.load(Ordering::SeqCst) == RUNNING
     }
 
+    /// Stops the run: the state first, so that whatever an interrupted
+    /// call produces is never written.
     fn stop(&self, why: u8) {
         let _ = self
             .state
-            .compare_exchange(RUNNING, why, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(RUNNING, why, Ordering::SeqCst, Ordering::SeqCst);
+        self.interrupt.cancel();
     }
 
     /// Takes the batch's counters as the store has them after a write;
@@ -251,7 +256,7 @@ impl Shared {
     }
 
     fn stopped(&self) -> Option<Stop> {
-        match self.state.load(Ordering::Relaxed) {
+        match self.state.load(Ordering::SeqCst) {
             LOST => Some(Stop::LeaseLost),
             SHUTDOWN => Some(Stop::Shutdown),
             _ => None,
@@ -279,6 +284,7 @@ async fn run_batch(
         stage: Mutex::new(None),
         last_progress: Mutex::new(Instant::now()),
         kick: Notify::new(),
+        interrupt: CancellationToken::new(),
     });
     let reporter = tokio::spawn(report_progress(
         deps.store.clone(),
@@ -488,6 +494,7 @@ impl CollectionRun {
             history: self.batch.include_processing_history,
             max_timeouts: self.config.max_timeouts,
             tier_progress: Some(tiers),
+            interrupt: self.shared.interrupt.clone(),
             ..ExecOptions::default()
         };
         // What the feeding thread learns as it reads the manifest: the

@@ -117,14 +117,13 @@ pub fn plugins_with_hostile() -> tempfile::TempDir {
 
 /// Options for a server whose `hostile` extractor (mode `loop`) spends
 /// `timeout` on every object containing TRIGGER, one object per chunk.
+/// `extra` may set `--max-timeouts` (0, never disabled, otherwise).
 pub fn slow_options(plugins: &Path, timeout: &str, extra: &[&str]) -> Options {
     let mut args: Vec<String> = [
         "--plugins",
         plugins.to_str().expect("utf-8 path"),
         "--call-timeout",
         timeout,
-        "--max-timeouts",
-        "0",
         "--chunk-objects",
         "1",
         "--poll-interval",
@@ -133,6 +132,9 @@ pub fn slow_options(plugins: &Path, timeout: &str, extra: &[&str]) -> Options {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    if !extra.contains(&"--max-timeouts") {
+        args.extend(["--max-timeouts".to_owned(), "0".to_owned()]);
+    }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Options {
         args,
@@ -176,6 +178,17 @@ pub async fn hostile_batch_named(
     n: usize,
     trigger: fn(usize) -> bool,
 ) -> HostileBatch {
+    hostile_batch_in_mode(server, name, "loop", n, trigger).await
+}
+
+/// A submitted batch over the hostile extractor in `mode`.
+pub async fn hostile_batch_in_mode(
+    server: &Server,
+    name: &str,
+    mode: &str,
+    n: usize,
+    trigger: fn(usize) -> bool,
+) -> HostileBatch {
     let bucket = create_bucket(server, name).await;
     let mut ids = Vec::new();
     for i in 0..n {
@@ -188,7 +201,7 @@ pub async fn hostile_batch_named(
         server,
         name,
         &bucket,
-        json!([{"name": "hostile", "params": {"mode": "loop"}}]),
+        json!([{"name": "hostile", "params": {"mode": mode}}]),
     )
     .await;
     let (path, submitted) = submit(server, &bucket, &ids).await;

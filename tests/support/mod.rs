@@ -137,6 +137,27 @@ impl Server {
         self.child.wait().expect("waiting for the server")
     }
 
+    /// Asks the server to stop (SIGTERM); fails the test if it is still
+    /// running after `limit`.
+    pub fn terminate_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "strata serve still running {limit:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the server with SIGKILL and waits for it to exit.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -212,7 +212,7 @@ async fn component_body(state: &AppState, request: Request) -> ApiResult<(Bytes,
             format!("a component may hold at most {MAX_COMPONENT_BYTES} bytes"),
         )
     };
-    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let essence = crate::engine::manifest::mime_essence(&content_type);
     match essence {
         "application/wasm" | "application/octet-stream" => Bytes::from_request(request, state)
             .await

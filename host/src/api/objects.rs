@@ -419,7 +419,38 @@ pub async fn get_content(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", object.sha256)) {
         headers.insert(header::ETAG, v);
     }
+    // Uploaded bytes are a tenant's, not ours: a browser must neither guess
+    // their type nor run them as a page of this origin.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    if !shown_inline(&object.mime_type) {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
     Ok(response)
+}
+
+/// Whether a browser may show content of type `mime` in place: media and
+/// plain text, which run no script; anything it would render as a page or
+/// a document (HTML, SVG, XML, PDF…) is downloaded instead.
+fn shown_inline(mime: &str) -> bool {
+    let essence = crate::engine::manifest::mime_essence(mime).to_ascii_lowercase();
+    let (kind, subtype) = essence.split_once('/').unwrap_or(("", ""));
+    match kind {
+        "image" => !subtype.contains("svg") && !subtype.contains("xml"),
+        "audio" | "video" => true,
+        "text" => subtype == "plain",
+        "application" => subtype == "json" || subtype == "octet-stream",
+        _ => false,
+    }
 }
 
 /// `DELETE /v1/buckets/{bucket}/objects/{object_id}`.
@@ -440,4 +471,30 @@ pub async fn delete_object(
         tracing::warn!(error = %e, "a deleted object's content stays behind");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_inline;
+
+    #[test]
+    fn only_content_that_runs_no_script_is_shown_in_place() {
+        for (mime, inline) in [
+            ("image/png", true),
+            ("image/jpeg", true),
+            ("text/plain; charset=utf-8", true),
+            ("application/json", true),
+            ("video/mp4", true),
+            ("image/svg+xml", false),
+            ("text/html", false),
+            ("TEXT/HTML; charset=utf-8", false),
+            ("application/xhtml+xml", false),
+            ("application/pdf", false),
+            ("text/xml", false),
+            ("application/javascript", false),
+            ("", false),
+        ] {
+            assert_eq!(shown_inline(mime), inline, "{mime}");
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! Blobs as files under one directory.
 //!
-//! A write goes to a temporary file in the same directory tree and is
-//! renamed into place, so a reader never sees half a blob.
+//! A write goes to a temporary file in the same directory tree, reaches
+//! the disk (fsync) and is renamed into place, so a reader never sees half
+//! a blob, nor a crash an empty one; a failed write leaves no temporary
+//! file behind.
 
+use std::future::Future;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -39,9 +42,19 @@ impl LocalBlobs {
             .join(ulid::Ulid::new().to_string().to_lowercase())
     }
 
-    /// Renames `temp` to the blob's path; removes `temp` when that fails.
-    async fn install(&self, key: &str, temp: &Path) -> Result<()> {
-        let installed = self.rename_into_place(key, temp).await;
+    /// Writes `temp` with `write`, flushes it to disk and renames it to the
+    /// blob's path; removes `temp` when any step fails.
+    async fn install(
+        &self,
+        key: &str,
+        temp: &Path,
+        write: impl Future<Output = std::io::Result<()>>,
+    ) -> Result<()> {
+        let installed = async {
+            write.await.map_err(|e| BlobError::backend(key, e))?;
+            self.rename_into_place(key, temp).await
+        }
+        .await;
         if installed.is_err() {
             let _ = tokio::fs::remove_file(temp).await;
         }
@@ -49,6 +62,12 @@ impl LocalBlobs {
     }
 
     async fn rename_into_place(&self, key: &str, temp: &Path) -> Result<()> {
+        let file = tokio::fs::File::open(temp)
+            .await
+            .map_err(|e| BlobError::backend(key, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| BlobError::backend(key, e))?;
         let path = self.path(key)?;
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
@@ -89,21 +108,20 @@ impl BlobStore for LocalBlobs {
         check_key(key)?;
         let temp = self.temp_path();
         // Same file system: a rename; otherwise a copy first.
-        if tokio::fs::rename(path, &temp).await.is_err() {
-            tokio::fs::copy(path, &temp)
-                .await
-                .map_err(|e| BlobError::backend(key, e))?;
-        }
-        self.install(key, &temp).await
+        let write = async {
+            if tokio::fs::rename(path, &temp).await.is_err() {
+                tokio::fs::copy(path, &temp).await?;
+            }
+            Ok(())
+        };
+        self.install(key, &temp, write).await
     }
 
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<()> {
         check_key(key)?;
         let temp = self.temp_path();
-        tokio::fs::write(&temp, &bytes)
+        self.install(key, &temp, tokio::fs::write(&temp, &bytes))
             .await
-            .map_err(|e| BlobError::backend(key, e))?;
-        self.install(key, &temp).await
     }
 
     async fn open(&self, key: &str) -> Result<BlobReader> {

@@ -10,19 +10,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::builder::{BinaryBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::{
-    Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray, UInt32Array, new_null_array,
-};
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array, new_null_array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_select::concat::concat;
 use arrow_select::take::{take, take_record_batch};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::manifest::ColumnSpec;
 use super::planner::{Plan, Step};
 use super::{CallError, Fault};
+
+pub use super::documents::{Document, Finished, HistoryEntry, RowError, flat_schema};
 
 /// Name of the row-error column extractors may return.
 pub const ERROR_COLUMN: &str = "_error";
@@ -56,6 +57,10 @@ pub struct ExecOptions {
     pub max_timeouts: u32,
     /// Counts the objects each tier has finished, for progress reports.
     pub tier_progress: Option<Arc<TierProgress>>,
+    /// Stops the run: calls in progress end at once (their rows fail as
+    /// `interrupted`) and no new call starts. The caller that fires it
+    /// discards what the run still produces.
+    pub interrupt: CancellationToken,
 }
 
 /// Objects finished per tier of a running plan.
@@ -92,6 +97,7 @@ impl Default for ExecOptions {
             history: false,
             max_timeouts: 3,
             tier_progress: None,
+            interrupt: CancellationToken::new(),
         }
     }
 }
@@ -109,73 +115,24 @@ pub struct Stats {
     pub incidents: u64,
 }
 
-/// A row error in a document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RowError {
-    /// Extractor name, or `object` when the object could not be read.
-    pub extractor: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// One enrichment operation on one object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryEntry {
-    /// Extractor name.
-    pub extractor: String,
-    /// Extractor version.
-    pub version: String,
-    /// Tier, from 0.
-    pub tier: usize,
-    /// When the call that processed the object started (RFC 3339).
-    pub started_at: Option<String>,
-    /// How long that call took, in milliseconds.
-    pub duration_ms: Option<f64>,
-    /// `completed`, `failed`, `skipped` (a dependency failed) or
-    /// `not_applicable` (MIME type).
-    pub outcome: &'static str,
-}
-
-/// The result for one object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Document {
-    /// Object id.
-    pub object_id: String,
-    /// Object key.
-    pub key: String,
-    /// MIME type.
-    pub mime_type: String,
-    /// User metadata of the object.
-    pub metadata: Option<Value>,
-    /// Outputs by extractor name, then column name.
-    pub features: Map<String, Value>,
-    /// Row errors.
-    pub errors: Vec<RowError>,
-    /// `name@version` of every extractor that produced features.
-    pub extractors: Vec<String>,
-    /// Processing history, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub processing_history: Option<Vec<HistoryEntry>>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
-enum RowStatus {
+pub(super) enum RowStatus {
     NotApplicable,
     Skipped,
     Completed,
     Failed(String),
 }
 
-struct StepResult {
-    outputs: Vec<ArrayRef>,
-    status: Vec<RowStatus>,
-    timing: Vec<Option<(SystemTime, Duration)>>,
+pub(super) struct StepResult {
+    pub(super) outputs: Vec<ArrayRef>,
+    pub(super) status: Vec<RowStatus>,
+    pub(super) timing: Vec<Option<(SystemTime, Duration)>>,
 }
 
-struct Chunk {
-    base: RecordBatch,
-    object_errors: Vec<Option<String>>,
-    results: Vec<Option<StepResult>>,
+pub(super) struct Chunk {
+    pub(super) base: RecordBatch,
+    pub(super) object_errors: Vec<Option<String>>,
+    pub(super) results: Vec<Option<StepResult>>,
 }
 
 /// Streams `objects` through `plan`, handing each finished batch to `sink`
@@ -198,12 +155,16 @@ where
         .collect();
     let timeouts: Vec<AtomicU32> = steps.iter().map(|_| AtomicU32::new(0)).collect();
     let incidents = AtomicU32::new(0);
+    // Fired by the caller, or here when the sink fails: nothing left is
+    // worth finishing then.
+    let interrupt = options.interrupt.child_token();
     let ctx = Context {
         options,
         steps: &steps,
         index: &index,
         timeouts: &timeouts,
         incidents: &incidents,
+        interrupt: &interrupt,
     };
     let mut stats = Stats::default();
     let batch_rows = options.batch_rows.max(1);
@@ -211,9 +172,10 @@ where
     let result = std::thread::scope(|scope| {
         let (tx, mut rx) = crossbeam_channel::bounded::<Chunk>(options.queue_depth);
         let step_count = steps.len();
+        let interrupt = &interrupt;
         scope.spawn(move || {
             let mut objects = objects.peekable();
-            while objects.peek().is_some() {
+            while !interrupt.is_cancelled() && objects.peek().is_some() {
                 let chunk = base_chunk(objects.by_ref().take(batch_rows), step_count);
                 if tx.send(chunk).is_err() {
                     return;
@@ -247,7 +209,10 @@ where
                 history: options.history,
             };
             finished.count(&mut stats);
-            sink(finished)?;
+            if let Err(e) = sink(finished) {
+                interrupt.cancel();
+                return Err(e);
+            }
         }
         Ok(())
     });
@@ -257,6 +222,7 @@ where
 
 struct Context<'a> {
     options: &'a ExecOptions,
+    interrupt: &'a CancellationToken,
     steps: &'a [&'a Step],
     index: &'a HashMap<&'a str, usize>,
     timeouts: &'a [AtomicU32],
@@ -470,7 +436,7 @@ fn call_with_retry(
 ) -> (Vec<ArrayRef>, Vec<Option<String>>) {
     match unit(step, position, batch, ctx) {
         Ok(output) => split(step, output),
-        Err(e) if batch.num_rows() > 1 => {
+        Err(e) if batch.num_rows() > 1 && !ctx.interrupt.is_cancelled() => {
             warn!(extractor = %step.extractor.manifest().id(), rows = batch.num_rows(),
                 "batch failed ({e}); retrying row by row");
             let mut pieces: Vec<Vec<ArrayRef>> = Vec::with_capacity(batch.num_rows());
@@ -487,7 +453,10 @@ fn call_with_retry(
             let columns = stack(&step.columns, &pieces, batch.num_rows());
             (columns, errors)
         }
-        Err(e) => (nulls(step, 1), vec![Some(e.to_string())]),
+        Err(e) => (
+            nulls(step, batch.num_rows()),
+            vec![Some(e); batch.num_rows()],
+        ),
     }
 }
 
@@ -517,7 +486,7 @@ fn split(step: &Step, output: RecordBatch) -> (Vec<ArrayRef>, Vec<Option<String>
         Some(e) => e
             .as_string::<i32>()
             .iter()
-            .map(|v| v.map(str::to_owned))
+            .map(|v| v.map(|m| super::limits::cut(m.to_owned())))
             .collect(),
         None => vec![None; rows],
     };
@@ -539,17 +508,25 @@ fn unit(
             "extractor disabled for this run after {max} timeouts"
         ));
     }
+    let interrupt = ctx.interrupt;
+    if interrupt.is_cancelled() {
+        return Err(Fault::Interrupted.to_string());
+    }
     let result = step
         .extractor
-        .open(&step.params)
+        .open_until(&step.params, interrupt)
         .and_then(|mut instance| instance.process(batch, &step.columns));
     result.map_err(|e| {
-        if e.is_incident() {
-            ctx.incidents.fetch_add(1, Ordering::Relaxed);
-            warn!(extractor = %manifest.id(), rows = batch.num_rows(), "incident: {e}");
-        }
-        if matches!(e, CallError::Fault(Fault::Timeout(_))) {
-            timeouts.fetch_add(1, Ordering::Relaxed);
+        match &e {
+            CallError::Fault(Fault::Interrupted) => {}
+            CallError::Fault(fault) => {
+                ctx.incidents.fetch_add(1, Ordering::Relaxed);
+                warn!(extractor = %manifest.id(), rows = batch.num_rows(), "incident: {e}");
+                if matches!(fault, Fault::Timeout(_)) {
+                    timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {}
         }
         e.to_string()
     })
@@ -603,188 +580,4 @@ pub fn conform(
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
         .map_err(|e| e.to_string())
-}
-
-/// A batch of objects that went through every tier.
-pub struct Finished<'a> {
-    plan: &'a Plan,
-    steps: &'a [&'a Step],
-    chunk: Chunk,
-    history: bool,
-}
-
-impl Finished<'_> {
-    /// Number of objects.
-    pub fn len(&self) -> usize {
-        self.chunk.base.num_rows()
-    }
-
-    /// Whether the batch is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn results(&self) -> impl Iterator<Item = (&Step, &StepResult)> {
-        self.steps
-            .iter()
-            .zip(&self.chunk.results)
-            .filter_map(|(s, r)| r.as_ref().map(|r| (*s, r)))
-    }
-
-    fn count(&self, stats: &mut Stats) {
-        for row in 0..self.len() {
-            let errors = self.row_errors(row);
-            for error in &errors {
-                *stats
-                    .errors_by_extractor
-                    .entry(error.extractor.clone())
-                    .or_default() += 1;
-            }
-            stats.objects += 1;
-            stats.failed_objects += u64::from(!errors.is_empty());
-        }
-    }
-
-    /// One document per object.
-    pub fn documents(&self) -> Vec<Document> {
-        let rows = self.len();
-        let base = &self.chunk.base;
-        let ids = base.column(0).as_string::<i32>();
-        let keys = base.column(1).as_string::<i32>();
-        let mimes = base.column(3).as_string::<i32>();
-        let metadata = base.column(4).as_string::<i32>();
-        let features: Vec<Vec<Option<Map<String, Value>>>> = self
-            .results()
-            .map(|(step, result)| json_rows(step, result))
-            .collect();
-        (0..rows)
-            .map(|row| {
-                let mut doc = Document {
-                    object_id: ids.value(row).to_owned(),
-                    key: keys.value(row).to_owned(),
-                    mime_type: mimes.value(row).to_owned(),
-                    metadata: metadata
-                        .is_valid(row)
-                        .then(|| serde_json::from_str(metadata.value(row)).ok())
-                        .flatten(),
-                    features: Map::new(),
-                    errors: self.row_errors(row),
-                    extractors: Vec::new(),
-                    processing_history: self.history.then(Vec::new),
-                };
-                for ((step, result), json) in self.results().zip(&features) {
-                    let manifest = step.extractor.manifest();
-                    let outcome = match &result.status[row] {
-                        RowStatus::Completed => {
-                            let values = json[row].clone().unwrap_or_default();
-                            doc.features
-                                .insert(manifest.name.clone(), Value::Object(values));
-                            doc.extractors.push(manifest.id());
-                            "completed"
-                        }
-                        RowStatus::Failed(_) => "failed",
-                        RowStatus::Skipped => "skipped",
-                        RowStatus::NotApplicable => "not_applicable",
-                    };
-                    if let Some(history) = &mut doc.processing_history {
-                        let timing = result.timing[row];
-                        history.push(HistoryEntry {
-                            extractor: manifest.name.clone(),
-                            version: manifest.version.to_string(),
-                            tier: step.tier,
-                            started_at: timing
-                                .map(|(t, _)| humantime::format_rfc3339_millis(t).to_string()),
-                            duration_ms: timing.map(|(_, d)| d.as_secs_f64() * 1000.0),
-                            outcome,
-                        });
-                    }
-                }
-                doc
-            })
-            .collect()
-    }
-
-    /// The batch flattened for columnar output: object columns (without
-    /// content), then `extractor.column` for every output, then `errors`
-    /// (a JSON array, null when there are none).
-    pub fn record_batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let base = &self.chunk.base;
-        let mut arrays = vec![
-            base.column(0).clone(),
-            base.column(1).clone(),
-            base.column(3).clone(),
-        ];
-        for (_, result) in self.results() {
-            arrays.extend(result.outputs.iter().cloned());
-        }
-        let errors: StringArray = (0..self.len())
-            .map(|row| self.row_errors(row))
-            .map(|e| (!e.is_empty()).then(|| serde_json::to_string(&e).unwrap_or_default()))
-            .collect();
-        arrays.push(Arc::new(errors));
-        RecordBatch::try_new(flat_schema(self.plan), arrays)
-    }
-
-    /// The errors of one object: unreadable, then each failed extractor.
-    fn row_errors(&self, row: usize) -> Vec<RowError> {
-        let object = self.chunk.object_errors[row].iter().map(|m| RowError {
-            extractor: "object".into(),
-            message: m.clone(),
-        });
-        let extractors = self
-            .results()
-            .filter_map(|(step, result)| match &result.status[row] {
-                RowStatus::Failed(message) => Some(RowError {
-                    extractor: step.extractor.manifest().name.clone(),
-                    message: message.clone(),
-                }),
-                _ => None,
-            });
-        object.chain(extractors).collect()
-    }
-}
-
-/// The schema of [`Finished::record_batch`] for a plan.
-pub fn flat_schema(plan: &Plan) -> SchemaRef {
-    let mut fields = vec![
-        Field::new("object_id", DataType::Utf8, false),
-        Field::new("key", DataType::Utf8, false),
-        Field::new("mime_type", DataType::Utf8, false),
-    ];
-    for step in plan.steps() {
-        let name = &step.extractor.manifest().name;
-        for spec in &step.columns {
-            fields.push(Field::new(
-                format!("{name}.{}", spec.name),
-                spec.data_type.clone(),
-                true,
-            ));
-        }
-    }
-    fields.push(Field::new("errors", DataType::Utf8, true));
-    Arc::new(Schema::new(fields))
-}
-
-/// The outputs of a step as one JSON object per row.
-fn json_rows(step: &Step, result: &StepResult) -> Vec<Option<Map<String, Value>>> {
-    let rows = result.status.len();
-    let fields: Vec<Field> = step
-        .columns
-        .iter()
-        .map(|c| Field::new(&c.name, c.data_type.clone(), true))
-        .collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), result.outputs.clone());
-    let encoded = batch.and_then(|batch| {
-        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-        writer.write(&batch)?;
-        writer.finish()?;
-        Ok(writer.into_inner())
-    });
-    let parsed = encoded
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Vec<Map<String, Value>>>(&bytes).ok());
-    match parsed {
-        Some(rows_json) if rows_json.len() == rows => rows_json.into_iter().map(Some).collect(),
-        _ => vec![None; rows],
-    }
 }

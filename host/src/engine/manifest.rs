@@ -6,6 +6,10 @@ use arrow_schema::DataType;
 use serde::Serialize;
 
 use super::bindings::strata::extractor::types as wit;
+use super::limits::{
+    self, MAX_DESCRIPTION_BYTES, MAX_LIST_ENTRIES, MAX_NAME_BYTES, MAX_OUTPUT_COLUMNS,
+    MAX_PARAMS_SCHEMA_BYTES, MAX_TYPE_BYTES,
+};
 
 /// Columns every object has; extractors may read them by these names.
 pub const OBJECT_COLUMNS: [&str; 5] = ["object_id", "key", "content", "mime_type", "metadata"];
@@ -82,23 +86,76 @@ pub fn valid_name(name: &str) -> bool {
         && !name.contains("--")
 }
 
-/// Parses an output column from its WIT form.
-pub fn column(field: &str, c: wit::Column) -> Result<ColumnSpec, ManifestError> {
-    if c.name.is_empty() || c.name.starts_with('_') || c.name.contains('.') {
+/// A plugin's text shown in an error: at most 64 bytes of it.
+fn shown(text: &str) -> String {
+    let mut end = text.len().min(MAX_NAME_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match end < text.len() {
+        true => format!("{}…", &text[..end]),
+        false => text.to_owned(),
+    }
+}
+
+/// Refuses a text over `max` bytes.
+fn at_most(field: &str, text: &str, max: usize) -> Result<(), ManifestError> {
+    if text.len() > max {
+        return Err(bad(
+            field,
+            format!("{} bytes, more than the {max} allowed", text.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a list of more than [`MAX_LIST_ENTRIES`] entries.
+fn few<T>(field: &str, list: &[T]) -> Result<(), ManifestError> {
+    if list.len() > MAX_LIST_ENTRIES {
         return Err(bad(
             field,
             format!(
-                "column name `{}` must be non-empty, without `.` and not start with `_`",
-                c.name
+                "{} entries, more than the {MAX_LIST_ENTRIES} allowed",
+                list.len()
             ),
         ));
     }
-    let data_type = DataType::from_str(&c.data_type).map_err(|e| {
-        bad(
-            format!("{field}.{}", c.name),
-            format!("unknown Arrow type `{}`: {e}", c.data_type),
-        )
-    })?;
+    Ok(())
+}
+
+/// A MIME type without its parameters (`text/html; charset=utf-8` →
+/// `text/html`).
+pub fn mime_essence(mime: &str) -> &str {
+    mime.split(';').next().unwrap_or("").trim()
+}
+
+/// Parses an output column from its WIT form; its type must be one
+/// documents can carry.
+pub fn column(field: &str, c: wit::Column) -> Result<ColumnSpec, ManifestError> {
+    if c.name.is_empty()
+        || c.name.len() > MAX_NAME_BYTES
+        || c.name.starts_with('_')
+        || c.name.contains('.')
+    {
+        return Err(bad(
+            field,
+            format!(
+                "column name `{}` must be 1 to {MAX_NAME_BYTES} bytes, without `.` and not start with `_`",
+                shown(&c.name)
+            ),
+        ));
+    }
+    let at = format!("{field}.{}", c.name);
+    at_most(
+        &format!("{at}.description"),
+        &c.description,
+        MAX_DESCRIPTION_BYTES,
+    )?;
+    at_most(&format!("{at}.data_type"), &c.data_type, MAX_TYPE_BYTES)?;
+    let data_type = DataType::from_str(&c.data_type)
+        .map_err(|e| bad(&at, format!("unknown Arrow type `{}`: {e}", c.data_type)))?;
+    limits::check_output_type(&data_type)
+        .map_err(|reason| bad(&at, format!("type `{data_type}`: {reason}")))?;
     Ok(ColumnSpec {
         name: c.name,
         data_type,
@@ -111,12 +168,34 @@ impl TryFrom<wit::Manifest> for Manifest {
     type Error = ManifestError;
 
     fn try_from(m: wit::Manifest) -> Result<Self, ManifestError> {
+        // Sizes first: nothing large is looked at before it is known to be
+        // small enough.
+        if m.outputs.len() > MAX_OUTPUT_COLUMNS {
+            return Err(bad(
+                "outputs",
+                format!(
+                    "{} columns, more than the {MAX_OUTPUT_COLUMNS} allowed",
+                    m.outputs.len()
+                ),
+            ));
+        }
+        few("depends_on", &m.depends_on)?;
+        few("inputs", &m.inputs)?;
+        few("mime_types", &m.mime_types)?;
+        at_most("version", &m.version, MAX_NAME_BYTES)?;
+        at_most("description", &m.description, MAX_DESCRIPTION_BYTES)?;
+        at_most("params_schema", &m.params_schema, MAX_PARAMS_SCHEMA_BYTES)?;
+        for (field, list) in [("inputs", &m.inputs), ("mime_types", &m.mime_types)] {
+            if let Some(long) = list.iter().find(|s| s.len() > 2 * MAX_NAME_BYTES + 1) {
+                return Err(bad(field, format!("`{}` is too long", shown(long))));
+            }
+        }
         if !valid_name(&m.name) {
             return Err(bad(
                 "name",
                 format!(
                     "`{}` is not a valid name (lower-case letters, digits and `-`)",
-                    m.name
+                    shown(&m.name)
                 ),
             ));
         }
@@ -130,7 +209,7 @@ impl TryFrom<wit::Manifest> for Manifest {
             if !valid_name(dep) {
                 return Err(bad(
                     "depends_on",
-                    format!("`{dep}` is not a valid extractor name"),
+                    format!("`{}` is not a valid extractor name", shown(dep)),
                 ));
             }
             if *dep == m.name {
@@ -227,7 +306,7 @@ impl Manifest {
         if self.mime_types.is_empty() {
             return true;
         }
-        let essence = mime.split(';').next().unwrap_or("").trim();
+        let essence = mime_essence(mime);
         self.mime_types
             .iter()
             .any(|pattern| match pattern.strip_suffix("/*") {
@@ -319,5 +398,40 @@ mod tests {
             "mime_types: `*/*` is not `type/subtype` or `type/*`",
         );
         check(|m| m.batch_size = 0, "batch_size: must be at least 1");
+    }
+
+    #[test]
+    fn refuses_what_could_flood_the_host_naming_the_field() {
+        check(
+            |m| m.outputs[0].data_type = "FixedSizeList(1000 x Dictionary(Int32, Utf8))".into(),
+            &format!(
+                "outputs.count: type `FixedSizeList(1000 x Dictionary(Int32, Utf8))`: \
+                 Dictionary(Int32, Utf8) is not an output type (allowed: {})",
+                limits::OUTPUT_TYPES
+            ),
+        );
+        check(
+            |m| m.outputs = vec![m.outputs[0].clone(); 257],
+            "outputs: 257 columns, more than the 256 allowed",
+        );
+        check(
+            |m| m.params_schema = " ".repeat(70_000),
+            "params_schema: 70000 bytes, more than the 65536 allowed",
+        );
+        check(
+            |m| m.outputs[0].description = "d".repeat(2000),
+            "outputs.count.description: 2000 bytes, more than the 1024 allowed",
+        );
+        check(
+            |m| m.mime_types = vec!["text/*".into(); 65],
+            "mime_types: 65 entries, more than the 64 allowed",
+        );
+        check(
+            |m| m.name = "n".repeat(100),
+            &format!(
+                "name: `{}…` is not a valid name (lower-case letters, digits and `-`)",
+                "n".repeat(64)
+            ),
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! fresh stores, plans pipelines into tiers and streams batches through them.
 
 pub mod cache;
+mod documents;
 pub mod executor;
+pub mod limits;
 pub mod manifest;
 pub mod planner;
 pub mod sandbox;
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
@@ -23,7 +27,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 
 pub use cache::CompileCache;
 pub use manifest::{ColumnSpec, Manifest, ManifestError};
-pub use sandbox::{Budget, Fault};
+pub use sandbox::{Budget, Cut, Fault};
 
 use sandbox::StoreState;
 use transfer::IpcPieces;
@@ -33,6 +37,9 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         world: "plugin",
         path: "../wit",
+        // Guest calls run on fibers so that a timer can cut one that waits
+        // in a host call (see `sandbox::drive`).
+        exports: { default: async },
     });
 }
 
@@ -134,7 +141,7 @@ pub enum CallError {
 impl CallError {
     /// Whether the instance is unusable after this error.
     pub fn is_incident(&self) -> bool {
-        matches!(self, CallError::Fault(_))
+        matches!(self, CallError::Fault(f) if *f != Fault::Interrupted)
     }
 }
 
@@ -195,7 +202,7 @@ impl Engine {
             .max_wasm_stack(1 << 20);
         let engine = wasmtime::Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
         let cache = match &config.cache_dir {
             Some(dir) => Some(CompileCache::new(dir.clone(), &engine)?),
@@ -261,25 +268,26 @@ impl Engine {
 
         // The manifest is not known yet: loading gets the host maximum.
         let budget = self.budget(self.inner.config.max_memory_mb);
-        let mut store = sandbox::new_store(engine, &Arc::from("loading"), &budget);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| invalid(format!("cannot be instantiated: {e:#}")))?;
+        let mut store = sandbox::new_store(
+            engine,
+            &Arc::from("loading"),
+            &budget,
+            CancellationToken::new(),
+        );
+        let instance = guest_call(&mut store, &budget, async |s| {
+            pre.instantiate_async(s).await
+        })
+        .map_err(|e| invalid(format!("cannot be instantiated: {e}")))?;
         let plugin = indices
             .load(&mut store, &instance)
             .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
         let _: ProcessFunc = instance
             .get_typed_func(&mut store, process)
             .map_err(|e| invalid(format!("`{PROCESS}` has the wrong type: {e:#}")))?;
-        let described = plugin
-            .strata_extractor_extractor()
-            .call_describe(&mut store);
-        let raw = described.map_err(|e| {
-            invalid(format!(
-                "describe failed: {}",
-                sandbox::fault(&store, &e, &budget)
-            ))
-        })?;
+        let raw = guest_call(&mut store, &budget, async |s| {
+            plugin.strata_extractor_extractor().call_describe(s).await
+        })
+        .map_err(|e| invalid(format!("describe failed: {e}")))?;
         let manifest = Manifest::try_from(raw).map_err(|source| LoadError::Manifest {
             path: origin.to_owned(),
             source,
@@ -304,6 +312,22 @@ impl Engine {
             call_timeout: config.call_timeout,
             log_bytes: config.log_bytes,
         }
+    }
+}
+
+/// Makes one call into a guest under its store's budget: it ends by the
+/// call's deadline, whether the guest computes or waits in a host call, or
+/// when the store's interrupt fires. Every guest call goes through here.
+fn guest_call<T>(
+    store: &mut Store<StoreState>,
+    budget: &Budget,
+    call: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<T>,
+) -> Result<T, Fault> {
+    let (deadline, interrupt) = store.data_mut().begin_call(budget.call_timeout);
+    match sandbox::drive(deadline, &interrupt, call(store)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(sandbox::fault(store, &e, budget)),
+        Err(cut) => Err(cut.fault(budget)),
     }
 }
 
@@ -427,33 +451,51 @@ impl Extractor {
     /// Starts a unit of work: a fresh store and instance, with a session
     /// opened from `params` (JSON text).
     pub fn open(&self, params: &str) -> Result<Instance, CallError> {
+        self.open_until(params, &CancellationToken::new())
+    }
+
+    /// [`Extractor::open`] for a run that `interrupt` may stop: every call
+    /// of this unit of work ends when it fires.
+    pub fn open_until(
+        &self,
+        params: &str,
+        interrupt: &CancellationToken,
+    ) -> Result<Instance, CallError> {
         let budget = self.budget();
         let name: Arc<str> = Arc::from(self.manifest.name.as_str());
-        let mut store = sandbox::new_store(&self.engine.inner.wasmtime, &name, &budget);
-        let instantiated = self.pre.instantiate(&mut store).and_then(|instance| {
-            let plugin = self.indices.load(&mut store, &instance)?;
-            let process = instance.get_typed_func(&mut store, self.process)?;
-            Ok((plugin, process))
-        });
-        let (plugin, process) = match instantiated {
-            Ok(instantiated) => instantiated,
-            Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
-        };
-        let opened = plugin
-            .strata_extractor_extractor()
-            .call_open(&mut store, params);
+        let mut store = sandbox::new_store(
+            &self.engine.inner.wasmtime,
+            &name,
+            &budget,
+            interrupt.clone(),
+        );
+        let instance = guest_call(&mut store, &budget, async |s| {
+            self.pre.instantiate_async(s).await
+        })?;
+        let plugin = self
+            .indices
+            .load(&mut store, &instance)
+            .map_err(|e| sandbox::fault(&store, &e, &budget))?;
+        let process = instance
+            .get_typed_func(&mut store, self.process)
+            .map_err(|e| sandbox::fault(&store, &e, &budget))?;
+        let opened = guest_call(&mut store, &budget, async |s| {
+            plugin
+                .strata_extractor_extractor()
+                .call_open(s, params)
+                .await
+        })?;
         let session = match opened {
-            Ok(Ok(session)) => session,
-            Ok(Err(bindings::strata::extractor::types::OpenError::InvalidParam(p))) => {
+            Ok(session) => session,
+            Err(bindings::strata::extractor::types::OpenError::InvalidParam(p)) => {
                 return Err(CallError::InvalidParam {
-                    param: p.param,
-                    message: p.message,
+                    param: limits::cut(p.param),
+                    message: limits::cut(p.message),
                 });
             }
-            Ok(Err(bindings::strata::extractor::types::OpenError::Other(m))) => {
-                return Err(CallError::Plugin(m));
+            Err(bindings::strata::extractor::types::OpenError::Other(m)) => {
+                return Err(CallError::Plugin(limits::cut(m)));
             }
-            Err(e) => return Err(sandbox::fault(&store, &e, &budget).into()),
         };
         Ok(Instance {
             store,
@@ -469,17 +511,22 @@ impl Extractor {
     /// units of work need not ask again.
     pub fn columns(&self, params: &str) -> Result<Vec<ColumnSpec>, CallError> {
         let mut instance = self.open(params)?;
-        let store = &mut instance.store;
-        store.set_epoch_deadline(sandbox::deadline_ticks(instance.budget.call_timeout));
-        let columns = instance
-            .plugin
-            .strata_extractor_extractor()
-            .session()
-            .call_columns(&mut *store, instance.session);
-        match columns {
-            Ok(columns) => self.check_columns(columns),
-            Err(e) => Err(sandbox::fault(store, &e, &instance.budget).into()),
-        }
+        let Instance {
+            store,
+            plugin,
+            session,
+            budget,
+            ..
+        } = &mut instance;
+        let session = *session;
+        let columns = guest_call(store, budget, async |s| {
+            plugin
+                .strata_extractor_extractor()
+                .session()
+                .call_columns(s, session)
+                .await
+        })?;
+        self.check_columns(columns)
     }
 
     /// A session's columns must be the manifest's, up to list sizes.
@@ -535,23 +582,39 @@ impl Instance {
     ) -> Result<RecordBatch, CallError> {
         let pieces = strata_sdk::encode_batch_parts(batch)
             .map_err(|e| CallError::Contract(e.to_string()))?;
-        self.store
-            .set_epoch_deadline(sandbox::deadline_ticks(self.budget.call_timeout));
-        let result = self
-            .process
-            .call(&mut self.store, (self.session, IpcPieces(pieces)))
-            .map(|(output,)| output);
-        let output = match result {
-            Ok(Ok(output)) => output,
-            Ok(Err(message)) => return Err(CallError::Plugin(message)),
-            // Classify before the captured output is flushed: a panic
-            // message on stderr becomes part of the reason.
-            Err(e) => return Err(sandbox::fault(&self.store, &e, &self.budget).into()),
-        };
+        let (func, session) = (self.process, self.session);
+        // A fault is classified before the captured output is flushed: a
+        // panic message on stderr becomes part of the reason.
+        let (result,) = guest_call(&mut self.store, &self.budget, async |s| {
+            func.call_async(s, (session, IpcPieces(pieces))).await
+        })?;
+        let output = result.map_err(|m| CallError::Plugin(limits::cut(m)))?;
         self.store.data_mut().flush_output();
+        if output.len() > limits::MAX_CALL_BYTES {
+            return Err(CallError::Contract(format!(
+                "returned {} bytes, over the limit of {} MiB per call",
+                output.len(),
+                limits::MAX_CALL_BYTES >> 20
+            )));
+        }
         let output = strata_sdk::decode_batch(output)
             .map_err(|e| CallError::Contract(format!("output is not an Arrow IPC stream: {e}")))?;
-        executor::conform(output, batch.num_rows(), columns).map_err(CallError::Contract)
+        // Conforming checks the types first: only then are the values
+        // counted by what they will expand to.
+        let output =
+            executor::conform(output, batch.num_rows(), columns).map_err(CallError::Contract)?;
+        let values: usize = output
+            .columns()
+            .iter()
+            .map(|c| limits::leaf_values(c.as_ref()))
+            .sum();
+        if values > limits::MAX_CALL_VALUES {
+            return Err(CallError::Contract(format!(
+                "returned {values} values, over the limit of {} per call",
+                limits::MAX_CALL_VALUES
+            )));
+        }
+        Ok(output)
     }
 }
 

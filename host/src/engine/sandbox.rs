@@ -1,14 +1,21 @@
 //! What a plugin may touch while it runs: a fresh store per unit of work,
 //! capped memory, a deadline per call, captured and capped output, and WASI
 //! with no files, no environment and no network.
+//!
+//! Every call into a guest goes through [`drive`]: the epoch callback cuts
+//! WebAssembly code at the call's deadline or when the run is interrupted,
+//! and a timer around the call cuts it there too while the guest waits in a
+//! host call (a WASI sleep or `poll`), which no epoch check can reach.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 use tracing::{Level, event};
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -26,18 +33,69 @@ pub struct Budget {
     pub log_bytes: usize,
 }
 
-/// Per-store state: WASI context, limits and log capture.
+/// Per-store state: WASI context, limits, the running call and log capture.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
     logs: LogSink,
+    call: CallState,
+}
+
+/// The call in progress: when it must end, what ends it early, and why it
+/// was cut if it was.
+struct CallState {
+    deadline: Instant,
+    interrupt: CancellationToken,
+    cut: Option<Cut>,
+}
+
+/// Why the host cut a call short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The call's deadline passed.
+    Deadline,
+    /// The run was interrupted (its batch canceled, the host shutting down).
+    Interrupted,
+}
+
+impl Cut {
+    /// The fault a cut call reports.
+    pub fn fault(self, budget: &Budget) -> Fault {
+        match self {
+            Cut::Deadline => Fault::Timeout(budget.call_timeout),
+            Cut::Interrupted => Fault::Interrupted,
+        }
+    }
 }
 
 impl StoreState {
-    /// Whether a memory growth was refused during this unit of work.
+    /// Whether a memory growth was refused during the current call.
     pub fn out_of_memory(&self) -> bool {
         self.limiter.refused
+    }
+
+    /// Starts a call that must end within `timeout`; returns its deadline
+    /// and what interrupts it.
+    pub fn begin_call(&mut self, timeout: Duration) -> (Instant, CancellationToken) {
+        self.call.deadline = Instant::now() + timeout;
+        self.call.cut = None;
+        self.limiter.refused = false;
+        (self.call.deadline, self.call.interrupt.clone())
+    }
+
+    /// Whether the current call must stop now, and why; remembered so that
+    /// the trap it causes is reported as that reason.
+    fn check_call(&mut self) -> Option<Cut> {
+        let cut = if self.call.interrupt.is_cancelled() {
+            Some(Cut::Interrupted)
+        } else if Instant::now() >= self.call.deadline {
+            Some(Cut::Deadline)
+        } else {
+            None
+        };
+        self.call.cut = self.call.cut.or(cut);
+        cut
     }
 
     /// The last line the guest wrote to stderr, if any (a panic message).
@@ -68,11 +126,13 @@ impl Drop for StoreState {
 }
 
 /// Creates a store for one unit of work of `plugin`, with no access to
-/// files, environment, arguments or network.
+/// files, environment, arguments or network; `interrupt` ends its calls
+/// early.
 pub fn new_store(
     engine: &wasmtime::Engine,
     plugin: &Arc<str>,
     budget: &Budget,
+    interrupt: CancellationToken,
 ) -> Store<StoreState> {
     let stdout = Capture::new(budget.log_bytes / 4);
     let stderr = Capture::new(budget.log_bytes / 4);
@@ -89,6 +149,7 @@ pub fn new_store(
         table: ResourceTable::new(),
         limiter: Limiter {
             memory_bytes: budget.memory_bytes,
+            used: 0,
             refused: false,
         },
         logs: LogSink {
@@ -99,20 +160,45 @@ pub fn new_store(
             stdout,
             stderr,
         },
+        call: CallState {
+            deadline: Instant::now() + budget.call_timeout,
+            interrupt,
+            cut: None,
+        },
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(budget.call_timeout));
+    // Every tick, the running guest code asks whether its call may go on.
+    store.epoch_deadline_callback(|mut store| {
+        Ok(match store.data_mut().check_call() {
+            Some(_) => UpdateDeadline::Interrupt,
+            None => UpdateDeadline::Continue(1),
+        })
+    });
+    store.set_epoch_deadline(1);
     store
 }
 
 /// The epoch ticker's period.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// Epoch ticks for a deadline.
-pub fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / TICK.as_millis()).max(1) as u64
+/// Runs one call into a guest (`call`, a future from a `*_async` wasmtime
+/// call) to its end, its `deadline`, or `interrupt`, whichever comes first;
+/// a cut call's future is dropped, which unwinds the guest. Blocks the
+/// calling thread, which must not be one of an async runtime's workers.
+pub fn drive<F: Future>(
+    deadline: Instant,
+    interrupt: &CancellationToken,
+    call: F,
+) -> Result<F::Output, Cut> {
+    wasmtime_wasi::runtime::in_tokio(async {
+        tokio::select! {
+            biased;
+            output = call => Ok(output),
+            () = tokio::time::sleep_until(deadline.into()) => Err(Cut::Deadline),
+            () = interrupt.cancelled() => Err(Cut::Interrupted),
+        }
+    })
 }
 
 /// Why a call did not return normally.
@@ -127,6 +213,10 @@ pub enum Fault {
     /// The plugin trapped (a panic, an abort, a bad memory access…).
     #[error("trapped: {0}")]
     Trap(String),
+    /// The run stopped while the call was running (its batch was canceled
+    /// or the host is shutting down); the plugin is not at fault.
+    #[error("interrupted: the run was stopped")]
+    Interrupted,
 }
 
 /// Classifies the error of a failed call.
@@ -135,7 +225,7 @@ pub fn fault(store: &Store<StoreState>, error: &wasmtime::Error, budget: &Budget
         return Fault::OutOfMemory(budget.memory_bytes >> 20);
     }
     if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return Fault::Timeout(budget.call_timeout);
+        return store.data().call.cut.unwrap_or(Cut::Deadline).fault(budget);
     }
     let mut reason = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
@@ -147,19 +237,28 @@ pub fn fault(store: &Store<StoreState>, error: &wasmtime::Error, budget: &Budget
     Fault::Trap(reason)
 }
 
+/// Caps the linear memories of one instance together: a component may
+/// have several, and the cap is the instance's.
 struct Limiter {
     memory_bytes: usize,
+    /// Bytes of every memory of the store.
+    used: usize,
+    /// Whether a growth was refused during the current call.
     refused: bool,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.memory_bytes && maximum.is_none_or(|m| desired <= m);
+        let total = (self.used - current.min(self.used)).saturating_add(desired);
+        let allowed = total <= self.memory_bytes && maximum.is_none_or(|m| desired <= m);
+        if allowed {
+            self.used = total;
+        }
         self.refused |= !allowed;
         Ok(allowed)
     }
@@ -187,6 +286,7 @@ impl types::Host for StoreState {}
 
 impl host::Host for StoreState {
     fn log(&mut self, level: types::LogLevel, message: String) {
+        let message = super::limits::cut(message);
         let sink = &mut self.logs;
         if sink.used + message.len() > sink.budget {
             if sink.dropped == 0 {

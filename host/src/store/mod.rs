@@ -781,7 +781,15 @@ pub trait DocumentSink: Send + Sync + std::fmt::Debug {
 
 /// A new id: `prefix` + `_` + a ULID (time-ordered, lower case).
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
+    // Monotonic within this process: ids made in the same millisecond
+    // still sort in the order they were made.
+    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let id = IDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new());
+    format!("{prefix}_{}", id.to_string().to_lowercase())
 }
 
 /// Now, as RFC 3339 with milliseconds in UTC.

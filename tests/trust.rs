@@ -1,0 +1,182 @@
+//! The trust boundary against a real `strata serve`: what one plugin or
+//! one tenant does never holds, slows or reads another's work.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::flow::*;
+use support::{ADMIN_KEY, Server, send};
+
+/// A server whose plugins directory holds the hostile fixture, with calls
+/// cut at `call_timeout` seconds and no error budget.
+fn hostile_server(plugins: &std::path::Path, call_timeout: &str, extra: &[&str]) -> Server {
+    let mut extra = extra.to_vec();
+    extra.extend(["--error-budget", "1"]);
+    Server::start_with(slow_options(plugins, call_timeout, &extra))
+}
+
+/// POSTs `body` to `path` in `namespace` with the admin key.
+async fn post_in(server: &Server, namespace: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    send(
+        server
+            .request_as(ADMIN_KEY, namespace, Method::POST, path)
+            .json(&body),
+    )
+    .await
+}
+
+/// GETs `path` in `namespace` with the admin key.
+async fn get_in(server: &Server, namespace: &str, path: &str) -> (StatusCode, Value) {
+    send(server.request_as(ADMIN_KEY, namespace, Method::GET, path)).await
+}
+
+/// Creates namespace `namespace` and submits, there, a batch of three calm
+/// objects through `content-hash`; returns the batch's path.
+async fn calm_batch_in(server: &Server, namespace: &str) -> String {
+    let (status, body) = server
+        .post("/v1/namespaces", json!({ "name": namespace }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, bucket) = post_in(
+        server,
+        namespace,
+        "/v1/buckets",
+        json!({"bucket_name": "b"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    let bucket = text(&bucket["bucket_id"]).to_owned();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("calm_{i}");
+        let (status, body) = post_in(
+            server,
+            namespace,
+            &format!("/v1/buckets/{bucket}/objects"),
+            json!({"object_id": id, "key": format!("{id}.txt"), "text": "calm"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(id);
+    }
+    let (status, body) = post_in(
+        server,
+        namespace,
+        "/v1/collections",
+        json!({"collection_name": "c", "source": {"bucket_id": bucket},
+               "extractors": [{"name": "content-hash"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, batch) = post_in(
+        server,
+        namespace,
+        &format!("/v1/buckets/{bucket}/batches"),
+        json!({"object_ids": ids}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    let path = format!("/v1/buckets/{bucket}/batches/{}", text(&batch["batch_id"]));
+    let (status, body) = post_in(server, namespace, &format!("{path}/submit"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    path
+}
+
+/// Polls `path` in `namespace` until the batch is terminal.
+async fn finished_in(server: &Server, namespace: &str, path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = get_in(server, namespace, path).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if terminal(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never finished: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sleeping_plugins_end_by_their_deadline_and_other_namespaces_run() {
+    let plugins = plugins_with_hostile();
+    // Two pollers, both given a batch whose every object sleeps in WASI.
+    let server = hostile_server(
+        plugins.path(),
+        "1",
+        &["--max-batches", "2", "--max-timeouts", "2"],
+    );
+    let sleepers = [
+        hostile_batch_in_mode(&server, "sleeper-a", "sleep", 4, |_| true).await,
+        hostile_batch_in_mode(&server, "sleeper-b", "sleep", 4, |_| true).await,
+    ];
+    for b in &sleepers {
+        poll_until(&server, &b.path, |b| b["status"] != "QUEUED").await;
+    }
+    let other = calm_batch_in(&server, "other").await;
+    let done = finished_in(&server, "other", &other).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"]["errors"], 0, "{done}");
+    for b in &sleepers {
+        let done = poll_until(&server, &b.path, terminal).await;
+        let done = done.last().expect("final");
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+        assert_eq!(done["progress"]["errors"], 4, "{done}");
+        let failed = all(&server, &format!("{}/objects?status=failed", b.path)).await;
+        let reasons: Vec<&str> = failed.iter().map(|o| text(&o["error"])).collect();
+        assert_eq!(
+            reasons
+                .iter()
+                .filter(|r| r.contains("timed out after 1s"))
+                .count(),
+            2,
+            "two calls time out, then the extractor is disabled: {reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .all(|r| r.contains("timed out") || r.contains("disabled")),
+            "{reasons:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_canceled_batch_frees_its_poller_while_its_plugin_sleeps() {
+    let plugins = plugins_with_hostile();
+    // One poller, and a deadline far longer than the test.
+    let server = hostile_server(plugins.path(), "3600", &["--max-batches", "1"]);
+    let sleeper = hostile_batch_in_mode(&server, "sleeper", "sleep", 2, |_| true).await;
+    poll_until(&server, &sleeper.path, |b| b["status"] == "PROCESSING").await;
+    let (status, body) = server
+        .post(&format!("{}/cancel", sleeper.path), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The only poller is free again: the next batch runs.
+    let other = calm_batch_in(&server, "other").await;
+    let done = finished_in(&server, "other", &other).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let (_, canceled) = server.get(&sleeper.path).await;
+    assert_eq!(canceled["status"], "CANCELED", "{canceled}");
+    assert_eq!(
+        canceled["progress"]["processed"], 0,
+        "interrupted rows are not recorded: {canceled}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_server_while_a_plugin_sleeps() {
+    let plugins = plugins_with_hostile();
+    let mut server = hostile_server(
+        plugins.path(),
+        "3600",
+        &["--max-batches", "1", "--shutdown-grace", "10"],
+    );
+    let sleeper = hostile_batch_in_mode(&server, "sleeper", "sleep", 2, |_| true).await;
+    poll_until(&server, &sleeper.path, |b| b["status"] == "PROCESSING").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = server.terminate_within(Duration::from_secs(60));
+    assert!(status.success(), "strata serve exited with {status}");
+}
