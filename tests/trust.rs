@@ -180,3 +180,64 @@ async fn sigterm_ends_the_server_while_a_plugin_sleeps() {
     let status = server.terminate_within(Duration::from_secs(60));
     assert!(status.success(), "strata serve exited with {status}");
 }
+
+/// The peak resident memory the server reports at `/metrics`, in bytes.
+async fn peak_memory(server: &Server) -> f64 {
+    let metrics = server.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_process_peak_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory in {metrics}"))
+}
+
+#[tokio::test]
+async fn output_that_would_expand_is_refused_and_memory_stays_flat() {
+    let plugins = plugins_with_hostile();
+    let server = hostile_server(plugins.path(), "30", &[]);
+    // Declared in a manifest: refused at publication, naming column and type.
+    let amplifier = std::fs::read(support::repo().join("tests/fixtures/dist/amplifier.wasm"))
+        .expect("amplifier fixture (make plugins)");
+    let (status, problem) = send(
+        server
+            .request(Method::POST, "/v1/extractors")
+            .header("content-type", "application/wasm")
+            .body(amplifier),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        text(&problem["detail"]).contains(
+            "outputs.amplified: type `FixedSizeList(50000 x Dictionary(Int32, Utf8))`: \
+             Dictionary(Int32, Utf8) is not an output type"
+        ),
+        "{problem}"
+    );
+
+    // Returned where a string is declared: every row fails with a contract
+    // error, and nothing was expanded on the way.
+    let before = peak_memory(&server).await;
+    let batch = hostile_batch_in_mode(&server, "amplify", "amplify", 8, |_| true).await;
+    let done = poll_until(&server, &batch.path, terminal).await;
+    let done = done.last().expect("final");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(
+        done["error_summary"],
+        json!({"hostile.contract": 8}),
+        "{done}"
+    );
+    let failed = all(&server, &format!("{}/objects?status=failed", batch.path)).await;
+    assert_eq!(failed.len(), 8);
+    assert!(
+        failed.iter().all(|o| text(&o["error"]).contains(
+            "broke the contract: returned column `report` as FixedSizeList(50000 x Dictionary(Int32, Utf8))"
+        )),
+        "{failed:?}"
+    );
+    let after = peak_memory(&server).await;
+    // 8 rows × 50 000 keys × 1 MiB would be 400 GB as text.
+    assert!(
+        after - before < 256.0 * 1024.0 * 1024.0,
+        "peak memory grew from {before} to {after} bytes"
+    );
+}

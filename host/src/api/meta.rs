@@ -83,6 +83,14 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => {
+            for (field, gauge) in [
+                ("VmRSS:", "strata_process_resident_memory_bytes"),
+                ("VmHWM:", "strata_process_peak_resident_memory_bytes"),
+            ] {
+                if let Some(bytes) = process_memory(field) {
+                    metrics::gauge!(gauge).set(bytes as f64);
+                }
+            }
             let mut response = handle.render().into_response();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -97,6 +105,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         )
         .into_response(),
     }
+}
+
+/// A memory figure of this process from `/proc/self/status` (`field` is
+/// e.g. `VmHWM:`, the peak resident set), in bytes; `None` off Linux.
+fn process_memory(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Counts every request and its duration by route, method and status.
