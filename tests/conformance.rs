@@ -4,6 +4,8 @@
 //! document sink (SQLite; MongoDB on a loopback MongoDB-protocol server, or
 //! the server in `STRATA_TEST_MONGODB_URI`).
 
+#[path = "conformance/registry.rs"]
+mod registry;
 mod support;
 
 use std::collections::BTreeMap;
@@ -16,7 +18,6 @@ use strata_host::pipeline::ExtractorRef;
 use strata_host::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
-use strata_host::store::registry::{ExtractorVersionRecord, Published, component_key};
 use strata_host::store::{
     BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord, DocumentFilter,
     DocumentRecord, DocumentSink, InternalMetadata, MongoStore, Namespace, ObjectRecord,
@@ -324,16 +325,17 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
         store,
         documents,
         webhooks,
-        ..
+        registry,
     } = open().await;
     let worker_b = open().await;
     outbox(&store, &documents, &webhooks, &worker_b.webhooks).await;
-    registry_suite(
+    registry::versions(
         store.as_ref(),
         worker_b.registry.as_ref(),
         webhooks.as_ref(),
     )
     .await;
+    registry::names(store.as_ref(), registry.as_ref(), webhooks.as_ref()).await;
     let worker_b = worker_b.store;
     collection_updates(store.as_ref()).await;
     api_keys(store.as_ref()).await;
@@ -599,23 +601,6 @@ impl Handles {
     }
 }
 
-fn version(name: &str, version: &str, hash: &str) -> ExtractorVersionRecord {
-    ExtractorVersionRecord {
-        name: name.to_owned(),
-        version: version.to_owned(),
-        content_hash: hash.to_owned(),
-        size_bytes: 1234,
-        blob_key: component_key(hash),
-        manifest: serde_json::json!({ "name": name, "version": version }),
-        published_at: now(),
-        deprecated_at: None,
-        deleted_at: None,
-        seq: 0,
-    }
-}
-
-/// Versions are immutable, ordered by publication, deprecated and deleted
-/// only when nothing pins them.
 /// Keys read back by the hash of their secret, with their rights.
 async fn api_keys(store: &dyn Store) {
     let (bucket, _, _) = fixture(store, 0).await;
@@ -692,196 +677,6 @@ async fn collection_updates(store: &dyn Store) {
             "{elsewhere:?}"
         );
     }
-}
-
-async fn registry_suite(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn Webhooks) {
-    let name = new_id("x");
-    // Every namespace with a webhook for it hears of a publication.
-    let (listener_bucket, _, _) = fixture(store, 0).await;
-    let listener = webhook(
-        &listener_bucket.namespace_id,
-        &[EventType::ExtractorPublished],
-        true,
-    );
-    webhooks.create_webhook(&listener).await.expect("webhook");
-    let v1 = match registry
-        .publish(&version(&name, "1.0.0", &"a".repeat(64)))
-        .await
-        .expect("publish")
-    {
-        Published::New(v) => v,
-        other => panic!("not new: {other:?}"),
-    };
-    assert!(v1.seq > 0);
-    let listener_id = listener.webhook_id.as_str();
-    let heard = |expected: usize| async move {
-        let deliveries = webhooks
-            .list_deliveries(
-                listener_id,
-                &PageRequest {
-                    limit: 100,
-                    after: None,
-                },
-            )
-            .await
-            .expect("deliveries")
-            .items;
-        assert_eq!(deliveries.len(), expected, "{deliveries:?}");
-        deliveries
-    };
-    let first = heard(1).await;
-    let event: serde_json::Value = serde_json::from_str(&first[0].payload).expect("JSON");
-    assert_eq!(event["event_type"], "extractor.published");
-    assert_eq!(event["namespace_id"], listener_bucket.namespace_id.as_str());
-    assert_eq!(event["data"]["name"], name.as_str());
-    assert_eq!(event["data"]["version"], "1.0.0");
-    assert_eq!(event["subject"]["id"], format!("{name}@1.0.0"));
-    assert_eq!(
-        registry
-            .publish(&version(&name, "1.0.0", &"a".repeat(64)))
-            .await
-            .expect("again"),
-        Published::Existing(v1.clone()),
-        "the same bytes again are the same version"
-    );
-    let refused = registry
-        .publish(&version(&name, "1.0.0", &"b".repeat(64)))
-        .await;
-    assert!(
-        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("immutable")),
-        "{refused:?}"
-    );
-    heard(1).await;
-    let Published::New(v2) = registry
-        .publish(&version(&name, "2.0.0", &"b".repeat(64)))
-        .await
-        .expect("publish v2")
-    else {
-        panic!("v2 is new");
-    };
-    assert!(v2.seq > v1.seq);
-    let listed = registry.extractor_versions(&name).await.expect("versions");
-    assert_eq!(listed, [v1.clone(), v2.clone()]);
-    assert_eq!(
-        registry.changes(v1.seq).await.expect("changes"),
-        std::slice::from_ref(&v2)
-    );
-    let deprecated = registry.deprecate(&name, "1.0.0").await.expect("deprecate");
-    assert!(deprecated.deprecated_at.is_some() && deprecated.seq > v2.seq);
-    assert_eq!(
-        registry.deprecate(&name, "1.0.0").await.expect("again"),
-        deprecated,
-        "idempotent"
-    );
-    assert_eq!(
-        registry.changes(v2.seq).await.expect("changes"),
-        std::slice::from_ref(&deprecated)
-    );
-    assert!(
-        registry
-            .extractor_version(&name, "3.0.0")
-            .await
-            .expect("read")
-            .is_none()
-    );
-
-    // A collection naming 1.0.0 and a queued batch running 2.0.0 keep them.
-    let (bucket, mut collection, ids) = fixture(store, 1).await;
-    collection.collection_id = new_id("col");
-    collection.collection_name = "pins-v1".into();
-    collection.extractors = vec![ExtractorRef {
-        name: name.clone(),
-        version: Some("1.0.0".into()),
-        params: None,
-    }];
-    store
-        .create_collection(&collection)
-        .await
-        .expect("collection");
-    let batch = queued_running(
-        store,
-        &bucket,
-        &collection,
-        &ids,
-        vec![ExtractorRef {
-            name: name.clone(),
-            version: Some("2.0.0".into()),
-            params: None,
-        }],
-    )
-    .await;
-    let refused = registry.delete_version(&name, "1.0.0").await;
-    assert!(
-        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("pins-v1")),
-        "{refused:?}"
-    );
-    let refused = registry.delete_version(&name, "2.0.0").await;
-    assert!(
-        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(&batch.batch_id)),
-        "{refused:?}"
-    );
-    store.cancel_batch(&batch.batch_id).await.expect("cancel");
-    let deleted = registry
-        .delete_version(&name, "2.0.0")
-        .await
-        .expect("delete");
-    assert_eq!(deleted.content_hash, "b".repeat(64));
-    assert!(deleted.deleted_at.is_some() && deleted.seq > deprecated.seq);
-    assert!(matches!(
-        registry.delete_version(&name, "2.0.0").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    assert!(matches!(
-        registry.deprecate(&name, "2.0.0").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    assert_eq!(
-        registry.extractor_versions(&name).await.expect("versions"),
-        std::slice::from_ref(&deprecated)
-    );
-    // The deletion is a change, so hosts that follow the registry
-    // uninstall the version; its name and version are never reused.
-    assert_eq!(
-        registry.changes(deprecated.seq).await.expect("changes"),
-        std::slice::from_ref(&deleted)
-    );
-    assert_eq!(
-        registry
-            .extractor_version(&name, "2.0.0")
-            .await
-            .expect("read"),
-        Some(deleted.clone())
-    );
-    for hash in ["b", "e"] {
-        let refused = registry
-            .publish(&version(&name, "2.0.0", &hash.repeat(64)))
-            .await;
-        assert!(
-            matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("deleted")),
-            "{refused:?}"
-        );
-    }
-    // Sequence numbers are never given twice, even after the newest
-    // version is deleted: followers would skip a reused one.
-    let Published::New(v3) = registry
-        .publish(&version(&name, "3.0.0", &"c".repeat(64)))
-        .await
-        .expect("v3")
-    else {
-        panic!("v3 is new");
-    };
-    registry
-        .delete_version(&name, "3.0.0")
-        .await
-        .expect("delete v3");
-    let Published::New(v4) = registry
-        .publish(&version(&name, "4.0.0", &"d".repeat(64)))
-        .await
-        .expect("v4")
-    else {
-        panic!("v4 is new");
-    };
-    assert!(v4.seq > v3.seq && v3.seq > deprecated.seq, "{v3:?} {v4:?}");
 }
 
 fn webhook(ns: &str, types: &[EventType], active: bool) -> WebhookRecord {

@@ -241,3 +241,255 @@ async fn output_that_would_expand_is_refused_and_memory_stays_flat() {
         "peak memory grew from {before} to {after} bytes"
     );
 }
+
+/// Creates namespace `namespace` and a key there with the publish right.
+async fn publish_key(server: &Server, namespace: &str) -> String {
+    let (status, body) = server
+        .post("/v1/namespaces", json!({ "name": namespace }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, key) = server
+        .post(
+            "/v1/api-keys",
+            json!({ "namespace": namespace, "publish": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    text(&key["secret"]).to_owned()
+}
+
+/// A component built by `make plugins`.
+fn component(path: &str) -> Vec<u8> {
+    std::fs::read(support::repo().join(path)).expect("components (make plugins)")
+}
+
+/// Sends `method path` with `key` in `namespace`, with a JSON body or a
+/// component.
+async fn as_key(
+    server: &Server,
+    (key, namespace): (&str, &str),
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let request = server.request_as(key, namespace, method, path);
+    send(match body {
+        Some(body) => request.json(&body),
+        None => request,
+    })
+    .await
+}
+
+async fn publish_as(
+    server: &Server,
+    (key, namespace): (&str, &str),
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    send(
+        server
+            .request_as(key, namespace, Method::POST, "/v1/extractors")
+            .header("content-type", "application/wasm")
+            .body(bytes),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn extractor_names_have_owners_and_private_names_stay_private() {
+    let server = Server::start();
+    let a = (publish_key(&server, "team-a").await, "team-a");
+    let b = (publish_key(&server, "team-b").await, "team-b");
+    let (a, b) = ((a.0.as_str(), a.1), (b.0.as_str(), b.1));
+
+    // A built-in's name is reserved: a tenant cannot republish its bytes.
+    let (status, problem) =
+        publish_as(&server, b, component("plugins/dist/text-extract.wasm")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(
+        text(&problem["detail"]).contains("extractor name `text-extract` is reserved for admins"),
+        "{problem}"
+    );
+
+    // The first publication claims the name for its namespace.
+    let (status, v1) = publish_as(&server, a, component("tests/fixtures/dist/stamp.wasm")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v1}");
+    assert_eq!(v1["published_by"]["namespace"]["name"], "team-a", "{v1}");
+    assert!(
+        text(&v1["published_by"]["key_id"]).starts_with("key_"),
+        "{v1}"
+    );
+    let (status, problem) =
+        publish_as(&server, b, component("tests/fixtures/dist/stamp-v2.wasm")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(
+        text(&problem["detail"]).contains("extractor name `stamp` belongs to namespace `team-a`"),
+        "{problem}"
+    );
+
+    // Private: B neither sees it nor plans it.
+    let (status, _) = as_key(&server, b, Method::GET, "/v1/extractors/stamp", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = as_key(&server, b, Method::GET, "/v1/extractors?limit=100", None).await;
+    assert!(
+        listed["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .all(|e| e["name"] != "stamp"),
+        "{listed}"
+    );
+    let (status, bucket) = as_key(
+        &server,
+        b,
+        Method::POST,
+        "/v1/buckets",
+        Some(json!({"bucket_name": "b"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{bucket}");
+    let bucket = text(&bucket["bucket_id"]).to_owned();
+    let collection = json!({"collection_name": "stamped", "source": {"bucket_id": bucket},
+                            "extractors": [{"name": "stamp"}]});
+    let (status, problem) = as_key(
+        &server,
+        b,
+        Method::POST,
+        "/v1/collections",
+        Some(collection.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        problem["invalid_params"][0]["name"], "extractors[0].name",
+        "{problem}"
+    );
+    assert_eq!(
+        problem["invalid_params"][0]["reason"], "no extractor `stamp`",
+        "{problem}"
+    );
+
+    // Made public by its owner: B plans it, but neither deprecates it nor
+    // changes who may use it.
+    let (status, public) = as_key(
+        &server,
+        a,
+        Method::PATCH,
+        "/v1/extractors/stamp",
+        Some(json!({"public": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{public}");
+    assert_eq!(public["public"], true);
+    assert_eq!(public["owner"]["name"], "team-a");
+    let (status, created) = as_key(
+        &server,
+        b,
+        Method::POST,
+        "/v1/collections",
+        Some(collection),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, problem) = as_key(
+        &server,
+        b,
+        Method::POST,
+        "/v1/extractors/stamp/versions/1.0.0/deprecate",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert!(
+        text(&problem["detail"]).contains("belongs to namespace `team-a`"),
+        "{problem}"
+    );
+    for change in [json!({"public": false}), json!({"owner": "team-b"})] {
+        let (status, problem) = as_key(
+            &server,
+            b,
+            Method::PATCH,
+            "/v1/extractors/stamp",
+            Some(change),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    }
+
+    // Private again: B's next submit does not plan it.
+    let (status, _) = as_key(
+        &server,
+        a,
+        Method::PATCH,
+        "/v1/extractors/stamp",
+        Some(json!({"public": false})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = as_key(
+        &server,
+        b,
+        Method::POST,
+        &format!("/v1/buckets/{bucket}/objects"),
+        Some(json!({"object_id": "o", "text": "hello"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, batch) = as_key(
+        &server,
+        b,
+        Method::POST,
+        &format!("/v1/buckets/{bucket}/batches"),
+        Some(json!({"object_ids": ["o"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    let submit = format!(
+        "/v1/buckets/{bucket}/batches/{}/submit",
+        text(&batch["batch_id"])
+    );
+    let (status, problem) = as_key(&server, b, Method::POST, &submit, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        problem["invalid_params"][0]["name"], "collections[stamped].extractors[0].name",
+        "{problem}"
+    );
+
+    // An admin transfers the name: now B publishes, and the details say who.
+    let (status, moved) = send(
+        server
+            .request(Method::PATCH, "/v1/extractors/stamp")
+            .json(&json!({"owner": "team-b"})),
+    )
+    .await;
+    assert_eq!(moved["owner"]["name"], "team-b", "{moved}");
+    assert_eq!(status, StatusCode::OK);
+    let (status, v2) = publish_as(&server, b, component("tests/fixtures/dist/stamp-v2.wasm")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    let (_, detail) = as_key(
+        &server,
+        b,
+        Method::GET,
+        "/v1/extractors/stamp/versions/2.0.0",
+        None,
+    )
+    .await;
+    assert_eq!(detail["owner"]["name"], "team-b", "{detail}");
+    assert_eq!(
+        detail["published_by"]["namespace"]["name"], "team-b",
+        "{detail}"
+    );
+    assert_eq!(detail["public"], false, "{detail}");
+    let (status, _) = as_key(
+        &server,
+        a,
+        Method::POST,
+        "/v1/extractors/stamp/versions/2.0.0/deprecate",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "A no longer sees the private name"
+    );
+}

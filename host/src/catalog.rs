@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Extractor, LoadError};
-use crate::store::registry::{ExtractorVersionRecord, Published, check_existing, component_key};
+use crate::store::registry::{
+    ExtractorVersionRecord, Published, Publisher, check_existing, claim, component_key,
+};
 
 /// Why the catalog cannot be built or an extractor found.
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +464,16 @@ impl Catalog {
             .is_some_and(|h| h == content_hash)
     }
 
+    /// Names with a version from the plugins directory: reserved for
+    /// admins in the registry.
+    pub fn plugins_dir_names(&self) -> Vec<String> {
+        self.read()
+            .iter()
+            .filter(|(_, versions)| versions.values().any(|i| i.record.is_none()))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Names in order, each with its versions, oldest first.
     pub fn snapshot(&self) -> Vec<Named> {
         self.read()
@@ -615,6 +627,9 @@ pub enum PublishError {
     /// Its name and version are taken by other bytes, or were deleted.
     #[error("{0}")]
     Conflict(String),
+    /// Its name belongs to another namespace, or is reserved for admins.
+    #[error("{0}")]
+    Forbidden(String),
     /// The registry failed.
     #[error(transparent)]
     Store(crate::store::StoreError),
@@ -630,20 +645,22 @@ impl From<crate::store::StoreError> for PublishError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Conflict(detail) => PublishError::Conflict(detail),
+            crate::store::StoreError::Forbidden(detail) => PublishError::Forbidden(detail),
             e => PublishError::Store(e),
         }
     }
 }
 
 impl Follower {
-    /// Publishes the component `bytes` (from `origin`, for messages): the
-    /// engine checks it, it is stored content-addressed in the blob store,
-    /// recorded in the registry and installed here. Other hosts install it
-    /// when they next follow the registry.
+    /// Publishes the component `bytes` (from `origin`, for messages) for
+    /// `publisher`: the engine checks it, it is stored content-addressed in
+    /// the blob store, recorded in the registry and installed here. Other
+    /// hosts install it when they next follow the registry.
     pub async fn publish(
         &self,
         bytes: bytes::Bytes,
         origin: &str,
+        publisher: &Publisher,
     ) -> Result<Published, PublishError> {
         let (engine, checked, named) = (self.engine.clone(), bytes.clone(), origin.to_owned());
         let extractor = tokio::task::spawn_blocking(move || engine.load_bytes(&checked, &named))
@@ -662,10 +679,19 @@ impl Follower {
             deprecated_at: None,
             deleted_at: None,
             seq: 0,
+            published_by: publisher.by.clone(),
         };
-        // Refuse before writing anything when the name and version are
-        // taken by other bytes or were deleted (the registry checks again,
-        // atomically).
+        // Refuse before writing anything when the name is another's, or
+        // its version is taken by other bytes or was deleted (the registry
+        // checks again, atomically).
+        let name = self.registry.extractor_name(&record.name).await?;
+        let legacy = name.is_none()
+            && !self
+                .registry
+                .extractor_versions(&record.name)
+                .await?
+                .is_empty();
+        claim(&record.name, name.as_ref(), legacy, publisher)?;
         if let Some(existing) = self
             .registry
             .extractor_version(&record.name, &record.version)
@@ -685,7 +711,7 @@ impl Follower {
         }
         // Content-addressed: writing the same bytes again changes nothing.
         self.blobs.put_bytes(&record.blob_key, bytes).await?;
-        let published = self.registry.publish(&record).await?;
+        let published = self.registry.publish(&record, publisher).await?;
         let (Published::New(stored) | Published::Existing(stored)) = &published;
         self.catalog.attach(self.blobs.clone(), self.engine.clone());
         self.catalog

@@ -5,8 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use crate::catalog::{Catalog, CatalogError};
 use crate::engine::planner::{Plan, PlanError};
+use crate::store::registry::{Registry, may_use};
 
 /// One extractor of a pipeline, as a client chose it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -68,6 +71,40 @@ pub fn normalized(refs: &[ExtractorRef]) -> Result<Vec<ExtractorRef>, PipelineEr
             )),
         })
         .collect()
+}
+
+/// Plans `refs` for namespace `namespace_id`: an extractor it may not use
+/// (another namespace's private name, see [`crate::store::registry::may_use`])
+/// does not exist for it, and is refused as an unknown one is; the rest is
+/// [`plan`], on the blocking pool.
+pub async fn plan_in(
+    catalog: &Arc<Catalog>,
+    registry: &dyn Registry,
+    namespace_id: &str,
+    refs: &[ExtractorRef],
+) -> Result<Plan, PipelineError> {
+    for (i, r) in refs.iter().enumerate() {
+        let record = registry
+            .extractor_name(&r.name)
+            .await
+            .map_err(|e| PipelineError {
+                unavailable: true,
+                ..error(format!("extractors[{i}]"), e.to_string())
+            })?;
+        if !may_use(record.as_ref(), namespace_id) {
+            return Err(error(
+                format!("extractors[{i}].name"),
+                CatalogError::UnknownName(r.name.clone()).to_string(),
+            ));
+        }
+    }
+    let (catalog, refs) = (catalog.clone(), refs.to_vec());
+    tokio::task::spawn_blocking(move || plan(&catalog, &refs))
+        .await
+        .map_err(|e| PipelineError {
+            unavailable: true,
+            ..error("extractors", format!("planning was interrupted: {e}"))
+        })?
 }
 
 /// Resolves `refs` against `catalog` and plans them. Opens each extractor

@@ -294,6 +294,24 @@ pub async fn run(
         blobs: backends.blobs.clone(),
         engine: engine.clone(),
     };
+    // The plugins directory's names are reserved for admins: no namespace
+    // publishes versions under them.
+    for name in catalog.plugins_dir_names() {
+        let record = backends
+            .registry
+            .reserve_name(&crate::store::registry::ExtractorNameRecord::reserved(
+                &name,
+            ))
+            .await
+            .with_context(|| format!("reserving extractor name `{name}`"))?;
+        if let Some(owner) = record.owner {
+            tracing::warn!(
+                extractor = %name,
+                owner = %owner.name,
+                "a plugins-directory extractor's name belongs to a namespace; an admin may reserve it with PATCH /v1/extractors/{name}"
+            );
+        }
+    }
     let seen = registry.catch_up(0).await;
     let wake = Arc::new(tokio::sync::Notify::new());
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
@@ -326,6 +344,7 @@ pub async fn run(
     };
     let pollers = tokio::spawn(worker::run_pollers(
         worker::Deps {
+            registry: backends.registry.clone(),
             store: backends.store.clone(),
             documents: backends.documents.clone(),
             blobs: backends.blobs.clone(),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Follower, PublishError};
 use crate::store::registry::Published;
+use crate::store::registry::Publisher;
 
 /// How long a directory must be quiet before changed files are read:
 /// editors and build tools write a file in several steps.
@@ -128,7 +129,10 @@ async fn publish_file(follower: &Follower, path: &Path) {
             return;
         }
     };
-    match follower.publish(bytes.into(), &file).await {
+    match follower
+        .publish(bytes.into(), &file, &Publisher::host())
+        .await
+    {
         Ok(Published::New(v)) => {
             tracing::info!(%file, extractor = %v.id(), "watched component published");
         }

@@ -84,6 +84,8 @@ pub struct Deps {
     pub blobs: Arc<dyn BlobStore>,
     /// Installed extractors.
     pub catalog: Arc<Catalog>,
+    /// Who owns each extractor name and who may use it.
+    pub registry: Arc<dyn crate::store::Registry>,
     /// Installs published versions this process has not seen yet.
     pub follower: Option<crate::catalog::Follower>,
 }
@@ -365,20 +367,19 @@ async fn process(
     let mut plans = Vec::with_capacity(batch.collections.len());
     for pinned in &batch.collections {
         let plan_now = || {
-            let catalog = deps.catalog.clone();
-            let refs = pinned.extractors.clone();
-            tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
+            pipeline::plan_in(
+                &deps.catalog,
+                deps.registry.as_ref(),
+                &batch.namespace_id,
+                &pinned.extractors,
+            )
         };
-        let mut planned = plan_now()
-            .await
-            .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?;
+        let mut planned = plan_now().await;
         // A version published on another host moments ago may not be
         // installed here yet: install what the registry has, then retry.
         if let (Err(_), Some(follower)) = (&planned, &deps.follower) {
             follower.catch_up(0).await;
-            planned = plan_now()
-                .await
-                .map_err(|e| Stop::Failed(format!("planning failed: {e}")))?;
+            planned = plan_now().await;
         }
         let plan = planned.map_err(|e| {
             let reason = format!("collection `{}` cannot run: {e}", pinned.collection_name);

@@ -31,7 +31,7 @@ pub struct Admin(pub Caller);
 /// An authenticated caller whose key may publish extractors: an admin key
 /// or one with the publish right.
 #[derive(Debug, Clone)]
-pub struct Publisher(pub Caller);
+pub struct MayPublish(pub Caller);
 
 fn unauthorized(detail: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
@@ -102,13 +102,13 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-impl FromRequestParts<AppState> for Publisher {
+impl FromRequestParts<AppState> for MayPublish {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
         if caller.key.may_publish() {
-            Ok(Publisher(caller))
+            Ok(MayPublish(caller))
         } else {
             Err(forbidden(
                 "this call needs an admin key or a key with the publish right",

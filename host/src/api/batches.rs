@@ -553,14 +553,16 @@ pub async fn submit_batch(
     // Plan everything before writing anything.
     let mut plans = Vec::with_capacity(collections.len());
     for collection in collections {
-        let catalog = state.catalog.clone();
-        let refs = collection.extractors.clone();
-        let plan = tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map_err(|e| {
-                ApiError::pipeline(e, &format!("collections[{}].", collection.collection_name))
-            })?;
+        let plan = pipeline::plan_in(
+            &state.catalog,
+            state.registry.as_ref(),
+            &bucket.namespace_id,
+            &collection.extractors,
+        )
+        .await
+        .map_err(|e| {
+            ApiError::pipeline(e, &format!("collections[{}].", collection.collection_name))
+        })?;
         plans.push((collection, plan));
     }
     // This attempt's artifacts have keys of their own, so a failed or

@@ -64,18 +64,21 @@ where
     T::deserialize(d).map(Some)
 }
 
-/// `refs` planned against the catalog (off the async runtime); a bad
-/// pipeline is 422 naming the field.
+/// `refs` planned for the caller's namespace (off the async runtime); a
+/// bad pipeline is 422 naming the field.
 async fn planned(
     state: &AppState,
+    caller: &Caller,
     refs: &[ExtractorRef],
 ) -> ApiResult<crate::engine::planner::Plan> {
-    let catalog = state.catalog.clone();
-    let refs = refs.to_vec();
-    tokio::task::spawn_blocking(move || pipeline::plan(&catalog, &refs))
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::pipeline(e, ""))
+    pipeline::plan_in(
+        &state.catalog,
+        state.registry.as_ref(),
+        &caller.namespace.namespace_id,
+        refs,
+    )
+    .await
+    .map_err(|e| ApiError::pipeline(e, ""))
 }
 
 /// The collection `id_or_name` of the caller's namespace, or 404.
@@ -115,7 +118,7 @@ pub async fn create_collection(
         })?;
     let extractors =
         pipeline::normalized(&body.extractors).map_err(|e| ApiError::pipeline(e, ""))?;
-    let plan = planned(&state, &extractors).await?;
+    let plan = planned(&state, &caller, &extractors).await?;
     let summary = plan.summary();
     let now = now();
     let collection = CollectionRecord {
@@ -195,7 +198,7 @@ pub async fn update_collection(
     if let Some(extractors) = body.extractors {
         let extractors =
             pipeline::normalized(&extractors).map_err(|e| ApiError::pipeline(e, ""))?;
-        let plan = planned(&state, &extractors).await?;
+        let plan = planned(&state, &caller, &extractors).await?;
         let summary = plan.summary();
         collection.extractors = extractors;
         collection.tiers = summary.tiers;

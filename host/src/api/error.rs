@@ -170,6 +170,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { kind, id } => ApiError::not_found(kind, &id),
             StoreError::Conflict(detail) => ApiError::conflict(detail),
+            StoreError::Forbidden(detail) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+            }
             e @ (StoreError::Backend(_) | StoreError::LeaseLost(_)) => ApiError::internal(&e),
         }
     }

@@ -8,11 +8,14 @@ use serde::Serialize;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 
-use super::auth::{Admin, Caller, Publisher};
+use super::auth::{Admin, Caller, MayPublish};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::catalog::{Named, PublishError};
 use crate::store::Page;
-use crate::store::registry::{ExtractorVersionRecord, Published};
+use crate::store::registry::{
+    ExtractorNameRecord, ExtractorVersionRecord, NamespaceRef, Published, PublishedBy, Publisher,
+    may_manage, may_use,
+};
 use axum::http::StatusCode;
 
 /// Largest component accepted by a publication, in bytes.
@@ -27,7 +30,10 @@ pub fn routes() -> Router<AppState> {
                 .post(publish_extractor)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
-        .route("/v1/extractors/{name}", get(get_extractor))
+        .route(
+            "/v1/extractors/{name}",
+            get(get_extractor).patch(update_extractor),
+        )
         .route(
             "/v1/extractors/{name}/versions/{version}",
             get(get_version).delete(delete_version),
@@ -48,20 +54,68 @@ pub struct VersionDetail {
     /// Names of the collections that name this version, or name the
     /// extractor without a version while this is its newest.
     pub used_by: Vec<String>,
+    /// Who owns the name and who may use it.
+    #[serde(flatten)]
+    pub access: NameAccess,
 }
 
-/// The published version `name@version`, or 404.
+/// The record of extractor name `name`, if the caller's namespace may use
+/// it (admin keys see every name); otherwise 404, as for a name that does
+/// not exist: a private name is not shown to other namespaces.
+async fn usable_name(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> ApiResult<Option<ExtractorNameRecord>> {
+    let record = state.registry.extractor_name(name).await?;
+    if caller.key.admin || may_use(record.as_ref(), &caller.namespace.namespace_id) {
+        Ok(record)
+    } else {
+        Err(ApiError::not_found("extractor", name))
+    }
+}
+
+/// The published version `name@version` with its name's record, or 404.
 async fn find_version(
     state: &AppState,
+    caller: &Caller,
     name: &str,
     version: &str,
-) -> ApiResult<ExtractorVersionRecord> {
-    state
+) -> ApiResult<(ExtractorVersionRecord, Option<ExtractorNameRecord>)> {
+    let owner = usable_name(state, caller, name).await?;
+    let record = state
         .registry
         .extractor_version(name, version.trim_start_matches('v'))
         .await?
         .filter(|r| r.deleted_at.is_none())
-        .ok_or_else(|| ApiError::not_found("extractor version", &format!("{name}@{version}")))
+        .ok_or_else(|| ApiError::not_found("extractor version", &format!("{name}@{version}")))?;
+    Ok((record, owner))
+}
+
+/// Who may do what with an extractor name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NameAccess {
+    /// The namespace that owns the name (publishes and deprecates its
+    /// versions); absent when it is reserved for admins.
+    pub owner: Option<NamespaceRef>,
+    /// Whether every namespace may use it; otherwise only its owner.
+    pub public: bool,
+}
+
+impl From<Option<&ExtractorNameRecord>> for NameAccess {
+    fn from(record: Option<&ExtractorNameRecord>) -> Self {
+        match record {
+            Some(r) => NameAccess {
+                owner: r.owner.clone(),
+                public: r.public,
+            },
+            // A name from before names had owners: reserved, public.
+            None => NameAccess {
+                owner: None,
+                public: true,
+            },
+        }
+    }
 }
 
 /// `GET /v1/extractors/{name}/versions/{version}`.
@@ -73,7 +127,7 @@ pub async fn get_version(
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<VersionDetail>> {
-    let record = find_version(&state, &name, &version).await?;
+    let (record, owner) = find_version(&state, &caller, &name, &version).await?;
     let newest = state
         .catalog
         .resolve(&name, None)
@@ -108,6 +162,7 @@ pub async fn get_version(
         }
     }
     Ok(Json(VersionDetail {
+        access: owner.as_ref().into(),
         version: record.into(),
         used_by,
     }))
@@ -121,10 +176,16 @@ pub async fn get_version(
     responses((status = 200, body = PublishedVersion), (status = 404, body = super::error::Problem)))]
 pub async fn deprecate_version(
     State(state): State<AppState>,
-    _publisher: Publisher,
+    MayPublish(caller): MayPublish,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<PublishedVersion>> {
-    let record = find_version(&state, &name, &version).await?;
+    let (record, owner) = find_version(&state, &caller, &name, &version).await?;
+    may_manage(
+        &name,
+        owner.as_ref(),
+        &caller.namespace.namespace_id,
+        caller.key.admin,
+    )?;
     let record = state
         .registry
         .deprecate(&record.name, &record.version)
@@ -145,10 +206,10 @@ pub async fn deprecate_version(
         (status = 409, body = super::error::Problem)))]
 pub async fn delete_version(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(caller): Admin,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let record = find_version(&state, &name, &version).await?;
+    let (record, _) = find_version(&state, &caller, &name, &version).await?;
     let deleted = state
         .registry
         .delete_version(&record.name, &record.version)
@@ -176,6 +237,9 @@ pub struct PublishedVersion {
     pub published_at: String,
     /// RFC 3339, once deprecated.
     pub deprecated_at: Option<String>,
+    /// Who published it (absent for a host's own publication and for
+    /// versions published before this was recorded).
+    pub published_by: Option<PublishedBy>,
     /// The component's manifest.
     #[schema(value_type = Object)]
     pub manifest: serde_json::Value,
@@ -189,6 +253,7 @@ impl From<ExtractorVersionRecord> for PublishedVersion {
             content_hash: r.content_hash,
             size_bytes: r.size_bytes,
             published_at: r.published_at,
+            published_by: r.published_by,
             deprecated_at: r.deprecated_at,
             manifest: r.manifest,
         }
@@ -285,7 +350,7 @@ async fn component_body(state: &AppState, request: Request) -> ApiResult<(Bytes,
         (status = 422, body = super::error::Problem)))]
 pub async fn publish_extractor(
     State(state): State<AppState>,
-    _publisher: Publisher,
+    MayPublish(caller): MayPublish,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<PublishedVersion>)> {
     let (body, field) = component_body(&state, request).await?;
@@ -293,13 +358,26 @@ pub async fn publish_extractor(
         return Err(ApiError::invalid(field, "the component is empty"));
     }
     let origin = format!("the {field}");
+    let publisher = Publisher {
+        by: Some(PublishedBy {
+            namespace: NamespaceRef {
+                namespace_id: caller.namespace.namespace_id.clone(),
+                name: caller.namespace.name.clone(),
+            },
+            key_id: caller.key.key_id.clone(),
+        }),
+        admin: caller.key.admin,
+    };
     let published = state
         .follower()
-        .publish(body, &origin)
+        .publish(body, &origin, &publisher)
         .await
         .map_err(|e| match e {
             PublishError::Invalid(e) => ApiError::invalid(field, e.to_string()),
             PublishError::Conflict(detail) => ApiError::conflict(detail),
+            PublishError::Forbidden(detail) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+            }
             e @ (PublishError::Store(_) | PublishError::Blob(_) | PublishError::Join(_)) => {
                 ApiError::internal(&e)
             }
@@ -342,15 +420,19 @@ pub struct ExtractorInfo {
     pub description: String,
     /// Every version, oldest first.
     pub versions: Vec<ExtractorVersion>,
+    /// Who owns the name and who may use it.
+    #[serde(flatten)]
+    pub access: NameAccess,
 }
 
-fn info(named: Named) -> ExtractorInfo {
+fn info(named: Named, owner: Option<&ExtractorNameRecord>) -> ExtractorInfo {
     let latest = named
         .versions
         .iter()
         .find(|v| Some(&v.version) == named.newest.as_ref())
         .or_else(|| named.versions.last());
     ExtractorInfo {
+        access: owner.into(),
         description: latest
             .and_then(|v| v.manifest["description"].as_str())
             .unwrap_or_default()
@@ -377,10 +459,17 @@ fn info(named: Named) -> ExtractorInfo {
     responses((status = 200, body = List<ExtractorInfo>)))]
 pub async fn list_extractors(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<List<ExtractorInfo>>> {
     let page = params.page("extractors")?;
+    let names: std::collections::HashMap<String, ExtractorNameRecord> = state
+        .registry
+        .extractor_names()
+        .await?
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
     let items: Vec<ExtractorInfo> = state
         .catalog
         .snapshot()
@@ -390,8 +479,14 @@ pub async fn list_extractors(
                 .as_deref()
                 .is_none_or(|after| named.name.as_str() > after)
         })
+        .filter(|named| {
+            caller.key.admin || may_use(names.get(&named.name), &caller.namespace.namespace_id)
+        })
         .take(page.limit + 1)
-        .map(info)
+        .map(|named| {
+            let owner = names.get(&named.name);
+            info(named, owner)
+        })
         .collect();
     let page = Page::from_overfetch(items, page.limit, |e| e.name.clone());
     Ok(Json(List::of(page, "extractors", |e| e)))
@@ -403,14 +498,100 @@ pub async fn list_extractors(
     responses((status = 200, body = ExtractorInfo), (status = 404, body = super::error::Problem)))]
 pub async fn get_extractor(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ExtractorInfo>> {
+    let owner = usable_name(&state, &caller, &name).await?;
     state
         .catalog
         .snapshot()
         .into_iter()
         .find(|named| named.name == name)
-        .map(|named| Json(info(named)))
+        .map(|named| Json(info(named, owner.as_ref())))
         .ok_or_else(|| ApiError::not_found("extractor", &name))
+}
+
+/// A change to who owns an extractor name and who may use it.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateExtractor {
+    /// Transfers the name to this namespace (id or name); admin keys only.
+    pub owner: Option<String>,
+    /// Reserves the name for admins (no namespace owns it then, and every
+    /// namespace may use it); admin keys only.
+    pub reserved: Option<bool>,
+    /// Lets every namespace use the name (`true`) or only its owner.
+    pub public: Option<bool>,
+}
+
+/// `PATCH /v1/extractors/{name}`: transfers or reserves a name (admins) or
+/// makes it public or private (its owner or an admin).
+#[utoipa::path(patch, path = "/v1/extractors/{name}", tag = "extractors",
+    params(("name" = String, Path)), request_body = UpdateExtractor,
+    responses((status = 200, body = ExtractorInfo), (status = 403, body = super::error::Problem),
+        (status = 404, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn update_extractor(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(update): Json<UpdateExtractor>,
+) -> ApiResult<Json<ExtractorInfo>> {
+    let current = usable_name(&state, &caller, &name).await?;
+    let Some(named) = state
+        .catalog
+        .snapshot()
+        .into_iter()
+        .find(|named| named.name == name)
+    else {
+        return Err(ApiError::not_found("extractor", &name));
+    };
+    may_manage(
+        &name,
+        current.as_ref(),
+        &caller.namespace.namespace_id,
+        caller.key.admin,
+    )?;
+    let mut record = current.unwrap_or_else(|| ExtractorNameRecord::reserved(&name));
+    if update.owner.is_some() || update.reserved.is_some() {
+        if !caller.key.admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only an admin key transfers or reserves an extractor name",
+            ));
+        }
+        if update.owner.is_some() && update.reserved == Some(true) {
+            return Err(ApiError::invalid(
+                "reserved",
+                "a reserved name has no owner: give `owner` or `reserved`, not both",
+            ));
+        }
+    }
+    if let Some(owner) = &update.owner {
+        let namespace = state
+            .store
+            .namespace(owner)
+            .await?
+            .ok_or_else(|| ApiError::invalid("owner", format!("no namespace `{owner}`")))?;
+        record.owner = Some(NamespaceRef {
+            namespace_id: namespace.namespace_id,
+            name: namespace.name,
+        });
+    }
+    if update.reserved == Some(true) {
+        record.owner = None;
+        record.public = true;
+    }
+    if let Some(public) = update.public {
+        if record.owner.is_none() && !public {
+            return Err(ApiError::invalid(
+                "public",
+                "a name reserved for admins is usable everywhere; transfer it to a namespace first",
+            ));
+        }
+        record.public = public;
+    }
+    record.updated_at = crate::store::now();
+    state.registry.set_extractor_name(&record).await?;
+    Ok(Json(info(named, Some(&record))))
 }

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         super::collections::delete_collection,
         super::documents::list_documents, super::documents::get_document,
         super::extractors::list_extractors, super::extractors::get_extractor,
+        super::extractors::update_extractor,
         super::extractors::publish_extractor, super::extractors::get_version,
         super::extractors::deprecate_version, super::extractors::delete_version,
         super::batches::create_batch, super::batches::list_batches, super::batches::get_batch,

@@ -441,16 +441,19 @@ impl DeliveryRecord {
         }
     }
 
-    /// Deliveries of an event every namespace hears of: `event(namespace)`
-    /// for each namespace with a webhook that wants events of `event_type`.
+    /// Deliveries of an event many namespaces hear of: `event(namespace)`
+    /// for each namespace that `hears` it and has a webhook that wants
+    /// events of `event_type`.
     pub fn fan_out_everywhere(
         event_type: EventType,
         event: impl Fn(&str) -> Event,
         webhooks: &[WebhookRecord],
+        hears: impl Fn(&str) -> bool,
     ) -> Result<Vec<Self>> {
         let namespaces: std::collections::BTreeSet<&str> = webhooks
             .iter()
             .filter(|w| w.active && w.event_types.contains(&event_type))
+            .filter(|w| hears(&w.namespace_id))
             .map(|w| w.namespace_id.as_str())
             .collect();
         let mut deliveries = Vec::new();

@@ -35,6 +35,10 @@ pub enum StoreError {
     /// The write would break a uniqueness or state rule.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (e.g. publish under a name another
+    /// namespace owns).
+    #[error("{0}")]
+    Forbidden(String),
     /// The worker's lease on the batch is gone: canceled or taken over.
     #[error("the lease on batch `{0}` is lost")]
     LeaseLost(String),

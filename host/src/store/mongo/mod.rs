@@ -238,8 +238,11 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let unique = || IndexOptions::builder().unique(true).build();
-        let indexes: [(&str, Document, bool); 22] = [
+        let indexes: [(&str, Document, bool); 23] = [
             ("namespaces", doc! { "name": 1 }, true),
+            // Creates the collection before a transaction writes to it (some
+            // servers cannot create one inside a transaction).
+            ("extractor_names", doc! { "owner.namespace_id": 1 }, false),
             ("extractor_versions", doc! { "seq": 1 }, true),
             ("extractor_versions", doc! { "name": 1, "seq": 1 }, false),
             (

@@ -7,7 +7,8 @@ use mongodb::options::ReturnDocument;
 
 use super::{MongoStore, backend, from_doc, record};
 use crate::store::registry::{
-    ExtractorVersionRecord, Published, Registry, check_existing, in_use, live, pinned_by,
+    ExtractorNameRecord, ExtractorVersionRecord, Published, Publisher, Registry, check_existing,
+    claim, in_use, live, may_use, pinned_by,
 };
 use crate::store::{BatchRecord, CollectionRecord, Result, StoreError, now};
 
@@ -64,11 +65,32 @@ impl MongoStore {
 
 #[async_trait]
 impl Registry for MongoStore {
-    async fn publish(&self, version: &ExtractorVersionRecord) -> Result<Published> {
+    async fn publish(
+        &self,
+        version: &ExtractorVersionRecord,
+        publisher: &Publisher,
+    ) -> Result<Published> {
         transaction!(self, s => {
+            let name = self
+                .one_in::<ExtractorNameRecord>(s, "extractor_names", doc! { "_id": &version.name })
+                .await?;
+            let legacy = name.is_none()
+                && !self
+                    .find_in(s, "extractor_versions", doc! { "name": &version.name })
+                    .await?
+                    .is_empty();
+            let claimed = claim(&version.name, name.as_ref(), legacy, publisher)?;
             if let Some(existing) = self.one_in::<ExtractorVersionRecord>(s, "extractor_versions", doc! { "_id": version_id(&version.name, &version.version) }).await? {
                 return check_existing(existing, version);
             }
+            if let Some(claimed) = &claimed {
+                self.coll("extractor_names")
+                    .insert_one(record(&claimed.name, claimed)?)
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+            }
+            let name = claimed.or(name);
             let mut published = version.clone();
             published.seq = self.next_seq(s).await?;
             let id = version_id(&published.name, &published.version);
@@ -77,7 +99,7 @@ impl Registry for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            self.emit_published(s, &published).await?;
+            self.emit_published(s, &published, |ns| may_use(name.as_ref(), ns)).await?;
             Ok(Published::New(published))
         })
     }
@@ -92,6 +114,41 @@ impl Registry for MongoStore {
             doc! { "_id": version_id(name, version) },
         )
         .await
+    }
+
+    async fn extractor_name(&self, name: &str) -> Result<Option<ExtractorNameRecord>> {
+        self.one("extractor_names", doc! { "_id": name }).await
+    }
+
+    async fn extractor_names(&self) -> Result<Vec<ExtractorNameRecord>> {
+        self.sorted("extractor_names", doc! {}, doc! { "_id": 1 })
+            .await
+    }
+
+    async fn reserve_name(&self, name: &ExtractorNameRecord) -> Result<ExtractorNameRecord> {
+        transaction!(self, s => {
+            if let Some(existing) = self
+                .one_in::<ExtractorNameRecord>(s, "extractor_names", doc! { "_id": &name.name })
+                .await?
+            {
+                return Ok(existing);
+            }
+            self.coll("extractor_names")
+                .insert_one(record(&name.name, name)?)
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(name.clone())
+        })
+    }
+
+    async fn set_extractor_name(&self, name: &ExtractorNameRecord) -> Result<()> {
+        self.coll("extractor_names")
+            .replace_one(doc! { "_id": &name.name }, record(&name.name, name)?)
+            .upsert(true)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>> {

@@ -57,11 +57,13 @@ impl MongoStore {
     }
 
     /// Writes `extractor.published` for `version` to the outbox in the
-    /// transaction of `s`, for every namespace with a webhook that wants it.
+    /// transaction of `s`, for every namespace that `hears` it and has a
+    /// webhook that wants it.
     pub(super) async fn emit_published(
         &self,
         s: &mut ClientSession,
         version: &crate::store::registry::ExtractorVersionRecord,
+        hears: impl Fn(&str) -> bool,
     ) -> Result<()> {
         let webhooks = self
             .find_in(s, "webhooks", doc! {})
@@ -73,6 +75,7 @@ impl MongoStore {
             crate::store::events::EventType::ExtractorPublished,
             |ns| Event::extractor_published(ns, version),
             &webhooks,
+            hears,
         )?;
         self.insert_deliveries(s, &deliveries).await
     }

@@ -154,6 +154,12 @@ CREATE TABLE counters (
     r#"
 ALTER TABLE api_keys ADD COLUMN publish INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+CREATE TABLE extractor_names (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+"#,
 ];
 
 /// The embedded SQLite store.

@@ -8,7 +8,8 @@ use super::{
     immediate,
 };
 use crate::store::registry::{
-    ExtractorVersionRecord, Published, Registry, check_existing, in_use, live, pinned_by,
+    ExtractorNameRecord, ExtractorVersionRecord, Published, Publisher, Registry, check_existing,
+    claim, in_use, live, may_use, pinned_by,
 };
 use crate::store::{Result, now};
 
@@ -24,6 +25,26 @@ fn read_version(
     )
     .optional()
     .map_err(backend)
+}
+
+fn read_name(c: &Connection, name: &str) -> Result<Option<ExtractorNameRecord>> {
+    c.query_row(
+        "SELECT body FROM extractor_names WHERE name = ?1",
+        [name],
+        |r| body_column(r.get(0)?),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn write_name(c: &Connection, record: &ExtractorNameRecord) -> Result<()> {
+    c.execute(
+        "INSERT INTO extractor_names (name, body) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+        params![record.name, body_text(record)?],
+    )
+    .map_err(backend)?;
+    Ok(())
 }
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtractorVersionRecord> {
@@ -75,13 +96,33 @@ fn versions_where(
 
 #[async_trait]
 impl Registry for SqliteStore {
-    async fn publish(&self, record: &ExtractorVersionRecord) -> Result<Published> {
-        let mut record = record.clone();
+    async fn publish(
+        &self,
+        record: &ExtractorVersionRecord,
+        publisher: &Publisher,
+    ) -> Result<Published> {
+        let (mut record, publisher) = (record.clone(), publisher.clone());
         self.call(move |c| {
             let tx = immediate(c)?;
+            let name = read_name(&tx, &record.name)?;
+            let legacy = name.is_none()
+                && tx
+                    .query_row(
+                        "SELECT 1 FROM extractor_versions WHERE name = ?1 LIMIT 1",
+                        [&record.name],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(backend)?
+                    .is_some();
+            let claimed = claim(&record.name, name.as_ref(), legacy, &publisher)?;
             if let Some(existing) = read_version(&tx, &record.name, &record.version)? {
                 return check_existing(existing, &record);
             }
+            if let Some(claimed) = &claimed {
+                write_name(&tx, claimed)?;
+            }
+            let name = claimed.or(name);
             record.seq = next_seq(&tx)?;
             tx.execute(
                 "INSERT INTO extractor_versions (name, version, content_hash, seq, body)
@@ -95,7 +136,7 @@ impl Registry for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-            super::webhooks::emit_published(&tx, &record)?;
+            super::webhooks::emit_published(&tx, &record, |ns| may_use(name.as_ref(), ns))?;
             tx.commit().map_err(backend)?;
             Ok(Published::New(record))
         })
@@ -109,6 +150,39 @@ impl Registry for SqliteStore {
     ) -> Result<Option<ExtractorVersionRecord>> {
         let (name, version) = (name.to_owned(), version.to_owned());
         self.call(move |c| read_version(c, &name, &version)).await
+    }
+
+    async fn extractor_name(&self, name: &str) -> Result<Option<ExtractorNameRecord>> {
+        let name = name.to_owned();
+        self.call(move |c| read_name(c, &name)).await
+    }
+
+    async fn extractor_names(&self) -> Result<Vec<ExtractorNameRecord>> {
+        self.call(|c| {
+            c.prepare_cached("SELECT body FROM extractor_names ORDER BY name")
+                .and_then(|mut s| s.query_map([], |r| body_column(r.get(0)?))?.collect())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn reserve_name(&self, record: &ExtractorNameRecord) -> Result<ExtractorNameRecord> {
+        let record = record.clone();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            if let Some(existing) = read_name(&tx, &record.name)? {
+                return Ok(existing);
+            }
+            write_name(&tx, &record)?;
+            tx.commit().map_err(backend)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn set_extractor_name(&self, record: &ExtractorNameRecord) -> Result<()> {
+        let record = record.clone();
+        self.call(move |c| write_name(c, &record)).await
     }
 
     async fn extractor_versions(&self, name: &str) -> Result<Vec<ExtractorVersionRecord>> {

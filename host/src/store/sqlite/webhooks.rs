@@ -33,6 +33,7 @@ pub(super) fn emit(c: &Connection, event: Option<Event>) -> Result<()> {
 pub(super) fn emit_published(
     c: &Connection,
     version: &crate::store::registry::ExtractorVersionRecord,
+    hears: impl Fn(&str) -> bool,
 ) -> Result<()> {
     let webhooks: Vec<WebhookRecord> = c
         .prepare_cached("SELECT body FROM webhooks")
@@ -42,6 +43,7 @@ pub(super) fn emit_published(
         crate::store::events::EventType::ExtractorPublished,
         |ns| Event::extractor_published(ns, version),
         &webhooks,
+        hears,
     )?;
     for delivery in deliveries {
         insert_delivery(c, &delivery)?;
