@@ -628,6 +628,54 @@ async fn api_keys(store: &dyn Store) {
         store.create_key(&plain, &hashes[0]).await,
         Err(StoreError::Conflict(_))
     ));
+
+    // Listed in id order, with their last use; revoked for good.
+    let mut listed = Vec::new();
+    let mut page = PageRequest {
+        limit: 1,
+        after: None,
+    };
+    loop {
+        let got = store.list_keys(&page).await.expect("list");
+        listed.extend(got.items);
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    assert!(listed.windows(2).all(|w| w[0].key_id < w[1].key_id));
+    assert!(listed.contains(&publisher) && listed.contains(&plain));
+    let used = now();
+    store.touch_key(&plain.key_id, &used).await.expect("touch");
+    let read = store.key_by_hash(&hashes[1]).await.expect("read");
+    assert_eq!(read.and_then(|k| k.last_used_at), Some(used));
+    store.delete_key(&plain.key_id).await.expect("revoke");
+    assert!(store.key_by_hash(&hashes[1]).await.expect("read").is_none());
+    assert!(matches!(
+        store.delete_key(&plain.key_id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The last admin key stays: revoking every admin key stops at one.
+    let admin = strata_host::store::ApiKey::new(None, true, None);
+    store
+        .create_key(&admin, &secret_hash())
+        .await
+        .expect("admin");
+    let admins: Vec<_> = listed
+        .iter()
+        .filter(|k| k.admin)
+        .chain(std::iter::once(&admin))
+        .collect();
+    let mut refused = 0;
+    for key in &admins {
+        match store.delete_key(&key.key_id).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(m)) if m.contains("last admin key") => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(refused, 1, "exactly the last admin key is kept");
+    assert!(store.has_admin_key().await.expect("admins"));
 }
 
 /// An update changes the pipeline and description, nothing else.

@@ -493,3 +493,169 @@ async fn extractor_names_have_owners_and_private_names_stay_private() {
         "A no longer sees the private name"
     );
 }
+
+/// `strata keys …` on a server's data directory.
+fn keys_command(server: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .output()
+        .expect("strata keys runs")
+}
+
+#[tokio::test]
+async fn keys_are_listed_without_secrets_and_revoked_at_once() {
+    let mut server = Server::start();
+    let (status, created) = server
+        .post(
+            "/v1/api-keys",
+            json!({ "namespace": "default", "name": "ci" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (secret, key_id) = (
+        text(&created["secret"]).to_owned(),
+        text(&created["key_id"]).to_owned(),
+    );
+    let (status, _) = as_key(
+        &server,
+        (&secret, "default"),
+        Method::GET,
+        "/v1/buckets",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Listed with rights, namespace and last use, never a secret.
+    let listed = all(&server, "/v1/api-keys").await;
+    let ci = listed
+        .iter()
+        .find(|k| k["key_id"] == key_id.as_str())
+        .expect("listed");
+    assert_eq!(ci["name"], "ci");
+    assert_eq!(ci["admin"], false);
+    assert!(
+        ci["namespace_id"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("ns_")),
+        "{ci}"
+    );
+    assert!(ci["last_used_at"].as_str().is_some(), "{ci}");
+    let body = serde_json::to_string(&listed).expect("JSON");
+    assert!(
+        !body.contains(&secret) && !body.contains("secret"),
+        "{body}"
+    );
+    let (status, _) = as_key(
+        &server,
+        (&secret, "default"),
+        Method::GET,
+        "/v1/api-keys",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admins list keys");
+
+    // Revoked: the next call is refused.
+    assert_eq!(
+        server.delete(&format!("/v1/api-keys/{key_id}")).await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = as_key(
+        &server,
+        (&secret, "default"),
+        Method::GET,
+        "/v1/buckets",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.delete(&format!("/v1/api-keys/{key_id}")).await,
+        StatusCode::NOT_FOUND
+    );
+    let admin = listed
+        .iter()
+        .find(|k| k["admin"] == true)
+        .expect("admin key");
+    let (status, problem) = send(server.request(
+        Method::DELETE,
+        &format!("/v1/api-keys/{}", text(&admin["key_id"])),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(
+        text(&problem["detail"]).contains("last admin key"),
+        "{problem}"
+    );
+
+    // The same from the command line, on the server's data directory.
+    let (_, other) = server.post("/v1/api-keys", json!({ "name": "cli" })).await;
+    let (other_secret, other_id) = (
+        text(&other["secret"]).to_owned(),
+        text(&other["key_id"]).to_owned(),
+    );
+    let list = keys_command(&server, &["list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let table = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        table.contains(&other_id) && table.contains("cli"),
+        "{table}"
+    );
+    assert!(!table.contains(&other_secret), "{table}");
+    let revoke = keys_command(&server, &["revoke", &other_id]);
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    let (status, _) = as_key(
+        &server,
+        (&other_secret, "default"),
+        Method::GET,
+        "/v1/buckets",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let missing = keys_command(&server, &["revoke", &other_id]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains(&format!("API key `{other_id}` not found")),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    // A new STRATA_ADMIN_KEY revokes the key the old value made.
+    server.terminate();
+    let rotated = "sk_test_rotated_admin_key_987654";
+    let options = support::Options {
+        generated_admin_key: true,
+        env: vec![("STRATA_ADMIN_KEY".into(), rotated.into())],
+        ..support::Options::default()
+    };
+    let restarted = Server::start_in(&server.data_dir, &options);
+    let (status, _) = send(restarted.request(Method::GET, "/v1/buckets")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old admin key is revoked"
+    );
+    let (status, _) = as_key(
+        &restarted,
+        (rotated, "default"),
+        Method::GET,
+        "/v1/buckets",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the new one works");
+}

@@ -185,6 +185,21 @@ enum KeysCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// List API keys: id, name, rights, namespace, creation and last use (never secrets).
+    List {
+        #[command(flatten)]
+        backends: BackendArgs,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key: its secret no longer authenticates (the last admin key is kept).
+    Revoke {
+        #[command(flatten)]
+        backends: BackendArgs,
+        /// The key's id (`key_…`).
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +370,51 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let (key, secret) = crate::keys::create(store, key).await?;
             eprintln!("created key {}", key.key_id);
             println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Keys(KeysCommand::List { backends, json }) => runtime()?.block_on(async {
+            let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
+            let keys = crate::keys::all(store.as_ref()).await?;
+            if json {
+                for key in &keys {
+                    println!("{}", serde_json::to_string(key)?);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<32}  {:<14}  {:<20}  {:<24}  {:<24}  NAME",
+                "ID", "RIGHTS", "NAMESPACE", "CREATED", "LAST USED"
+            );
+            for key in &keys {
+                let rights = match (key.admin, key.publish) {
+                    (true, _) => "admin",
+                    (false, true) => "publish",
+                    (false, false) => "-",
+                };
+                let namespace = match &key.namespace_id {
+                    Some(id) => store
+                        .namespace(id)
+                        .await?
+                        .map_or_else(|| id.clone(), |ns| ns.name),
+                    None => "(all)".to_owned(),
+                };
+                println!(
+                    "{:<32}  {rights:<14}  {namespace:<20}  {:<24}  {:<24}  {}",
+                    key.key_id,
+                    key.created_at,
+                    key.last_used_at.as_deref().unwrap_or("never"),
+                    key.name.as_deref().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Keys(KeysCommand::Revoke { backends, key_id }) => runtime()?.block_on(async {
+            let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
+            store
+                .delete_key(&key_id)
+                .await
+                .with_context(|| format!("revoking key `{key_id}`"))?;
+            eprintln!("revoked key {key_id}");
             Ok(ExitCode::SUCCESS)
         }),
         Command::Run(args) => run_command(args),

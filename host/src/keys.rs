@@ -30,6 +30,23 @@ pub async fn store_key(store: &dyn Store, secret: &str, key: ApiKey) -> store::R
     Ok(key)
 }
 
+/// Every key, page by page.
+pub async fn all(store: &dyn Store) -> store::Result<Vec<ApiKey>> {
+    let mut keys = Vec::new();
+    let mut page = store::PageRequest {
+        limit: 500,
+        after: None,
+    };
+    loop {
+        let listed = store.list_keys(&page).await?;
+        keys.extend(listed.items);
+        match listed.next {
+            Some(next) => page.after = Some(next),
+            None => return Ok(keys),
+        }
+    }
+}
+
 /// Stores `key` with a new secret; returns the key and its secret.
 pub async fn create(store: &dyn Store, key: ApiKey) -> store::Result<(ApiKey, String)> {
     let secret = new_secret();

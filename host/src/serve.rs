@@ -24,6 +24,9 @@ use crate::store::{
 use crate::webhooks::{Sender, SenderConfig};
 use crate::worker::{self, WorkerConfig};
 
+/// Name of the key `STRATA_ADMIN_KEY` makes.
+const ENV_KEY_NAME: &str = "admin (STRATA_ADMIN_KEY)";
+
 /// Name of the namespace created on first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -214,17 +217,35 @@ pub async fn bootstrap(
             secret.len() >= 16,
             "STRATA_ADMIN_KEY must be at least 16 characters"
         );
-        if store
-            .key_by_hash(&keys::hash_secret(secret))
-            .await?
-            .is_none()
-        {
-            keys::store_key(
-                store,
-                secret,
-                ApiKey::new(Some("admin (STRATA_ADMIN_KEY)".into()), true, None),
-            )
-            .await?;
+        let hash = keys::hash_secret(secret);
+        let current = match store.key_by_hash(&hash).await? {
+            Some(key) => key,
+            None => {
+                let mut key = ApiKey::new(Some(ENV_KEY_NAME.into()), true, None);
+                key.from_env = true;
+                match keys::store_key(store, secret, key).await {
+                    Ok(key) => key,
+                    // Another process starting with the same value won.
+                    Err(StoreError::Conflict(_)) => store
+                        .key_by_hash(&hash)
+                        .await?
+                        .context("the admin key vanished while it was created")?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        // The key an earlier value made is revoked: changing the variable
+        // is how an operator rotates the admin key.
+        for old in keys::all(store).await? {
+            let from_env = old.from_env || old.name.as_deref() == Some(ENV_KEY_NAME);
+            if from_env && old.key_id != current.key_id {
+                match store.delete_key(&old.key_id).await {
+                    // Another process starting revoked it first.
+                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::info!(key = %old.key_id, "revoked the admin key an earlier STRATA_ADMIN_KEY made");
+            }
         }
         return Ok(None);
     }
@@ -330,6 +351,7 @@ pub async fn run(
         wake: wake.clone(),
         health: config.health,
         metrics: install_metrics(),
+        key_uses: Arc::default(),
     };
     // The metrics recorder exists now.
     catalog.report();

@@ -84,8 +84,8 @@ impl Server {
             .arg("--cache-dir")
             .arg(compile_cache())
             .args(&options.args)
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env_remove("STRATA_ADMIN_KEY")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(match &options.log_file {

@@ -5,6 +5,10 @@
 //! `X-Namespace` (id or name) selects the namespace; without it a key acts
 //! in its own namespace, and an admin key in `default`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -33,6 +37,29 @@ pub struct Admin(pub Caller);
 #[derive(Debug, Clone)]
 pub struct MayPublish(pub Caller);
 
+/// When this process last recorded each key's use: a key's `last_used_at`
+/// is written at most once a minute, off the request's path.
+#[derive(Debug, Default)]
+pub struct KeyUses(Mutex<HashMap<String, Instant>>);
+
+impl KeyUses {
+    /// How stale a key's `last_used_at` may get.
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Whether the use of `key_id` now should be recorded.
+    fn due(&self, key_id: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match seen.get(key_id) {
+            Some(at) if now.duration_since(*at) < Self::EVERY => false,
+            _ => {
+                seen.insert(key_id.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
 fn unauthorized(detail: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
@@ -57,6 +84,14 @@ impl FromRequestParts<AppState> for Caller {
             .key_by_hash(&hash_secret(secret))
             .await?
             .ok_or_else(|| unauthorized("unknown API key"))?;
+        if state.key_uses.due(&key.key_id) {
+            let (store, key_id) = (state.store.clone(), key.key_id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_key(&key_id, &crate::store::now()).await {
+                    tracing::warn!(key = %key_id, error = %e, "recording a key's use failed");
+                }
+            });
+        }
         let wanted = match parts.headers.get("x-namespace") {
             Some(v) => v
                 .to_str()

@@ -27,7 +27,8 @@ pub fn routes() -> Router<AppState> {
     paths(
         super::health::healthz, super::health::readyz, openapi, metrics,
         super::namespaces::create_namespace, super::namespaces::list_namespaces,
-        super::namespaces::create_key,
+        super::namespaces::create_key, super::namespaces::list_keys,
+        super::namespaces::revoke_key,
         super::buckets::create_bucket, super::buckets::list_buckets, super::buckets::get_bucket,
         super::buckets::delete_bucket,
         super::objects::create_object, super::objects::list_objects, super::objects::get_object,

@@ -62,6 +62,8 @@ pub struct AppState {
     pub health: crate::progress::HealthPolicy,
     /// Renders `/metrics`, when this process records metrics.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// When this process last recorded each key's use.
+    pub key_uses: Arc<auth::KeyUses>,
 }
 
 impl AppState {

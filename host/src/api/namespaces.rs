@@ -1,9 +1,9 @@
 //! Namespaces and API keys (admin keys only).
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{delete, post};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Admin;
@@ -18,7 +18,8 @@ pub fn routes() -> Router<AppState> {
             "/v1/namespaces",
             post(create_namespace).get(list_namespaces),
         )
-        .route("/v1/api-keys", post(create_key))
+        .route("/v1/api-keys", post(create_key).get(list_keys))
+        .route("/v1/api-keys/{key_id}", delete(revoke_key))
 }
 
 /// `POST /v1/namespaces` body.
@@ -140,4 +141,33 @@ pub async fn create_key(
     key.publish = body.publish;
     let (key, secret) = keys::create(state.store.as_ref(), key).await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
+}
+
+/// `GET /v1/api-keys`: every key with its rights, namespace, creation and
+/// last use; never a secret (admin keys only).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "namespaces", params(ListParams),
+    responses((status = 200, body = List<ApiKey>), (status = 403, body = super::error::Problem)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<List<ApiKey>>> {
+    let page = state.store.list_keys(&params.page("api-keys")?).await?;
+    Ok(Json(List::of(page, "api-keys", |k| k)))
+}
+
+/// `DELETE /v1/api-keys/{key_id}`: revokes a key at once (admin keys
+/// only); the last admin key is kept (409).
+#[utoipa::path(delete, path = "/v1/api-keys/{key_id}", tag = "namespaces",
+    params(("key_id" = String, Path)),
+    responses((status = 204), (status = 403, body = super::error::Problem),
+        (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(key_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_key(&key_id).await?;
+    tracing::info!(key = %key_id, "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
 }

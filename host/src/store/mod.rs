@@ -119,10 +119,17 @@ pub struct ApiKey {
     pub namespace_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,
-    /// May publish and deprecate extractor versions (admin keys always
-    /// may). The extractor registry is shared by every namespace.
+    /// May publish extractor versions, and deprecate those of names its
+    /// namespace owns (admin keys always may).
     #[serde(default)]
     pub publish: bool,
+    /// RFC 3339: when the key was last used, to the minute.
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+    /// Made from `STRATA_ADMIN_KEY`: revoked when a start finds another
+    /// value there.
+    #[serde(default)]
+    pub from_env: bool,
 }
 
 impl ApiKey {
@@ -136,6 +143,8 @@ impl ApiKey {
             namespace_id,
             created_at: now(),
             publish: false,
+            last_used_at: None,
+            from_env: false,
         }
     }
 
@@ -599,6 +608,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
     /// Whether any admin key exists.
     async fn has_admin_key(&self) -> Result<bool>;
+    /// Keys by id (never their secrets).
+    async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>>;
+    /// Revokes a key: its secret no longer authenticates. The last admin
+    /// key is never revoked ([`check_revoke`]).
+    async fn delete_key(&self, key_id: &str) -> Result<()>;
+    /// Records that a key was used at `at` (RFC 3339).
+    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()>;
 
     /// Creates a bucket; a taken name in the namespace is a conflict.
     async fn create_bucket(&self, bucket: &Bucket) -> Result<()>;
@@ -781,6 +797,18 @@ pub trait DocumentSink: Send + Sync + std::fmt::Debug {
 
     /// Deletes every document of a collection.
     async fn delete_documents(&self, collection_id: &str) -> Result<()>;
+}
+
+/// Whether `key` may be revoked while `admins` admin keys exist: never the
+/// last one, which would leave no one to manage namespaces and keys.
+pub fn check_revoke(key: &ApiKey, admins: u64) -> Result<()> {
+    if key.admin && admins <= 1 {
+        return Err(StoreError::Conflict(format!(
+            "key `{}` is the last admin key; create another admin key before revoking it",
+            key.key_id
+        )));
+    }
+    Ok(())
 }
 
 /// A new id: `prefix` + `_` + a ULID (time-ordered, lower case).

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use super::{
     ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now, outcome,
+    Page, PageRequest, PinnedCollection, Result, Store, StoreError, check_revoke, now, outcome,
 };
 
 /// Runs `$body` in a transaction on `$store`, with the session bound to
@@ -701,6 +701,42 @@ impl Store for MongoStore {
 
     async fn has_admin_key(&self) -> Result<bool> {
         Ok(self.count("api_keys", doc! { "admin": true }).await? > 0)
+    }
+
+    async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
+        let key: fn(&ApiKey) -> String = |k| k.key_id.clone();
+        self.page("api_keys", doc! {}, ("_id", key), page).await
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<()> {
+        transaction!(self, s => {
+            let key = self
+                .one_in::<ApiKey>(s, "api_keys", doc! { "_id": key_id })
+                .await?
+                .ok_or_else(|| StoreError::not_found("API key", key_id))?;
+            let admins = self
+                .find_in(s, "api_keys", doc! { "admin": true })
+                .await?
+                .len() as u64;
+            check_revoke(&key, admins)?;
+            self.coll("api_keys")
+                .delete_one(doc! { "_id": key_id })
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()> {
+        self.coll("api_keys")
+            .update_one(
+                doc! { "_id": key_id },
+                doc! { "$set": { "last_used_at": at } },
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn create_bucket(&self, bucket: &Bucket) -> Result<()> {

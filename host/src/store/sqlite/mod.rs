@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{
     ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Result, Store, StoreError, now, outcome,
+    Page, PageRequest, PinnedCollection, Result, Store, StoreError, check_revoke, now, outcome,
 };
 use crate::store::events::Event;
 
@@ -153,6 +153,10 @@ CREATE TABLE counters (
 "#,
     r#"
 ALTER TABLE api_keys ADD COLUMN publish INTEGER NOT NULL DEFAULT 0;
+"#,
+    r#"
+ALTER TABLE api_keys ADD COLUMN last_used_at TEXT;
+ALTER TABLE api_keys ADD COLUMN from_env INTEGER NOT NULL DEFAULT 0;
 "#,
     r#"
 CREATE TABLE extractor_names (
@@ -313,8 +317,13 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         namespace_id: r.get(3)?,
         created_at: r.get(4)?,
         publish: r.get(5)?,
+        last_used_at: r.get(6)?,
+        from_env: r.get(7)?,
     })
 }
+
+const KEY_COLUMNS: &str =
+    "key_id, name, admin, namespace_id, created_at, publish, last_used_at, from_env";
 
 fn bucket_row(r: &Row<'_>) -> rusqlite::Result<Bucket> {
     Ok(Bucket {
@@ -568,8 +577,8 @@ impl Store for SqliteStore {
         let (key, hash) = (key.clone(), secret_hash.to_owned());
         self.call(move |c| {
             c.execute(
-                "INSERT INTO api_keys (key_id, secret_hash, name, admin, namespace_id, created_at, publish)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO api_keys (key_id, secret_hash, name, admin, namespace_id, created_at, publish, from_env)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     key.key_id,
                     hash,
@@ -577,7 +586,8 @@ impl Store for SqliteStore {
                     key.admin,
                     key.namespace_id,
                     key.created_at,
-                    key.publish
+                    key.publish,
+                    key.from_env
                 ],
             )
             .map_err(|e| write_error(e, || "this key already exists".to_owned()))?;
@@ -590,8 +600,7 @@ impl Store for SqliteStore {
         let hash = secret_hash.to_owned();
         self.call(move |c| {
             c.query_row(
-                "SELECT key_id, name, admin, namespace_id, created_at, publish FROM api_keys
-                 WHERE secret_hash = ?1",
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?1"),
                 [hash],
                 key_row,
             )
@@ -609,6 +618,62 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
+        let (limit, after) = (page.limit, page.after.clone().unwrap_or_default());
+        let keys = self
+            .call(move |c| {
+                c.prepare_cached(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id > ?1 ORDER BY key_id LIMIT ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![after, limit as i64 + 1], key_row)?
+                        .collect()
+                })
+                .map_err(backend)
+            })
+            .await?;
+        Ok(Page::from_overfetch(keys, limit, |k| k.key_id.clone()))
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<()> {
+        let key_id = key_id.to_owned();
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            let key = tx
+                .query_row(
+                    &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ?1"),
+                    [&key_id],
+                    key_row,
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::not_found("API key", &key_id))?;
+            let admins: u64 = tx
+                .query_row("SELECT count(*) FROM api_keys WHERE admin", [], |r| {
+                    r.get(0)
+                })
+                .map_err(backend)?;
+            check_revoke(&key, admins)?;
+            tx.execute("DELETE FROM api_keys WHERE key_id = ?1", [&key_id])
+                .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()> {
+        let (key_id, at) = (key_id.to_owned(), at.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "UPDATE api_keys SET last_used_at = ?2 WHERE key_id = ?1",
+                [&key_id, &at],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
