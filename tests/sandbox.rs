@@ -355,3 +355,37 @@ fn plugin_output_reaches_the_log_tagged_and_capped() {
         log.len()
     );
 }
+
+#[test]
+fn a_host_at_capacity_makes_work_wait_instead_of_failing_it() {
+    let engine = Engine::new(strata_host::EngineConfig {
+        cache_dir: Some(common::cache_dir()),
+        call_timeout: Duration::from_millis(500),
+        max_instances: 1,
+        ..strata_host::EngineConfig::default()
+    })
+    .expect("engine");
+    let hash = load(&engine, "content-hash");
+    let plan = Plan::new(vec![(hash.clone(), "{}".into())]).expect("plan");
+    // The only instance is taken: opening another waits its deadline, then
+    // says the host is busy, not that the plugin failed.
+    let held = hash.open("{}").expect("the one instance");
+    let busy = hash.open("{}").err().expect("no instance free");
+    assert!(!busy.is_incident(), "{busy}");
+    assert!(
+        busy.to_string()
+            .starts_with("the host is at capacity: all 1 instances stayed in use for 500ms"),
+        "{busy}"
+    );
+    // A run started while it is held waits for it, and its rows complete.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    let (docs, stats) = within(LIVENESS, move || {
+        run(&plan, &ExecOptions::default(), text_objects(&["a", "b"]))
+    });
+    releaser.join().expect("released");
+    assert_eq!(stats.failed_objects, 0, "{docs:?}");
+    assert_eq!(stats.incidents, 0);
+}

@@ -52,7 +52,7 @@ enum Command {
     /// On first start it creates namespace `default` and an admin key, which
     /// it prints once and saves in `<data-dir>/admin.key` (mode 0600). Set
     /// STRATA_ADMIN_KEY to choose the admin key instead.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -123,6 +123,21 @@ struct ServeArgs {
     /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for running batches to give their lease back before the process exits.
     #[arg(long, env = "STRATA_SHUTDOWN_GRACE", default_value_t = 30.0)]
     shutdown_grace: f64,
+    /// Batches one namespace may have queued or processing at once (across every host); a submit past it is 429.
+    #[arg(long, env = "STRATA_MAX_BATCHES_IN_FLIGHT", default_value_t = 20)]
+    max_batches_in_flight: u64,
+    /// Objects one batch may hold; more is 422.
+    #[arg(long, env = "STRATA_MAX_OBJECTS_PER_BATCH", default_value_t = 100_000)]
+    max_objects_per_batch: u64,
+    /// MiB of uploads one namespace may have in flight on this host; past it an upload is 429.
+    #[arg(long, env = "STRATA_MAX_UPLOAD_MB_IN_FLIGHT", default_value_t = 2048)]
+    max_upload_mb_in_flight: u64,
+    /// Pipelines one namespace may plan at once on this host (creating or changing a collection, submitting a batch run plugin code); past it is 429.
+    #[arg(long, env = "STRATA_MAX_PLANS_PER_NAMESPACE", default_value_t = 2)]
+    max_plans_per_namespace: u64,
+    /// Publications one (non-admin) key may make per minute; past it is 429.
+    #[arg(long, env = "STRATA_PUBLISHES_PER_MINUTE", default_value_t = 10)]
+    publishes_per_minute: u32,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,
@@ -346,7 +361,7 @@ fn init_logging(format: LogFormat) {
 
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve_command(args),
+        Command::Serve(args) => serve_command(*args),
         Command::Keys(KeysCommand::Create {
             backends,
             namespace,
@@ -562,6 +577,13 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     worker.poll_interval = seconds("poll-interval", args.poll_interval)?;
     config.unload_after = seconds("unload-idle", args.unload_idle)?;
     config.shutdown_grace = seconds("shutdown-grace", args.shutdown_grace)?;
+    config.tenants = crate::api::tenancy::TenantLimits {
+        batches_in_flight: args.max_batches_in_flight,
+        objects_per_batch: args.max_objects_per_batch,
+        upload_bytes_in_flight: args.max_upload_mb_in_flight.saturating_mul(1 << 20),
+        plans_in_flight: args.max_plans_per_namespace,
+        publishes_per_minute: args.publishes_per_minute,
+    };
     worker.lease = seconds("lease-seconds", args.lease_seconds)?;
     worker.report_interval = worker.report_interval.min(worker.lease / 3);
     worker.max_batches = args.max_batches;

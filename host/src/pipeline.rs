@@ -152,6 +152,10 @@ pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineEr
         PlanError::Open { extractor, .. } => {
             error(format!("extractors[{}]", index(extractor)), e.to_string())
         }
+        PlanError::Busy { extractor, .. } => PipelineError {
+            unavailable: true,
+            ..error(format!("extractors[{}]", index(extractor)), e.to_string())
+        },
         _ => error("extractors", e.to_string()),
     })
 }

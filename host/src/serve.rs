@@ -62,6 +62,8 @@ pub struct ServeConfig {
     /// How long a shutdown waits for running batches to give their lease
     /// back; past it the process exits and their leases expire.
     pub shutdown_grace: Duration,
+    /// What one namespace may take of the service.
+    pub tenants: crate::api::tenancy::TenantLimits,
 }
 
 impl ServeConfig {
@@ -81,6 +83,7 @@ impl ServeConfig {
             watch_plugins: None,
             unload_after: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            tenants: crate::api::tenancy::TenantLimits::default(),
         }
     }
 }
@@ -352,6 +355,7 @@ pub async fn run(
         health: config.health,
         metrics: install_metrics(),
         key_uses: Arc::default(),
+        tenancy: Arc::new(crate::api::tenancy::Tenancy::new(config.tenants.clone())),
     };
     // The metrics recorder exists now.
     catalog.report();

@@ -7,6 +7,7 @@ pub mod flow;
 pub mod readme_verify;
 pub mod receiver;
 pub mod servers;
+pub mod tenants;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -318,6 +318,7 @@ pub async fn create_batch(
         return Err(ApiError::invalid("batch_name", "at most 256 characters"));
     }
     check_ids(&body.object_ids)?;
+    state.tenancy.check_objects(body.object_ids.len() as u64)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -460,6 +461,9 @@ pub async fn add_objects(
         return Err(ApiError::invalid("object_ids", "name at least one object"));
     }
     check_ids(&body.object_ids)?;
+    state
+        .tenancy
+        .check_objects(batch.total + body.object_ids.len() as u64)?;
     if batch.status != BatchStatus::Draft {
         return Err(ApiError::conflict(format!(
             "batch `{}` is {}; objects can only be added to a DRAFT batch",
@@ -533,6 +537,10 @@ pub async fn submit_batch(
     if batch.status != BatchStatus::Draft {
         return Ok(Json(submitted(batch)));
     }
+    state.tenancy.check_objects(batch.total)?;
+    let in_flight = state.store.batches_in_flight(&bucket.namespace_id).await?;
+    state.tenancy.check_batches(in_flight)?;
+    let _plan = state.tenancy.plan(&bucket.namespace_id)?;
     if batch.total == 0 {
         return Err(ApiError::invalid(
             "object_ids",

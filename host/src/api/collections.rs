@@ -71,6 +71,7 @@ async fn planned(
     caller: &Caller,
     refs: &[ExtractorRef],
 ) -> ApiResult<crate::engine::planner::Plan> {
+    let _plan = state.tenancy.plan(&caller.namespace.namespace_id)?;
     pipeline::plan_in(
         &state.catalog,
         state.registry.as_ref(),

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub detail: String,
     /// The offending input fields, each with the reason.
     pub invalid_params: Vec<InvalidParam>,
+    /// Seconds after which trying again may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 /// One offending input field.
@@ -59,6 +61,16 @@ impl ApiError {
             kind,
             detail: detail.into(),
             invalid_params: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: a limit of the caller's namespace is reached; trying again
+    /// after `retry_after` seconds may succeed.
+    pub fn too_many(detail: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
         }
     }
 
@@ -81,11 +93,14 @@ impl ApiError {
     /// field's path.
     pub fn pipeline(e: crate::pipeline::PipelineError, prefix: &str) -> Self {
         if e.unavailable {
-            Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("{}; try again", e.message),
-            )
+            ApiError {
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{}; try again", e.message),
+                )
+            }
         } else {
             Self::invalid(format!("{prefix}{}", e.field), e.message)
         }
@@ -104,6 +119,7 @@ impl ApiError {
             kind: "invalid-request",
             detail: format!("`{name}`: {reason}"),
             invalid_params: vec![InvalidParam { name, reason }],
+            retry_after: None,
         }
     }
 
@@ -114,6 +130,7 @@ impl ApiError {
             kind: "invalid-request",
             detail: detail.into(),
             invalid_params: params,
+            retry_after: None,
         }
     }
 
@@ -157,10 +174,14 @@ impl std::fmt::Display for DisplayChain<'_> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.problem())).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

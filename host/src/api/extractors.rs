@@ -353,6 +353,9 @@ pub async fn publish_extractor(
     MayPublish(caller): MayPublish,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<PublishedVersion>)> {
+    if !caller.key.admin {
+        state.tenancy.publish(&caller.key.key_id)?;
+    }
     let (body, field) = component_body(&state, request).await?;
     if body.is_empty() {
         return Err(ApiError::invalid(field, "the component is empty"));

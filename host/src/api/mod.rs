@@ -15,6 +15,7 @@ pub mod health;
 pub mod meta;
 pub mod namespaces;
 pub mod objects;
+pub mod tenancy;
 pub mod webhooks;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// When this process last recorded each key's use.
     pub key_uses: Arc<auth::KeyUses>,
+    /// What each namespace has in flight, against its limits.
+    pub tenancy: Arc<tenancy::Tenancy>,
 }
 
 impl AppState {

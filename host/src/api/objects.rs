@@ -156,6 +156,17 @@ pub async fn create_object(
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ObjectRecord>)> {
     let bucket = find_bucket(&state, &caller, &bucket).await?;
+    // What the body may hold, held against the namespace's uploads in
+    // flight until the object is stored.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let _upload = state.tenancy.upload(
+        &bucket.namespace_id,
+        declared.unwrap_or(state.max_object_bytes),
+    )?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)

@@ -512,13 +512,18 @@ fn unit(
     if interrupt.is_cancelled() {
         return Err(Fault::Interrupted.to_string());
     }
-    let result = step
-        .extractor
-        .open_until(&step.params, interrupt)
-        .and_then(|mut instance| instance.process(batch, &step.columns));
+    // A host at capacity is not the rows' fault: wait for an instance.
+    let result = loop {
+        match step.extractor.open_until(&step.params, interrupt) {
+            Err(CallError::Fault(Fault::Busy(reason))) if !interrupt.is_cancelled() => {
+                warn!(extractor = %manifest.id(), %reason, "waiting for an instance");
+            }
+            opened => break opened.and_then(|mut instance| instance.process(batch, &step.columns)),
+        }
+    };
     result.map_err(|e| {
         match &e {
-            CallError::Fault(Fault::Interrupted) => {}
+            CallError::Fault(Fault::Interrupted | Fault::Busy(_)) => {}
             CallError::Fault(fault) => {
                 ctx.incidents.fetch_add(1, Ordering::Relaxed);
                 warn!(extractor = %manifest.id(), rows = batch.num_rows(), "incident: {e}");

@@ -139,9 +139,10 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Whether the instance is unusable after this error.
+    /// Whether the instance is unusable after this error because of what
+    /// the plugin did.
     pub fn is_incident(&self) -> bool {
-        matches!(self, CallError::Fault(f) if *f != Fault::Interrupted)
+        matches!(self, CallError::Fault(f) if !matches!(f, Fault::Interrupted | Fault::Busy(_)))
     }
 }
 
@@ -158,6 +159,9 @@ struct Inner {
     cache: Option<CompileCache>,
     config: EngineConfig,
     stop: Arc<AtomicBool>,
+    /// One permit per pooled instance: a unit of work waits for one
+    /// rather than failing when every instance is in use.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for Inner {
@@ -218,6 +222,7 @@ impl Engine {
                 wasmtime: engine,
                 linker,
                 cache,
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
                 config,
                 stop,
             }),
@@ -268,12 +273,11 @@ impl Engine {
 
         // The manifest is not known yet: loading gets the host maximum.
         let budget = self.budget(self.inner.config.max_memory_mb);
-        let mut store = sandbox::new_store(
-            engine,
-            &Arc::from("loading"),
-            &budget,
-            CancellationToken::new(),
-        );
+        let never = CancellationToken::new();
+        let _slot = self
+            .slot(&budget, &never)
+            .map_err(|e| invalid(format!("cannot be instantiated: {e}")))?;
+        let mut store = sandbox::new_store(engine, &Arc::from("loading"), &budget, never);
         let instance = guest_call(&mut store, &budget, async |s| {
             pre.instantiate_async(s).await
         })
@@ -303,6 +307,26 @@ impl Engine {
             size_bytes: bytes.len() as u64,
             from_cache: cached,
         })
+    }
+
+    /// Takes an instance slot, waiting for one until `budget`'s deadline or
+    /// `interrupt`; held by a unit of work until it ends.
+    fn slot(
+        &self,
+        budget: &Budget,
+        interrupt: &CancellationToken,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Fault> {
+        let deadline = std::time::Instant::now() + budget.call_timeout;
+        let wait = self.inner.slots.clone().acquire_owned();
+        match sandbox::drive(deadline, interrupt, wait) {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(Fault::Busy(closed.to_string())),
+            Err(Cut::Deadline) => Err(Fault::Busy(format!(
+                "all {} instances stayed in use for {:?}",
+                self.inner.config.max_instances, budget.call_timeout
+            ))),
+            Err(Cut::Interrupted) => Err(Fault::Interrupted),
+        }
     }
 
     fn budget(&self, memory_mb: u32) -> Budget {
@@ -462,6 +486,7 @@ impl Extractor {
         interrupt: &CancellationToken,
     ) -> Result<Instance, CallError> {
         let budget = self.budget();
+        let slot = self.engine.slot(&budget, interrupt)?;
         let name: Arc<str> = Arc::from(self.manifest.name.as_str());
         let mut store = sandbox::new_store(
             &self.engine.inner.wasmtime,
@@ -503,6 +528,7 @@ impl Extractor {
             process,
             session,
             budget,
+            _slot: slot,
         })
     }
 
@@ -569,6 +595,9 @@ pub struct Instance {
     process: ProcessFunc,
     session: ResourceAny,
     budget: Budget,
+    /// Released after the store (fields drop in order), so the pooled
+    /// instance is free when the next unit of work gets the slot.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Instance {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::manifest::{ColumnSpec, OBJECT_COLUMNS};
-use super::{CallError, Extractor};
+use super::{CallError, Extractor, Fault};
 
 /// Why a selection cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +42,14 @@ pub enum PlanError {
         param: String,
         /// What is wrong.
         message: String,
+    },
+    /// No instance was free to open an extractor: the host is at capacity.
+    #[error("extractor `{extractor}` cannot be opened now: the host is at capacity ({reason})")]
+    Busy {
+        /// The extractor.
+        extractor: String,
+        /// Why.
+        reason: String,
     },
     /// An extractor could not be opened.
     #[error("extractor `{extractor}` cannot be opened: {reason}")]
@@ -221,6 +229,12 @@ impl Plan {
                             extractor: name,
                             param,
                             message,
+                        });
+                    }
+                    Err(CallError::Fault(Fault::Busy(reason))) => {
+                        return Err(PlanError::Busy {
+                            extractor: name,
+                            reason,
                         });
                     }
                     Err(e) => {

@@ -217,12 +217,19 @@ pub enum Fault {
     /// or the host is shutting down); the plugin is not at fault.
     #[error("interrupted: the run was stopped")]
     Interrupted,
+    /// No instance could be had within the call's deadline: the host is at
+    /// capacity. The plugin is not at fault; the work is tried again.
+    #[error("the host is at capacity: {0}")]
+    Busy(String),
 }
 
 /// Classifies the error of a failed call.
 pub fn fault(store: &Store<StoreState>, error: &wasmtime::Error, budget: &Budget) -> Fault {
     if store.data().out_of_memory() {
         return Fault::OutOfMemory(budget.memory_bytes >> 20);
+    }
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return Fault::Busy(full.to_string());
     }
     if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         return store.data().call.cut.unwrap_or(Cut::Deadline).fault(budget);

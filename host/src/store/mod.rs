@@ -608,6 +608,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
     /// Whether any admin key exists.
     async fn has_admin_key(&self) -> Result<bool>;
+    /// Batches of a namespace that are queued or processing.
+    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64>;
     /// Keys by id (never their secrets).
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>>;
     /// Revokes a key: its secret no longer authenticates. The last admin

@@ -703,6 +703,14 @@ impl Store for MongoStore {
         Ok(self.count("api_keys", doc! { "admin": true }).await? > 0)
     }
 
+    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64> {
+        self.count(
+            "batches",
+            doc! { "namespace_id": namespace_id, "status": { "$in": ["QUEUED", "PROCESSING"] } },
+        )
+        .await
+    }
+
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
         let key: fn(&ApiKey) -> String = |k| k.key_id.clone();
         self.page("api_keys", doc! {}, ("_id", key), page).await

@@ -164,6 +164,9 @@ CREATE TABLE extractor_names (
     body TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE INDEX batches_in_flight ON batches (namespace_id, status);
+"#,
 ];
 
 /// The embedded SQLite store.
@@ -615,6 +618,20 @@ impl Store for SqliteStore {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM api_keys WHERE admin)",
                 [],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64> {
+        let namespace_id = namespace_id.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT count(*) FROM batches
+                 WHERE namespace_id = ?1 AND status IN ('QUEUED', 'PROCESSING')",
+                [namespace_id],
                 |r| r.get(0),
             )
             .map_err(backend)
