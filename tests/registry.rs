@@ -15,9 +15,13 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// `bytes` with a custom section appended: another component, same manifest.
-fn rebuilt(mut bytes: Vec<u8>) -> Vec<u8> {
+fn rebuilt(bytes: Vec<u8>) -> Vec<u8> {
+    rebuilt_as(bytes, b"another build")
+}
+
+/// `bytes` with a custom section holding `payload` appended.
+fn rebuilt_as(mut bytes: Vec<u8>, payload: &[u8]) -> Vec<u8> {
     let name = b"strata-test";
-    let payload = b"another build";
     bytes.push(0); // custom section
     bytes.push((1 + name.len() + payload.len()) as u8);
     bytes.push(name.len() as u8);
@@ -604,4 +608,44 @@ async fn published_versions_load_on_first_use_and_unload_when_idle() {
     let done = poll_until(&b, &path, terminal).await;
     let batch = done.last().expect("a body");
     assert_eq!(batch["status"], "COMPLETED", "{batch}");
+}
+
+#[tokio::test]
+async fn a_component_that_takes_too_long_to_compile_is_refused_with_the_reason() {
+    // Compilation runs in a child process with a deadline; one of a
+    // millisecond is missed by any component. An empty plugins directory:
+    // nothing else compiles.
+    let plugins = tempfile::tempdir().expect("plugins dir");
+    let server = Server::start_with(Options {
+        args: vec![
+            "--plugins".into(),
+            plugins.path().display().to_string(),
+            "--compile-timeout".into(),
+            "0.001".into(),
+        ],
+        ..Options::default()
+    });
+    // Bytes no cache has seen: they must compile.
+    let unique = strata_host::store::new_id("build");
+    let (status, problem) =
+        publish(&server, rebuilt_as(fixture("identity"), unique.as_bytes())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        text(&problem["detail"])
+            .contains("compiling took longer than 1ms, the limit (--compile-timeout)"),
+        "{problem}"
+    );
+    let (_, listed) = server.get("/v1/extractors").await;
+    assert_eq!(listed["results"], json!([]), "nothing was published");
+
+    // With time to compile, the same bytes compile in the child and run.
+    let patient = Server::start_with(Options {
+        args: vec!["--plugins".into(), plugins.path().display().to_string()],
+        ..Options::default()
+    });
+    let (status, published) =
+        publish(&patient, rebuilt_as(fixture("identity"), unique.as_bytes())).await;
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+    let bucket = create_bucket(&patient, "b").await;
+    create_collection(&patient, "same", &bucket, json!([{"name": "identity"}])).await;
 }

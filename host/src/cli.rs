@@ -56,6 +56,28 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Compile a component read from standard input (what the engine runs in a child process).
+    #[command(hide = true)]
+    CompileComponent(CompileArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompileArgs {
+    /// The engine's memory cap per instance, in MiB.
+    #[arg(long)]
+    max_memory_mb: u32,
+    /// The engine's pooled instances.
+    #[arg(long)]
+    max_instances: u32,
+    /// Whether the engine's calls are interruptible.
+    #[arg(long, action = clap::ArgAction::Set)]
+    interruptible: bool,
+    /// Most heap this compilation may use, in MiB.
+    #[arg(long)]
+    memory_limit_mb: u64,
+    /// Where to write the compiled code.
+    #[arg(long)]
+    output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +318,15 @@ struct EngineArgs {
     /// Timeouts after which an extractor is disabled for the rest of a run (0: never).
     #[arg(long, env = "STRATA_MAX_TIMEOUTS", default_value_t = 3)]
     max_timeouts: u32,
+    /// Seconds compiling one component may take (in a child process); a component past it is refused.
+    #[arg(long, env = "STRATA_COMPILE_TIMEOUT", default_value_t = 60.0)]
+    compile_timeout: f64,
+    /// MiB of memory compiling one component may use (in a child process); a component past it is refused.
+    #[arg(long, env = "STRATA_COMPILE_MEMORY_MB", default_value_t = 2048)]
+    compile_memory_mb: u64,
+    /// Components that may compile at once.
+    #[arg(long, env = "STRATA_MAX_COMPILES", default_value_t = 2)]
+    max_compiles: usize,
 }
 
 impl EngineArgs {
@@ -318,10 +349,21 @@ impl EngineArgs {
         } else {
             self.cache_dir.clone().or_else(default_cache)
         };
+        anyhow::ensure!(
+            self.compile_timeout.is_finite() && self.compile_timeout > 0.0,
+            "--compile-timeout must be a positive number of seconds"
+        );
+        let program = std::env::current_exe().context("finding this program, to compile in")?;
         Ok(EngineConfig {
             cache_dir,
             max_memory_mb: self.max_memory_mb,
             call_timeout: Duration::from_secs_f64(self.call_timeout),
+            compile: Some(crate::engine::compiler::CompileLimits {
+                program,
+                timeout: Duration::from_secs_f64(self.compile_timeout),
+                memory_mb: self.compile_memory_mb,
+            }),
+            max_compiles: self.max_compiles.max(1),
             ..EngineConfig::default()
         })
     }
@@ -432,6 +474,17 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("revoked key {key_id}");
             Ok(ExitCode::SUCCESS)
         }),
+        Command::CompileComponent(args) => {
+            let config = EngineConfig {
+                max_memory_mb: args.max_memory_mb,
+                max_instances: args.max_instances,
+                interruptible: args.interruptible,
+                ..EngineConfig::default()
+            };
+            crate::engine::compiler::compile_child(&config, args.memory_limit_mb, &args.output)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => run_command(args),
         Command::Extractor(ExtractorCommand::Inspect { file, json, engine }) => {
             let extractor = engine.engine()?.load(&file)?;

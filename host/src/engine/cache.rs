@@ -26,39 +26,41 @@ impl CompileCache {
         Ok(CompileCache { dir, fingerprint })
     }
 
-    fn path(&self, content_hash: &str) -> PathBuf {
+    /// Where the compiled code of `content_hash` is kept.
+    pub fn path(&self, content_hash: &str) -> PathBuf {
         self.dir
             .join(format!("{content_hash}-{}.cwasm", self.fingerprint))
     }
 
-    /// The compiled component for `content_hash`, compiling `bytes` and
-    /// storing the result on a miss. Returns the component and whether it
-    /// came from the cache.
-    pub fn load_or_compile(
-        &self,
-        engine: &wasmtime::Engine,
-        content_hash: &str,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, bool)> {
+    /// The compiled component for `content_hash`, if the cache has it.
+    pub fn load(&self, engine: &wasmtime::Engine, content_hash: &str) -> Option<Component> {
         let path = self.path(content_hash);
-        if path.exists() {
-            // SAFETY: files in the cache directory are written only by
-            // `store` below from `Component::serialize` of this same engine
-            // configuration (the fingerprint is in the file name), and
-            // wasmtime re-checks version and configuration on load.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => {
-                    debug!(path = %path.display(), "compiled component from cache");
-                    return Ok((component, true));
-                }
-                Err(e) => warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: files in the cache directory are written only by `store`
+        // below from `Component::serialize`, or by this program's compiler
+        // child from `Engine::precompile_component`, for this same engine
+        // configuration (the fingerprint is in the file name); wasmtime
+        // re-checks version and configuration on load.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => {
+                debug!(path = %path.display(), "compiled component from cache");
+                Some(component)
+            }
+            Err(e) => {
+                warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}");
+                None
             }
         }
-        let component = Component::new(engine, bytes)?;
-        if let Err(e) = store(&path, &component) {
+    }
+
+    /// Keeps `component`, compiled from `content_hash`.
+    pub fn store(&self, content_hash: &str, component: &Component) {
+        let path = self.path(content_hash);
+        if let Err(e) = store(&path, component) {
             warn!(path = %path.display(), "could not write compile cache: {e:#}");
         }
-        Ok((component, false))
     }
 }
 

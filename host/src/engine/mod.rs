@@ -2,6 +2,7 @@
 //! fresh stores, plans pipelines into tiers and streams batches through them.
 
 pub mod cache;
+pub mod compiler;
 mod documents;
 pub mod executor;
 pub mod limits;
@@ -70,6 +71,11 @@ pub struct EngineConfig {
     /// checks cost; without them a plugin that never returns keeps its
     /// thread forever.
     pub interruptible: bool,
+    /// Compile in a child process with these limits; `None` compiles in
+    /// this process (trusted components only: tests and benchmarks).
+    pub compile: Option<compiler::CompileLimits>,
+    /// Compilations that may run at once.
+    pub max_compiles: usize,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +87,8 @@ impl Default for EngineConfig {
             log_bytes: 256 * 1024,
             max_instances: 64,
             interruptible: true,
+            compile: None,
+            max_compiles: 2,
         }
     }
 }
@@ -162,6 +170,8 @@ struct Inner {
     /// One permit per pooled instance: a unit of work waits for one
     /// rather than failing when every instance is in use.
     slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per compilation that may run at once.
+    compiles: tokio::sync::Semaphore,
 }
 
 impl Drop for Inner {
@@ -178,32 +188,39 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The wasmtime configuration of an engine with `config`: the host's and
+/// its compiler child's (see [`compiler`]) build the same.
+fn wasmtime_config(config: &EngineConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(config.max_instances)
+        .total_core_instances(config.max_instances * 8)
+        .total_memories(config.max_instances * 2)
+        .total_tables(config.max_instances * 8)
+        .total_stacks(config.max_instances)
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(2)
+        .max_tables_per_component(8)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .max_memory_size((config.max_memory_mb as usize) << 20)
+        .table_elements(100_000);
+    let mut wasm = Config::new();
+    // Every linear memory gets a 4 GiB reservation (a pooling slot)
+    // that it never leaves: compiled code needs no bounds checks and
+    // may keep the memory's base address in a register across loops.
+    wasm.wasm_component_model(true)
+        .memory_reservation(1 << 32)
+        .memory_may_move(false)
+        .epoch_interruption(config.interruptible)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .max_wasm_stack(1 << 20);
+    wasm
+}
+
 impl Engine {
     /// Builds the engine and starts its epoch ticker.
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .total_memories(config.max_instances * 2)
-            .total_tables(config.max_instances * 8)
-            .total_stacks(config.max_instances)
-            .max_core_instances_per_component(16)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8)
-            .max_component_instance_size(1 << 20)
-            .max_core_instance_size(1 << 20)
-            .max_memory_size((config.max_memory_mb as usize) << 20)
-            .table_elements(100_000);
-        let mut wasm = Config::new();
-        // Every linear memory gets a 4 GiB reservation (a pooling slot)
-        // that it never leaves: compiled code needs no bounds checks and
-        // may keep the memory's base address in a register across loops.
-        wasm.wasm_component_model(true)
-            .memory_reservation(1 << 32)
-            .memory_may_move(false)
-            .epoch_interruption(config.interruptible)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .max_wasm_stack(1 << 20);
+        let wasm = wasmtime_config(&config);
         let engine = wasmtime::Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -223,6 +240,7 @@ impl Engine {
                 linker,
                 cache,
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
+                compiles: tokio::sync::Semaphore::new(config.max_compiles.max(1)),
                 config,
                 stop,
             }),
@@ -252,11 +270,7 @@ impl Engine {
         check_header(bytes).map_err(|r| invalid(r.to_owned()))?;
         let hash = hex::encode(Sha256::digest(bytes));
         let engine = &self.inner.wasmtime;
-        let (component, cached) = match &self.inner.cache {
-            Some(cache) => cache.load_or_compile(engine, &hash, bytes),
-            None => Component::new(engine, bytes).map(|c| (c, false)),
-        }
-        .map_err(|e| invalid(format!("not a valid component: {e:#}")))?;
+        let (component, cached) = self.compile(&hash, bytes).map_err(invalid)?;
         debug!(origin, cached, "component compiled");
         let export = check_exports(&component, engine).map_err(invalid)?;
         let process = component
@@ -307,6 +321,45 @@ impl Engine {
             size_bytes: bytes.len() as u64,
             from_cache: cached,
         })
+    }
+
+    /// The compiled component of `bytes` (SHA-256 `hash`): from the cache,
+    /// or compiled (in a child process when limits are set), at most
+    /// `max_compiles` at once. Returns whether it came from the cache.
+    fn compile(&self, hash: &str, bytes: &[u8]) -> Result<(Component, bool), String> {
+        let (engine, cache) = (&self.inner.wasmtime, self.inner.cache.as_ref());
+        if let Some(component) = cache.and_then(|c| c.load(engine, hash)) {
+            return Ok((component, true));
+        }
+        let _compiling = wasmtime_wasi::runtime::in_tokio(self.inner.compiles.acquire())
+            .map_err(|e| e.to_string())?;
+        // Compiled by another caller while this one waited?
+        if let Some(component) = cache.and_then(|c| c.load(engine, hash)) {
+            return Ok((component, true));
+        }
+        let Some(limits) = &self.inner.config.compile else {
+            let component = Component::new(engine, bytes)
+                .map_err(|e| format!("not a valid component: {e:#}"))?;
+            if let Some(cache) = cache {
+                cache.store(hash, &component);
+            }
+            return Ok((component, false));
+        };
+        let scratch;
+        let output = match cache {
+            Some(cache) => cache.path(hash),
+            None => {
+                scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+                scratch.path().join("component.cwasm")
+            }
+        };
+        compiler::compile_in_child(limits, &self.inner.config, bytes, &output)?;
+        // SAFETY: the file was just written by this program's compiler
+        // child from `Engine::precompile_component` for this engine's
+        // configuration; wasmtime re-checks version and configuration.
+        let component = unsafe { Component::deserialize_file(engine, &output) }
+            .map_err(|e| format!("the compiled code cannot be loaded: {e:#}"))?;
+        Ok((component, false))
     }
 
     /// Takes an instance slot, waiting for one until `budget`'s deadline or
