@@ -395,7 +395,7 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     let ns = &bucket.namespace_id;
     assert_eq!(
         documents
-            .upsert_documents(ns, &collection.collection_id, &docs)
+            .upsert_documents(ns, &collection.collection_id, &docs, None)
             .await
             .expect("upsert"),
         2
@@ -413,7 +413,7 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
         .insert("x".into(), serde_json::json!({"v": 2}));
     assert_eq!(
         documents
-            .upsert_documents(ns, &collection.collection_id, &again)
+            .upsert_documents(ns, &collection.collection_id, &again, None)
             .await
             .expect("upsert"),
         0
@@ -487,6 +487,40 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
         store.record_chunk(&lease_1, &late).await,
         Err(StoreError::LeaseLost(_))
     ));
+    // Documents written under the old lease are refused in their own
+    // transaction: nothing of the first worker lands after the takeover.
+    let stale = [document(&collection, &bucket, &batch.batch_id, &ids[2])];
+    assert!(matches!(
+        documents
+            .upsert_documents(
+                &bucket.namespace_id,
+                &collection.collection_id,
+                &stale,
+                Some(&lease_1)
+            )
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(
+        documents
+            .document(&collection.collection_id, &stale[0].document_id)
+            .await
+            .expect("read")
+            .is_none(),
+        "the refused document was not written"
+    );
+    assert_eq!(
+        documents
+            .upsert_documents(
+                &bucket.namespace_id,
+                &collection.collection_id,
+                &stale,
+                Some(&lease_2)
+            )
+            .await
+            .expect("the new holder writes"),
+        1
+    );
     assert!(
         !store
             .renew_lease(&lease_1, 60_000, &live())
@@ -817,7 +851,7 @@ async fn outbox(
         .map(|id| document(&collection, &bucket, &batch.batch_id, id))
         .collect();
     documents
-        .upsert_documents(ns, &collection.collection_id, &docs)
+        .upsert_documents(ns, &collection.collection_id, &docs, None)
         .await
         .expect("upsert");
     // A write that fails (its collection is gone) writes no event.
@@ -826,7 +860,7 @@ async fn outbox(
     let stray_docs = vec![document(&stray, &bucket, &batch.batch_id, &ids[0])];
     assert!(matches!(
         documents
-            .upsert_documents(ns, &stray.collection_id, &stray_docs)
+            .upsert_documents(ns, &stray.collection_id, &stray_docs, None)
             .await,
         Err(StoreError::NotFound { .. })
     ));

@@ -197,6 +197,9 @@ pub struct BlobSource {
     key: String,
     len: u64,
     handle: tokio::runtime::Handle,
+    /// Set when a read from the blob store failed: what the reader reports
+    /// then is the store's failure, not the blob's content.
+    read_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Bytes fetched at once by a sequential read.
@@ -215,13 +218,24 @@ impl BlobSource {
             key: key.to_owned(),
             len,
             handle,
+            read_failed: Arc::default(),
         })
+    }
+
+    /// Whether a read from the blob store has failed (shared by clones):
+    /// an error of the reader is then transient, not a bad blob.
+    pub fn read_failed(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.read_failed.clone()
     }
 
     fn fetch(&self, start: u64, len: u64) -> std::io::Result<Bytes> {
         self.handle
             .block_on(self.blobs.read_range(&self.key, start, len))
-            .map_err(std::io::Error::other)
+            .map_err(|e| {
+                self.read_failed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                std::io::Error::other(e)
+            })
     }
 }
 

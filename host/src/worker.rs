@@ -205,6 +205,9 @@ struct Shared {
     kick: Notify,
     /// Ends the engine's calls in progress once the run has stopped.
     interrupt: CancellationToken,
+    /// When the last renewal that succeeded was sent (the claim, at
+    /// first): the lease holds until at least then plus its length.
+    renewed: Mutex<Instant>,
 }
 
 struct StageState {
@@ -257,6 +260,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether the lease may have expired in the store: no renewal has
+    /// succeeded for its length (less a report interval, for the clocks).
+    /// Past that another worker may hold the batch, so this one writes
+    /// nothing more: it fences itself by time when the store cannot.
+    fn lease_expired(&self, config: &WorkerConfig) -> bool {
+        lock(&self.renewed).elapsed() + config.report_interval >= config.lease
+    }
+
     fn stopped(&self) -> Option<Stop> {
         match self.state.load(Ordering::SeqCst) {
             LOST => Some(Stop::LeaseLost),
@@ -287,6 +298,7 @@ async fn run_batch(
         last_progress: Mutex::new(Instant::now()),
         kick: Notify::new(),
         interrupt: CancellationToken::new(),
+        renewed: Mutex::new(Instant::now()),
     });
     let reporter = tokio::spawn(report_progress(
         deps.store.clone(),
@@ -294,7 +306,7 @@ async fn run_batch(
         batch.clone(),
         lease.clone(),
         shared.clone(),
-        shutdown,
+        shutdown.clone(),
     ));
     let result = process(deps, config, &batch, &lease, &shared).await;
     reporter.abort();
@@ -319,17 +331,21 @@ async fn run_batch(
         }
         Err(Stop::Shutdown) => {
             info!("shutting down; giving the batch back to the queue");
-            if let Err(e) = store.release_batch(&lease).await {
-                warn!(error = %e, "giving the batch back failed; its lease will expire");
-            }
+            give_back(store, &lease).await;
             None
         }
+        // Transient failures give the batch back without using up one of
+        // its claims; if even that fails, its lease expires.
         Err(Stop::Store(e)) => {
-            warn!(error = %e, "the store failed; the batch resumes when its lease expires");
+            warn!(error = %e, "the store failed; giving the batch back");
+            give_back(store, &lease).await;
+            back_off(config, &shutdown).await;
             None
         }
         Err(Stop::Unavailable(reason)) => {
-            warn!(%reason, "an extractor cannot be loaded now; the batch resumes when its lease expires");
+            warn!(%reason, "the batch cannot run just now; giving it back");
+            give_back(store, &lease).await;
+            back_off(config, &shutdown).await;
             None
         }
     };
@@ -348,6 +364,22 @@ async fn run_batch(
         }
     }
     metrics::gauge!("strata_batches_running").decrement(1.0);
+}
+
+/// Hands a batch back to the queue without counting the claim.
+async fn give_back(store: &dyn Store, lease: &Lease) {
+    if let Err(e) = store.release_batch(lease).await {
+        warn!(error = %e, "giving the batch back failed; its lease will expire");
+    }
+}
+
+/// Keeps this poller's slot for a poll interval after giving a batch back
+/// for a transient failure, so that it is not claimed again at once.
+async fn back_off(config: &WorkerConfig, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(config.poll_interval) => {}
+        () = shutdown.cancelled() => {}
+    }
 }
 
 fn over_budget(failed: u64, total: u64, budget: f64) -> String {
@@ -484,12 +516,22 @@ impl CollectionRun {
         pending: HashSet<String>,
         tiers: Arc<TierProgress>,
     ) -> Result<Vec<String>, Stop> {
-        let unreadable = |e: &dyn std::fmt::Display| {
-            Stop::Failed(format!("the manifest `{manifest}` cannot be read: {e}"))
+        // A manifest that is gone or malformed fails the batch; one the
+        // blob store could not read just now hands it back.
+        let unreadable = |e: &dyn std::fmt::Display, transient: bool| {
+            let reason = format!("the manifest `{manifest}` cannot be read: {e}");
+            if transient {
+                Stop::Unavailable(reason)
+            } else {
+                Stop::Failed(reason)
+            }
         };
         let source = BlobSource::open(self.deps.blobs.clone(), manifest, handle.clone())
-            .map_err(|e| unreadable(&e))?;
-        let rows = artifacts::stream_manifest(manifest, source).map_err(|e| unreadable(&e))?;
+            .map_err(|e| unreadable(&e, !matches!(e, crate::blob::BlobError::NotFound(_))))?;
+        let read_failed = source.read_failed();
+        let transient = move || read_failed.load(std::sync::atomic::Ordering::Relaxed);
+        let rows = artifacts::stream_manifest(manifest, source)
+            .map_err(|e| unreadable(&e, transient()))?;
         let options = ExecOptions {
             batch_rows: self.config.chunk_rows.max(1),
             history: self.batch.include_processing_history,
@@ -525,7 +567,7 @@ impl CollectionRun {
             self.write(handle, &finished, &hashes)
         })?;
         if let Some(e) = lock(&failure).take() {
-            return Err(Stop::Failed(e));
+            return Err(unreadable(&e, transient()));
         }
         let mut missing: Vec<String> = lock(&unseen).drain().collect();
         missing.sort();
@@ -541,6 +583,11 @@ impl CollectionRun {
     ) -> Result<(), Stop> {
         if let Some(stop) = self.shared.stopped() {
             return Err(stop);
+        }
+        if self.shared.lease_expired(&self.config) {
+            warn!("no lease renewal succeeded for the lease's length; writing nothing more");
+            self.shared.stop(LOST);
+            return Err(Stop::LeaseLost);
         }
         let now = now();
         let mut documents = Vec::with_capacity(finished.len());
@@ -583,11 +630,13 @@ impl CollectionRun {
                 updated_at: now.clone(),
             });
         }
-        // Documents first (idempotent), then the outcomes under the lease.
+        // Documents first (idempotent, and fenced by the lease in their
+        // transaction), then the outcomes under the lease.
         handle.block_on(self.deps.documents.upsert_documents(
             &self.batch.namespace_id,
             &self.pinned.collection_id,
             &documents,
+            Some(&self.lease),
         ))?;
         metrics::counter!("strata_documents_written_total").increment(documents.len() as u64);
         let chunk = ChunkOutcome {
@@ -734,9 +783,15 @@ async fn report_progress(
             reported_at: now(),
             last_progress_at: last_progress_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
+        let sent = Instant::now();
         match store.renew_lease(&lease, lease_ms, &live).await {
-            Ok(true) => {}
+            Ok(true) => *lock(&shared.renewed) = sent,
             Ok(false) => {
+                shared.stop(LOST);
+                return;
+            }
+            Err(e) if shared.lease_expired(&config) => {
+                warn!(error = %e, "renewing the lease has failed for the lease's length; stopping");
                 shared.stop(LOST);
                 return;
             }

@@ -776,12 +776,14 @@ pub trait DocumentSink: Send + Sync + std::fmt::Debug {
     /// Writes documents of one collection by id (one written again keeps
     /// its `created_at`) and keeps the collection's `document_count` in
     /// step. Returns how many did not exist before; `NotFound` when the
-    /// collection is gone.
+    /// collection is gone. With a `lease`, the write happens only while it
+    /// holds its batch, in the same transaction (`LeaseLost` otherwise).
     async fn upsert_documents(
         &self,
         namespace_id: &str,
         collection_id: &str,
         documents: &[DocumentRecord],
+        lease: Option<&Lease>,
     ) -> Result<u64>;
     /// Documents of a collection by id.
     async fn list_documents(

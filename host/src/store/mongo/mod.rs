@@ -1614,6 +1614,7 @@ impl DocumentSink for MongoStore {
         namespace_id: &str,
         collection_id: &str,
         documents: &[DocumentRecord],
+        lease: Option<&Lease>,
     ) -> Result<u64> {
         if let Some(doc) = documents.iter().find(|d| d.collection_id != collection_id) {
             return Err(StoreError::Conflict(format!(
@@ -1636,6 +1637,9 @@ impl DocumentSink for MongoStore {
         let event =
             crate::store::events::Event::documents_written(namespace_id, collection_id, documents);
         transaction!(self, s => {
+            if let Some(lease) = lease {
+                self.fence(s, lease).await?;
+            }
             // One bulk upsert for the chunk.
             let answer = self.bulk_update(s, "documents", updates.clone()).await?;
             let new = answer.get_array("upserted").map_or(0, |u| u.len()) as i64;

@@ -1571,8 +1571,10 @@ impl DocumentSink for SqliteStore {
         namespace_id: &str,
         collection_id: &str,
         documents: &[DocumentRecord],
+        lease: Option<&Lease>,
     ) -> Result<u64> {
         let (namespace, collection) = (namespace_id.to_owned(), collection_id.to_owned());
+        let lease = lease.cloned();
         let rows = documents
             .iter()
             .map(|d| Ok((d.clone(), body_text(d)?)))
@@ -1580,6 +1582,9 @@ impl DocumentSink for SqliteStore {
         let event = Event::documents_written(namespace_id, collection_id, documents);
         self.call(move |c| {
             let tx = immediate(c)?;
+            if let Some(lease) = &lease {
+                fence(&tx, lease)?;
+            }
             let mut new_documents = 0u64;
             {
                 let mut exists = tx
