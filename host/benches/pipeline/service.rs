@@ -447,7 +447,12 @@ async fn sink_rates(
         let mut new = 0;
         for chunk in documents.chunks(32) {
             new += sink
-                .upsert_documents(&namespace.namespace_id, &collection.collection_id, chunk)
+                .upsert_documents(
+                    &namespace.namespace_id,
+                    &collection.collection_id,
+                    chunk,
+                    None,
+                )
                 .await?;
         }
         anyhow::ensure!(
