@@ -327,6 +327,9 @@ struct EngineArgs {
     /// Components that may compile at once.
     #[arg(long, env = "STRATA_MAX_COMPILES", default_value_t = 2)]
     max_compiles: usize,
+    /// Extractor instances that may exist at once; a call waits for a free one.
+    #[arg(long, env = "STRATA_MAX_INSTANCES", default_value_t = 64)]
+    max_instances: u32,
 }
 
 impl EngineArgs {
@@ -364,6 +367,7 @@ impl EngineArgs {
                 memory_mb: self.compile_memory_mb,
             }),
             max_compiles: self.max_compiles.max(1),
+            max_instances: self.max_instances.max(1),
             ..EngineConfig::default()
         })
     }
