@@ -161,3 +161,84 @@ async fn output_that_would_expand_is_refused_and_memory_stays_flat() {
         "peak memory grew from {before} to {after} bytes"
     );
 }
+
+/// What the server's peak memory may grow by for 8 uploads of 15 MB at
+/// once and a batch over them in chunks of 16 MiB: uploads are spooled to
+/// disk (a few buffers each), and a running batch holds at most its chunks
+/// in flight (the feed's read-ahead and one per tier, each read and then
+/// laid out as Arrow) and its instances' memory: 12 chunks' worth.
+const BIG_INPUT_PEAK_MIB: f64 = 12.0 * 16.0;
+
+#[tokio::test]
+async fn big_uploads_and_batches_keep_memory_bounded() {
+    let server = Server::start_with(support::Options {
+        args: [
+            "--max-object-mb",
+            "16",
+            "--chunk-mb",
+            "16",
+            "--max-upload-mb-in-flight",
+            "1024",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        ..support::Options::default()
+    });
+    let bucket = create_bucket(&server, "big").await;
+    let before = peak_memory(&server).await;
+    // Eight uploads of 15 MB at once, as base64 in JSON (20 MB each).
+    let uploads: Vec<_> = (0..8)
+        .map(|i| {
+            let content: Vec<u8> = (0..15_000_000u32)
+                .map(|b| (b.wrapping_mul(31) ^ i) as u8)
+                .collect();
+            let body = json!({
+                "object_id": format!("big{i}"),
+                "key": format!("big{i}.bin"),
+                "content_base64": base64_of(&content),
+            });
+            let request = server
+                .request(Method::POST, &format!("/v1/buckets/{bucket}/objects"))
+                .json(&body);
+            tokio::spawn(request.send())
+        })
+        .collect();
+    for upload in uploads {
+        let response = upload.await.expect("join").expect("upload");
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let uploaded = peak_memory(&server).await;
+    // A batch over them: chunks end at 16 MB, one object each.
+    create_collection(
+        &server,
+        "hashes",
+        &bucket,
+        json!([{"name": "content-hash"}]),
+    )
+    .await;
+    let ids: Vec<String> = (0..8).map(|i| format!("big{i}")).collect();
+    let (path, _) = submit(&server, &bucket, &ids).await;
+    let done = poll_until(&server, &path, terminal).await;
+    let done = done.last().expect("final");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"]["errors"], 0, "{done}");
+    let after = peak_memory(&server).await;
+    let mib = |bytes: f64| bytes / (1 << 20) as f64;
+    eprintln!(
+        "peak memory: {:.0} MiB before, {:.0} MiB after 8 uploads of 15 MB, {:.0} MiB after the batch",
+        mib(before),
+        mib(uploaded),
+        mib(after)
+    );
+    assert!(
+        mib(after - before) < BIG_INPUT_PEAK_MIB,
+        "peak memory grew by {:.0} MiB",
+        mib(after - before)
+    );
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

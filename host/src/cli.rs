@@ -114,6 +114,9 @@ struct ServeArgs {
     /// Objects per chunk: the unit of document writes and of progress.
     #[arg(long, env = "STRATA_CHUNK_OBJECTS", default_value_t = 32)]
     chunk_objects: usize,
+    /// MiB of object content per chunk: a chunk also ends once it holds this much (one object at least).
+    #[arg(long, env = "STRATA_CHUNK_MB", default_value_t = 64)]
+    chunk_mb: usize,
     /// Seconds without a finished object after which a running batch is reported degraded.
     #[arg(long, env = "STRATA_STALL_SECONDS", default_value_t = 300.0)]
     stall_seconds: f64,
@@ -647,6 +650,8 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     worker.max_attempts = args.max_attempts;
     worker.error_budget = args.error_budget;
     worker.chunk_rows = args.chunk_objects;
+    worker.chunk_bytes = args.chunk_mb.max(1).saturating_mul(1 << 20);
+    worker.max_object_bytes = config.max_object_bytes;
     worker.max_timeouts = args.engine.max_timeouts;
     config.health = crate::progress::HealthPolicy {
         error_budget: args.error_budget,

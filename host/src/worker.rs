@@ -52,6 +52,12 @@ pub struct WorkerConfig {
     pub error_budget: f64,
     /// Objects per chunk: the unit of writing and of progress.
     pub chunk_rows: usize,
+    /// Bytes of content per chunk: a chunk also ends once it holds this
+    /// much, so memory stays bounded whatever the objects' sizes.
+    pub chunk_bytes: usize,
+    /// Largest object read: a larger one (uploaded before the limit was
+    /// lowered) fails alone, unread.
+    pub max_object_bytes: u64,
     /// Timeouts after which an extractor is disabled for the run.
     pub max_timeouts: u32,
 }
@@ -68,6 +74,8 @@ impl WorkerConfig {
             max_attempts: 3,
             error_budget: 0.5,
             chunk_rows: 32,
+            chunk_bytes: 64 << 20,
+            max_object_bytes: 512 << 20,
             max_timeouts: 3,
         }
     }
@@ -534,6 +542,7 @@ impl CollectionRun {
             .map_err(|e| unreadable(&e, transient()))?;
         let options = ExecOptions {
             batch_rows: self.config.chunk_rows.max(1),
+            batch_bytes: self.config.chunk_bytes.max(1),
             history: self.batch.include_processing_history,
             max_timeouts: self.config.max_timeouts,
             tier_progress: Some(tiers),
@@ -549,6 +558,7 @@ impl CollectionRun {
         let inputs = {
             let (shared, blobs) = (self.shared.clone(), self.deps.blobs.clone());
             let (unseen, hashes, failure) = (unseen.clone(), hashes.clone(), failure.clone());
+            let max_object_bytes = self.config.max_object_bytes;
             rows.map_while(move |row| match row {
                 Ok(row) => Some(row),
                 Err(e) => {
@@ -560,7 +570,7 @@ impl CollectionRun {
             .take_while(move |_| shared.running())
             .map(move |row| {
                 lock(&hashes).insert(row.object_id.clone(), row.sha256.clone());
-                read_object(handle, blobs.as_ref(), row)
+                read_object(handle, blobs.as_ref(), row, max_object_bytes)
             })
         };
         execute(plan, &options, inputs, |finished| {
@@ -652,16 +662,23 @@ impl CollectionRun {
     }
 }
 
-/// An object's content from the blob store, checked against its hash.
+/// An object's content from the blob store, checked against its hash;
+/// one over `max_bytes` fails alone, unread.
 fn read_object(
     handle: &tokio::runtime::Handle,
     blobs: &dyn BlobStore,
     row: ManifestRow,
+    max_bytes: u64,
 ) -> ObjectInput {
     let content = if row.blob_key.is_empty() {
         Err(format!(
             "object `{}` was deleted before the batch was submitted",
             row.object_id
+        ))
+    } else if row.size_bytes > max_bytes {
+        Err(format!(
+            "object `{}` holds {} bytes, over the {max_bytes} a worker reads (--max-object-mb)",
+            row.object_id, row.size_bytes
         ))
     } else {
         match handle.block_on(blobs.read(&row.blob_key)) {

@@ -12,6 +12,7 @@ pub mod documents;
 pub mod error;
 pub mod extractors;
 pub mod health;
+mod json_upload;
 pub mod meta;
 pub mod namespaces;
 pub mod objects;

@@ -12,8 +12,6 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -28,10 +26,7 @@ use crate::store::{Bucket, ObjectRecord, new_id, now};
 
 /// Routes, with a body limit sized for uploads.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    // Base64 in JSON takes 4 bytes per 3, plus the other fields.
-    let limit = usize::try_from(state.max_object_bytes / 3 * 4)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1 << 20);
+    let limit = usize::try_from(json_body_limit(state.max_object_bytes)).unwrap_or(usize::MAX);
     Router::new()
         .route(
             "/v1/buckets/{bucket}/objects",
@@ -46,6 +41,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(get_content),
         )
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+}
+
+/// The largest body an upload of at most `max_object_bytes` takes: base64
+/// in JSON takes 4 bytes per 3, plus the other fields.
+fn json_body_limit(max_object_bytes: u64) -> u64 {
+    (max_object_bytes / 3 * 4).saturating_add(1 << 20)
 }
 
 /// `POST …/objects` as JSON.
@@ -73,13 +74,15 @@ struct Upload {
     key: Option<String>,
     mime_type: Option<String>,
     metadata: Option<Value>,
-    content: Content,
+    content: Option<Spooled>,
 }
 
-enum Content {
-    Bytes(Bytes),
-    /// Spooled to a file: path, size, SHA-256, first bytes.
-    File(SpoolFile, u64, String, Vec<u8>),
+/// Content spooled to a file as it arrived: size, SHA-256 and first bytes.
+struct Spooled {
+    file: SpoolFile,
+    size: u64,
+    sha256: String,
+    head: Vec<u8>,
 }
 
 /// A spooled upload, removed when dropped unless it was moved away.
@@ -92,7 +95,7 @@ impl Drop for SpoolFile {
 }
 
 /// Bytes kept for MIME sniffing.
-const HEAD: usize = 8192;
+pub(super) const HEAD: usize = 8192;
 
 fn check_object_id(id: &str) -> ApiResult<()> {
     let ok = !id.is_empty()
@@ -131,7 +134,7 @@ fn check_metadata(metadata: Option<Value>) -> ApiResult<Option<Value>> {
     }
 }
 
-fn too_large(max: u64) -> ApiError {
+pub(super) fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload-too-large",
@@ -178,43 +181,64 @@ pub async fn create_object(
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         read_multipart(&state, multipart).await?
+    } else if crate::engine::manifest::mime_essence(&content_type) == "application/json" {
+        json_upload(&state, request).await?
     } else {
-        let Json(body) = Json::<CreateObject>::from_request(request, &state).await?;
-        json_upload(&state, body)?
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the object as `multipart/form-data` or as JSON with `Content-Type: application/json`",
+        ));
     };
     let object = store_upload(&state, &bucket, upload).await?;
     Ok((StatusCode::CREATED, Json(object)))
 }
 
-fn json_upload(state: &AppState, body: CreateObject) -> ApiResult<Upload> {
-    let content = match (body.text, body.content_base64) {
-        (Some(text), None) => Bytes::from(text),
-        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map(Bytes::from)
-            .map_err(|e| ApiError::invalid("content_base64", format!("not base64: {e}")))?,
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "text",
-                "give `text` or `content_base64`, not both",
-            ));
+/// A JSON upload, spooled to disk as it arrives and read member by member
+/// (`json_upload::read`): the content is never held in memory.
+async fn json_upload(state: &AppState, request: Request) -> ApiResult<Upload> {
+    let raw = SpoolFile(state.spool_dir.join(new_id("body")));
+    let mut file = tokio::fs::File::create(&raw.0)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut body = request.into_body().into_data_stream();
+    let (limit, mut received) = (json_body_limit(state.max_object_bytes), 0u64);
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(too_large(state.max_object_bytes));
         }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "text",
-                "give the content as `text` or `content_base64`",
-            ));
-        }
-    };
-    if content.len() as u64 > state.max_object_bytes {
-        return Err(too_large(state.max_object_bytes));
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
     }
+    file.flush().await.map_err(|e| ApiError::internal(&e))?;
+    drop(file);
+    let content = SpoolFile(state.spool_dir.join(new_id("upload")));
+    let (raw_path, content_path, max) = (raw.0.clone(), content.0.clone(), state.max_object_bytes);
+    let read = tokio::task::spawn_blocking(move || {
+        super::json_upload::read(&raw_path, &content_path, max)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let Some((size, sha256, head)) = read.content else {
+        return Err(ApiError::invalid(
+            "text",
+            "give the content as `text` or `content_base64`",
+        ));
+    };
     Ok(Upload {
-        object_id: body.object_id,
-        key: body.key,
-        mime_type: body.mime_type,
-        metadata: body.metadata,
-        content: Content::Bytes(content),
+        object_id: read.object_id,
+        key: read.key,
+        mime_type: read.mime_type,
+        metadata: read.metadata,
+        content: Some(Spooled {
+            file: content,
+            size,
+            sha256,
+            head,
+        }),
     })
 }
 
@@ -231,7 +255,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult
         key: None,
         mime_type: None,
         metadata: None,
-        content: Content::Bytes(Bytes::new()),
+        content: None,
     };
     let mut file_seen = false;
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
@@ -271,12 +295,24 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult
                         .map_err(|e| ApiError::internal(&e))?;
                 }
                 file.flush().await.map_err(|e| ApiError::internal(&e))?;
-                upload.content = Content::File(spool, size, hex::encode(hash.finalize()), head);
+                upload.content = Some(Spooled {
+                    file: spool,
+                    size,
+                    sha256: hex::encode(hash.finalize()),
+                    head,
+                });
             }
             "metadata" | "object_id" | "key" | "mime_type" => {
                 let text = field.text().await.map_err(bad)?;
                 match name.as_str() {
                     "metadata" => {
+                        let max = super::json_upload::MAX_METADATA_BYTES;
+                        if text.len() as u64 > max {
+                            return Err(ApiError::invalid(
+                                "metadata",
+                                format!("at most {} KiB as JSON", max >> 10),
+                            ));
+                        }
                         let value = serde_json::from_str(&text)
                             .map_err(|e| ApiError::invalid("metadata", format!("not JSON: {e}")))?;
                         upload.metadata = Some(value);
@@ -294,7 +330,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult
             }
         }
     }
-    if !file_seen {
+    if upload.content.is_none() {
         return Err(ApiError::invalid("file", "missing the `file` part"));
     }
     Ok(upload)
@@ -317,10 +353,10 @@ async fn store_upload(
     if key.is_empty() || key.len() > 1024 {
         return Err(ApiError::invalid("key", "must be 1–1024 bytes"));
     }
-    let head = match &upload.content {
-        Content::Bytes(b) => &b[..b.len().min(HEAD)],
-        Content::File(_, _, _, head) => &head[..],
+    let Some(content) = upload.content else {
+        return Err(ApiError::invalid("file", "missing the content"));
     };
+    let head = &content.head[..];
     let mime_type = match upload.mime_type {
         Some(m) => check_mime(&m)?,
         None => sniff_mime(std::path::Path::new(&key), head),
@@ -330,18 +366,8 @@ async fn store_upload(
         object_key(&bucket.namespace_id, &bucket.bucket_id, &object_id),
         ulid::Ulid::new().to_string().to_lowercase()
     );
-    let (size_bytes, sha256) = match upload.content {
-        Content::Bytes(bytes) => {
-            let digest = hex::encode(Sha256::digest(&bytes));
-            let size = bytes.len() as u64;
-            state.blobs.put_bytes(&blob_key, bytes).await?;
-            (size, digest)
-        }
-        Content::File(spool, size, digest, _) => {
-            state.blobs.put_file(&blob_key, &spool.0).await?;
-            (size, digest)
-        }
-    };
+    state.blobs.put_file(&blob_key, &content.file.0).await?;
+    let (size_bytes, sha256) = (content.size, content.sha256);
     let object = ObjectRecord {
         object_id,
         bucket_id: bucket.bucket_id.clone(),

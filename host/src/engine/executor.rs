@@ -48,6 +48,10 @@ pub struct ObjectInput {
 pub struct ExecOptions {
     /// Objects per record batch.
     pub batch_rows: usize,
+    /// Bytes of content per record batch: a batch ends at `batch_rows`
+    /// objects or once it holds this much (always one object at least),
+    /// so large objects never make a chunk hold more.
+    pub batch_bytes: usize,
     /// Batches waiting between two tiers.
     pub queue_depth: usize,
     /// Record a processing history in each document.
@@ -93,6 +97,7 @@ impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
             batch_rows: 256,
+            batch_bytes: 64 << 20,
             queue_depth: 2,
             history: false,
             max_timeouts: 3,
@@ -176,7 +181,20 @@ where
         scope.spawn(move || {
             let mut objects = objects.peekable();
             while !interrupt.is_cancelled() && objects.peek().is_some() {
-                let chunk = base_chunk(objects.by_ref().take(batch_rows), step_count);
+                let mut taken = Vec::new();
+                let mut bytes = 0usize;
+                while taken.len() < batch_rows {
+                    let size = match objects.peek() {
+                        Some(next) => next.content.as_ref().map_or(0, Vec::len),
+                        None => break,
+                    };
+                    if !taken.is_empty() && bytes.saturating_add(size) > options.batch_bytes {
+                        break;
+                    }
+                    bytes = bytes.saturating_add(size);
+                    taken.extend(objects.next());
+                }
+                let chunk = base_chunk(taken.into_iter(), step_count);
                 if tx.send(chunk).is_err() {
                     return;
                 }
