@@ -62,6 +62,24 @@ async fn blob_suite(blobs: &dyn BlobStore, large: usize) {
         .await
         .expect("an empty sibling");
     assert_eq!(blobs.read("a/b/two").await.expect("empty"), b"");
+    // Listed by prefix, with when they were written.
+    let mut listed: Vec<String> = blobs
+        .list("a")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["a/b/one", "a/b/two"]);
+    assert!(blobs.list("no").await.expect("nothing").is_empty());
+    assert!(
+        blobs.list("a/b").await.expect("list")[0]
+            .modified
+            .elapsed()
+            .is_ok_and(|age| age < std::time::Duration::from_secs(600)),
+        "written just now"
+    );
 
     // Missing blobs, bad keys.
     assert!(matches!(

@@ -78,6 +78,11 @@ fn a_memory_bomb_runs_out_of_memory_on_its_row_only() {
     check_only_trigger_fails("alloc", "out of memory (limit 256 MiB)");
 }
 
+#[test]
+fn a_refused_growth_followed_by_a_loop_is_a_timeout() {
+    check_only_trigger_fails("refused-then-loop", "timed out after 1s");
+}
+
 /// Runs `work` on a thread and waits at most `limit` for it: a call that
 /// would hang for an hour fails the test instead of stalling the suite.
 fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {

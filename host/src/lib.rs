@@ -20,6 +20,7 @@ pub mod progress;
 pub mod run;
 pub mod serve;
 pub mod store;
+pub mod sweeper;
 pub mod watch;
 pub mod webhooks;
 pub mod worker;

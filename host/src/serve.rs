@@ -390,6 +390,11 @@ pub async fn run(
     let sender = Sender::new(backends.webhooks.clone(), config.webhooks.clone())
         .context("starting the webhook sender")?;
     let sender = tokio::spawn(sender.run(webhook_wake, stop.clone()));
+    let sweeper = tokio::spawn(crate::sweeper::run(
+        backends.store.clone(),
+        backends.blobs.clone(),
+        stop.clone(),
+    ));
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
@@ -415,6 +420,7 @@ pub async fn run(
         );
     }
     let _ = sender.await;
+    let _ = sweeper.await;
     let _ = follower.await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BlobError, BlobReader, BlobStore, Result, check_key};
+use super::{BlobEntry, BlobError, BlobReader, BlobStore, Result, check_key};
 
 /// Blobs under a root directory.
 #[derive(Debug, Clone)]
@@ -165,5 +165,72 @@ impl BlobStore for LocalBlobs {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(BlobError::backend(key, e)),
             _ => Ok(()),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>> {
+        let dir = self.path(prefix)?;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut entries = Vec::new();
+            for entry in walkdir::WalkDir::new(&dir) {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e)
+                        if e.io_error()
+                            .is_some_and(|io| io.kind() == ErrorKind::NotFound) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(BlobError::backend(&dir.display().to_string(), e)),
+                };
+                if !entry.file_type().is_file() {
+                    continue;
+                }
+                let modified = entry
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .unwrap_or(std::time::SystemTime::now());
+                if let Some(key) = entry
+                    .path()
+                    .strip_prefix(&root)
+                    .ok()
+                    .and_then(|p| p.to_str())
+                {
+                    entries.push(BlobEntry {
+                        key: key.to_owned(),
+                        modified,
+                    });
+                }
+            }
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| BlobError::backend(prefix, e))?
+    }
+
+    async fn sweep_scratch(&self, age: std::time::Duration) -> Result<u64> {
+        let tmp = self.root.join(".tmp");
+        let mut removed = 0;
+        let mut dir = tokio::fs::read_dir(&tmp)
+            .await
+            .map_err(|e| BlobError::backend(".tmp", e))?;
+        while let Some(entry) = dir
+            .next_entry()
+            .await
+            .map_err(|e| BlobError::backend(".tmp", e))?
+        {
+            let old = entry
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|elapsed| elapsed >= age);
+            if old && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

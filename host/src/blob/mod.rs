@@ -75,6 +75,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes>;
     /// Removes the blob under `key`; a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Every blob whose key starts with `prefix` (a whole number of path
+    /// segments, e.g. `objects`).
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>>;
+    /// Removes what failed writes left behind (temporary files) that is
+    /// older than `age`; returns how many. Nothing to do by default.
+    async fn sweep_scratch(&self, _age: std::time::Duration) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// Checks that `key` is a relative path of plain names.
@@ -91,6 +99,15 @@ pub fn check_key(key: &str) -> Result<()> {
     } else {
         Err(BlobError::InvalidKey(key.to_owned()))
     }
+}
+
+/// A stored blob, as a listing shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlobEntry {
+    /// Its key.
+    pub key: String,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
 }
 
 /// Key of an object's content.

@@ -18,7 +18,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use bytes::Bytes;
 use tokio::io::AsyncReadExt as _;
 
-use super::{BlobError, BlobReader, BlobStore, Result, check_key};
+use super::{BlobEntry, BlobError, BlobReader, BlobStore, Result, check_key};
 
 /// Where an S3 blob store lives.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,6 +403,39 @@ impl BlobStore for S3Blobs {
             .await
             .map(|_| ())
             .map_err(|e| self.error(key, e))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobEntry>> {
+        let s3_prefix = format!("{}/", self.s3_key(prefix)?);
+        let strip = match self.location.prefix.as_str() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.location.bucket)
+            .prefix(&s3_prefix)
+            .into_paginator()
+            .send();
+        let mut entries = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(prefix, e))?;
+            for object in page.contents() {
+                let Some(key) = object.key().and_then(|k| k.strip_prefix(&strip)) else {
+                    continue;
+                };
+                let modified = object
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                    .unwrap_or(std::time::SystemTime::now());
+                entries.push(BlobEntry {
+                    key: key.to_owned(),
+                    modified,
+                });
+            }
+        }
+        Ok(entries)
     }
 }
 

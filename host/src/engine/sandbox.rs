@@ -225,14 +225,16 @@ pub enum Fault {
 
 /// Classifies the error of a failed call.
 pub fn fault(store: &Store<StoreState>, error: &wasmtime::Error, budget: &Budget) -> Fault {
+    // The deadline first: a call that was refused memory, lived with it
+    // and then ran out of time timed out.
+    if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return store.data().call.cut.unwrap_or(Cut::Deadline).fault(budget);
+    }
     if store.data().out_of_memory() {
         return Fault::OutOfMemory(budget.memory_bytes >> 20);
     }
     if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return Fault::Busy(full.to_string());
-    }
-    if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return store.data().call.cut.unwrap_or(Cut::Deadline).fault(budget);
     }
     let mut reason = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
@@ -442,5 +444,29 @@ impl StdoutStream for Capture {
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_s_memories_share_one_cap() {
+        let mut limiter = Limiter {
+            memory_bytes: 100,
+            used: 0,
+            refused: false,
+        };
+        let mut grow = |current, desired| {
+            limiter
+                .memory_growing(current, desired, None)
+                .expect("no error")
+        };
+        assert!(grow(0, 60), "the first memory");
+        assert!(!grow(0, 60), "a second memory may not take the cap again");
+        assert!(grow(0, 40), "but the rest of it");
+        assert!(!grow(60, 70), "the first may not grow past the shared cap");
+        assert!(limiter.refused);
     }
 }
