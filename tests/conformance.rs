@@ -4,6 +4,8 @@
 //! document sink (SQLite; MongoDB on a loopback MongoDB-protocol server, or
 //! the server in `STRATA_TEST_MONGODB_URI`).
 
+#[path = "conformance/fencing.rs"]
+mod fencing;
 #[path = "conformance/registry.rs"]
 mod registry;
 mod support;
