@@ -245,7 +245,9 @@ impl Store for FailingRenewals {
         max_attempts: u32,
     ) -> Result<Option<Claim>> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::backend(std::io::Error::other("claims fail here")));
+            return Err(StoreError::backend(std::io::Error::other(
+                "claims fail here",
+            )));
         }
         self.inner.claim_batch(owner, lease_ms, max_attempts).await
     }
