@@ -13,6 +13,9 @@
 //!    latency.
 //! 6. The service on MongoDB + S3 (the loopback servers of the tests) vs
 //!    embedded, and the document sinks' bulk upsert rates.
+//! 7. Publish to first use of a component.
+//! 8. Big inputs: the service's peak memory for eight uploads near the
+//!    object size limit at once, and for a batch over them.
 //!
 //! Latencies (2, 3) are the fastest of several rounds, since other load on
 //! the machine only adds time; throughputs (1) are ratios measured side by
@@ -265,6 +268,9 @@ fn main() -> anyhow::Result<()> {
 
     // 7. Publish to first use.
     tokio::runtime::Runtime::new()?.block_on(service::publish_to_first_use(&root))?;
+
+    // 8. Big inputs.
+    tokio::runtime::Runtime::new()?.block_on(inputs::big_inputs(&root, &config_cache()))?;
     Ok(())
 }
 
@@ -447,5 +453,7 @@ fn rss_mib(field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+#[path = "pipeline/inputs.rs"]
+mod inputs;
 #[path = "pipeline/service.rs"]
 mod service;

@@ -17,12 +17,12 @@ use strata_host::store::{
     Namespace, Source, SqliteStore, Store, document_id, new_id, now,
 };
 
-const KEY: &str = "sk_bench_admin_key_0123456789";
+pub(super) const KEY: &str = "sk_bench_admin_key_0123456789";
 
-struct Server {
+pub(super) struct Server {
     child: std::process::Child,
-    url: String,
-    client: reqwest::Client,
+    pub(super) url: String,
+    pub(super) client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -37,15 +37,15 @@ impl Drop for Server {
 /// directory (`plugins/dist` when absent) and data directory (a fresh one
 /// when absent).
 #[derive(Debug, Clone, Default)]
-struct Backends {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    plugins: Option<std::path::PathBuf>,
-    data_dir: Option<std::path::PathBuf>,
+pub(super) struct Backends {
+    pub(super) args: Vec<String>,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) plugins: Option<std::path::PathBuf>,
+    pub(super) data_dir: Option<std::path::PathBuf>,
 }
 
 impl Server {
-    fn start(root: &Path, cache: &Path, backends: &Backends) -> anyhow::Result<Server> {
+    pub(super) fn start(root: &Path, cache: &Path, backends: &Backends) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("serve")
@@ -91,7 +91,7 @@ impl Server {
         })
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -113,7 +113,7 @@ impl Server {
 
     /// Creates a batch of `ids`, submits it and waits for its end;
     /// returns the batch.
-    async fn run_batch(&self, bucket: &str, ids: &[String]) -> anyhow::Result<Value> {
+    pub(super) async fn run_batch(&self, bucket: &str, ids: &[String]) -> anyhow::Result<Value> {
         let batches = format!("/v1/buckets/{bucket}/batches");
         let batch = self
             .call(
