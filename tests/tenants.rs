@@ -392,65 +392,6 @@ fn limited(extra: &[&str]) -> Server {
     })
 }
 
-/// A bucket with `n` objects and a `content-hash` collection in
-/// `namespace` (created); returns the bucket's id.
-async fn bucket_in(server: &Server, namespace: &str, n: usize) -> String {
-    let (status, body) = server
-        .post("/v1/namespaces", json!({ "name": namespace }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, bucket) = post_in(
-        server,
-        namespace,
-        "/v1/buckets",
-        json!({"bucket_name": "b"}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{bucket}");
-    let bucket = text(&bucket["bucket_id"]).to_owned();
-    for i in 0..n {
-        let (status, body) = post_in(
-            server,
-            namespace,
-            &format!("/v1/buckets/{bucket}/objects"),
-            json!({"object_id": format!("o{i}"), "text": "calm"}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    let (status, body) = post_in(
-        server,
-        namespace,
-        "/v1/collections",
-        json!({"collection_name": "c", "source": {"bucket_id": bucket}, "extractors": [{"name": "content-hash"}]}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    bucket
-}
-
-/// Creates and submits a batch of `ids` in `namespace`.
-async fn submit_in(
-    server: &Server,
-    namespace: &str,
-    bucket: &str,
-    ids: &[&str],
-) -> (StatusCode, serde_json::Value) {
-    let (status, batch) = post_in(
-        server,
-        namespace,
-        &format!("/v1/buckets/{bucket}/batches"),
-        json!({"object_ids": ids}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{batch}");
-    let path = format!(
-        "/v1/buckets/{bucket}/batches/{}/submit",
-        text(&batch["batch_id"])
-    );
-    post_in(server, namespace, &path, json!({})).await
-}
-
 #[tokio::test]
 async fn a_namespace_over_its_batch_limits_is_refused_and_others_are_not() {
     let server = limited(&[

@@ -31,9 +31,9 @@ pub async fn get_in(server: &Server, namespace: &str, path: &str) -> (StatusCode
     as_key(server, (ADMIN_KEY, namespace), Method::GET, path, None).await
 }
 
-/// Creates namespace `namespace` and submits, there, a batch of three calm
-/// objects through `content-hash`; returns the batch's path.
-pub async fn calm_batch_in(server: &Server, namespace: &str) -> String {
+/// A bucket with `n` objects and a `content-hash` collection in
+/// `namespace` (created); returns the bucket's id.
+pub async fn bucket_in(server: &Server, namespace: &str, n: usize) -> String {
     let (status, body) = server
         .post("/v1/namespaces", json!({ "name": namespace }))
         .await;
@@ -47,33 +47,58 @@ pub async fn calm_batch_in(server: &Server, namespace: &str) -> String {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{bucket}");
     let bucket = text(&bucket["bucket_id"]).to_owned();
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let id = format!("calm_{i}");
+    for i in 0..n {
         let (status, body) = post_in(
             server,
             namespace,
             &format!("/v1/buckets/{bucket}/objects"),
-            json!({"object_id": id, "key": format!("{id}.txt"), "text": "calm"}),
+            json!({"object_id": format!("o{i}"), "text": "calm"}),
         )
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        ids.push(id);
     }
     let (status, body) = post_in(
         server,
         namespace,
         "/v1/collections",
-        json!({"collection_name": "c", "source": {"bucket_id": bucket},
-               "extractors": [{"name": "content-hash"}]}),
+        json!({"collection_name": "c", "source": {"bucket_id": bucket}, "extractors": [{"name": "content-hash"}]}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    bucket
+}
+
+/// Creates and submits a batch of `ids` in `namespace`.
+pub async fn submit_in(
+    server: &Server,
+    namespace: &str,
+    bucket: &str,
+    ids: &[&str],
+) -> (StatusCode, Value) {
     let (status, batch) = post_in(
         server,
         namespace,
         &format!("/v1/buckets/{bucket}/batches"),
         json!({"object_ids": ids}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{batch}");
+    let path = format!(
+        "/v1/buckets/{bucket}/batches/{}/submit",
+        text(&batch["batch_id"])
+    );
+    post_in(server, namespace, &path, json!({})).await
+}
+
+/// Creates namespace `namespace` and submits, there, a batch of three calm
+/// objects through `content-hash`; returns the batch's path.
+pub async fn calm_batch_in(server: &Server, namespace: &str) -> String {
+    let bucket = bucket_in(server, namespace, 3).await;
+    let (status, batch) = post_in(
+        server,
+        namespace,
+        &format!("/v1/buckets/{bucket}/batches"),
+        json!({"object_ids": ["o0", "o1", "o2"]}),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{batch}");
