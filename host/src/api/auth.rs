@@ -103,13 +103,8 @@ impl FromRequestParts<AppState> for Caller {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
         };
-        let forbidden = || {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this key may not act in namespace `{wanted}`"),
-            )
-        };
+        let forbidden =
+            || ApiError::forbidden(format!("this key may not act in namespace `{wanted}`"));
         let namespace = match state.store.namespace(&wanted).await? {
             Some(ns) if key.allows(&ns.namespace_id) => ns,
             Some(_) => return Err(forbidden()),
@@ -120,10 +115,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-fn forbidden(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
-}
-
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
@@ -132,7 +123,7 @@ impl FromRequestParts<AppState> for Admin {
         if caller.key.admin {
             Ok(Admin(caller))
         } else {
-            Err(forbidden("this call needs an admin key"))
+            Err(ApiError::forbidden("this call needs an admin key"))
         }
     }
 }
@@ -145,7 +136,7 @@ impl FromRequestParts<AppState> for MayPublish {
         if caller.key.may_publish() {
             Ok(MayPublish(caller))
         } else {
-            Err(forbidden(
+            Err(ApiError::forbidden(
                 "this call needs an admin key or a key with the publish right",
             ))
         }

@@ -106,6 +106,11 @@ impl ApiError {
         }
     }
 
+    /// 403: the caller may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
     /// 409: the resource's state or an existing resource forbids this.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", detail)
@@ -191,9 +196,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { kind, id } => ApiError::not_found(kind, &id),
             StoreError::Conflict(detail) => ApiError::conflict(detail),
-            StoreError::Forbidden(detail) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
-            }
+            StoreError::Forbidden(detail) => ApiError::forbidden(detail),
             e @ (StoreError::Backend(_) | StoreError::LeaseLost(_)) => ApiError::internal(&e),
         }
     }

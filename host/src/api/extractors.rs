@@ -378,9 +378,7 @@ pub async fn publish_extractor(
         .map_err(|e| match e {
             PublishError::Invalid(e) => ApiError::invalid(field, e.to_string()),
             PublishError::Conflict(detail) => ApiError::conflict(detail),
-            PublishError::Forbidden(detail) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
-            }
+            PublishError::Forbidden(detail) => ApiError::forbidden(detail),
             e @ (PublishError::Store(_) | PublishError::Blob(_) | PublishError::Join(_)) => {
                 ApiError::internal(&e)
             }
@@ -505,13 +503,17 @@ pub async fn get_extractor(
     Path(name): Path<String>,
 ) -> ApiResult<Json<ExtractorInfo>> {
     let owner = usable_name(&state, &caller, &name).await?;
+    Ok(Json(info(installed(&state, &name)?, owner.as_ref())))
+}
+
+/// The installed extractor `name` with its versions, or 404.
+fn installed(state: &AppState, name: &str) -> ApiResult<Named> {
     state
         .catalog
         .snapshot()
         .into_iter()
         .find(|named| named.name == name)
-        .map(|named| Json(info(named, owner.as_ref())))
-        .ok_or_else(|| ApiError::not_found("extractor", &name))
+        .ok_or_else(|| ApiError::not_found("extractor", name))
 }
 
 /// A change to who owns an extractor name and who may use it.
@@ -540,14 +542,7 @@ pub async fn update_extractor(
     Json(update): Json<UpdateExtractor>,
 ) -> ApiResult<Json<ExtractorInfo>> {
     let current = usable_name(&state, &caller, &name).await?;
-    let Some(named) = state
-        .catalog
-        .snapshot()
-        .into_iter()
-        .find(|named| named.name == name)
-    else {
-        return Err(ApiError::not_found("extractor", &name));
-    };
+    let named = installed(&state, &name)?;
     may_manage(
         &name,
         current.as_ref(),
@@ -557,9 +552,7 @@ pub async fn update_extractor(
     let mut record = current.unwrap_or_else(|| ExtractorNameRecord::reserved(&name));
     if update.owner.is_some() || update.reserved.is_some() {
         if !caller.key.admin {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+            return Err(ApiError::forbidden(
                 "only an admin key transfers or reserves an extractor name",
             ));
         }
