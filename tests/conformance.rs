@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use strata_host::batches::{self, Action, BatchError};
 use strata_host::blob::{BlobError, BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
 use strata_host::pipeline::ExtractorRef;
 use strata_host::store::events::{
@@ -294,9 +295,25 @@ async fn queued_running(
         manifests: BTreeMap::new(),
     };
     store
-        .submit_batch(&created.batch_id, &[pinned], false, created.total)
+        .submit_batch(
+            &created.batch_id,
+            Action::Submit.from(),
+            &[pinned],
+            false,
+            created.total,
+        )
         .await
         .expect("submit")
+        .expect("a DRAFT batch with its objects is queued")
+}
+
+/// The batch as the store has it now.
+async fn fresh(store: &dyn Store, batch: &BatchRecord) -> BatchRecord {
+    store
+        .batch(&batch.bucket_id, &batch.batch_id)
+        .await
+        .expect("read")
+        .expect("the batch exists")
 }
 
 fn document(
@@ -581,7 +598,9 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     );
 
     // Retry re-queues the failed object only.
-    let retried = store.retry_batch(&batch.batch_id).await.expect("retry");
+    let retried = batches::retry(store.as_ref(), &fresh(store.as_ref(), &batch).await)
+        .await
+        .expect("retry");
     assert_eq!(
         (retried.status, retried.processed, retried.failed),
         (BatchStatus::Queued, 3, 0)
@@ -602,7 +621,9 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     else {
         panic!("the retried batch is claimed");
     };
-    store.cancel_batch(&batch.batch_id).await.expect("cancel");
+    batches::cancel(store.as_ref(), &fresh(store.as_ref(), &batch).await)
+        .await
+        .expect("cancel");
     assert!(matches!(
         store
             .record_chunk(&lease_3, &chunk(&collection, &[(&ids[1], None)]))
@@ -680,7 +701,7 @@ async fn api_keys(store: &dyn Store) {
     );
     assert!(matches!(
         store.create_key(&plain, &hashes[0]).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Taken { kind: "key", .. })
     ));
 
     // Listed in id order, with their last use; revoked for good.
@@ -859,7 +880,7 @@ async fn outbox(
     );
     // A refused change writes no event.
     conflict(
-        store.retry_batch(&batch.batch_id).await,
+        batches::retry(store.as_ref(), &batch).await,
         "retrying a queued batch",
     );
     let Some(Claim::Batch(_, lease)) = store.claim_batch("w", 60_000, 3).await.expect("claim")
@@ -1155,7 +1176,10 @@ async fn outbox(
 
 fn conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     assert!(
-        matches!(result, Err(StoreError::Conflict(_))),
+        matches!(
+            result,
+            Err(StoreError::Conflict(_) | StoreError::Batch(_) | StoreError::Taken { .. })
+        ),
         "{what}: expected a conflict, got {result:?}"
     );
 }
@@ -1213,30 +1237,46 @@ async fn conditional_writes(store: &dyn Store, bucket: &Bucket, ids: &[String]) 
     assert_eq!(found.batch_id, created.batch_id);
 
     // DRAFT takes objects (once each); submit checks the count it planned.
-    let grown = store
-        .add_batch_objects(&created.batch_id, &ids[..2])
+    let grown = batches::add_objects(store, &created, &ids[..2])
         .await
         .expect("add");
     assert_eq!(grown.total, 2);
-    conflict(
-        store.submit_batch(&created.batch_id, &[], true, 1).await,
-        "submit with a stale count",
-    );
-    let submitted = store
-        .submit_batch(&created.batch_id, &[], true, 2)
+    let draft = Action::Submit.from();
+    let stale = store
+        .submit_batch(&created.batch_id, draft, &[], true, 1)
         .await
-        .expect("submit");
+        .expect("submit with a stale count");
+    assert!(stale.is_none(), "a stale count writes nothing");
+    let submitted = store
+        .submit_batch(&created.batch_id, draft, &[], true, 2)
+        .await
+        .expect("submit")
+        .expect("queued");
     assert_eq!(submitted.status, BatchStatus::Queued);
     assert!(submitted.include_processing_history);
     let resubmitted = store
-        .submit_batch(&created.batch_id, &[], false, 2)
+        .submit_batch(&created.batch_id, draft, &[], false, 2)
         .await
         .expect("submit again");
-    assert_eq!(resubmitted.status, BatchStatus::Queued);
-    assert!(resubmitted.include_processing_history, "unchanged");
+    assert!(
+        resubmitted.is_none(),
+        "a queued batch is not submitted again"
+    );
+    assert!(
+        fresh(store, &created).await.include_processing_history,
+        "unchanged"
+    );
     conflict(
-        store.add_batch_objects(&created.batch_id, &ids[2..]).await,
+        batches::add_objects(store, &submitted, &ids[2..]).await,
         "adding to a queued batch",
+    );
+    assert!(
+        store
+            .add_batch_objects(&created.batch_id, Action::AddObjects.from(), &ids[2..])
+            .await
+            .expect("add")
+            .is_none(),
+        "the store adds nothing to a queued batch, whatever the caller decided"
     );
     let queued = store
         .list_batches(
@@ -1257,20 +1297,26 @@ async fn conditional_writes(store: &dyn Store, bucket: &Bucket, ids: &[String]) 
             .collect::<Vec<_>>(),
         [created.batch_id.as_str()]
     );
-    conflict(
-        store
-            .delete_bucket(&bucket.namespace_id, &bucket.bucket_id)
-            .await,
-        "deleting a bucket with a queued batch",
+    let busy = batches::delete_bucket(store, &bucket.namespace_id, &bucket.bucket_id).await;
+    assert!(
+        matches!(&busy, Err(StoreError::Batch(BatchError::InUse { batches, .. })) if batches.as_slice() == std::slice::from_ref(&created.batch_id)),
+        "deleting a bucket with a queued batch: {busy:?}"
     );
     conflict(
-        store.delete_batch(&created.batch_id).await,
+        batches::delete(store, &submitted).await,
         "deleting a queued batch",
     );
-    let canceled = store.cancel_batch(&created.batch_id).await.expect("cancel");
+    let canceled = batches::cancel(store, &submitted).await.expect("cancel");
     assert_eq!(canceled.status, BatchStatus::Canceled);
-    store
-        .delete_batch(&created.batch_id)
+    let again = batches::cancel(store, &submitted)
+        .await
+        .expect("cancel again");
+    assert_eq!(
+        again.status,
+        BatchStatus::Canceled,
+        "a repeated cancel is settled"
+    );
+    batches::delete(store, &canceled)
         .await
         .expect("delete a canceled batch");
     assert!(

@@ -645,6 +645,7 @@ impl From<crate::store::StoreError> for PublishError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Conflict(detail) => PublishError::Conflict(detail),
+            e @ crate::store::StoreError::Taken { .. } => PublishError::Conflict(e.to_string()),
             crate::store::StoreError::Forbidden(detail) => PublishError::Forbidden(detail),
             e => PublishError::Store(e),
         }

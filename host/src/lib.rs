@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod batches;
 pub mod blob;
 pub mod catalog;
 pub mod cli;

@@ -211,7 +211,7 @@ pub async fn bootstrap(
         };
         match store.create_namespace(&ns).await {
             // Another process created it meanwhile.
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Ok(()) | Err(StoreError::Taken { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -229,7 +229,7 @@ pub async fn bootstrap(
                 match keys::store_key(store, secret, key).await {
                     Ok(key) => key,
                     // Another process starting with the same value won.
-                    Err(StoreError::Conflict(_)) => store
+                    Err(StoreError::Taken { .. }) => store
                         .key_by_hash(&hash)
                         .await?
                         .context("the admin key vanished while it was created")?,

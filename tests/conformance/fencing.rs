@@ -57,8 +57,8 @@ impl Store for FailingRenewals {
         self.inner.has_admin_key().await
     }
 
-    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64> {
-        self.inner.batches_in_flight(namespace_id).await
+    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
+        self.inner.count_batches(namespace_id, statuses).await
     }
 
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
@@ -85,8 +85,15 @@ impl Store for FailingRenewals {
         self.inner.list_buckets(namespace_id, page).await
     }
 
-    async fn delete_bucket(&self, namespace_id: &str, bucket_id: &str) -> Result<Vec<String>> {
-        self.inner.delete_bucket(namespace_id, bucket_id).await
+    async fn delete_bucket(
+        &self,
+        namespace_id: &str,
+        bucket_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<Vec<String>>> {
+        self.inner
+            .delete_bucket(namespace_id, bucket_id, active)
+            .await
     }
 
     async fn create_object(&self, object: &ObjectRecord) -> Result<()> {
@@ -137,9 +144,14 @@ impl Store for FailingRenewals {
         self.inner.collections_of_bucket(bucket_id).await
     }
 
-    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
+    async fn delete_collection(
+        &self,
+        namespace_id: &str,
+        collection_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<()>> {
         self.inner
-            .delete_collection(namespace_id, collection_id)
+            .delete_collection(namespace_id, collection_id, active)
             .await
     }
 
@@ -158,9 +170,12 @@ impl Store for FailingRenewals {
     async fn add_batch_objects(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         object_ids: &[String],
-    ) -> Result<BatchRecord> {
-        self.inner.add_batch_objects(batch_id, object_ids).await
+    ) -> Result<Option<BatchRecord>> {
+        self.inner
+            .add_batch_objects(batch_id, from, object_ids)
+            .await
     }
 
     async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>> {
@@ -212,13 +227,15 @@ impl Store for FailingRenewals {
     async fn submit_batch(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         collections: &[PinnedCollection],
         include_processing_history: bool,
         object_count: u64,
-    ) -> Result<BatchRecord> {
+    ) -> Result<Option<BatchRecord>> {
         self.inner
             .submit_batch(
                 batch_id,
+                from,
                 collections,
                 include_processing_history,
                 object_count,
@@ -226,16 +243,32 @@ impl Store for FailingRenewals {
             .await
     }
 
-    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord> {
-        self.inner.cancel_batch(batch_id).await
+    async fn cancel_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        self.inner.cancel_batch(batch_id, from).await
     }
 
-    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord> {
-        self.inner.retry_batch(batch_id).await
+    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64> {
+        self.inner.unfinished_objects(batch_id).await
     }
 
-    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>> {
-        self.inner.delete_batch(batch_id).await
+    async fn retry_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        self.inner.retry_batch(batch_id, from).await
+    }
+
+    async fn delete_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<Vec<String>>> {
+        self.inner.delete_batch(batch_id, from).await
     }
 
     async fn claim_batch(

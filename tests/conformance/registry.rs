@@ -172,7 +172,9 @@ pub async fn versions(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn
         matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(&batch.batch_id)),
         "{refused:?}"
     );
-    store.cancel_batch(&batch.batch_id).await.expect("cancel");
+    strata_host::batches::cancel(store, &batch)
+        .await
+        .expect("cancel");
     let deleted = registry
         .delete_version(&name, "2.0.0")
         .await

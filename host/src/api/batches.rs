@@ -15,12 +15,9 @@ use super::auth::Caller;
 use super::buckets::find_bucket;
 use super::error::InvalidParam;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Query};
-use crate::artifacts::{self, ManifestRow};
-use crate::pipeline::{self, ExtractorRef};
+use crate::batches::{self, Action, SubmitError};
 use crate::progress::{self, Check, Health, Progress};
-use crate::store::{
-    BatchObject, BatchRecord, BatchStatus, Bucket, PageRequest, PinnedCollection, new_id,
-};
+use crate::store::{BatchObject, BatchRecord, BatchStatus, Bucket, PinnedCollection, StoreError};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -434,7 +431,7 @@ pub async fn delete_batch(
     Path((bucket, batch)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
-    let artifacts = state.store.delete_batch(&batch.batch_id).await?;
+    let artifacts = batches::delete(state.store.as_ref(), &batch).await?;
     for key in artifacts {
         if let Err(e) = state.blobs.delete(&key).await {
             tracing::warn!(%key, error = %e, "removing a batch artifact failed");
@@ -464,18 +461,10 @@ pub async fn add_objects(
     state
         .tenancy
         .check_objects(batch.total + body.object_ids.len() as u64)?;
-    if batch.status != BatchStatus::Draft {
-        return Err(ApiError::conflict(format!(
-            "batch `{}` is {}; objects can only be added to a DRAFT batch",
-            batch.batch_id,
-            batch.status.as_str()
-        )));
-    }
+    batches::lifecycle::decide(&batch.batch_id, batch.status, Action::AddObjects)
+        .map_err(StoreError::from)?;
     check_objects_exist(&state, &bucket, &body.object_ids).await?;
-    let batch = state
-        .store
-        .add_batch_objects(&batch.batch_id, &body.object_ids)
-        .await?;
+    let batch = batches::add_objects(state.store.as_ref(), &batch, &body.object_ids).await?;
     Ok(Json(state.view(batch)))
 }
 
@@ -538,203 +527,36 @@ pub async fn submit_batch(
         return Ok(Json(submitted(batch)));
     }
     state.tenancy.check_objects(batch.total)?;
-    let in_flight = state.store.batches_in_flight(&bucket.namespace_id).await?;
+    let in_flight = state
+        .store
+        .count_batches(&bucket.namespace_id, &batches::lifecycle::ACTIVE)
+        .await?;
     state.tenancy.check_batches(in_flight)?;
     let _plan = state.tenancy.plan(&bucket.namespace_id)?;
-    if batch.total == 0 {
-        return Err(ApiError::invalid(
-            "object_ids",
-            "the batch holds no objects; add some with `POST …/objects` first",
-        ));
-    }
-    let collections = state.store.collections_of_bucket(&bucket.bucket_id).await?;
-    if collections.is_empty() {
-        return Err(ApiError::invalid(
-            "bucket_id",
-            format!(
-                "no collection reads from bucket `{}`; create one with `POST /v1/collections` first",
-                bucket.bucket_name
-            ),
-        ));
-    }
-    let rows = manifest_rows(&state, &batch).await?;
-    // Plan everything before writing anything.
-    let mut plans = Vec::with_capacity(collections.len());
-    for collection in collections {
-        let plan = pipeline::plan_in(
-            &state.catalog,
-            state.registry.as_ref(),
-            &bucket.namespace_id,
-            &collection.extractors,
-        )
+    let queued = state
+        .submitter()
+        .submit(&batch, &bucket.bucket_name, body.include_processing_history)
         .await
-        .map_err(|e| {
-            ApiError::pipeline(e, &format!("collections[{}].", collection.collection_name))
-        })?;
-        plans.push((collection, plan));
-    }
-    // This attempt's artifacts have keys of their own, so a failed or
-    // racing submit removes only what it wrote.
-    let attempt = new_id("sub");
-    let mut written = Vec::new();
-    let result = pin_and_queue(
-        &state,
-        &batch,
-        &plans,
-        &rows,
-        &attempt,
-        &mut written,
-        body.include_processing_history,
-    )
-    .await;
-    let queued = match result {
-        Ok(b)
-            if b.collections
-                .iter()
-                .any(|c| c.manifests.values().any(|k| written.contains(k))) =>
-        {
-            b
-        }
-        other => {
-            // Failed, or another submit won: this attempt's artifacts go.
-            for key in &written {
-                if let Err(e) = state.blobs.delete(key).await {
-                    tracing::warn!(%key, error = %e, "removing an unused manifest failed");
-                }
-            }
-            other?
-        }
-    };
-    let batch = queued;
-    state.wake.notify_one();
-    Ok(Json(submitted(batch)))
-}
-
-/// Writes one manifest per extractor of every planned collection (their
-/// keys pushed to `written` as they land) and queues the batch with the
-/// versions pinned.
-async fn pin_and_queue(
-    state: &AppState,
-    batch: &BatchRecord,
-    plans: &[(crate::store::CollectionRecord, crate::engine::planner::Plan)],
-    rows: &[ManifestRow],
-    attempt: &str,
-    written: &mut Vec<String>,
-    include_processing_history: bool,
-) -> ApiResult<BatchRecord> {
-    let mut pinned = Vec::with_capacity(plans.len());
-    for (collection, plan) in plans {
-        let extractors: Vec<ExtractorRef> = collection
-            .extractors
-            .iter()
-            .map(|r| ExtractorRef {
-                name: r.name.clone(),
-                version: plan
-                    .steps()
-                    .find(|s| s.extractor.manifest().name == r.name)
-                    .map(|s| s.extractor.manifest().version.to_string()),
-                params: r.params.clone(),
-            })
-            .collect();
-        let mut manifests = BTreeMap::new();
-        for step in plan.steps() {
-            let manifest = step.extractor.manifest();
-            let key = artifacts::manifest_key(
-                &batch.namespace_id,
-                &batch.batch_id,
-                attempt,
-                &collection.collection_id,
-                &manifest.name,
-            );
-            let own: Vec<ManifestRow> = rows
-                .iter()
-                .map(|r| ManifestRow {
-                    applicable: manifest.applies_to(&r.mime_type),
-                    ..r.clone()
-                })
-                .collect();
-            let metadata = vec![
-                ("strata.batch_id", batch.batch_id.clone()),
-                ("strata.collection_id", collection.collection_id.clone()),
-                ("strata.extractor", manifest.id()),
-                (
-                    "strata.content_hash",
-                    step.extractor.content_hash().to_owned(),
+        .map_err(|e| match e {
+            SubmitError::Empty => ApiError::invalid(
+                "object_ids",
+                "the batch holds no objects; add some with `POST …/objects` first",
+            ),
+            SubmitError::NoCollections(bucket) => ApiError::invalid(
+                "bucket_id",
+                format!(
+                    "no collection reads from bucket `{bucket}`; create one with `POST /v1/collections` first"
                 ),
-                ("strata.params", step.params.clone()),
-            ];
-            let task_key = key.clone();
-            let bytes = tokio::task::spawn_blocking(move || {
-                artifacts::write_manifest(&task_key, &own, &metadata)
-            })
-            .await
-            .map_err(|e| ApiError::internal(&e))?
-            .map_err(|e| ApiError::internal(&e))?;
-            state.blobs.put_bytes(&key, bytes).await?;
-            written.push(key.clone());
-            manifests.insert(manifest.name.clone(), key);
-        }
-        let summary = plan.summary();
-        pinned.push(PinnedCollection {
-            collection_id: collection.collection_id.clone(),
-            collection_name: collection.collection_name.clone(),
-            extractors,
-            tiers: summary.tiers,
-            output_schema: summary.output_schema,
-            index_signature: pipeline::index_signature(plan),
-            manifests,
-        });
-    }
-    Ok(state
-        .store
-        .submit_batch(
-            &batch.batch_id,
-            &pinned,
-            include_processing_history,
-            rows.len() as u64,
-        )
-        .await?)
-}
-
-/// Every object of the batch as a manifest row (applicable to all).
-async fn manifest_rows(state: &AppState, batch: &BatchRecord) -> ApiResult<Vec<ManifestRow>> {
-    let mut rows = Vec::with_capacity(batch.total as usize);
-    let mut page = PageRequest {
-        limit: 10_000,
-        after: None,
-    };
-    loop {
-        let part = state
-            .store
-            .batch_object_records(&batch.batch_id, &page)
-            .await?;
-        rows.extend(part.items.into_iter().map(|(id, record)| match record {
-            Some(o) => ManifestRow {
-                object_id: o.object_id,
-                key: o.key,
-                mime_type: o.mime_type,
-                size_bytes: o.size_bytes,
-                sha256: o.sha256,
-                blob_key: o.blob_key,
-                metadata: o.metadata.map(|m| m.to_string()),
-                applicable: true,
-            },
-            None => ManifestRow {
-                key: id.clone(),
-                object_id: id,
-                mime_type: "application/octet-stream".into(),
-                size_bytes: 0,
-                sha256: String::new(),
-                blob_key: String::new(),
-                metadata: None,
-                applicable: true,
-            },
-        }));
-        match part.next {
-            Some(after) => page.after = Some(after),
-            None => return Ok(rows),
-        }
-    }
+            ),
+            SubmitError::Pipeline { collection, error } => {
+                ApiError::pipeline(error, &format!("collections[{collection}]."))
+            }
+            e @ SubmitError::Manifest(_) => ApiError::internal(&e),
+            SubmitError::Blob(e) => e.into(),
+            SubmitError::Store(e) => e.into(),
+        })?;
+    state.wake.notify_one();
+    Ok(Json(submitted(queued)))
 }
 
 /// `POST …/batches/{batch}/cancel`: QUEUED or PROCESSING → CANCELED (409
@@ -748,7 +570,7 @@ pub async fn cancel_batch(
     Path((bucket, batch)): Path<(String, String)>,
 ) -> ApiResult<Json<BatchView>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
-    let batch = state.store.cancel_batch(&batch.batch_id).await?;
+    let batch = batches::cancel(state.store.as_ref(), &batch).await?;
     Ok(Json(state.view(batch)))
 }
 
@@ -763,13 +585,7 @@ pub async fn retry_batch(
     Path((bucket, batch)): Path<(String, String)>,
 ) -> ApiResult<Json<BatchView>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
-    if batch.collections.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "batch `{}` was never submitted",
-            batch.batch_id
-        )));
-    }
-    let batch = state.store.retry_batch(&batch.batch_id).await?;
+    let batch = batches::retry(state.store.as_ref(), &batch).await?;
     state.wake.notify_one();
     Ok(Json(state.view(batch)))
 }

@@ -100,10 +100,12 @@ pub async fn delete_bucket(
     Path(bucket): Path<String>,
 ) -> ApiResult<StatusCode> {
     let bucket = find_bucket(&state, &caller, &bucket).await?;
-    let blobs = state
-        .store
-        .delete_bucket(&caller.namespace.namespace_id, &bucket.bucket_id)
-        .await?;
+    let blobs = crate::batches::delete_bucket(
+        state.store.as_ref(),
+        &caller.namespace.namespace_id,
+        &bucket.bucket_id,
+    )
+    .await?;
     for key in blobs {
         if let Err(e) = state.blobs.delete(&key).await {
             tracing::warn!(error = %e, "a deleted object's content stays behind");

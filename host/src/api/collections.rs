@@ -224,10 +224,12 @@ pub async fn delete_collection(
     Path(collection): Path<String>,
 ) -> ApiResult<StatusCode> {
     let collection = find_collection(&state, &caller, &collection).await?;
-    state
-        .store
-        .delete_collection(&caller.namespace.namespace_id, &collection.collection_id)
-        .await?;
+    crate::batches::delete_collection(
+        state.store.as_ref(),
+        &caller.namespace.namespace_id,
+        &collection.collection_id,
+    )
+    .await?;
     // The collection is gone, so its documents are unreachable even if
     // this fails; a later delete of the same name cannot see them.
     state

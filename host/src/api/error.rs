@@ -196,6 +196,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { kind, id } => ApiError::not_found(kind, &id),
             StoreError::Conflict(detail) => ApiError::conflict(detail),
+            e @ (StoreError::Batch(_) | StoreError::Taken { .. }) => {
+                ApiError::conflict(e.to_string())
+            }
             StoreError::Forbidden(detail) => ApiError::forbidden(detail),
             e @ (StoreError::Backend(_) | StoreError::LeaseLost(_)) => ApiError::internal(&e),
         }

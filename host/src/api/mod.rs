@@ -71,6 +71,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What submits batches, over this state's stores and catalog.
+    pub fn submitter(&self) -> crate::batches::Submitter {
+        crate::batches::Submitter {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            catalog: self.catalog.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+
     /// The catalog with what publishes into it and keeps it current.
     pub fn follower(&self) -> crate::catalog::Follower {
         crate::catalog::Follower {

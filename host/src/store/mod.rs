@@ -32,13 +32,24 @@ pub enum StoreError {
         /// The id or name given.
         id: String,
     },
-    /// The write would break a uniqueness or state rule.
+    /// A unique name or id is taken.
+    #[error("{kind} `{name}` already exists")]
+    Taken {
+        /// What was written, e.g. `bucket`.
+        kind: &'static str,
+        /// The name or id.
+        name: String,
+    },
+    /// The write would break a state rule.
     #[error("{0}")]
     Conflict(String),
     /// The caller may not do this (e.g. publish under a name another
     /// namespace owns).
     #[error("{0}")]
     Forbidden(String),
+    /// A batch rule refused the request.
+    #[error(transparent)]
+    Batch(#[from] crate::batches::BatchError),
     /// The worker's lease on the batch is gone: canceled or taken over.
     #[error("the lease on batch `{0}` is lost")]
     LeaseLost(String),
@@ -52,6 +63,14 @@ impl StoreError {
     /// A backend failure.
     pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreError::Backend(Box::new(e))
+    }
+
+    /// A taken name or id.
+    pub fn taken(kind: &'static str, name: impl Into<String>) -> Self {
+        StoreError::Taken {
+            kind,
+            name: name.into(),
+        }
     }
 
     /// A missing record.
@@ -291,6 +310,12 @@ impl BatchStatus {
             self,
             BatchStatus::Completed | BatchStatus::Failed | BatchStatus::Canceled
         )
+    }
+}
+
+impl std::fmt::Display for BatchStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -577,6 +602,21 @@ pub struct DocumentFilter {
     pub object_id: Option<String>,
 }
 
+/// What a conditional delete found: it removed the record, or batches (by
+/// id) or collections (by name) still use it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Removal<T> {
+    /// Deleted; what is left to clean up.
+    Removed(T),
+    /// Nothing deleted.
+    Busy {
+        /// Active batches of it.
+        batches: Vec<String>,
+        /// Collections reading from it.
+        collections: Vec<String>,
+    },
+}
+
 /// What a claim found.
 #[derive(Debug, Clone)]
 pub enum Claim {
@@ -608,8 +648,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKey>>;
     /// Whether any admin key exists.
     async fn has_admin_key(&self) -> Result<bool>;
-    /// Batches of a namespace that are queued or processing.
-    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64>;
+    /// Batches of a namespace in one of `statuses`.
+    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64>;
     /// Keys by id (never their secrets).
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>>;
     /// Revokes a key: its secret no longer authenticates. The last admin
@@ -624,10 +664,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>>;
     /// Buckets of the namespace by id.
     async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>>;
-    /// Deletes a bucket with its objects and finished batches, returning the
-    /// blob keys to remove. Refused while a batch of it is queued or
-    /// processing, or a collection reads from it.
-    async fn delete_bucket(&self, namespace_id: &str, bucket_id: &str) -> Result<Vec<String>>;
+    /// Deletes a bucket with its objects and batches, returning the blob
+    /// keys to remove; only when no batch of it is in one of `active` and
+    /// no collection reads from it (`Busy` names them otherwise).
+    async fn delete_bucket(
+        &self,
+        namespace_id: &str,
+        bucket_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<Vec<String>>>;
 
     /// Records an object; a taken id in the bucket is a conflict.
     async fn create_object(&self, object: &ObjectRecord) -> Result<()>;
@@ -661,9 +706,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Collections whose source is the bucket.
     async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>>;
     /// Deletes a collection (its documents go through the
-    /// [`DocumentSink`]). Refused while a batch of its bucket is queued or
-    /// processing.
-    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()>;
+    /// [`DocumentSink`]); only when no batch of its bucket is in one of
+    /// `active` (`Busy` names them otherwise).
+    async fn delete_collection(
+        &self,
+        namespace_id: &str,
+        collection_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<()>>;
 
     /// The ids among `object_ids` that are not objects of the bucket.
     async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>>;
@@ -677,10 +727,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         batch: &BatchRecord,
         object_ids: &[String],
     ) -> Result<std::result::Result<BatchRecord, BatchRecord>>;
-    /// Adds objects to a DRAFT batch (a conflict otherwise), ignoring those
-    /// it holds; returns the batch.
-    async fn add_batch_objects(&self, batch_id: &str, object_ids: &[String])
-    -> Result<BatchRecord>;
+    /// Adds objects to the batch while it is in one of `from`, ignoring
+    /// those it holds; returns the batch (`None` when it was not).
+    async fn add_batch_objects(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+        object_ids: &[String],
+    ) -> Result<Option<BatchRecord>>;
     /// A batch of the bucket.
     async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>>;
     /// The batch of the bucket created with `Idempotency-Key` `key`.
@@ -713,25 +767,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>>;
-    /// DRAFT → QUEUED with the pinned pipelines, planned for
-    /// `object_count` objects: a conflict when the batch holds another
-    /// number by now (objects were added meanwhile). A batch already
-    /// submitted is returned unchanged.
+    /// QUEUED with the pinned pipelines, only while in one of `from` and
+    /// holding `object_count` objects (`None` otherwise), with its event.
     async fn submit_batch(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         collections: &[PinnedCollection],
         include_processing_history: bool,
         object_count: u64,
-    ) -> Result<BatchRecord>;
-    /// QUEUED or PROCESSING → CANCELED (a canceled batch is returned
-    /// unchanged); the worker's next write fails.
-    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord>;
-    /// Re-queues the objects of a terminal batch that did not complete; a
-    /// conflict when one of its collections is gone.
-    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord>;
-    /// Deletes a DRAFT or terminal batch, returning its artifacts' blob keys.
-    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>>;
+    ) -> Result<Option<BatchRecord>>;
+    /// CANCELED, lease dropped, while in one of `from` (`None` otherwise),
+    /// with its event: the worker's next write fails.
+    async fn cancel_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>>;
+    /// Objects of the batch that did not complete.
+    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64>;
+    /// While in one of `from` (`None` otherwise): QUEUED again with its
+    /// objects that did not complete pending from the first collection,
+    /// counters and error recounted from those that did, with its event.
+    async fn retry_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>>;
+    /// Deletes the batch while in one of `from` (`None` otherwise),
+    /// returning its artifacts' blob keys.
+    async fn delete_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<Vec<String>>>;
 
     /// Leases the oldest QUEUED batch, or one whose lease expired, to
     /// `owner` until `lease_ms` from now. A batch already claimed

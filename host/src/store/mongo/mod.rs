@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 use super::{
     ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Result, Store, StoreError, check_revoke, now, outcome,
+    Page, PageRequest, PinnedCollection, Removal, Result, Store, StoreError, check_revoke, now,
+    outcome,
 };
 
 /// Runs `$body` in a transaction on `$store`, with the session bound to
@@ -151,9 +152,9 @@ fn is_duplicate(e: &mongodb::error::Error) -> bool {
     }
 }
 
-fn write_error(e: mongodb::error::Error, conflict: impl FnOnce() -> String) -> StoreError {
+fn write_error(e: mongodb::error::Error, kind: &'static str, name: &str) -> StoreError {
     if is_duplicate(&e) {
-        StoreError::Conflict(conflict())
+        StoreError::taken(kind, name)
     } else {
         backend(e)
     }
@@ -178,8 +179,10 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn active_filter(bucket_id: &str) -> Document {
-    doc! { "bucket_id": bucket_id, "status": { "$in": ["QUEUED", "PROCESSING"] } }
+/// `{ "$in": [...] }` of `statuses`.
+fn status_in(statuses: &[BatchStatus]) -> Document {
+    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    doc! { "$in": names }
 }
 
 impl MongoStore {
@@ -593,6 +596,25 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Ids of the batches of `bucket_id` in one of `statuses`, in the
+    /// session `s`.
+    async fn batches_in(
+        &self,
+        s: &mut ClientSession,
+        bucket_id: &str,
+        statuses: &[BatchStatus],
+    ) -> Result<Vec<String>> {
+        let filter = doc! { "bucket_id": bucket_id, "status": status_in(statuses) };
+        let mut ids: Vec<String> = self
+            .find_in(s, "batches", filter)
+            .await?
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     async fn count(&self, coll: &str, filter: Document) -> Result<u64> {
         self.coll(coll)
             .count_documents(filter)
@@ -638,14 +660,6 @@ fn batch_record(batch: &BatchRecord) -> Result<Document> {
     Ok(doc)
 }
 
-fn conflict_state(batch: &BatchRecord, what: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "batch `{}` is {}; {what}",
-        batch.batch_id,
-        batch.status.as_str()
-    ))
-}
-
 fn no_lease() -> Document {
     doc! { "lease": Bson::Null, "lease_token": Bson::Null, "lease_expires_ms": Bson::Null }
 }
@@ -668,7 +682,7 @@ impl Store for MongoStore {
         self.coll("namespaces")
             .insert_one(record(&ns.namespace_id, ns)?)
             .await
-            .map_err(|e| write_error(e, || format!("namespace `{}` already exists", ns.name)))?;
+            .map_err(|e| write_error(e, "namespace", &ns.name))?;
         Ok(())
     }
 
@@ -690,7 +704,7 @@ impl Store for MongoStore {
         self.coll("api_keys")
             .insert_one(doc)
             .await
-            .map_err(|e| write_error(e, || "this key already exists".to_owned()))?;
+            .map_err(|e| write_error(e, "key", "this key"))?;
         Ok(())
     }
 
@@ -703,10 +717,10 @@ impl Store for MongoStore {
         Ok(self.count("api_keys", doc! { "admin": true }).await? > 0)
     }
 
-    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64> {
+    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
         self.count(
             "batches",
-            doc! { "namespace_id": namespace_id, "status": { "$in": ["QUEUED", "PROCESSING"] } },
+            doc! { "namespace_id": namespace_id, "status": status_in(statuses) },
         )
         .await
     }
@@ -751,11 +765,7 @@ impl Store for MongoStore {
         self.coll("buckets")
             .insert_one(record(&bucket.bucket_id, bucket)?)
             .await
-            .map_err(|e| {
-                write_error(e, || {
-                    format!("bucket `{}` already exists", bucket.bucket_name)
-                })
-            })?;
+            .map_err(|e| write_error(e, "bucket", &bucket.bucket_name))?;
         Ok(())
     }
 
@@ -784,7 +794,12 @@ impl Store for MongoStore {
         self.page("buckets", filter, ("bucket_id", key), page).await
     }
 
-    async fn delete_bucket(&self, namespace_id: &str, bucket_id: &str) -> Result<Vec<String>> {
+    async fn delete_bucket(
+        &self,
+        namespace_id: &str,
+        bucket_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<Vec<String>>> {
         transaction!(self, s => {
             let exists = self
                 .coll("buckets")
@@ -795,25 +810,15 @@ impl Store for MongoStore {
             if exists.is_none() {
                 return Err(StoreError::not_found("bucket", bucket_id));
             }
-            let active: Vec<Document> = self.find_in(s, "batches", active_filter(bucket_id)).await?;
-            if !active.is_empty() {
-                let ids: Vec<&str> = active.iter().filter_map(|d| d.get_str("_id").ok()).collect();
-                return Err(StoreError::Conflict(format!(
-                    "bucket `{bucket_id}` has batches queued or processing: {}",
-                    ids.join(", ")
-                )));
-            }
+            let batches = self.batches_in(s, bucket_id, active).await?;
             let collections: Vec<Document> = self.find_in(s, "collections", doc! { "source.bucket_id": bucket_id }).await?;
-            if !collections.is_empty() {
-                let mut names: Vec<&str> = collections
-                    .iter()
-                    .filter_map(|d| d.get_str("collection_name").ok())
-                    .collect();
-                names.sort_unstable();
-                return Err(StoreError::Conflict(format!(
-                    "bucket `{bucket_id}` is the source of collections {}; delete them first",
-                    names.join(", ")
-                )));
+            let mut collections: Vec<String> = collections
+                .iter()
+                .filter_map(|d| d.get_str("collection_name").ok().map(str::to_owned))
+                .collect();
+            collections.sort_unstable();
+            if !(batches.is_empty() && collections.is_empty()) {
+                return Ok(Removal::Busy { batches, collections });
             }
             let objects: Vec<Document> = self.find_in(s, "objects", doc! { "bucket_id": bucket_id }).await?;
             let mut keys: Vec<String> = objects
@@ -839,7 +844,7 @@ impl Store for MongoStore {
                     .await
                     .map_err(backend)?;
             }
-            Ok(keys)
+            Ok(Removal::Removed(keys))
         })
     }
 
@@ -849,14 +854,10 @@ impl Store for MongoStore {
             object,
         )?;
         doc.insert("blob_key", &object.blob_key);
-        self.coll("objects").insert_one(doc).await.map_err(|e| {
-            write_error(e, || {
-                format!(
-                    "object `{}` already exists in bucket `{}`",
-                    object.object_id, object.bucket_id
-                )
-            })
-        })?;
+        self.coll("objects")
+            .insert_one(doc)
+            .await
+            .map_err(|e| write_error(e, "object", &object.object_id))?;
         Ok(())
     }
 
@@ -895,11 +896,7 @@ impl Store for MongoStore {
         self.coll("collections")
             .insert_one(record(&collection.collection_id, collection)?)
             .await
-            .map_err(|e| {
-                write_error(e, || {
-                    format!("collection `{}` already exists", collection.collection_name)
-                })
-            })?;
+            .map_err(|e| write_error(e, "collection", &collection.collection_name))?;
         Ok(())
     }
 
@@ -971,7 +968,12 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
+    async fn delete_collection(
+        &self,
+        namespace_id: &str,
+        collection_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<()>> {
         transaction!(self, s => {
             let found = self
                 .coll("collections")
@@ -981,24 +983,16 @@ impl Store for MongoStore {
                 .map_err(backend)?
                 .ok_or_else(|| StoreError::not_found("collection", collection_id))?;
             let collection: CollectionRecord = from_doc(found)?;
-            let active = self
-                .coll("batches")
-                .find_one(active_filter(&collection.source.bucket_id))
-                .session(&mut *s)
-                .await
-                .map_err(backend)?;
-            if let Some(batch) = active {
-                return Err(StoreError::Conflict(format!(
-                    "collection `{collection_id}` has batches queued or processing: {}",
-                    batch.get_str("_id").unwrap_or("?")
-                )));
+            let batches = self.batches_in(s, &collection.source.bucket_id, active).await?;
+            if !batches.is_empty() {
+                return Ok(Removal::Busy { batches, collections: Vec::new() });
             }
             self.coll("collections")
                 .delete_one(doc! { "_id": collection_id })
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            Ok(())
+            Ok(Removal::Removed(()))
         })
     }
 
@@ -1045,7 +1039,7 @@ impl Store for MongoStore {
                 .insert_one(doc.clone())
                 .session(&mut *s)
                 .await
-                .map_err(|e| write_error(e, || format!("batch `{}` already exists", batch.batch_id)))?;
+                .map_err(|e| write_error(e, "batch", &batch.batch_id))?;
             let total = self.insert_batch_objects(s, &batch.batch_id, object_ids).await?;
             self.coll("batches")
                 .update_one(doc! { "_id": &batch.batch_id }, doc! { "$set": { "total": total as i64 } })
@@ -1059,12 +1053,13 @@ impl Store for MongoStore {
     async fn add_batch_objects(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         object_ids: &[String],
-    ) -> Result<BatchRecord> {
+    ) -> Result<Option<BatchRecord>> {
         transaction!(self, s => {
             let batch = self.batch_in(s, batch_id).await?;
-            if batch.status != BatchStatus::Draft {
-                return Err(conflict_state(&batch, "objects can only be added to a DRAFT batch"));
+            if !from.contains(&batch.status) {
+                return Ok(None);
             }
             let added = self.insert_batch_objects(s, batch_id, object_ids).await?;
             self.coll("batches")
@@ -1075,7 +1070,7 @@ impl Store for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            self.batch_in(s, batch_id).await
+            self.batch_in(s, batch_id).await.map(Some)
         })
     }
 
@@ -1183,16 +1178,17 @@ impl Store for MongoStore {
     async fn submit_batch(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         collections: &[PinnedCollection],
         include_processing_history: bool,
         object_count: u64,
-    ) -> Result<BatchRecord> {
+    ) -> Result<Option<BatchRecord>> {
         let pinned = bson::to_bson(collections).map_err(backend)?;
         let now = now();
-        let submitted = transaction!(self, s => {
+        transaction!(self, s => {
             self.transition(
                 s,
-                doc! { "_id": batch_id, "status": "DRAFT", "total": object_count as i64 },
+                doc! { "_id": batch_id, "status": status_in(from), "total": object_count as i64 },
                 doc! { "$set": {
                     "status": "QUEUED", "collections": pinned.clone(),
                     "include_processing_history": include_processing_history,
@@ -1200,78 +1196,48 @@ impl Store for MongoStore {
                 } },
             )
             .await
-        })?;
-        if let Some(batch) = submitted {
-            return Ok(batch);
-        }
-        let batch: BatchRecord = self
-            .one("batches", doc! { "_id": batch_id })
-            .await?
-            .ok_or_else(|| StoreError::not_found("batch", batch_id))?;
-        if batch.status != BatchStatus::Draft {
-            return Ok(batch);
-        }
-        Err(StoreError::Conflict(format!(
-            "objects were added to batch `{batch_id}` while it was being submitted; submit it again"
-        )))
+        })
     }
 
-    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+    async fn cancel_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
         let now = now();
         let mut set = no_lease();
         set.insert("status", "CANCELED");
         set.insert("updated_at", &now);
         set.insert("finished_at", &now);
-        let canceled = transaction!(self, s => {
+        transaction!(self, s => {
             self.transition(
                 s,
-                doc! { "_id": batch_id, "status": { "$in": ["QUEUED", "PROCESSING"] } },
+                doc! { "_id": batch_id, "status": status_in(from) },
                 doc! { "$set": set.clone() },
             )
             .await
-        })?;
-        if let Some(batch) = canceled {
-            return Ok(batch);
-        }
-        let batch: BatchRecord = self
-            .one("batches", doc! { "_id": batch_id })
-            .await?
-            .ok_or_else(|| StoreError::not_found("batch", batch_id))?;
-        match batch.status {
-            BatchStatus::Canceled => Ok(batch),
-            _ => Err(conflict_state(
-                &batch,
-                "only a QUEUED or PROCESSING batch can be canceled",
-            )),
-        }
+        })
     }
 
-    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64> {
+        self.count(
+            "batch_objects",
+            doc! { "batch_id": batch_id, "status": { "$ne": "completed" } },
+        )
+        .await
+    }
+
+    async fn retry_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
         transaction!(self, s => {
             let batch = self.batch_in(s, batch_id).await?;
-            if !batch.status.is_terminal() {
-                return Err(conflict_state(&batch, "only a finished batch can be retried"));
+            if !from.contains(&batch.status) {
+                return Ok(None);
             }
-            let mut gone = Vec::new();
-            for pinned in &batch.collections {
-                let exists = self
-                    .coll("collections")
-                    .find_one(doc! { "_id": &pinned.collection_id })
-                    .session(&mut *s)
-                    .await
-                    .map_err(backend)?;
-                if exists.is_none() {
-                    gone.push(pinned.collection_name.clone());
-                }
-            }
-            if !gone.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "batch `{batch_id}` ran collections that were deleted since: {}; create a new batch",
-                    gone.join(", ")
-                )));
-            }
-            let requeued = self
-                .coll("batch_objects")
+            self.coll("batch_objects")
                 .update_many(
                     doc! { "batch_id": batch_id, "status": { "$ne": "completed" } },
                     doc! { "$set": { "status": "pending", "error": Bson::Null, "done": 0_i64 } },
@@ -1279,11 +1245,6 @@ impl Store for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            if requeued.matched_count == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "batch `{batch_id}` has no failed or unfinished objects to retry"
-                )));
-            }
             let completed = self
                 .coll("batch_objects")
                 .count_documents(doc! { "batch_id": batch_id, "status": "completed" })
@@ -1305,18 +1266,19 @@ impl Store for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            self.transition_in(s, batch_id).await
+            self.transition_in(s, batch_id).await.map(Some)
         })
     }
 
-    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>> {
+    async fn delete_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<Vec<String>>> {
         transaction!(self, s => {
             let batch = self.batch_in(s, batch_id).await?;
-            if !(batch.status == BatchStatus::Draft || batch.status.is_terminal()) {
-                return Err(conflict_state(
-                    &batch,
-                    "cancel it first: only a DRAFT or finished batch can be deleted",
-                ));
+            if !from.contains(&batch.status) {
+                return Ok(None);
             }
             self.coll("batch_objects")
                 .delete_many(doc! { "batch_id": batch_id })
@@ -1328,11 +1290,11 @@ impl Store for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            Ok(batch
+            Ok(Some(batch
                 .collections
                 .into_iter()
                 .flat_map(|c| c.manifests.into_values())
-                .collect())
+                .collect()))
         })
     }
 
@@ -1356,12 +1318,8 @@ impl Store for MongoStore {
             .map_err(backend)?
         {
             let batch: BatchRecord = from_doc(doc)?;
-            let previous = batch.lease.as_ref().map_or("unknown", |(o, _)| o.as_str());
-            let reason = format!(
-                "the worker running it was lost {} time{} (last: {previous}); giving up",
-                batch.attempts,
-                if batch.attempts == 1 { "" } else { "s" }
-            );
+            let previous = batch.lease.as_ref().map(|(o, _)| o.as_str());
+            let reason = crate::batches::lifecycle::workers_lost(batch.attempts, previous);
             let mut set = no_lease();
             set.insert("status", "FAILED");
             set.insert("error_message", reason);

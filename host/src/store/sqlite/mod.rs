@@ -17,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{
     ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
     DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Result, Store, StoreError, check_revoke, now, outcome,
+    Page, PageRequest, PinnedCollection, Removal, Result, Store, StoreError, check_revoke, now,
+    outcome,
 };
 use crate::store::events::Event;
 
@@ -247,13 +248,13 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Maps a failed write: a broken uniqueness rule becomes `conflict`.
-fn write_error(e: rusqlite::Error, conflict: impl FnOnce() -> String) -> StoreError {
+fn write_error(e: rusqlite::Error, kind: &'static str, name: &str) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                 || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
-            StoreError::Conflict(conflict())
+            StoreError::taken(kind, name)
         }
         e => StoreError::backend(e),
     }
@@ -375,13 +376,31 @@ fn body_text<T: serde::Serialize>(record: &T) -> Result<String> {
     serde_json::to_string(record).map_err(StoreError::backend)
 }
 
-/// Batches of `bucket_id` that are queued or processing.
-fn active_batches(c: &Connection, bucket_id: &str) -> Result<Vec<String>> {
+/// `status IN (…)` of `statuses` (names of a closed enum, never input).
+fn status_in(statuses: &[BatchStatus]) -> String {
+    let names: Vec<String> = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("status IN ({})", names.join(", "))
+}
+
+/// Batches of `bucket_id` in one of `statuses`.
+fn batches_in(c: &Connection, bucket_id: &str, statuses: &[BatchStatus]) -> Result<Vec<String>> {
     strings(
         c,
-        "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND status IN ('QUEUED', 'PROCESSING') ORDER BY batch_id",
+        &format!(
+            "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND {} ORDER BY batch_id",
+            status_in(statuses)
+        ),
         bucket_id,
     )
+}
+
+/// The batch's status when it is one of `from`.
+fn status_among(c: &Connection, batch_id: &str, from: &[BatchStatus]) -> Result<bool> {
+    let status = read_batch(c, batch_id)?.status;
+    Ok(from.contains(&status))
 }
 
 const BATCH_COLUMNS: &str = "body, status, total, processed, failed, attempts, error_summary, live, lease_owner, lease_expires_ms, updated_at";
@@ -513,14 +532,6 @@ fn batch_artifacts(c: &Connection, sql: &str, id: &str) -> Result<Vec<String>> {
     Ok(keys)
 }
 
-fn conflict_state(batch: &BatchRecord, what: &str) -> StoreError {
-    StoreError::Conflict(format!(
-        "batch `{}` is {}; {what}",
-        batch.batch_id,
-        batch.status.as_str()
-    ))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
@@ -539,7 +550,7 @@ impl Store for SqliteStore {
                 "INSERT INTO namespaces (namespace_id, name, created_at) VALUES (?1, ?2, ?3)",
                 params![ns.namespace_id, ns.name, ns.created_at],
             )
-            .map_err(|e| write_error(e, || format!("namespace `{}` already exists", ns.name)))?;
+            .map_err(|e| write_error(e, "namespace", &ns.name))?;
             Ok(())
         })
         .await
@@ -593,7 +604,7 @@ impl Store for SqliteStore {
                     key.from_env
                 ],
             )
-            .map_err(|e| write_error(e, || "this key already exists".to_owned()))?;
+            .map_err(|e| write_error(e, "key", "this key"))?;
             Ok(())
         })
         .await
@@ -625,16 +636,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn batches_in_flight(&self, namespace_id: &str) -> Result<u64> {
+    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
         let namespace_id = namespace_id.to_owned();
+        let sql = format!(
+            "SELECT count(*) FROM batches WHERE namespace_id = ?1 AND {}",
+            status_in(statuses)
+        );
         self.call(move |c| {
-            c.query_row(
-                "SELECT count(*) FROM batches
-                 WHERE namespace_id = ?1 AND status IN ('QUEUED', 'PROCESSING')",
-                [namespace_id],
-                |r| r.get(0),
-            )
-            .map_err(backend)
+            c.query_row(&sql, [namespace_id], |r| r.get(0))
+                .map_err(backend)
         })
         .await
     }
@@ -703,7 +713,7 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![b.bucket_id, b.namespace_id, b.bucket_name, b.description, b.created_at],
             )
-            .map_err(|e| write_error(e, || format!("bucket `{}` already exists", b.bucket_name)))?;
+            .map_err(|e| write_error(e, "bucket", &b.bucket_name))?;
             Ok(())
         })
         .await
@@ -738,8 +748,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_bucket(&self, namespace_id: &str, bucket_id: &str) -> Result<Vec<String>> {
-        let (ns, id) = (namespace_id.to_owned(), bucket_id.to_owned());
+    async fn delete_bucket(
+        &self,
+        namespace_id: &str,
+        bucket_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<Vec<String>>> {
+        let (ns, id, active) = (
+            namespace_id.to_owned(),
+            bucket_id.to_owned(),
+            active.to_vec(),
+        );
         self.call(move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -754,23 +773,14 @@ impl Store for SqliteStore {
             if !exists {
                 return Err(StoreError::not_found("bucket", id));
             }
-            let active = active_batches(&tx, &id)?;
-            if !active.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "bucket `{id}` has batches queued or processing: {}",
-                    active.join(", ")
-                )));
-            }
+            let batches = batches_in(&tx, &id, &active)?;
             let collections = strings(
                 &tx,
                 "SELECT collection_name FROM collections WHERE bucket_id = ?1 ORDER BY collection_name",
                 &id,
             )?;
-            if !collections.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "bucket `{id}` is the source of collections {}; delete them first",
-                    collections.join(", ")
-                )));
+            if !(batches.is_empty() && collections.is_empty()) {
+                return Ok(Removal::Busy { batches, collections });
             }
             let mut blobs = strings(&tx, "SELECT blob_key FROM objects WHERE bucket_id = ?1", &id)?;
             blobs.extend(batch_artifacts(&tx, "SELECT body FROM batches WHERE bucket_id = ?1", &id)?);
@@ -783,7 +793,7 @@ impl Store for SqliteStore {
                 tx.execute(sql, [&id]).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
-            Ok(blobs)
+            Ok(Removal::Removed(blobs))
         })
         .await
     }
@@ -800,9 +810,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(|e| {
-                write_error(e, || {
-                    format!("object `{}` already exists in bucket `{}`", o.object_id, o.bucket_id)
-                })
+                write_error(e, "object", &o.object_id)
             })?;
             Ok(())
         })
@@ -864,7 +872,7 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![col.collection_id, col.namespace_id, col.collection_name, col.source.bucket_id, body, col.created_at],
             )
-            .map_err(|e| write_error(e, || format!("collection `{}` already exists", col.collection_name)))?;
+            .map_err(|e| write_error(e, "collection", &col.collection_name))?;
             Ok(())
         })
         .await
@@ -952,8 +960,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_collection(&self, namespace_id: &str, collection_id: &str) -> Result<()> {
-        let (ns, id) = (namespace_id.to_owned(), collection_id.to_owned());
+    async fn delete_collection(
+        &self,
+        namespace_id: &str,
+        collection_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<()>> {
+        let (ns, id, active) = (
+            namespace_id.to_owned(),
+            collection_id.to_owned(),
+            active.to_vec(),
+        );
         self.call(move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -967,16 +984,14 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(backend)?
                 .ok_or_else(|| StoreError::not_found("collection", id.clone()))?;
-            let active = active_batches(&tx, &bucket)?;
-            if !active.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "collection `{id}` has batches queued or processing: {}",
-                    active.join(", ")
-                )));
+            let batches = batches_in(&tx, &bucket, &active)?;
+            if !batches.is_empty() {
+                return Ok(Removal::Busy { batches, collections: Vec::new() });
             }
             tx.execute("DELETE FROM collections WHERE collection_id = ?1", [&id])
                 .map_err(backend)?;
-            tx.commit().map_err(backend)
+            tx.commit().map_err(backend)?;
+            Ok(Removal::Removed(()))
         })
         .await
     }
@@ -1031,7 +1046,7 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, 'DRAFT', ?5, ?6, ?7, ?7)",
                 params![b.batch_id, b.namespace_id, b.bucket_id, b.task_id, key, body, b.created_at],
             )
-            .map_err(|e| write_error(e, || format!("batch `{}` already exists", b.batch_id)))?;
+            .map_err(|e| write_error(e, "batch", &b.batch_id))?;
             let total = insert_batch_objects(&tx, &b.batch_id, &ids)?;
             tx.execute(
                 "UPDATE batches SET total = ?2 WHERE batch_id = ?1",
@@ -1048,17 +1063,14 @@ impl Store for SqliteStore {
     async fn add_batch_objects(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         object_ids: &[String],
-    ) -> Result<BatchRecord> {
-        let (id, ids) = (batch_id.to_owned(), object_ids.to_vec());
+    ) -> Result<Option<BatchRecord>> {
+        let (id, ids, from) = (batch_id.to_owned(), object_ids.to_vec(), from.to_vec());
         self.call(move |c| {
             let tx = immediate(c)?;
-            let batch = read_batch(&tx, &id)?;
-            if batch.status != BatchStatus::Draft {
-                return Err(conflict_state(
-                    &batch,
-                    "objects can only be added to a DRAFT batch",
-                ));
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
             }
             let added = insert_batch_objects(&tx, &id, &ids)?;
             tx.execute(
@@ -1066,7 +1078,7 @@ impl Store for SqliteStore {
                 params![id, added, now()],
             )
             .map_err(backend)?;
-            commit_batch(tx, &id)
+            commit_batch(tx, &id).map(Some)
         })
         .await
     }
@@ -1199,22 +1211,18 @@ impl Store for SqliteStore {
     async fn submit_batch(
         &self,
         batch_id: &str,
+        from: &[BatchStatus],
         collections: &[PinnedCollection],
         include_processing_history: bool,
         object_count: u64,
-    ) -> Result<BatchRecord> {
-        let id = batch_id.to_owned();
+    ) -> Result<Option<BatchRecord>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
         let collections = serde_json::to_string(collections).map_err(StoreError::backend)?;
         self.call(move |c| {
             let tx = immediate(c)?;
             let batch = read_batch(&tx, &id)?;
-            if batch.status != BatchStatus::Draft {
-                return Ok(batch);
-            }
-            if batch.total != object_count {
-                return Err(StoreError::Conflict(format!(
-                    "objects were added to batch `{id}` while it was being submitted; submit it again"
-                )));
+            if !from.contains(&batch.status) || batch.total != object_count {
+                return Ok(None);
             }
             let now = now();
             tx.execute(
@@ -1224,25 +1232,21 @@ impl Store for SqliteStore {
                 params![id, now, collections, include_processing_history.to_string()],
             )
             .map_err(backend)?;
-            commit_transition(tx, &id)
+            commit_transition(tx, &id).map(Some)
         })
         .await
     }
 
-    async fn cancel_batch(&self, batch_id: &str) -> Result<BatchRecord> {
-        let id = batch_id.to_owned();
+    async fn cancel_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
         self.call(move |c| {
             let tx = immediate(c)?;
-            let batch = read_batch(&tx, &id)?;
-            match batch.status {
-                BatchStatus::Canceled => return Ok(batch),
-                BatchStatus::Queued | BatchStatus::Processing => {}
-                _ => {
-                    return Err(conflict_state(
-                        &batch,
-                        "only a QUEUED or PROCESSING batch can be canceled",
-                    ));
-                }
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
             }
             tx.execute(
                 "UPDATE batches SET status = 'CANCELED', lease_owner = NULL, lease_token = NULL,
@@ -1251,50 +1255,41 @@ impl Store for SqliteStore {
                 params![id, now()],
             )
             .map_err(backend)?;
-            commit_transition(tx, &id)
+            commit_transition(tx, &id).map(Some)
         })
         .await
     }
 
-    async fn retry_batch(&self, batch_id: &str) -> Result<BatchRecord> {
+    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64> {
         let id = batch_id.to_owned();
         self.call(move |c| {
+            c.query_row(
+                "SELECT count(*) FROM batch_objects WHERE batch_id = ?1 AND status != 'completed'",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn retry_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
+        self.call(move |c| {
             let tx = immediate(c)?;
-            let batch = read_batch(&tx, &id)?;
-            if !batch.status.is_terminal() {
-                return Err(conflict_state(&batch, "only a finished batch can be retried"));
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
             }
-            let mut gone = Vec::new();
-            for pinned in &batch.collections {
-                let exists: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM collections WHERE collection_id = ?1)",
-                        [&pinned.collection_id],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?;
-                if !exists {
-                    gone.push(pinned.collection_name.clone());
-                }
-            }
-            if !gone.is_empty() {
-                return Err(StoreError::Conflict(format!(
-                    "batch `{id}` ran collections that were deleted since: {}; create a new batch",
-                    gone.join(", ")
-                )));
-            }
-            let requeued = tx
-                .execute(
-                    "UPDATE batch_objects SET status = 'pending', error = NULL, done = 0
-                     WHERE batch_id = ?1 AND status != 'completed'",
-                    [&id],
-                )
-                .map_err(backend)?;
-            if requeued == 0 {
-                return Err(StoreError::Conflict(format!(
-                    "batch `{id}` has no failed or unfinished objects to retry"
-                )));
-            }
+            tx.execute(
+                "UPDATE batch_objects SET status = 'pending', error = NULL, done = 0
+                 WHERE batch_id = ?1 AND status != 'completed'",
+                [&id],
+            )
+            .map_err(backend)?;
             tx.execute(
                 "UPDATE batches SET status = 'QUEUED', failed = 0, attempts = 0, error_summary = NULL,
                  live = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_ms = NULL, updated_at = ?2,
@@ -1304,21 +1299,21 @@ impl Store for SqliteStore {
                 params![id, now()],
             )
             .map_err(backend)?;
-            commit_transition(tx, &id)
+            commit_transition(tx, &id).map(Some)
         })
         .await
     }
 
-    async fn delete_batch(&self, batch_id: &str) -> Result<Vec<String>> {
-        let id = batch_id.to_owned();
+    async fn delete_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<Vec<String>>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
         self.call(move |c| {
             let tx = immediate(c)?;
-            let batch = read_batch(&tx, &id)?;
-            if !(batch.status == BatchStatus::Draft || batch.status.is_terminal()) {
-                return Err(conflict_state(
-                    &batch,
-                    "cancel it first: only a DRAFT or finished batch can be deleted",
-                ));
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
             }
             let keys = batch_artifacts(&tx, "SELECT body FROM batches WHERE batch_id = ?1", &id)?;
             tx.execute("DELETE FROM batch_objects WHERE batch_id = ?1", [&id])
@@ -1326,7 +1321,7 @@ impl Store for SqliteStore {
             tx.execute("DELETE FROM batches WHERE batch_id = ?1", [&id])
                 .map_err(backend)?;
             tx.commit().map_err(backend)?;
-            Ok(keys)
+            Ok(Some(keys))
         })
         .await
     }
@@ -1359,11 +1354,7 @@ impl Store for SqliteStore {
                 let previous: Option<String> = tx
                     .query_row("SELECT lease_owner FROM batches WHERE batch_id = ?1", [&id], |r| r.get(0))
                     .map_err(backend)?;
-                let reason = format!(
-                    "the worker running it was lost {attempts} time{} (last: {}); giving up",
-                    if attempts == 1 { "" } else { "s" },
-                    previous.as_deref().unwrap_or("unknown")
-                );
+                let reason = crate::batches::lifecycle::workers_lost(attempts, previous.as_deref());
                 tx.execute(
                     "UPDATE batches SET status = 'FAILED', lease_owner = NULL, lease_token = NULL,
                      lease_expires_ms = NULL, updated_at = ?2,
