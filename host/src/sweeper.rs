@@ -99,7 +99,9 @@ pub async fn run(
 mod tests {
     use super::*;
     use crate::blob::LocalBlobs;
-    use crate::store::{Bucket, Namespace, ObjectRecord, SqliteStore, new_id, now};
+    use crate::store::{
+        Bucket, BucketStore, Namespace, NamespaceStore, ObjectRecord, SqliteStore, new_id, now,
+    };
 
     #[tokio::test]
     async fn only_old_blobs_that_no_record_names_are_removed() {

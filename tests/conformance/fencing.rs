@@ -32,7 +32,10 @@ impl Store for FailingRenewals {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+}
 
+#[async_trait]
+impl NamespaceStore for FailingRenewals {
     async fn create_namespace(&self, ns: &Namespace) -> Result<()> {
         self.inner.create_namespace(ns).await
     }
@@ -57,10 +60,6 @@ impl Store for FailingRenewals {
         self.inner.has_admin_key().await
     }
 
-    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
-        self.inner.count_batches(namespace_id, statuses).await
-    }
-
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
         self.inner.list_keys(page).await
     }
@@ -72,7 +71,10 @@ impl Store for FailingRenewals {
     async fn touch_key(&self, key_id: &str, at: &str) -> Result<()> {
         self.inner.touch_key(key_id, at).await
     }
+}
 
+#[async_trait]
+impl BucketStore for FailingRenewals {
     async fn create_bucket(&self, bucket: &Bucket) -> Result<()> {
         self.inner.create_bucket(bucket).await
     }
@@ -116,6 +118,13 @@ impl Store for FailingRenewals {
         self.inner.delete_object(bucket_id, object_id).await
     }
 
+    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
+        self.inner.missing_objects(bucket_id, object_ids).await
+    }
+}
+
+#[async_trait]
+impl CollectionStore for FailingRenewals {
     async fn create_collection(&self, collection: &CollectionRecord) -> Result<()> {
         self.inner.create_collection(collection).await
     }
@@ -154,9 +163,12 @@ impl Store for FailingRenewals {
             .delete_collection(namespace_id, collection_id, active)
             .await
     }
+}
 
-    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
-        self.inner.missing_objects(bucket_id, object_ids).await
+#[async_trait]
+impl BatchStore for FailingRenewals {
+    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
+        self.inner.count_batches(namespace_id, statuses).await
     }
 
     async fn create_batch(

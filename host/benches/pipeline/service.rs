@@ -14,7 +14,7 @@ use strata_host::Plan;
 use strata_host::engine::executor::{ExecOptions, execute};
 use strata_host::store::{
     Bucket, CollectionRecord, DocumentRecord, DocumentSink, InternalMetadata, MongoStore,
-    Namespace, Source, SqliteStore, Store, document_id, new_id, now,
+    Namespace, NamespaceStore, Source, SqliteStore, Store, document_id, new_id, now,
 };
 
 pub(super) const KEY: &str = "sk_bench_admin_key_0123456789";

@@ -1,0 +1,80 @@
+//! Buckets and the records of their objects (contents live in the blob store).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::*;
+
+/// A named set of objects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Bucket {
+    /// `bkt_…`
+    pub bucket_id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// Unique in the namespace.
+    pub bucket_name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A stored object's record; its content lives in the blob store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ObjectRecord {
+    /// `obj_…`, unique in the bucket (a client may choose it).
+    pub object_id: String,
+    /// Owning bucket.
+    pub bucket_id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// The object's name, e.g. a file path.
+    pub key: String,
+    /// Declared or sniffed MIME type.
+    pub mime_type: String,
+    /// Content size.
+    pub size_bytes: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Client metadata (a JSON object).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// Where the content lives in the blob store.
+    #[serde(skip_serializing)]
+    pub blob_key: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Buckets and the records of their objects.
+#[async_trait]
+pub trait BucketStore: Send + Sync {
+    /// Creates a bucket; a taken name in the namespace is a conflict.
+    async fn create_bucket(&self, bucket: &Bucket) -> Result<()>;
+    /// A bucket of the namespace by id or name.
+    async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>>;
+    /// Buckets of the namespace by id.
+    async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>>;
+    /// Deletes a bucket with its objects and batches, returning the blob
+    /// keys to remove; only when no batch of it is in one of `active` and
+    /// no collection reads from it (`Busy` names them otherwise).
+    async fn delete_bucket(
+        &self,
+        namespace_id: &str,
+        bucket_id: &str,
+        active: &[BatchStatus],
+    ) -> Result<Removal<Vec<String>>>;
+    /// Records an object; a taken id in the bucket is a conflict.
+    async fn create_object(&self, object: &ObjectRecord) -> Result<()>;
+    /// An object of the bucket.
+    async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>>;
+    /// Objects of the bucket by id.
+    async fn list_objects(&self, bucket_id: &str, page: &PageRequest)
+    -> Result<Page<ObjectRecord>>;
+    /// Deletes an object's record, returning its blob key.
+    async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String>;
+    /// The ids among `object_ids` that are not objects of the bucket.
+    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>>;
+}
