@@ -957,7 +957,7 @@ async fn pollers_run_batches_side_by_side_up_to_their_limit() {
     let server = Server::start_with(slow_options(
         plugins.path(),
         "0.3",
-        &["--error-budget", "1", "--max-batches", "2"],
+        &["--error-budget", "1", "--max-shards", "2"],
     ));
     let mut batches = Vec::new();
     for name in ["first", "second", "third"] {

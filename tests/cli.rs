@@ -476,7 +476,7 @@ fn serve_help_names_an_environment_variable_for_every_option() {
         "--listen",
         "--plugins",
         "--poll-interval",
-        "--max-batches",
+        "--max-shards",
         "--lease-seconds",
         "--error-budget",
         "--call-timeout",

@@ -15,17 +15,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use strata_host::batches::{self, Action, BatchError};
+use strata_host::batches::shards::{self, Fairness};
+use strata_host::batches::{self, Action, BatchError, Claimed, Policy, work};
 use strata_host::blob::{BlobError, BlobStore, LocalBlobs, S3Blobs, S3Location, S3Options};
 use strata_host::pipeline::ExtractorRef;
 use strata_host::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
 use strata_host::store::{
-    BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord, DocumentFilter,
+    BatchRecord, BatchStatus, Bucket, ChunkOutcome, CollectionRecord, DocumentFilter,
     DocumentRecord, DocumentSink, InternalMetadata, MongoStore, Namespace, ObjectRecord,
-    PageRequest, PinnedCollection, Source, SqliteStore, Store, StoreError, document_id, new_id,
-    now,
+    PageRequest, PinnedCollection, Pipelines, ShardRecord, ShardStatus, Source, SqliteStore, Store,
+    StoreError, document_id, new_id, now,
 };
 use strata_host::store::{Registry, Webhooks};
 use support::servers::{MongoServer, S3Server, s3_bucket, s3_client};
@@ -261,14 +262,14 @@ async fn fixture(store: &dyn Store, n: usize) -> (Bucket, CollectionRecord, Vec<
     (bucket, collection, ids)
 }
 
-/// A queued batch of `ids` over `collection`.
+/// A queued batch of `ids` over `collection`, in one shard.
 async fn queued(
     store: &dyn Store,
     bucket: &Bucket,
     collection: &CollectionRecord,
     ids: &[String],
 ) -> BatchRecord {
-    queued_running(store, bucket, collection, ids, Vec::new()).await
+    queued_in_shards(store, bucket, collection, ids, Vec::new(), 1_000).await
 }
 
 /// A queued batch of `ids` over `collection`, running `extractors`.
@@ -278,6 +279,38 @@ async fn queued_running(
     collection: &CollectionRecord,
     ids: &[String],
     extractors: Vec<ExtractorRef>,
+) -> BatchRecord {
+    queued_in_shards(store, bucket, collection, ids, extractors, 1_000).await
+}
+
+/// How workers claim in these tests: leases of `lease_ms`, shards
+/// claimed at most `max_attempts` times.
+fn policy(lease_ms: i64, max_attempts: u32) -> Policy {
+    Policy {
+        lease_ms,
+        max_attempts,
+        error_budget: 1.0,
+        fairness: Fairness::default(),
+    }
+}
+
+/// The shards of a batch, in order.
+async fn shards_of(store: &dyn Store, batch: &BatchRecord) -> Vec<ShardRecord> {
+    store
+        .shards(std::slice::from_ref(&batch.batch_id))
+        .await
+        .expect("shards")
+}
+
+/// A queued batch of `ids` over `collection`, running `extractors`, in
+/// shards of `per_shard` objects.
+async fn queued_in_shards(
+    store: &dyn Store,
+    bucket: &Bucket,
+    collection: &CollectionRecord,
+    ids: &[String],
+    extractors: Vec<ExtractorRef>,
+    per_shard: u64,
 ) -> BatchRecord {
     let batch = BatchRecord::draft(&bucket.namespace_id, &bucket.bucket_id, None, None);
     let created = store
@@ -294,23 +327,30 @@ async fn queued_running(
         index_signature: "sig_1".into(),
         manifests: BTreeMap::new(),
     };
+    let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let shards = shards::split(&created, &sorted, per_shard);
+    let pipelines = Pipelines {
+        collections: vec![pinned],
+        include_processing_history: false,
+    };
     store
         .submit_batch(
             &created.batch_id,
             Action::Submit.from(),
-            &[pinned],
-            false,
+            &pipelines,
             created.total,
+            &shards,
         )
         .await
         .expect("submit")
         .expect("a DRAFT batch with its objects is queued")
 }
 
-/// The batch as the store has it now.
+/// The batch as the store has it now, its progress summed.
 async fn fresh(store: &dyn Store, batch: &BatchRecord) -> BatchRecord {
-    store
-        .batch(&batch.bucket_id, &batch.batch_id)
+    batches::read(store, &batch.bucket_id, &batch.batch_id)
         .await
         .expect("read")
         .expect("the batch exists")
@@ -407,20 +447,20 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     // Two workers claim at once: one wins.
     let batch = queued(store.as_ref(), &bucket, &collection, &ids).await;
     assert_eq!(batch.status, BatchStatus::Queued);
+    let long = policy(60_000, 3);
     let (a, b) = tokio::join!(
-        store.claim_batch("worker-a", 60_000, 3),
-        worker_b.claim_batch("worker-b", 60_000, 3)
+        work::claim(store.as_ref(), "worker-a", &long),
+        work::claim(worker_b.as_ref(), "worker-b", &long)
     );
-    let claims: Vec<Claim> = [a.expect("claim a"), b.expect("claim b")]
+    let claims: Vec<Claimed> = [a.expect("claim a"), b.expect("claim b")]
         .into_iter()
         .flatten()
         .collect();
-    assert_eq!(claims.len(), 1, "exactly one worker gets the batch");
-    let Claim::Batch(claimed, lease_1) = claims.into_iter().next().expect("claim") else {
-        panic!("a fresh batch is claimed, not exhausted");
-    };
+    assert_eq!(claims.len(), 1, "exactly one worker gets the shard");
+    let claimed = claims.into_iter().next().expect("claim");
+    let lease_1 = claimed.lease.clone();
     assert_eq!(
-        (claimed.status, claimed.attempts),
+        (claimed.batch.status, claimed.shard.attempts),
         (BatchStatus::Processing, 1)
     );
 
@@ -505,19 +545,17 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     // The lease expires; another worker takes over; the first is fenced off.
     assert!(
         store
-            .renew_lease(&lease_1, 1, &live())
+            .renew_shard(&lease_1, now_ms() + 1, &live())
             .await
             .expect("renew")
     );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let Some(Claim::Batch(retaken, lease_2)) = worker_b
-        .claim_batch("worker-b", 60_000, 3)
+    let retaken = work::claim(worker_b.as_ref(), "worker-b", &policy(60_000, 3))
         .await
         .expect("reclaim")
-    else {
-        panic!("an expired lease is claimed again");
-    };
-    assert_eq!((retaken.attempts, retaken.processed), (2, 2));
+        .expect("an expired lease is rescued and claimed again");
+    let lease_2 = retaken.lease.clone();
+    assert_eq!((retaken.shard.attempts, retaken.batch.processed), (2, 2));
     assert_ne!(lease_1.token, lease_2.token);
     let late = chunk(&collection, &[(&ids[2], None)]);
     assert!(matches!(
@@ -560,18 +598,16 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     );
     assert!(
         !store
-            .renew_lease(&lease_1, 60_000, &live())
+            .renew_shard(&lease_1, now_ms() + 60_000, &live())
             .await
             .expect("renew")
     );
     assert!(matches!(
-        store
-            .finish_batch(&lease_1, BatchStatus::Completed, None)
-            .await,
+        work::finish_shard(store.as_ref(), &lease_1, 1.0).await,
         Err(StoreError::LeaseLost(_))
     ));
     let pending = worker_b
-        .pending_objects(&batch.batch_id, 0)
+        .pending_objects(&retaken.shard, 0)
         .await
         .expect("pending");
     assert_eq!(pending, ids[2..].to_vec());
@@ -583,15 +619,12 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
             .expect("record"),
         (4, 1)
     );
-    worker_b
-        .finish_batch(&lease_2, BatchStatus::Completed, None)
+    let ended = work::finish_shard(worker_b.as_ref(), &lease_2, 1.0)
         .await
-        .expect("finish");
-    let done = store
-        .batch(&bucket.bucket_id, &batch.batch_id)
-        .await
-        .expect("read")
-        .expect("there");
+        .expect("finish")
+        .expect("the last shard ends the batch");
+    assert_eq!(ended.status, BatchStatus::Completed);
+    let done = fresh(store.as_ref(), &batch).await;
     assert_eq!(
         (done.status, done.processed, done.failed),
         (BatchStatus::Completed, 4, 1)
@@ -601,26 +634,24 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
     let retried = batches::retry(store.as_ref(), &fresh(store.as_ref(), &batch).await)
         .await
         .expect("retry");
+    let retried = fresh(store.as_ref(), &retried).await;
     assert_eq!(
         (retried.status, retried.processed, retried.failed),
         (BatchStatus::Queued, 3, 0)
     );
+    let shard = shards_of(store.as_ref(), &batch).await.remove(0);
+    assert_eq!(shard.status, ShardStatus::Queued);
     assert_eq!(
-        store
-            .pending_objects(&batch.batch_id, 0)
-            .await
-            .expect("pending"),
+        store.pending_objects(&shard, 0).await.expect("pending"),
         vec![ids[1].clone()]
     );
 
     // Cancel fences the worker off too.
-    let Some(Claim::Batch(_, lease_3)) = store
-        .claim_batch("worker-a", 60_000, 3)
+    let lease_3 = work::claim(store.as_ref(), "worker-a", &policy(60_000, 3))
         .await
         .expect("claim")
-    else {
-        panic!("the retried batch is claimed");
-    };
+        .expect("the retried batch is claimed")
+        .lease;
     batches::cancel(store.as_ref(), &fresh(store.as_ref(), &batch).await)
         .await
         .expect("cancel");
@@ -630,31 +661,132 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
             .await,
         Err(StoreError::LeaseLost(_))
     ));
-
-    // A batch whose workers keep dying fails.
-    let second = queued(store.as_ref(), &bucket, &collection, &ids[..1]).await;
-    let Some(Claim::Batch(_, _)) = store.claim_batch("worker-a", 1, 1).await.expect("claim") else {
-        panic!("claimed");
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let Some(Claim::Exhausted(failed)) = store
-        .claim_batch("worker-b", 60_000, 1)
-        .await
-        .expect("claim")
-    else {
-        panic!("exhausted");
-    };
-    assert_eq!(
-        (failed.batch_id.as_str(), failed.status),
-        (second.batch_id.as_str(), BatchStatus::Failed)
-    );
     assert!(
-        store
-            .claim_batch("worker-b", 60_000, 1)
+        shards_of(store.as_ref(), &batch)
+            .await
+            .iter()
+            .all(|s| s.status == ShardStatus::Canceled),
+        "a canceled batch's shards are canceled with it"
+    );
+
+    rescuer(store.as_ref(), &bucket, &collection, &ids).await;
+}
+
+/// The rescuer's rules, on the store: an expired lease is re-queued, a
+/// live one untouched, a shard out of attempts fails (and its batch with
+/// it, the other shards canceled), a terminal shard stays as it is.
+async fn rescuer(
+    store: &dyn Store,
+    bucket: &Bucket,
+    collection: &CollectionRecord,
+    ids: &[String],
+) {
+    let batch = queued_in_shards(store, bucket, collection, ids, Vec::new(), 1).await;
+    assert_eq!(
+        shards_of(store, &batch).await.len(),
+        4,
+        "a shard per object"
+    );
+    let claim = async |lease_ms: i64| {
+        work::claim(store, "worker-r", &policy(lease_ms, 2))
             .await
             .expect("claim")
-            .is_none()
+            .expect("a shard is waiting")
+    };
+    // (Each claim rescues first: the short lease is taken last.)
+    let held = claim(60_000).await;
+    let finished = claim(60_000).await;
+    let expiring = claim(1).await;
+    assert_eq!(
+        (
+            held.shard.shard_index,
+            finished.shard.shard_index,
+            expiring.shard.shard_index
+        ),
+        (0, 1, 2),
+        "one batch's shards in order"
     );
+    store
+        .record_chunk(&finished.lease, &chunk(collection, &[(&ids[1], None)]))
+        .await
+        .expect("record");
+    assert!(
+        work::finish_shard(store, &finished.lease, 1.0)
+            .await
+            .expect("finish")
+            .is_none(),
+        "the batch goes on while shards have work"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let rescued = work::rescue(store, &policy(60_000, 2), now_ms())
+        .await
+        .expect("rescue");
+    assert_eq!((rescued.requeued, rescued.failed), (1, 0), "{rescued:?}");
+    let status = |shards: &[ShardRecord]| shards.iter().map(|s| s.status).collect::<Vec<_>>();
+    let after = shards_of(store, &batch).await;
+    use ShardStatus::{Canceled, Completed, Failed, Processing, Queued};
+    assert_eq!(status(&after), [Processing, Completed, Queued, Queued]);
+    assert_eq!(
+        after[0].lease.as_ref().map(|l| l.owner.as_str()),
+        Some("worker-r")
+    );
+    assert!(after[2].lease.is_none(), "the expired lease is dropped");
+
+    // The re-queued shard is claimed again, and its lease lost again: its
+    // attempts are spent, so it fails with the reason, and its batch fails.
+    let again = claim(1).await;
+    assert_eq!((again.shard.shard_index, again.shard.attempts), (2, 2));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let rescued = work::rescue(store, &policy(60_000, 2), now_ms())
+        .await
+        .expect("rescue");
+    assert_eq!(rescued.failed, 1, "{rescued:?}");
+    let after = shards_of(store, &batch).await;
+    assert_eq!(status(&after), [Canceled, Completed, Failed, Canceled]);
+    assert!(
+        after[2]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("lost 2 times")),
+        "{:?}",
+        after[2].error_message
+    );
+    let failed = fresh(store, &batch).await;
+    assert_eq!(failed.status, BatchStatus::Failed);
+    assert!(
+        failed.error_message.as_deref().is_some_and(
+            |m| m.starts_with("shard 2 failed: the worker running it was lost 2 times")
+        ),
+        "{:?}",
+        failed.error_message
+    );
+    // Terminal shards stay as they are; the held one's worker is fenced.
+    let quiet = work::rescue(store, &policy(60_000, 2), now_ms() + 120_000)
+        .await
+        .expect("rescue");
+    assert_eq!(quiet, work::Rescued::default());
+    assert_eq!(
+        status(&shards_of(store, &batch).await),
+        [Canceled, Completed, Failed, Canceled]
+    );
+    assert!(matches!(
+        store
+            .record_chunk(&held.lease, &chunk(collection, &[(&ids[0], None)]))
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(
+        work::claim(store, "worker-r", &policy(60_000, 2))
+            .await
+            .expect("claim")
+            .is_none(),
+        "nothing is left to claim"
+    );
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// One backend's seams, as one process holds them.
@@ -883,10 +1015,11 @@ async fn outbox(
         batches::retry(store.as_ref(), &batch).await,
         "retrying a queued batch",
     );
-    let Some(Claim::Batch(_, lease)) = store.claim_batch("w", 60_000, 3).await.expect("claim")
-    else {
-        panic!("nothing claimed");
-    };
+    let lease = work::claim(store.as_ref(), "w", &policy(60_000, 3))
+        .await
+        .expect("claim")
+        .expect("nothing claimed")
+        .lease;
     let docs: Vec<DocumentRecord> = ids
         .iter()
         .map(|id| document(&collection, &bucket, &batch.batch_id, id))
@@ -915,10 +1048,10 @@ async fn outbox(
         )
         .await
         .expect("chunk");
-    store
-        .finish_batch(&lease, BatchStatus::Completed, None)
+    work::finish_shard(store.as_ref(), &lease, 1.0)
         .await
-        .expect("finish");
+        .expect("finish")
+        .expect("the batch ends with its only shard");
     assert_eq!(
         delivered_types(webhooks.as_ref(), &all).await,
         [
@@ -1242,20 +1375,28 @@ async fn conditional_writes(store: &dyn Store, bucket: &Bucket, ids: &[String]) 
         .expect("add");
     assert_eq!(grown.total, 2);
     let draft = Action::Submit.from();
+    let with_history = Pipelines {
+        collections: Vec::new(),
+        include_processing_history: true,
+    };
     let stale = store
-        .submit_batch(&created.batch_id, draft, &[], true, 1)
+        .submit_batch(&created.batch_id, draft, &with_history, 1, &[])
         .await
         .expect("submit with a stale count");
     assert!(stale.is_none(), "a stale count writes nothing");
     let submitted = store
-        .submit_batch(&created.batch_id, draft, &[], true, 2)
+        .submit_batch(&created.batch_id, draft, &with_history, 2, &[])
         .await
         .expect("submit")
         .expect("queued");
     assert_eq!(submitted.status, BatchStatus::Queued);
     assert!(submitted.include_processing_history);
+    let without = Pipelines {
+        include_processing_history: false,
+        ..with_history.clone()
+    };
     let resubmitted = store
-        .submit_batch(&created.batch_id, draft, &[], false, 2)
+        .submit_batch(&created.batch_id, draft, &without, 2, &[])
         .await
         .expect("submit again");
     assert!(

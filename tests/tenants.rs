@@ -381,7 +381,7 @@ async fn keys_are_listed_without_secrets_and_revoked_at_once() {
 /// A server with tight per-namespace limits and no pollers (batches stay
 /// queued).
 fn limited(extra: &[&str]) -> Server {
-    let mut args: Vec<String> = ["--max-batches", "0"]
+    let mut args: Vec<String> = ["--max-shards", "0"]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();

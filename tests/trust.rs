@@ -26,7 +26,7 @@ async fn sleeping_plugins_end_by_their_deadline_and_other_namespaces_run() {
     let server = hostile_server(
         plugins.path(),
         "1",
-        &["--max-batches", "2", "--max-timeouts", "2"],
+        &["--max-shards", "2", "--max-timeouts", "2"],
     );
     let sleepers = [
         hostile_batch_in_mode(&server, "sleeper-a", "sleep", 4, |_| true).await,
@@ -67,7 +67,7 @@ async fn sleeping_plugins_end_by_their_deadline_and_other_namespaces_run() {
 async fn a_canceled_batch_frees_its_poller_while_its_plugin_sleeps() {
     let plugins = plugins_with_hostile();
     // One poller, and a deadline far longer than the test.
-    let server = hostile_server(plugins.path(), "3600", &["--max-batches", "1"]);
+    let server = hostile_server(plugins.path(), "3600", &["--max-shards", "1"]);
     let sleeper = hostile_batch_in_mode(&server, "sleeper", "sleep", 2, |_| true).await;
     poll_until(&server, &sleeper.path, |b| b["status"] == "PROCESSING").await;
     let (status, body) = server
@@ -92,7 +92,7 @@ async fn sigterm_ends_the_server_while_a_plugin_sleeps() {
     let mut server = hostile_server(
         plugins.path(),
         "3600",
-        &["--max-batches", "1", "--shutdown-grace", "10"],
+        &["--max-shards", "1", "--shutdown-grace", "10"],
     );
     let sleeper = hostile_batch_in_mode(&server, "sleeper", "sleep", 2, |_| true).await;
     poll_until(&server, &sleeper.path, |b| b["status"] == "PROCESSING").await;

@@ -80,19 +80,22 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// Encodes `rows` as Parquet, with `metadata` (e.g. the extractor and its
-/// parameters) in the file's key-value metadata.
+/// Encodes `rows` as Parquet in row groups of `group_rows` rows, with
+/// `metadata` (e.g. the extractor and its parameters) in the file's
+/// key-value metadata.
 pub fn write_manifest(
     key: &str,
     rows: &[ManifestRow],
     metadata: &[(&str, String)],
+    group_rows: usize,
 ) -> Result<Bytes, ArtifactError> {
+    let group_rows = group_rows.clamp(1, ROW_GROUP_ROWS);
     let error = |e: &dyn std::fmt::Display| ArtifactError::Format {
         key: key.to_owned(),
         message: e.to_string(),
     };
     let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(group_rows))
         .set_key_value_metadata(Some(
             metadata
                 .iter()
@@ -103,7 +106,7 @@ pub fn write_manifest(
     let mut out = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut out, schema(), Some(props)).map_err(|e| error(&e))?;
-    for part in rows.chunks(ROW_GROUP_ROWS) {
+    for part in rows.chunks(group_rows) {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
                 part.iter().map(|r| &r.object_id),
@@ -137,35 +140,57 @@ pub fn write_manifest(
 
 /// Decodes a manifest held in memory.
 pub fn read_manifest(key: &str, bytes: Bytes) -> Result<Vec<ManifestRow>, ArtifactError> {
-    stream_manifest(key, bytes)?.collect()
+    stream_manifest(key, bytes, None)?.collect()
 }
 
-/// The rows of a manifest, decoded one row group at a time from `source`:
-/// only the footer and the row group being read are in memory.
+/// The rows of a manifest (only those of `rows`, a range of row numbers,
+/// when given), decoded one row group at a time from `source`: only the
+/// footer and the row group being read are in memory, and row groups
+/// outside `rows` are never read.
 pub fn stream_manifest<R: ChunkReader + 'static>(
     key: &str,
     source: R,
+    rows: Option<std::ops::Range<u64>>,
 ) -> Result<impl Iterator<Item = Result<ManifestRow, ArtifactError>> + Send, ArtifactError> {
     let owned = key.to_owned();
     let error = move |e: &dyn std::fmt::Display| ArtifactError::Format {
         key: owned.clone(),
         message: e.to_string(),
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(source)
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(source)
         .map_err(|e| error(&e))?
-        .with_batch_size(ROW_GROUP_ROWS)
-        .build()
-        .map_err(|e| error(&e))?;
-    Ok(reader.flat_map(move |batch| {
-        let rows: Vec<Result<ManifestRow, ArtifactError>> = match batch {
-            Err(e) => vec![Err(error(&e))],
-            Ok(batch) if batch.schema().fields() != schema().fields() => {
-                vec![Err(error(&"unexpected columns"))]
+        .with_batch_size(ROW_GROUP_ROWS);
+    let (mut skip, mut take) = (0u64, u64::MAX);
+    if let Some(range) = rows {
+        let mut groups = Vec::new();
+        let mut first_row = None;
+        let mut start = 0u64;
+        for (i, group) in builder.metadata().row_groups().iter().enumerate() {
+            let end = start + group.num_rows().max(0) as u64;
+            if end > range.start && start < range.end {
+                groups.push(i);
+                first_row.get_or_insert(start);
             }
-            Ok(batch) => decode(&batch).into_iter().map(Ok).collect(),
-        };
-        rows
-    }))
+            start = end;
+        }
+        skip = range.start.saturating_sub(first_row.unwrap_or(range.start));
+        take = range.end.saturating_sub(range.start);
+        builder = builder.with_row_groups(groups);
+    }
+    let reader = builder.build().map_err(|e| error(&e))?;
+    Ok(reader
+        .flat_map(move |batch| {
+            let rows: Vec<Result<ManifestRow, ArtifactError>> = match batch {
+                Err(e) => vec![Err(error(&e))],
+                Ok(batch) if batch.schema().fields() != schema().fields() => {
+                    vec![Err(error(&"unexpected columns"))]
+                }
+                Ok(batch) => decode(&batch).into_iter().map(Ok).collect(),
+            };
+            rows
+        })
+        .skip(skip as usize)
+        .take(take.min(usize::MAX as u64) as usize))
 }
 
 fn decode(batch: &RecordBatch) -> Vec<ManifestRow> {
@@ -318,7 +343,13 @@ mod tests {
                 applicable: i % 3 != 0,
             })
             .collect();
-        let bytes = write_manifest("m", &rows, &[("extractor", "x@1.0.0".into())]).expect("write");
+        let bytes = write_manifest(
+            "m",
+            &rows,
+            &[("extractor", "x@1.0.0".into())],
+            ROW_GROUP_ROWS,
+        )
+        .expect("write");
         let meta = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).expect("parquet");
         assert_eq!(meta.metadata().num_row_groups(), 2);
         let kv = meta
@@ -333,5 +364,35 @@ mod tests {
         assert_eq!(read_manifest("m", bytes).expect("read"), rows);
         let garbage = read_manifest("bad", Bytes::from_static(b"not parquet"));
         assert!(garbage.expect_err("garbage").to_string().contains("`bad`"));
+    }
+
+    #[test]
+    fn a_range_of_rows_reads_only_its_row_groups() {
+        let rows: Vec<ManifestRow> = (0..25)
+            .map(|i| ManifestRow {
+                object_id: format!("obj_{i:02}"),
+                key: format!("{i}.txt"),
+                mime_type: "text/plain".into(),
+                size_bytes: 1,
+                sha256: String::new(),
+                blob_key: format!("objects/{i}"),
+                metadata: None,
+                applicable: true,
+            })
+            .collect();
+        let bytes = write_manifest("m", &rows, &[], 10).expect("write");
+        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).expect("parquet");
+        assert_eq!(meta.metadata().num_row_groups(), 3);
+        for range in [0..10, 10..20, 20..25, 5..15, 24..25] {
+            let read: Vec<ManifestRow> = stream_manifest("m", bytes.clone(), Some(range.clone()))
+                .expect("open")
+                .collect::<Result<_, _>>()
+                .expect("read");
+            assert_eq!(
+                read,
+                rows[range.start as usize..range.end as usize],
+                "{range:?}"
+            );
+        }
     }
 }

@@ -99,13 +99,19 @@ struct ServeArgs {
     /// Seconds between looks for queued batches (a submit to this process wakes it at once).
     #[arg(long, env = "STRATA_POLL_INTERVAL", default_value_t = 5.0)]
     poll_interval: f64,
-    /// Batches this process runs at once; 0 serves the API only.
-    #[arg(long, env = "STRATA_MAX_BATCHES", default_value_t = 2)]
-    max_batches: usize,
-    /// Seconds a worker's lease on a batch lasts without renewal; a batch whose worker died resumes elsewhere after it.
+    /// Shards this process runs at once; 0 serves the API only.
+    #[arg(long, env = "STRATA_MAX_SHARDS", default_value_t = 2)]
+    max_shards: usize,
+    /// Objects per shard of a submitted batch: the unit workers claim, so one batch runs on many workers.
+    #[arg(long, env = "STRATA_SHARD_OBJECTS", default_value_t = crate::batches::shards::DEFAULT_SHARD_OBJECTS)]
+    shard_objects: u64,
+    /// Shards of one batch running at once across every worker (0: no bound), so one large batch cannot take every worker.
+    #[arg(long, env = "STRATA_MAX_SHARDS_PER_BATCH", default_value_t = 16)]
+    max_shards_per_batch: u32,
+    /// Seconds a worker's lease on a shard lasts without renewal; a shard whose worker died resumes elsewhere after it.
     #[arg(long, env = "STRATA_LEASE_SECONDS", default_value_t = 30.0)]
     lease_seconds: f64,
-    /// Claims of one batch before it is failed (its workers keep dying).
+    /// Claims of one shard before it fails, and its batch with it (its workers keep dying).
     #[arg(long, env = "STRATA_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u32,
     /// Share of objects that may fail before a batch fails (0–1).
@@ -646,10 +652,15 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     worker.lease = seconds("lease-seconds", args.lease_seconds)?;
     worker.report_interval = worker.report_interval.min(worker.lease / 3);
-    worker.max_batches = args.max_batches;
+    anyhow::ensure!(args.shard_objects > 0, "--shard-objects must be at least 1");
+    config.shard_objects = args.shard_objects;
+    worker.max_shards = args.max_shards;
+    worker.fairness = crate::batches::shards::Fairness {
+        max_running_per_batch: args.max_shards_per_batch,
+    };
     worker.max_attempts = args.max_attempts;
     worker.error_budget = args.error_budget;
-    worker.chunk_rows = args.chunk_objects;
+    worker.chunk_objects = args.chunk_objects;
     worker.chunk_bytes = args.chunk_mb.max(1).saturating_mul(1 << 20);
     worker.max_object_bytes = config.max_object_bytes;
     worker.max_timeouts = args.engine.max_timeouts;

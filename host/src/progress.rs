@@ -375,6 +375,7 @@ mod tests {
             error_message: None,
             live: None,
             lease: None,
+            shards: Default::default(),
             idempotency: None,
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),

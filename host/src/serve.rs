@@ -64,6 +64,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// What one namespace may take of the service.
     pub tenants: crate::api::tenancy::TenantLimits,
+    /// Objects per shard of a submitted batch.
+    pub shard_objects: u64,
 }
 
 impl ServeConfig {
@@ -84,6 +86,7 @@ impl ServeConfig {
             unload_after: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
             tenants: crate::api::tenancy::TenantLimits::default(),
+            shard_objects: crate::batches::shards::DEFAULT_SHARD_OBJECTS,
         }
     }
 }
@@ -356,6 +359,7 @@ pub async fn run(
         metrics: install_metrics(),
         key_uses: Arc::default(),
         tenancy: Arc::new(crate::api::tenancy::Tenancy::new(config.tenants.clone())),
+        shard_objects: config.shard_objects,
     };
     // The metrics recorder exists now.
     catalog.report();

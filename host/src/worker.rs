@@ -1,14 +1,17 @@
-//! Pollers: claim queued batches under a lease and run them.
+//! Pollers: claim queued shards under a lease and run them.
 //!
-//! A poller claims a batch with a lease (owner, random token, expiry),
-//! renews it every [`WorkerConfig::report_interval`] together with the live
-//! progress, and makes every write conditional on the token: a canceled or
-//! taken-over batch stops at its next write. Each of the batch's pinned
-//! collections runs in turn: the objects still pending for it stream from
-//! its Parquet manifest through the engine, and each finished chunk is
-//! written at once (documents upserted, outcomes recorded). A batch whose
-//! worker died is claimed again after its lease expires and resumes with
-//! the objects not yet written.
+//! A poller claims a shard (a range of a batch's objects) with a lease
+//! (owner, random token, expiry) by the fairness rule of
+//! `crate::batches::shards`, renews it every
+//! [`WorkerConfig::report_interval`] together with the live progress, and
+//! makes every write conditional on the token: a canceled batch or a
+//! taken-over shard stops at its next write. Each of the batch's pinned
+//! collections runs in turn: the shard's objects still pending for it
+//! stream from the shard's row groups of its Parquet manifest through the
+//! engine, and each finished chunk is written at once (documents upserted,
+//! outcomes recorded). A shard whose worker died is rescued after its
+//! lease expires and resumes elsewhere with the objects not yet written;
+//! the worker that ends a batch's last shard ends the batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -21,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, warn};
 
 use crate::artifacts::{self, BlobSource, ManifestRow};
+use crate::batches::shards::Fairness;
+use crate::batches::{Claimed, Policy, work};
 use crate::blob::BlobStore;
 use crate::catalog::Catalog;
 use crate::engine::executor::{
@@ -29,8 +34,8 @@ use crate::engine::executor::{
 use crate::engine::planner::Plan;
 use crate::pipeline;
 use crate::store::{
-    BatchRecord, BatchStatus, ChunkOutcome, Claim, DocumentRecord, DocumentSink, InternalMetadata,
-    Lease, LiveProgress, PinnedCollection, Stage, Store, StoreError, document_id, now,
+    BatchRecord, ChunkOutcome, DocumentRecord, DocumentSink, InternalMetadata, Lease, LiveProgress,
+    PinnedCollection, ShardRecord, Stage, Store, StoreError, WorkerRecord, document_id, now,
 };
 
 /// How pollers behave.
@@ -38,20 +43,22 @@ use crate::store::{
 pub struct WorkerConfig {
     /// Names this worker in leases and logs.
     pub owner: String,
-    /// How often to look for queued batches (a local submit wakes at once).
+    /// How often to look for queued shards (a local submit wakes at once).
     pub poll_interval: Duration,
     /// How long a lease lasts without renewal.
     pub lease: Duration,
     /// How often the lease is renewed and progress reported.
     pub report_interval: Duration,
-    /// Batches run at once by this process.
-    pub max_batches: usize,
-    /// Claims of one batch before it fails (its workers keep dying).
+    /// Shards run at once by this process.
+    pub max_shards: usize,
+    /// Claims of one shard before it fails (its workers keep dying).
     pub max_attempts: u32,
     /// Share of failed objects past which a batch fails.
     pub error_budget: f64,
+    /// How shards are shared out among batches and namespaces.
+    pub fairness: Fairness,
     /// Objects per chunk: the unit of writing and of progress.
-    pub chunk_rows: usize,
+    pub chunk_objects: usize,
     /// Bytes of content per chunk: a chunk also ends once it holds this
     /// much, so memory stays bounded whatever the objects' sizes.
     pub chunk_bytes: usize,
@@ -70,13 +77,24 @@ impl WorkerConfig {
             poll_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),
             report_interval: Duration::from_secs(1),
-            max_batches: 2,
+            max_shards: 2,
             max_attempts: 3,
             error_budget: 0.5,
-            chunk_rows: 32,
+            fairness: Fairness::default(),
+            chunk_objects: 32,
             chunk_bytes: 64 << 20,
             max_object_bytes: 512 << 20,
             max_timeouts: 3,
+        }
+    }
+
+    /// The rules shards are claimed and rescued by.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            lease_ms: self.lease.as_millis() as i64,
+            max_attempts: self.max_attempts,
+            error_budget: self.error_budget,
+            fairness: self.fairness,
         }
     }
 }
@@ -100,32 +118,58 @@ pub struct Deps {
 
 /// A worker name unique to this process: host, pid and a random suffix.
 pub fn default_owner() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+    let suffix = &crate::keys::random_token()[..6];
+    format!("{}-{}-{suffix}", host_name(), std::process::id())
+}
+
+/// This machine's name.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    let suffix = &crate::keys::random_token()[..6];
-    format!("{host}-{}-{suffix}", std::process::id())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Polls for batches until `shutdown`, running up to `max_batches` at once;
-/// `wake` makes it look at once. On shutdown, running batches give their
-/// lease back so that another worker takes them over without waiting.
+/// Polls for shards until `shutdown`, running up to `max_shards` at once;
+/// `wake` makes it look at once. Each look first rescues expired shards
+/// and ends batches whose last shard ended (any worker may). On shutdown,
+/// running shards give their lease back so that another worker takes them
+/// over without waiting.
 pub async fn run_pollers(
     deps: Deps,
     config: WorkerConfig,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    if config.max_batches == 0 {
+    if config.max_shards == 0 {
         return;
     }
-    let permits = Arc::new(Semaphore::new(config.max_batches));
+    let permits = Arc::new(Semaphore::new(config.max_shards));
     let mut running = tokio::task::JoinSet::new();
-    info!(owner = %config.owner, max_batches = config.max_batches, "pollers started");
+    let policy = config.policy();
+    let me = WorkerRecord {
+        worker_id: config.owner.clone(),
+        host: host_name(),
+        pid: std::process::id(),
+        slots: config.max_shards as u32,
+        started_at: now(),
+        heartbeat_at: now(),
+    };
+    info!(owner = %config.owner, max_shards = config.max_shards, "pollers started");
     loop {
         while running.try_join_next().is_some() {}
+        let heartbeat = WorkerRecord {
+            heartbeat_at: now(),
+            ..me.clone()
+        };
+        if let Err(e) = deps
+            .store
+            .heartbeat(&heartbeat, chrono::Utc::now().timestamp_millis())
+            .await
+        {
+            warn!(error = %e, "recording a heartbeat failed");
+        }
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(p) => p,
@@ -133,33 +177,26 @@ pub async fn run_pollers(
             },
             () = shutdown.cancelled() => break,
         };
-        let lease_ms = config.lease.as_millis() as i64;
-        match deps
-            .store
-            .claim_batch(&config.owner, lease_ms, config.max_attempts)
-            .await
-        {
-            Ok(Some(Claim::Batch(batch, lease))) => {
+        match work::claim(deps.store.as_ref(), &config.owner, &policy).await {
+            Ok(Some(claimed)) => {
                 let (deps, config, shutdown) = (deps.clone(), config.clone(), shutdown.clone());
-                let span = tracing::info_span!("batch", batch_id = %batch.batch_id);
+                let span = tracing::info_span!(
+                    "shard",
+                    batch_id = %claimed.batch.batch_id,
+                    shard = claimed.shard.shard_index
+                );
                 running.spawn(
                     async move {
-                        run_batch(&deps, &config, *batch, lease, shutdown).await;
+                        run_shard(&deps, &config, claimed, shutdown).await;
                         drop(permit);
                     }
                     .instrument(span),
                 );
                 continue;
             }
-            Ok(Some(Claim::Exhausted(batch))) => {
-                warn!(batch_id = %batch.batch_id, reason = ?batch.error_message, "batch failed: its workers kept dying");
-                metrics::counter!("strata_batches_finished_total", "status" => "FAILED")
-                    .increment(1);
-                continue;
-            }
             Ok(None) => drop(permit),
             Err(e) => {
-                warn!(error = %e, "claiming a batch failed");
+                warn!(error = %e, "claiming a shard failed");
                 drop(permit);
             }
         }
@@ -176,16 +213,16 @@ pub async fn run_pollers(
 /// Why a run stopped before the end.
 #[derive(Debug)]
 enum Stop {
-    /// Canceled, or the lease was taken over: someone else owns the batch.
+    /// Canceled, or the lease was taken over: someone else owns the shard.
     LeaseLost,
     /// This process is shutting down.
     Shutdown,
     /// The pipeline cannot run: the batch fails with this reason.
     Failed(String),
-    /// The store failed: the lease expires and the batch is retried.
+    /// The store failed: the shard goes back to the queue.
     Store(StoreError),
-    /// An extractor could not be loaded just now: the lease expires and
-    /// the batch is retried.
+    /// An extractor could not be loaded just now: the shard goes back to
+    /// the queue.
     Unavailable(String),
 }
 
@@ -206,7 +243,6 @@ const SHUTDOWN: u8 = 2;
 struct Shared {
     state: AtomicU8,
     processed: AtomicU64,
-    failed: AtomicU64,
     stage: Mutex<Option<StageState>>,
     last_progress: Mutex<Instant>,
     /// Asks for a report now (the stage changed).
@@ -240,37 +276,23 @@ impl Shared {
         self.interrupt.cancel();
     }
 
-    /// Takes the batch's counters as the store has them after a write;
-    /// a batch past its error budget (whatever the rest does) stops.
-    fn counted(
-        &self,
-        (processed, failed): (u64, u64),
-        config: &WorkerConfig,
-        total: u64,
-    ) -> Result<(), Stop> {
+    /// Takes the shard's counters as the store has them after a write.
+    fn counted(&self, (processed, failed): (u64, u64), failed_before: &AtomicU64) {
         let before = self.processed.swap(processed, Ordering::Relaxed);
-        let failed_before = self.failed.swap(failed, Ordering::Relaxed);
+        let failed_was = failed_before.swap(failed, Ordering::Relaxed);
         if processed > before {
             *lock(&self.last_progress) = Instant::now();
-            let newly_failed = failed.saturating_sub(failed_before);
+            let newly_failed = failed.saturating_sub(failed_was);
             metrics::counter!("strata_objects_processed_total", "outcome" => "completed")
                 .increment((processed - before).saturating_sub(newly_failed));
             metrics::counter!("strata_objects_processed_total", "outcome" => "failed")
                 .increment(newly_failed);
         }
-        if failed as f64 > config.error_budget * total as f64 {
-            return Err(Stop::Failed(over_budget(
-                failed,
-                total,
-                config.error_budget,
-            )));
-        }
-        Ok(())
     }
 
     /// Whether the lease may have expired in the store: no renewal has
     /// succeeded for its length (less a report interval, for the clocks).
-    /// Past that another worker may hold the batch, so this one writes
+    /// Past that another worker may hold the shard, so this one writes
     /// nothing more: it fences itself by time when the store cannot.
     fn lease_expired(&self, config: &WorkerConfig) -> bool {
         lock(&self.renewed).elapsed() + config.report_interval >= config.lease
@@ -285,23 +307,26 @@ impl Shared {
     }
 }
 
-async fn run_batch(
+async fn run_shard(
     deps: &Deps,
     config: &WorkerConfig,
-    batch: BatchRecord,
-    lease: Lease,
+    claimed: Claimed,
     shutdown: CancellationToken,
 ) {
+    let Claimed {
+        batch,
+        shard,
+        lease,
+    } = claimed;
     info!(
-        attempt = batch.attempts,
-        objects = batch.total,
-        "batch claimed"
+        attempt = shard.attempts,
+        objects = shard.objects,
+        "shard claimed"
     );
-    metrics::gauge!("strata_batches_running").increment(1.0);
+    metrics::gauge!("strata_shards_running").increment(1.0);
     let shared = Arc::new(Shared {
         state: AtomicU8::new(RUNNING),
-        processed: AtomicU64::new(batch.processed),
-        failed: AtomicU64::new(batch.failed),
+        processed: AtomicU64::new(shard.processed),
         stage: Mutex::new(None),
         last_progress: Mutex::new(Instant::now()),
         kick: Notify::new(),
@@ -316,72 +341,54 @@ async fn run_batch(
         shared.clone(),
         shutdown.clone(),
     ));
-    let result = process(deps, config, &batch, &lease, &shared).await;
+    let result = process(deps, config, &batch, &shard, &lease, &shared).await;
     reporter.abort();
     let store = deps.store.as_ref();
-    let finished = match result {
-        Ok(()) => match store.batch(&batch.bucket_id, &batch.batch_id).await {
-            Ok(Some(now)) if now.failed as f64 > config.error_budget * now.total as f64 => {
-                let reason = over_budget(now.failed, now.total, config.error_budget);
-                Some((BatchStatus::Failed, Some(reason)))
-            }
-            Ok(Some(_)) => Some((BatchStatus::Completed, None)),
-            Ok(None) => None,
-            Err(e) => {
-                warn!(error = %e, "reading the batch back failed; its lease will expire");
-                None
-            }
-        },
-        Err(Stop::Failed(reason)) => Some((BatchStatus::Failed, Some(reason))),
+    let outcome = match result {
+        Ok(()) => work::finish_shard(store, &lease, config.error_budget)
+            .await
+            .map(drop),
+        Err(Stop::Failed(reason)) => work::fail(store, &batch.batch_id, &reason).await.map(drop),
         Err(Stop::LeaseLost) => {
-            info!("batch canceled or taken over; stopped");
-            None
+            info!("batch canceled or ended, or shard taken over; stopped");
+            Ok(())
         }
         Err(Stop::Shutdown) => {
-            info!("shutting down; giving the batch back to the queue");
+            info!("shutting down; giving the shard back to the queue");
             give_back(store, &lease).await;
-            None
+            Ok(())
         }
-        // Transient failures give the batch back without using up one of
+        // Transient failures give the shard back without using up one of
         // its claims; if even that fails, its lease expires.
         Err(Stop::Store(e)) => {
-            warn!(error = %e, "the store failed; giving the batch back");
+            warn!(error = %e, "the store failed; giving the shard back");
             give_back(store, &lease).await;
             back_off(config, &shutdown).await;
-            None
+            Ok(())
         }
         Err(Stop::Unavailable(reason)) => {
-            warn!(%reason, "the batch cannot run just now; giving it back");
+            warn!(%reason, "the shard cannot run just now; giving it back");
             give_back(store, &lease).await;
             back_off(config, &shutdown).await;
-            None
+            Ok(())
         }
     };
-    if let Some((status, reason)) = finished {
-        match store.finish_batch(&lease, status, reason.as_deref()).await {
-            Ok(()) => {
-                info!(
-                    status = status.as_str(),
-                    reason = reason.as_deref().unwrap_or(""),
-                    "batch finished"
-                );
-                metrics::counter!("strata_batches_finished_total", "status" => status.as_str())
-                    .increment(1);
-            }
-            Err(e) => warn!(error = %e, "recording the batch's end failed"),
-        }
+    match outcome {
+        Ok(()) => {}
+        Err(StoreError::LeaseLost(_)) => info!("the shard was canceled or taken over at its end"),
+        Err(e) => warn!(error = %e, "recording the shard's end failed; its lease will expire"),
     }
-    metrics::gauge!("strata_batches_running").decrement(1.0);
+    metrics::gauge!("strata_shards_running").decrement(1.0);
 }
 
-/// Hands a batch back to the queue without counting the claim.
+/// Hands a shard back to the queue without counting the claim.
 async fn give_back(store: &dyn Store, lease: &Lease) {
-    if let Err(e) = store.release_batch(lease).await {
-        warn!(error = %e, "giving the batch back failed; its lease will expire");
+    if let Err(e) = work::give_back(store, lease).await {
+        warn!(error = %e, "giving the shard back failed; its lease will expire");
     }
 }
 
-/// Keeps this poller's slot for a poll interval after giving a batch back
+/// Keeps this poller's slot for a poll interval after giving a shard back
 /// for a transient failure, so that it is not claimed again at once.
 async fn back_off(config: &WorkerConfig, shutdown: &CancellationToken) {
     tokio::select! {
@@ -390,17 +397,11 @@ async fn back_off(config: &WorkerConfig, shutdown: &CancellationToken) {
     }
 }
 
-fn over_budget(failed: u64, total: u64, budget: f64) -> String {
-    format!(
-        "{failed} of {total} objects failed, more than the error budget of {:.0}%",
-        budget * 100.0
-    )
-}
-
 async fn process(
     deps: &Deps,
     config: &WorkerConfig,
     batch: &BatchRecord,
+    shard: &ShardRecord,
     lease: &Lease,
     shared: &Arc<Shared>,
 ) -> Result<(), Stop> {
@@ -431,12 +432,14 @@ async fn process(
         })?;
         plans.push(plan);
     }
-    let summary = Arc::new(Mutex::new(batch.error_summary.clone()));
+    let summary = Arc::new(Mutex::new(shard.error_summary.clone()));
+    let failed = Arc::new(AtomicU64::new(shard.failed));
     let last = batch.collections.len().saturating_sub(1);
+    let rows = shard.row_start..shard.row_start + shard.objects;
     for (i, (pinned, plan)) in batch.collections.iter().zip(plans).enumerate() {
         let pending: HashSet<String> = deps
             .store
-            .pending_objects(&batch.batch_id, i as u32)
+            .pending_objects(shard, i as u32)
             .await?
             .into_iter()
             .collect();
@@ -464,10 +467,12 @@ async fn process(
                 last: i == last,
                 shared: shared.clone(),
                 summary: summary.clone(),
+                failed: failed.clone(),
             };
             let handle = tokio::runtime::Handle::current();
+            let range = rows.clone();
             let missing = tokio::task::spawn_blocking(move || {
-                run.execute(&handle, &plan, &manifest, pending, tiers)
+                run.execute(&handle, &plan, &manifest, range, pending, tiers)
             })
             .await
             .map_err(|e| Stop::Failed(format!("the engine failed: {e}")))??;
@@ -485,13 +490,12 @@ async fn process(
                     error_summary: lock(&summary).clone(),
                 };
                 let counts = deps.store.record_chunk(lease, &chunk).await?;
-                shared.counted(counts, config, batch.total)?;
+                shared.counted(counts, &failed);
             }
         }
         if let Some(stop) = shared.stopped() {
             return Err(stop);
         }
-        deps.store.finish_collection(lease, pinned).await?;
     }
     Ok(())
 }
@@ -511,16 +515,19 @@ struct CollectionRun {
     last: bool,
     shared: Arc<Shared>,
     summary: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// The shard's failed objects, as the store last said.
+    failed: Arc<AtomicU64>,
 }
 
 impl CollectionRun {
-    /// Streams the pending objects of the manifest through `plan`; returns
-    /// the pending objects the manifest did not list.
+    /// Streams the pending objects of the manifest's `rows` (the shard's)
+    /// through `plan`; returns the pending objects they did not list.
     fn execute(
         self,
         handle: &tokio::runtime::Handle,
         plan: &Plan,
         manifest: &str,
+        rows: std::ops::Range<u64>,
         pending: HashSet<String>,
         tiers: Arc<TierProgress>,
     ) -> Result<Vec<String>, Stop> {
@@ -538,10 +545,10 @@ impl CollectionRun {
             .map_err(|e| unreadable(&e, !matches!(e, crate::blob::BlobError::NotFound(_))))?;
         let read_failed = source.read_failed();
         let transient = move || read_failed.load(std::sync::atomic::Ordering::Relaxed);
-        let rows = artifacts::stream_manifest(manifest, source)
+        let rows = artifacts::stream_manifest(manifest, source, Some(rows))
             .map_err(|e| unreadable(&e, transient()))?;
         let options = ExecOptions {
-            batch_rows: self.config.chunk_rows.max(1),
+            batch_rows: self.config.chunk_objects.max(1),
             batch_bytes: self.config.chunk_bytes.max(1),
             history: self.batch.include_processing_history,
             max_timeouts: self.config.max_timeouts,
@@ -658,7 +665,8 @@ impl CollectionRun {
         };
         let counts = handle.block_on(self.deps.store.record_chunk(&self.lease, &chunk))?;
         *lock(&self.summary) = summary;
-        self.shared.counted(counts, &self.config, self.batch.total)
+        self.shared.counted(counts, &self.failed);
+        Ok(())
     }
 }
 
@@ -801,8 +809,21 @@ async fn report_progress(
             last_progress_at: last_progress_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         let sent = Instant::now();
-        match store.renew_lease(&lease, lease_ms, &live).await {
-            Ok(true) => *lock(&shared.renewed) = sent,
+        let expires_ms = chrono::Utc::now().timestamp_millis() + lease_ms;
+        match store.renew_shard(&lease, expires_ms, &live).await {
+            Ok(true) => {
+                *lock(&shared.renewed) = sent;
+                // A batch past its error budget fails now, whichever of
+                // its shards sees it first; every shard of it stops.
+                match work::check_budget(store.as_ref(), &batch, config.error_budget).await {
+                    Ok(Some(_)) => {
+                        shared.stop(LOST);
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "checking the error budget failed"),
+                }
+            }
             Ok(false) => {
                 shared.stop(LOST);
                 return;

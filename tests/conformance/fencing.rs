@@ -14,7 +14,7 @@ use strata_host::store::*;
 use super::support::flow::*;
 use super::support::{Options, Server};
 
-/// The real store, but `renew_lease` and `claim_batch` fail while
+/// The real store, but `renew_shard` and `active_shards` (claims) fail while
 /// `failing` is set: the store is away for this worker, though its other
 /// writes still land.
 #[derive(Debug)]
@@ -194,6 +194,10 @@ impl BatchStore for FailingRenewals {
         self.inner.batch(bucket_id, batch_id).await
     }
 
+    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>> {
+        self.inner.batch_by_id(batch_id).await
+    }
+
     async fn batch_by_idempotency_key(
         &self,
         bucket_id: &str,
@@ -240,18 +244,12 @@ impl BatchStore for FailingRenewals {
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        collections: &[PinnedCollection],
-        include_processing_history: bool,
+        pipelines: &Pipelines,
         object_count: u64,
+        shards: &[ShardRecord],
     ) -> Result<Option<BatchRecord>> {
         self.inner
-            .submit_batch(
-                batch_id,
-                from,
-                collections,
-                include_processing_history,
-                object_count,
-            )
+            .submit_batch(batch_id, from, pipelines, object_count, shards)
             .await
     }
 
@@ -283,52 +281,95 @@ impl BatchStore for FailingRenewals {
         self.inner.delete_batch(batch_id, from).await
     }
 
-    async fn claim_batch(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-        max_attempts: u32,
-    ) -> Result<Option<Claim>> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::backend(std::io::Error::other(
-                "claims fail here",
-            )));
-        }
-        self.inner.claim_batch(owner, lease_ms, max_attempts).await
-    }
-
-    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::backend(std::io::Error::other(
-                "renewals fail here",
-            )));
-        }
-        self.inner.renew_lease(lease, lease_ms, live).await
-    }
-
-    async fn release_batch(&self, lease: &Lease) -> Result<()> {
-        self.inner.release_batch(lease).await
-    }
-
-    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>> {
-        self.inner.pending_objects(batch_id, stage).await
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>> {
+        self.inner.pending_objects(shard, stage).await
     }
 
     async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<(u64, u64)> {
         self.inner.record_chunk(lease, chunk).await
     }
 
-    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()> {
-        self.inner.finish_collection(lease, pinned).await
+    async fn start_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        self.inner.start_batch(batch_id, from).await
     }
 
     async fn finish_batch(
         &self,
-        lease: &Lease,
-        status: BatchStatus,
+        batch_id: &str,
+        from: &[BatchStatus],
+        to: BatchStatus,
         error_message: Option<&str>,
-    ) -> Result<()> {
-        self.inner.finish_batch(lease, status, error_message).await
+        write_back: &[PinnedCollection],
+    ) -> Result<Option<BatchRecord>> {
+        self.inner
+            .finish_batch(batch_id, from, to, error_message, write_back)
+            .await
+    }
+
+    async fn stalled_batches(
+        &self,
+        statuses: &[BatchStatus],
+        shard_statuses: &[ShardStatus],
+    ) -> Result<Vec<BatchRecord>> {
+        self.inner.stalled_batches(statuses, shard_statuses).await
+    }
+
+    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>> {
+        self.inner.shards(batch_ids).await
+    }
+
+    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
+        self.inner.list_shards(batch_id, page).await
+    }
+
+    async fn active_shards(
+        &self,
+        statuses: &[ShardStatus],
+    ) -> Result<Vec<(ShardRecord, BatchStatus)>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(std::io::Error::other(
+                "claims fail here",
+            )));
+        }
+        self.inner.active_shards(statuses).await
+    }
+
+    async fn update_shard(
+        &self,
+        batch_id: &str,
+        shard_index: u32,
+        expect: &ShardExpect,
+        change: &ShardChange,
+    ) -> Result<Option<ShardRecord>> {
+        self.inner
+            .update_shard(batch_id, shard_index, expect, change)
+            .await
+    }
+
+    async fn renew_shard(
+        &self,
+        lease: &Lease,
+        expires_ms: i64,
+        live: &LiveProgress,
+    ) -> Result<bool> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(std::io::Error::other(
+                "renewals fail here",
+            )));
+        }
+        self.inner.renew_shard(lease, expires_ms, live).await
+    }
+
+    async fn heartbeat(&self, worker: &WorkerRecord, at_ms: i64) -> Result<()> {
+        self.inner.heartbeat(worker, at_ms).await
+    }
+
+    async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
+        self.inner.workers(since_ms).await
     }
 }
 
@@ -391,7 +432,7 @@ async fn a_worker_whose_renewals_fail_writes_nothing_once_its_lease_may_have_exp
         args: vec![
             "--plugins".into(),
             plugins_dir.clone(),
-            "--max-batches".into(),
+            "--max-shards".into(),
             "0".into(),
         ],
         ..Options::default()
@@ -427,9 +468,9 @@ async fn a_worker_whose_renewals_fail_writes_nothing_once_its_lease_may_have_exp
     config.lease = Duration::from_secs(2);
     config.report_interval = Duration::from_millis(250);
     config.poll_interval = Duration::from_millis(200);
-    config.chunk_rows = 1;
+    config.chunk_objects = 1;
     config.max_timeouts = 0;
-    config.max_batches = 1;
+    config.max_shards = 1;
     config.error_budget = 1.0;
     let lease = config.lease;
     let deps = strata_host::worker::Deps {

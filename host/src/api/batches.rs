@@ -17,7 +17,10 @@ use super::error::InvalidParam;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Query};
 use crate::batches::{self, Action, SubmitError};
 use crate::progress::{self, Check, Health, Progress};
-use crate::store::{BatchObject, BatchRecord, BatchStatus, Bucket, PinnedCollection, StoreError};
+use crate::store::{
+    BatchObject, BatchRecord, BatchStatus, Bucket, LeaseHolder, PinnedCollection, ShardRecord,
+    ShardStatus, StoreError,
+};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -36,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{batch}/cancel"), post(cancel_batch))
         .route(&format!("{batch}/retry"), post(retry_batch))
         .route(&format!("{batch}/health"), get(batch_health))
+        .route(&format!("{batch}/shards"), get(list_shards))
         .route("/v1/tasks/{task_id}", get(get_task))
 }
 
@@ -112,8 +116,12 @@ pub struct BatchView {
     pub include_processing_history: bool,
     /// The pipelines the batch runs, versions pinned at submit.
     pub collections: Vec<PinnedCollection>,
-    /// Times a poller claimed the batch.
+    /// Claims of its most claimed shard.
     pub attempts: u32,
+    /// Its shards by status: a shard (`--shard-objects` objects) is what
+    /// one worker runs at a time; `…/shards` lists them.
+    #[schema(value_type = BTreeMap<String, u32>)]
+    pub shards: BTreeMap<ShardStatus, u32>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -207,6 +215,7 @@ impl AppState {
             include_processing_history: b.include_processing_history,
             collections: b.collections,
             attempts: b.attempts,
+            shards: b.shards,
             created_at: b.created_at,
             updated_at: b.updated_at,
             submitted_at: b.submitted_at,
@@ -225,9 +234,7 @@ async fn find_batch(
     batch_id: &str,
 ) -> ApiResult<(Bucket, BatchRecord)> {
     let bucket = find_bucket(state, caller, bucket).await?;
-    let batch = state
-        .store
-        .batch(&bucket.bucket_id, batch_id)
+    let batch = batches::read(state.store.as_ref(), &bucket.bucket_id, batch_id)
         .await?
         .ok_or_else(|| ApiError::not_found("batch", batch_id))?;
     Ok((bucket, batch))
@@ -398,10 +405,11 @@ pub async fn list_batches(
         limit: filter.limit,
         page_token: filter.page_token,
     };
-    let page = state
+    let mut page = state
         .store
         .list_batches(&bucket.bucket_id, status, &params.page(&list)?)
         .await?;
+    page.items = batches::shards::with_progress(state.store.as_ref(), page.items).await?;
     Ok(Json(List::of(page, &list, |b| state.view(b))))
 }
 
@@ -620,11 +628,13 @@ pub async fn get_task(
     caller: Caller,
     Path(task_id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    let b = state
-        .store
-        .batch_by_task(&caller.namespace.namespace_id, &task_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("task", &task_id))?;
+    let b = batches::by_task(
+        state.store.as_ref(),
+        &caller.namespace.namespace_id,
+        &task_id,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("task", &task_id))?;
     let r = progress::report(&b, chrono::Utc::now(), &state.health);
     Ok(Json(TaskView {
         task_id: b.task_id,
@@ -638,4 +648,86 @@ pub async fn get_task(
         created_at: b.submitted_at.unwrap_or(b.created_at),
         updated_at: b.updated_at,
     }))
+}
+
+/// A shard as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ShardView {
+    /// From 0, in object order.
+    pub shard_index: u32,
+    /// QUEUED, PROCESSING, COMPLETED, FAILED or CANCELED.
+    pub status: ShardStatus,
+    /// Objects in the shard.
+    pub objects: u64,
+    /// Its first object.
+    pub first_object_id: String,
+    /// Its last object.
+    pub last_object_id: String,
+    /// Objects that finished every collection.
+    pub processed: u64,
+    /// Of those, objects with at least one error.
+    pub errors: u64,
+    /// Times a worker claimed it.
+    pub attempts: u32,
+    /// The worker running it and when its lease expires.
+    pub lease: Option<LeaseView>,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    pub finished_at: Option<String>,
+}
+
+/// Who holds a shard.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LeaseView {
+    /// The worker (`/v1/workers`).
+    pub worker_id: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+impl From<ShardRecord> for ShardView {
+    fn from(s: ShardRecord) -> Self {
+        ShardView {
+            shard_index: s.shard_index,
+            status: s.status,
+            objects: s.objects,
+            first_object_id: s.first_object_id,
+            last_object_id: s.last_object_id,
+            processed: s.processed,
+            errors: s.failed,
+            attempts: s.attempts,
+            lease: s.lease.map(|LeaseHolder { owner, expires_ms }| LeaseView {
+                worker_id: owner,
+                expires_at: chrono::DateTime::from_timestamp_millis(expires_ms)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            }),
+            error_message: s.error_message,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+        }
+    }
+}
+
+/// `GET …/batches/{batch}/shards`: the batch's shards in order, with
+/// their status, progress, attempts and the worker running each.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/batches/{batch}/shards", tag = "batches",
+    params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path), super::ListParams),
+    responses((status = 200, body = List<ShardView>), (status = 404, body = super::error::Problem)))]
+pub async fn list_shards(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((bucket, batch)): Path<(String, String)>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<List<ShardView>>> {
+    let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
+    let list = format!("shards:{}", batch.batch_id);
+    let page = state
+        .store
+        .list_shards(&batch.batch_id, &params.page(&list)?)
+        .await?;
+    Ok(Json(List::of(page, &list, ShardView::from)))
 }

@@ -18,6 +18,7 @@ pub mod namespaces;
 pub mod objects;
 pub mod tenancy;
 pub mod webhooks;
+pub mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub key_uses: Arc<auth::KeyUses>,
     /// What each namespace has in flight, against its limits.
     pub tenancy: Arc<tenancy::Tenancy>,
+    /// Objects per shard of a submitted batch.
+    pub shard_objects: u64,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             blobs: self.blobs.clone(),
             catalog: self.catalog.clone(),
             registry: self.registry.clone(),
+            shard_objects: self.shard_objects,
         }
     }
 
@@ -103,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::routes())
         .merge(batches::routes())
         .merge(webhooks::routes())
+        .merge(workers::routes())
         .merge(extractors::routes())
         .merge(meta::routes())
         .layer(json_limit)

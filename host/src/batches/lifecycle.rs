@@ -14,11 +14,8 @@ pub enum Action {
     AddObjects,
     /// Plan, pin and queue (clients).
     Submit,
-    /// Take a lease and run it (workers); a PROCESSING batch whose lease
-    /// expired is taken over.
+    /// Run one of its shards (workers): the first claim starts it.
     Claim,
-    /// Hand it back to the queue without counting the claim (workers).
-    GiveBack,
     /// Every object went through every collection (workers).
     Complete,
     /// The pipeline cannot run, the error budget is spent, or its workers
@@ -33,11 +30,10 @@ pub enum Action {
 }
 
 /// Every action, for tables and tests.
-pub const ACTIONS: [Action; 9] = [
+pub const ACTIONS: [Action; 8] = [
     Action::AddObjects,
     Action::Submit,
     Action::Claim,
-    Action::GiveBack,
     Action::Complete,
     Action::Fail,
     Action::Cancel,
@@ -47,11 +43,10 @@ pub const ACTIONS: [Action; 9] = [
 
 /// The transitions: an action, the statuses it applies to, and the status
 /// it leaves the batch in (`None`: the batch is removed).
-const TRANSITIONS: [(Action, &[BatchStatus], Option<BatchStatus>); 9] = [
+const TRANSITIONS: [(Action, &[BatchStatus], Option<BatchStatus>); 8] = [
     (Action::AddObjects, &[Draft], Some(Draft)),
     (Action::Submit, &[Draft], Some(Queued)),
     (Action::Claim, &[Queued, Processing], Some(Processing)),
-    (Action::GiveBack, &[Processing], Some(Queued)),
     (Action::Complete, &[Processing], Some(Completed)),
     (Action::Fail, &[Processing], Some(Failed)),
     (Action::Cancel, &[Queued, Processing], Some(Canceled)),
@@ -80,13 +75,23 @@ impl Action {
             .and_then(|(_, _, to)| *to)
     }
 
+    /// The statuses this action moves a batch out of: those it applies to
+    /// other than the one it leads to (a claim starts only a QUEUED batch).
+    pub fn moves_from(self) -> Vec<BatchStatus> {
+        let to = self.to();
+        self.from()
+            .iter()
+            .copied()
+            .filter(|s| Some(*s) != to)
+            .collect()
+    }
+
     /// The verb of error messages, e.g. `canceled`.
     fn done(self) -> &'static str {
         match self {
             Action::AddObjects => "given objects",
             Action::Submit => "submitted",
             Action::Claim => "claimed",
-            Action::GiveBack => "given back",
             Action::Complete => "completed",
             Action::Fail => "failed",
             Action::Cancel => "canceled",
@@ -251,7 +256,7 @@ mod tests {
     #[test]
     fn the_table_decides_every_status_and_action() {
         use Verdict::{Apply, Settled};
-        let expected: [(Action, [Option<Verdict>; 6]); 9] = [
+        let expected: [(Action, [Option<Verdict>; 6]); 8] = [
             // DRAFT, QUEUED, PROCESSING, COMPLETED, FAILED, CANCELED
             (
                 Action::AddObjects,
@@ -271,10 +276,6 @@ mod tests {
             (
                 Action::Claim,
                 [None, Some(Apply), Some(Apply), None, None, None],
-            ),
-            (
-                Action::GiveBack,
-                [None, None, Some(Apply), None, None, None],
             ),
             (
                 Action::Complete,

@@ -9,10 +9,13 @@
 //! race ends in the answer the later state calls for.
 
 pub mod lifecycle;
+pub mod shards;
 mod submit;
+pub mod work;
 
 pub use lifecycle::{Action, BatchError, Verdict};
 pub use submit::{SubmitError, Submitter};
+pub use work::{Claimed, Policy};
 
 use crate::store::{BatchRecord, Removal, Result, Store, StoreError};
 
@@ -22,6 +25,30 @@ async fn reread(store: &dyn Store, batch: &BatchRecord) -> Result<BatchRecord> {
         .batch(&batch.bucket_id, &batch.batch_id)
         .await?
         .ok_or_else(|| StoreError::not_found("batch", &batch.batch_id))
+}
+
+/// A batch of the bucket, its progress summed from its shards.
+pub async fn read(
+    store: &dyn Store,
+    bucket_id: &str,
+    batch_id: &str,
+) -> Result<Option<BatchRecord>> {
+    match store.batch(bucket_id, batch_id).await? {
+        Some(batch) => Ok(shards::with_progress(store, vec![batch]).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+/// The batch of a task in the namespace, its progress summed.
+pub async fn by_task(
+    store: &dyn Store,
+    namespace_id: &str,
+    task_id: &str,
+) -> Result<Option<BatchRecord>> {
+    match store.batch_by_task(namespace_id, task_id).await? {
+        Some(batch) => Ok(shards::with_progress(store, vec![batch]).await?.pop()),
+        None => Ok(None),
+    }
 }
 
 /// What a decided action came to.
@@ -63,7 +90,8 @@ where
     ))))
 }
 
-/// [`decided`] for actions that answer with the batch.
+/// [`decided`] for actions that answer with the batch (its progress
+/// summed from its shards).
 async fn act<W, F>(
     store: &dyn Store,
     batch: &BatchRecord,
@@ -74,10 +102,14 @@ where
     W: Fn() -> F,
     F: std::future::Future<Output = Result<Option<BatchRecord>>>,
 {
-    match decided(store, batch, action, write).await? {
-        Outcome::Written(b) => Ok(b),
-        Outcome::Settled(b) => Ok(*b),
-    }
+    let batch = match decided(store, batch, action, write).await? {
+        Outcome::Written(b) => b,
+        Outcome::Settled(b) => *b,
+    };
+    let mut summed = shards::with_progress(store, vec![batch]).await?;
+    summed
+        .pop()
+        .ok_or_else(|| StoreError::backend(std::io::Error::other("a batch went missing")))
 }
 
 /// Adds objects to a DRAFT batch, ignoring those it holds.

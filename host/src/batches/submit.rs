@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::lifecycle::{self, Action, BatchError, Verdict};
+use super::shards;
 use crate::artifacts::{self, ManifestRow};
 use crate::blob::{BlobError, BlobStore};
 use crate::catalog::Catalog;
 use crate::engine::planner::Plan;
 use crate::pipeline::{self, ExtractorRef, PipelineError};
 use crate::store::{
-    BatchRecord, CollectionRecord, PageRequest, PinnedCollection, Registry, Store, StoreError,
-    new_id,
+    BatchRecord, CollectionRecord, PageRequest, PinnedCollection, Pipelines, Registry, Store,
+    StoreError, new_id,
 };
 
 /// Why a submit did not queue the batch.
@@ -60,6 +61,8 @@ pub struct Submitter {
     pub catalog: Arc<Catalog>,
     /// Who may use which extractor.
     pub registry: Arc<dyn Registry>,
+    /// Objects per shard.
+    pub shard_objects: u64,
 }
 
 impl Submitter {
@@ -175,8 +178,11 @@ impl Submitter {
                     ("strata.params", step.params.clone()),
                 ];
                 let task_key = key.clone();
+                // A row group per shard (up to the writer's size): a worker
+                // reads the row groups of its shard only.
+                let group_rows = self.shard_objects.clamp(1, 8_192) as usize;
                 let bytes = tokio::task::spawn_blocking(move || {
-                    artifacts::write_manifest(&task_key, &own, &metadata)
+                    artifacts::write_manifest(&task_key, &own, &metadata, group_rows)
                 })
                 .await
                 .map_err(|e| SubmitError::Manifest(e.to_string()))?
@@ -188,6 +194,12 @@ impl Submitter {
             pinned.push(pin(collection, plan, manifests));
         }
         let count = rows.len() as u64;
+        let ids: Vec<&str> = rows.iter().map(|r| r.object_id.as_str()).collect();
+        let shards = shards::split(batch, &ids, self.shard_objects);
+        let pipelines = Pipelines {
+            collections: pinned,
+            include_processing_history,
+        };
         let mut current = batch.clone();
         for _ in 0..8 {
             if lifecycle::decide(&current.batch_id, current.status, Action::Submit)?
@@ -200,9 +212,9 @@ impl Submitter {
                 .submit_batch(
                     &batch.batch_id,
                     Action::Submit.from(),
-                    &pinned,
-                    include_processing_history,
+                    &pipelines,
                     count,
+                    &shards,
                 )
                 .await?
             {

@@ -1,5 +1,5 @@
-//! Batch records as stored: status, counters, pinned pipelines, leases,
-//! and the outcome of each object. What may happen to them is decided in
+//! Batch records as stored: status, pinned pipelines, the outcome of each
+//! object, and the shards that split the work. What may happen to them is decided in
 //! `crate::batches`.
 
 use async_trait::async_trait;
@@ -144,11 +144,16 @@ pub struct BatchRecord {
     pub status: BatchStatus,
     /// Objects in the batch.
     pub total: u64,
-    /// Objects that finished every tier of every collection.
+    /// Objects that finished every tier of every collection: the sum
+    /// over its shards, filled when read through `crate::batches` (never
+    /// stored, like the other progress fields below).
+    #[serde(skip)]
     pub processed: u64,
     /// Of those, objects with at least one error.
+    #[serde(skip)]
     pub failed: u64,
-    /// Times a poller claimed it.
+    /// Claims of its most claimed shard.
+    #[serde(skip)]
     pub attempts: u32,
     /// Record each enrichment in the documents.
     #[serde(deserialize_with = "flag")]
@@ -156,13 +161,20 @@ pub struct BatchRecord {
     /// The pipelines, pinned at submit.
     pub collections: Vec<PinnedCollection>,
     /// Failed objects by error category.
+    #[serde(skip)]
     pub error_summary: std::collections::BTreeMap<String, u64>,
     /// Why the batch failed.
     pub error_message: Option<String>,
-    /// The running worker's last report.
+    /// Its running workers' reports, together.
+    #[serde(skip)]
     pub live: Option<LiveProgress>,
-    /// The worker holding the lease, and until when (ms since the epoch).
+    /// The lease of its running shards that expires first: the worker
+    /// and until when (ms since the epoch).
+    #[serde(skip)]
     pub lease: Option<(String, i64)>,
+    /// Its shards, by status.
+    #[serde(skip)]
+    pub shards: std::collections::BTreeMap<ShardStatus, u32>,
     /// `Idempotency-Key` of the create request and the hash of its body.
     pub idempotency: Option<(String, String)>,
     /// RFC 3339.
@@ -203,6 +215,7 @@ impl BatchRecord {
             error_message: None,
             live: None,
             lease: None,
+            shards: std::collections::BTreeMap::new(),
             idempotency,
             created_at: now.clone(),
             updated_at: now,
@@ -224,15 +237,14 @@ pub struct BatchObject {
     pub error: Option<String>,
 }
 
-/// A batch's lease, as its worker holds it.
+/// What a submit pins: every collection's pipeline, and whether documents
+/// record each enrichment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lease {
-    /// The batch.
-    pub batch_id: String,
-    /// The worker.
-    pub owner: String,
-    /// Random: every worker write must carry it.
-    pub token: String,
+pub struct Pipelines {
+    /// The collections, versions resolved.
+    pub collections: Vec<PinnedCollection>,
+    /// Record each enrichment in the documents.
+    pub include_processing_history: bool,
 }
 
 /// The outcomes of one chunk of finished objects of one collection.
@@ -246,7 +258,7 @@ pub struct ChunkOutcome {
     pub collection_id: String,
     /// Each object's error, if any.
     pub outcomes: Vec<(String, Option<String>)>,
-    /// The batch's error summary after this chunk.
+    /// The shard's error summary after this chunk.
     pub error_summary: std::collections::BTreeMap<String, u64>,
 }
 
@@ -285,15 +297,6 @@ pub enum Removal<T> {
     },
 }
 
-/// What a claim found.
-#[derive(Debug, Clone)]
-pub enum Claim {
-    /// A batch to run, now leased.
-    Batch(Box<BatchRecord>, Lease),
-    /// A batch whose lease expired too often, now failed.
-    Exhausted(Box<BatchRecord>),
-}
-
 /// Batches, their objects' outcomes, claims and leases: storage only; the rules are in `crate::batches`.
 #[async_trait]
 pub trait BatchStore: Send + Sync {
@@ -318,6 +321,8 @@ pub trait BatchStore: Send + Sync {
     ) -> Result<Option<BatchRecord>>;
     /// A batch of the bucket.
     async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>>;
+    /// A batch, whatever its bucket (for workers).
+    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>>;
     /// The batch of the bucket created with `Idempotency-Key` `key`.
     async fn batch_by_idempotency_key(
         &self,
@@ -348,18 +353,20 @@ pub trait BatchStore: Send + Sync {
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>>;
-    /// QUEUED with the pinned pipelines, only while in one of `from` and
-    /// holding `object_count` objects (`None` otherwise), with its event.
+    /// QUEUED with the pinned pipelines and its `shards`, only while in
+    /// one of `from` and holding `object_count` objects (`None`
+    /// otherwise), with its event.
     async fn submit_batch(
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        collections: &[PinnedCollection],
-        include_processing_history: bool,
+        pipelines: &Pipelines,
         object_count: u64,
+        shards: &[ShardRecord],
     ) -> Result<Option<BatchRecord>>;
-    /// CANCELED, lease dropped, while in one of `from` (`None` otherwise),
-    /// with its event: the worker's next write fails.
+    /// CANCELED with its event while in one of `from` (`None` otherwise);
+    /// its shards with work left are canceled, so their workers' next
+    /// writes fail.
     async fn cancel_batch(
         &self,
         batch_id: &str,
@@ -369,7 +376,8 @@ pub trait BatchStore: Send + Sync {
     async fn unfinished_objects(&self, batch_id: &str) -> Result<u64>;
     /// While in one of `from` (`None` otherwise): QUEUED again with its
     /// objects that did not complete pending from the first collection,
-    /// counters and error recounted from those that did, with its event.
+    /// with its event; each shard holding such objects is queued again
+    /// (no attempts, counters recounted), the others are COMPLETED.
     async fn retry_batch(
         &self,
         batch_id: &str,
@@ -382,36 +390,70 @@ pub trait BatchStore: Send + Sync {
         batch_id: &str,
         from: &[BatchStatus],
     ) -> Result<Option<Vec<String>>>;
-    /// Leases the oldest QUEUED batch, or one whose lease expired, to
-    /// `owner` until `lease_ms` from now. A batch already claimed
-    /// `max_attempts` times is failed instead.
-    async fn claim_batch(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-        max_attempts: u32,
-    ) -> Result<Option<Claim>>;
-    /// Extends the lease and records the worker's report; `false` when the
-    /// lease is lost (canceled, or taken over).
-    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool>;
-    /// Gives the batch back to the queue (the worker is stopping).
-    async fn release_batch(&self, lease: &Lease) -> Result<()>;
-    /// Objects of the batch still to run through collection `stage`.
-    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>>;
+    /// Objects of the shard still to run through collection `stage`, in
+    /// id order.
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>>;
     /// Records a chunk's outcomes (its documents are written already) in
-    /// one write fenced by the lease; returns the batch's `processed` and
+    /// one write fenced by the lease; returns the shard's `processed` and
     /// `failed` after it. `LeaseLost` when the lease is gone.
     async fn record_chunk(&self, lease: &Lease, chunk: &ChunkOutcome) -> Result<(u64, u64)>;
-    /// Records that the batch ran `pinned` to the end: the collection takes
-    /// its signature, tiers and output schema.
-    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()>;
-    /// PROCESSING → COMPLETED or FAILED, fenced by the lease.
+    /// PROCESSING, with its event, while in one of `from` (`None`
+    /// otherwise); `started_at` is set once.
+    async fn start_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>>;
+    /// `to` (a terminal status) with its event, while in one of `from`
+    /// (`None` otherwise): its shards with work left are canceled, and
+    /// each collection of `write_back` still configured as the batch ran
+    /// it takes the batch's signature, tiers and output schema.
     async fn finish_batch(
         &self,
-        lease: &Lease,
-        status: BatchStatus,
+        batch_id: &str,
+        from: &[BatchStatus],
+        to: BatchStatus,
         error_message: Option<&str>,
-    ) -> Result<()>;
+        write_back: &[PinnedCollection],
+    ) -> Result<Option<BatchRecord>>;
+    /// Batches in one of `statuses` none of whose shards is in one of
+    /// `shard_statuses`.
+    async fn stalled_batches(
+        &self,
+        statuses: &[BatchStatus],
+        shard_statuses: &[ShardStatus],
+    ) -> Result<Vec<BatchRecord>>;
+
+    /// The shards of these batches, by batch and index.
+    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>>;
+    /// Shards of a batch by index.
+    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>>;
+    /// Every shard in one of `statuses`, with the status of its batch.
+    async fn active_shards(
+        &self,
+        statuses: &[ShardStatus],
+    ) -> Result<Vec<(ShardRecord, BatchStatus)>>;
+    /// Changes a shard while it is as `expect` says (`None` otherwise).
+    async fn update_shard(
+        &self,
+        batch_id: &str,
+        shard_index: u32,
+        expect: &ShardExpect,
+        change: &ShardChange,
+    ) -> Result<Option<ShardRecord>>;
+    /// Extends the lease to `expires_ms` and records the worker's report;
+    /// `false` when the lease is lost (canceled, or taken over).
+    async fn renew_shard(
+        &self,
+        lease: &Lease,
+        expires_ms: i64,
+        live: &LiveProgress,
+    ) -> Result<bool>;
+
+    /// Records a worker's heartbeat.
+    async fn heartbeat(&self, worker: &WorkerRecord, at_ms: i64) -> Result<()>;
+    /// Workers heard from since `since_ms`, by id.
+    async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>>;
 }
 
 #[cfg(test)]

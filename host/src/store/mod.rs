@@ -18,6 +18,7 @@ pub mod events;
 pub mod mongo;
 mod namespaces;
 pub mod registry;
+mod shards;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -31,6 +32,7 @@ pub use events::Webhooks;
 pub use mongo::MongoStore;
 pub use namespaces::*;
 pub use registry::Registry;
+pub use shards::*;
 pub use sqlite::SqliteStore;
 
 /// A store result.

@@ -75,6 +75,10 @@ impl BatchStore for MongoStore {
             .await
     }
 
+    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>> {
+        self.one("batches", doc! { "_id": batch_id }).await
+    }
+
     async fn batch_by_idempotency_key(
         &self,
         bucket_id: &str,
@@ -175,23 +179,36 @@ impl BatchStore for MongoStore {
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        collections: &[PinnedCollection],
-        include_processing_history: bool,
+        pipelines: &Pipelines,
         object_count: u64,
+        shards: &[ShardRecord],
     ) -> Result<Option<BatchRecord>> {
-        let pinned = bson::to_bson(collections).map_err(backend)?;
+        let pinned = bson::to_bson(&pipelines.collections).map_err(backend)?;
+        let history = pipelines.include_processing_history;
+        let shard_docs = shards
+            .iter()
+            .map(shard_record)
+            .collect::<Result<Vec<_>>>()?;
         let now = now();
         transaction!(self, s => {
-            self.transition(
+            let queued = self.transition(
                 s,
                 doc! { "_id": batch_id, "status": status_in(from), "total": object_count as i64 },
                 doc! { "$set": {
                     "status": "QUEUED", "collections": pinned.clone(),
-                    "include_processing_history": include_processing_history,
+                    "include_processing_history": history,
                     "submitted_at": &now, "updated_at": &now,
                 } },
             )
-            .await
+            .await?;
+            if queued.is_some() && !shard_docs.is_empty() {
+                self.coll("shards")
+                    .insert_many(shard_docs.clone())
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(queued)
         })
     }
 
@@ -201,17 +218,18 @@ impl BatchStore for MongoStore {
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         let now = now();
-        let mut set = no_lease();
-        set.insert("status", "CANCELED");
-        set.insert("updated_at", &now);
-        set.insert("finished_at", &now);
+        let set = doc! { "status": "CANCELED", "updated_at": &now, "finished_at": &now };
         transaction!(self, s => {
-            self.transition(
+            let canceled = self.transition(
                 s,
                 doc! { "_id": batch_id, "status": status_in(from) },
                 doc! { "$set": set.clone() },
             )
-            .await
+            .await?;
+            if canceled.is_some() {
+                self.end_shards(s, batch_id, ShardStatus::Canceled, &now).await?;
+            }
+            Ok(canceled)
         })
     }
 
@@ -241,27 +259,46 @@ impl BatchStore for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            let completed = self
-                .coll("batch_objects")
-                .count_documents(doc! { "batch_id": batch_id, "status": "completed" })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?;
             let now = now();
-            let mut set = no_lease();
-            for (k, v) in doc! {
-                "status": "QUEUED", "failed": 0_i64, "attempts": 0_i64,
-                "error_summary": {}, "live": Bson::Null, "processed": completed as i64,
-                "error_message": Bson::Null, "finished_at": Bson::Null,
+            let set = doc! {
+                "status": "QUEUED", "error_message": Bson::Null, "finished_at": Bson::Null,
                 "submitted_at": &now, "updated_at": &now,
-            } {
-                set.insert(k, v);
-            }
+            };
             self.coll("batches")
                 .update_one(doc! { "_id": batch_id }, doc! { "$set": set })
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
+            // Each shard recounted from its objects: queued again when
+            // some did not complete, completed otherwise.
+            for shard in self.find_in(s, "shards", doc! { "batch_id": batch_id }).await? {
+                let shard: ShardRecord = from_doc(shard)?;
+                let completed = self
+                    .coll("batch_objects")
+                    .count_documents(doc! {
+                        "batch_id": batch_id, "status": "completed",
+                        "object_id": { "$gte": &shard.first_object_id, "$lte": &shard.last_object_id },
+                    })
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+                let done = completed >= shard.objects;
+                let status = if done { ShardStatus::Completed } else { ShardStatus::Queued };
+                let finished = if done { Bson::String(now.clone()) } else { Bson::Null };
+                self.coll("shards")
+                    .update_one(
+                        doc! { "_id": shard_key(batch_id, shard.shard_index) },
+                        doc! { "$set": {
+                            "status": status.as_str(), "processed": completed as i64, "failed": 0_i64,
+                            "error_summary": {}, "attempts": 0_i32, "lease": Bson::Null,
+                            "lease_token": Bson::Null, "live": Bson::Null, "error_message": Bson::Null,
+                            "finished_at": finished, "updated_at": &now,
+                        } },
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+            }
             self.transition_in(s, batch_id).await.map(Some)
         })
     }
@@ -276,11 +313,13 @@ impl BatchStore for MongoStore {
             if !from.contains(&batch.status) {
                 return Ok(None);
             }
-            self.coll("batch_objects")
-                .delete_many(doc! { "batch_id": batch_id })
-                .session(&mut *s)
-                .await
-                .map_err(backend)?;
+            for coll in ["batch_objects", "shards"] {
+                self.coll(coll)
+                    .delete_many(doc! { "batch_id": batch_id })
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+            }
             self.coll("batches")
                 .delete_one(doc! { "_id": batch_id })
                 .session(&mut *s)
@@ -294,153 +333,13 @@ impl BatchStore for MongoStore {
         })
     }
 
-    async fn claim_batch(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-        max_attempts: u32,
-    ) -> Result<Option<Claim>> {
-        let now_ms = now_ms();
-        let now = now();
-        let expired = doc! { "status": "PROCESSING", "lease_expires_ms": { "$lt": now_ms } };
-        // A batch whose workers keep dying fails instead of being claimed.
-        let mut exhausted = expired.clone();
-        exhausted.insert("attempts", doc! { "$gte": max_attempts as i64 });
-        if let Some(doc) = self
-            .coll("batches")
-            .find_one(exhausted.clone())
-            .sort(doc! { "_id": 1 })
-            .await
-            .map_err(backend)?
-        {
-            let batch: BatchRecord = from_doc(doc)?;
-            let previous = batch.lease.as_ref().map(|(o, _)| o.as_str());
-            let reason = crate::batches::lifecycle::workers_lost(batch.attempts, previous);
-            let mut set = no_lease();
-            set.insert("status", "FAILED");
-            set.insert("error_message", reason);
-            set.insert("finished_at", &now);
-            set.insert("updated_at", &now);
-            let mut filter = exhausted;
-            filter.insert("_id", &batch.batch_id);
-            let failed = transaction!(self, s => {
-                self.transition(s, filter.clone(), doc! { "$set": set.clone() }).await
-            })?;
-            if let Some(batch) = failed {
-                return Ok(Some(Claim::Exhausted(Box::new(batch))));
-            }
-        }
-        let token = crate::keys::random_token();
-        let expires = now_ms + lease_ms;
-        let update = doc! {
-            "$set": {
-                "status": "PROCESSING",
-                "lease": [owner, expires],
-                "lease_token": &token,
-                "lease_expires_ms": expires,
-                "updated_at": &now,
-            },
-            "$inc": { "attempts": 1_i64 },
-        };
-        // The oldest claimable batch, then a claim conditional on what was
-        // read: a queued batch starts (an event), an expired lease is
-        // taken over (no news). Another worker may win the race; then the
-        // next candidate is tried.
-        let mut claimed = None;
-        for _ in 0..5 {
-            let candidate = self
-                .coll("batches")
-                .find_one(doc! { "$or": [ { "status": "QUEUED" }, expired.clone() ] })
-                .sort(doc! { "_id": 1 })
-                .projection(doc! { "status": 1 })
-                .await
-                .map_err(backend)?;
-            let Some(candidate) = candidate else {
-                return Ok(None);
-            };
-            let id = candidate.get_str("_id").map_err(backend)?;
-            claimed = if candidate.get_str("status") == Ok("QUEUED") {
-                let filter = doc! { "_id": id, "status": "QUEUED" };
-                transaction!(self, s => {
-                    self.transition(s, filter.clone(), update.clone()).await
-                })?
-            } else {
-                let mut filter = expired.clone();
-                filter.insert("_id", id);
-                self.coll("batches")
-                    .find_one_and_update(filter, update.clone())
-                    .return_document(ReturnDocument::After)
-                    .await
-                    .map_err(backend)?
-                    .map(from_doc)
-                    .transpose()?
-            };
-            if claimed.is_some() {
-                break;
-            }
-        }
-        let Some(mut batch) = claimed else {
-            return Ok(None);
-        };
-        if batch.started_at.is_none() {
-            self.coll("batches")
-                .update_one(
-                    doc! { "_id": &batch.batch_id, "started_at": Bson::Null },
-                    doc! { "$set": { "started_at": &now } },
-                )
-                .await
-                .map_err(backend)?;
-            batch.started_at = Some(now);
-        }
-        let lease = Lease {
-            batch_id: batch.batch_id.clone(),
-            owner: owner.to_owned(),
-            token,
-        };
-        if batch.attempts > 1 {
-            self.recount(&mut batch, &lease).await?;
-        }
-        Ok(Some(Claim::Batch(Box::new(batch), lease)))
-    }
-
-    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool> {
-        let expires = now_ms() + lease_ms;
-        let result = self
-            .coll("batches")
-            .update_one(
-                doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
-                doc! { "$set": {
-                    "lease_expires_ms": expires,
-                    "lease": [&lease.owner, expires],
-                    "live": to_doc(live)?,
-                    "updated_at": now(),
-                } },
-            )
-            .await
-            .map_err(backend)?;
-        Ok(result.matched_count == 1)
-    }
-
-    async fn release_batch(&self, lease: &Lease) -> Result<()> {
-        let mut set = no_lease();
-        set.insert("status", "QUEUED");
-        set.insert("live", Bson::Null);
-        set.insert("updated_at", now());
-        // A claim counted this attempt; giving the batch back is no failure.
-        self.coll("batches")
-            .update_one(
-                doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
-                doc! { "$set": set, "$inc": { "attempts": -1_i64 } },
-            )
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>> {
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>> {
         self.ids(
             "batch_objects",
-            doc! { "batch_id": batch_id, "status": "pending", "done": stage as i64 },
+            doc! {
+                "batch_id": &shard.batch_id, "status": "pending", "done": stage as i64,
+                "object_id": { "$gte": &shard.first_object_id, "$lte": &shard.last_object_id },
+            },
             "object_id",
         )
         .await
@@ -457,9 +356,14 @@ impl BatchStore for MongoStore {
         // outcome is not counted twice.
         let pending = doc! { "status": "pending", "done": chunk.stage as i64 };
         transaction!(self, s => {
+            let shard = self.fence(s, lease).await?;
             let (mut processed, mut failed) = (0i64, 0i64);
             let mut filter = pending.clone();
             filter.insert("_id", doc! { "$in": &ids });
+            filter.insert(
+                "object_id",
+                doc! { "$gte": &shard.first_object_id, "$lte": &shard.last_object_id },
+            );
             let current: std::collections::HashMap<String, Option<String>> = self
                 .find_in(s, "batch_objects", filter)
                 .await?
@@ -489,11 +393,11 @@ impl BatchStore for MongoStore {
             if !updates.is_empty() {
                 self.bulk_update(s, "batch_objects", updates).await?;
             }
-            // The fence: the batch changes only under this lease.
+            // The fence again: the shard changes only under this lease.
             let updated = self
-                .coll("batches")
+                .coll("shards")
                 .find_one_and_update(
-                    doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" },
+                    held(lease),
                     doc! {
                         "$inc": { "processed": processed, "failed": failed },
                         "$set": { "error_summary": summary.clone(), "updated_at": now() },
@@ -504,59 +408,254 @@ impl BatchStore for MongoStore {
                 .await
                 .map_err(backend)?
                 .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))?;
-            let batch: BatchRecord = from_doc(updated)?;
-            Ok((batch.processed, batch.failed))
+            let shard: ShardRecord = from_doc(updated)?;
+            Ok((shard.processed, shard.failed))
         })
     }
 
-    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()> {
-        let schema = to_doc(&pinned.output_schema)?;
-        let tiers = bson::to_bson(&pinned.tiers).map_err(backend)?;
+    async fn start_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        let now = now();
         transaction!(self, s => {
-            self.fence(s, lease).await?;
-            let current = self
-                .one_in::<CollectionRecord>(s, "collections", doc! { "_id": &pinned.collection_id })
-                .await?;
-            if !current.is_some_and(|c| pinned.still_configured(&c.extractors)) {
-                return Ok(());
-            }
-            self.coll("collections")
+            let started = self
+                .coll("batches")
                 .update_one(
-                    doc! { "_id": &pinned.collection_id },
-                    doc! { "$set": {
-                        "index_signature": &pinned.index_signature,
-                        "output_schema": schema.clone(),
-                        "tiers": tiers.clone(),
-                        "updated_at": now(),
-                    } },
+                    doc! { "_id": batch_id, "status": status_in(from) },
+                    doc! { "$set": { "status": "PROCESSING", "updated_at": &now } },
                 )
                 .session(&mut *s)
                 .await
                 .map_err(backend)?;
-            Ok(())
+            if started.matched_count == 0 {
+                return Ok(None);
+            }
+            self.coll("batches")
+                .update_one(
+                    doc! { "_id": batch_id, "started_at": Bson::Null },
+                    doc! { "$set": { "started_at": &now } },
+                )
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+            self.transition_in(s, batch_id).await.map(Some)
         })
     }
 
     async fn finish_batch(
         &self,
-        lease: &Lease,
-        status: BatchStatus,
+        batch_id: &str,
+        from: &[BatchStatus],
+        to: BatchStatus,
         error_message: Option<&str>,
-    ) -> Result<()> {
+        write_back: &[PinnedCollection],
+    ) -> Result<Option<BatchRecord>> {
         let now = now();
-        let mut set = no_lease();
-        set.insert("status", status.as_str());
-        set.insert("error_message", error_message);
-        set.insert("finished_at", &now);
-        set.insert("updated_at", &now);
-        let filter =
-            doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" };
-        let finished = transaction!(self, s => {
-            self.transition(s, filter.clone(), doc! { "$set": set.clone() }).await
-        })?;
-        match finished {
-            Some(_) => Ok(()),
-            None => Err(StoreError::LeaseLost(lease.batch_id.clone())),
+        let set = doc! {
+            "status": to.as_str(), "error_message": error_message,
+            "finished_at": &now, "updated_at": &now,
+        };
+        transaction!(self, s => {
+            let ended = self
+                .transition(s, doc! { "_id": batch_id, "status": status_in(from) }, doc! { "$set": set.clone() })
+                .await?;
+            if ended.is_some() {
+                self.end_shards(s, batch_id, ShardStatus::Canceled, &now).await?;
+                for pinned in write_back {
+                    self.write_plan_back(s, pinned, &now).await?;
+                }
+            }
+            Ok(ended)
+        })
+    }
+
+    async fn stalled_batches(
+        &self,
+        statuses: &[BatchStatus],
+        shard_statuses: &[ShardStatus],
+    ) -> Result<Vec<BatchRecord>> {
+        let candidates: Vec<BatchRecord> = self
+            .sorted(
+                "batches",
+                doc! { "status": status_in(statuses) },
+                doc! { "_id": 1 },
+            )
+            .await?;
+        let mut stalled = Vec::new();
+        for batch in candidates {
+            let working = self
+                .count(
+                    "shards",
+                    doc! { "batch_id": &batch.batch_id, "status": shard_status_in(shard_statuses) },
+                )
+                .await?;
+            if working == 0 {
+                stalled.push(batch);
+            }
         }
+        Ok(stalled)
+    }
+
+    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>> {
+        self.sorted(
+            "shards",
+            doc! { "batch_id": { "$in": batch_ids } },
+            doc! { "batch_id": 1, "shard_index": 1 },
+        )
+        .await
+    }
+
+    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
+        let after = match &page.after {
+            Some(after) => Some(Bson::Int64(after.parse().map_err(backend)?)),
+            None => None,
+        };
+        let key = |s: &ShardRecord| s.shard_index.to_string();
+        self.page_after(
+            "shards",
+            doc! { "batch_id": batch_id },
+            ("shard_index", key),
+            after,
+            page.limit,
+        )
+        .await
+    }
+
+    async fn active_shards(
+        &self,
+        statuses: &[ShardStatus],
+    ) -> Result<Vec<(ShardRecord, BatchStatus)>> {
+        let shards: Vec<ShardRecord> = self
+            .sorted(
+                "shards",
+                doc! { "status": shard_status_in(statuses) },
+                doc! { "batch_id": 1, "shard_index": 1 },
+            )
+            .await?;
+        let mut ids: Vec<&str> = shards.iter().map(|s| s.batch_id.as_str()).collect();
+        ids.dedup();
+        let batches: Vec<BatchRecord> = self
+            .sorted(
+                "batches",
+                doc! { "_id": { "$in": &ids } },
+                doc! { "_id": 1 },
+            )
+            .await?;
+        let status: std::collections::HashMap<String, BatchStatus> = batches
+            .into_iter()
+            .map(|b| (b.batch_id, b.status))
+            .collect();
+        Ok(shards
+            .into_iter()
+            .filter_map(|s| {
+                let batch = status.get(&s.batch_id).copied()?;
+                Some((s, batch))
+            })
+            .collect())
+    }
+
+    async fn update_shard(
+        &self,
+        batch_id: &str,
+        shard_index: u32,
+        expect: &ShardExpect,
+        change: &ShardChange,
+    ) -> Result<Option<ShardRecord>> {
+        let now = now();
+        let mut filter = doc! {
+            "_id": shard_key(batch_id, shard_index),
+            "status": shard_status_in(&expect.statuses),
+        };
+        if let Some(token) = &expect.token {
+            filter.insert("lease_token", token);
+        }
+        if let Some(by) = expect.expired_by {
+            filter.insert("lease.expires_ms", doc! { "$lt": by });
+        }
+        let (lease, token) = match &change.lease {
+            Some((holder, token)) => (to_doc(holder)?.into(), Bson::String(token.clone())),
+            None => (Bson::Null, Bson::Null),
+        };
+        let mut set = doc! {
+            "status": change.status.as_str(),
+            "lease": lease,
+            "lease_token": token.clone(),
+            "error_message": change.error_message.as_deref(),
+            "updated_at": &now,
+            "finished_at": if change.status.is_terminal() { Bson::String(now.clone()) } else { Bson::Null },
+        };
+        if token == Bson::Null {
+            set.insert("live", Bson::Null);
+        }
+        let updated = self
+            .coll("shards")
+            .find_one_and_update(
+                filter,
+                doc! { "$set": set, "$inc": { "attempts": change.attempts } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?;
+        let Some(updated) = updated else {
+            return Ok(None);
+        };
+        let mut shard: ShardRecord = from_doc(updated)?;
+        if change.status == ShardStatus::Processing && shard.started_at.is_none() {
+            self.coll("shards")
+                .update_one(
+                    doc! { "_id": shard_key(batch_id, shard_index), "started_at": Bson::Null },
+                    doc! { "$set": { "started_at": &now } },
+                )
+                .await
+                .map_err(backend)?;
+            shard.started_at = Some(now);
+        }
+        if change.status == ShardStatus::Processing && shard.attempts > 1 && self.serial.is_some() {
+            self.recount(&mut shard).await?;
+        }
+        Ok(Some(shard))
+    }
+
+    async fn renew_shard(
+        &self,
+        lease: &Lease,
+        expires_ms: i64,
+        live: &LiveProgress,
+    ) -> Result<bool> {
+        let holder = LeaseHolder {
+            owner: lease.owner.clone(),
+            expires_ms,
+        };
+        let result = self
+            .coll("shards")
+            .update_one(
+                held(lease),
+                doc! { "$set": { "lease": to_doc(&holder)?, "live": to_doc(live)?, "updated_at": now() } },
+            )
+            .await
+            .map_err(backend)?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn heartbeat(&self, worker: &WorkerRecord, at_ms: i64) -> Result<()> {
+        let mut set = to_doc(worker)?;
+        set.insert("heartbeat_ms", at_ms);
+        self.coll("workers")
+            .update_one(doc! { "_id": &worker.worker_id }, doc! { "$set": set })
+            .upsert(true)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
+        self.sorted(
+            "workers",
+            doc! { "heartbeat_ms": { "$gte": since_ms } },
+            doc! { "worker_id": 1 },
+        )
+        .await
     }
 }

@@ -77,6 +77,7 @@ impl BucketStore for MongoStore {
             }
             for (coll, filter) in [
                 ("batch_objects", doc! { "batch_id": { "$in": &batch_ids } }),
+                ("shards", doc! { "batch_id": { "$in": &batch_ids } }),
                 ("batches", doc! { "bucket_id": bucket_id }),
                 ("objects", doc! { "bucket_id": bucket_id }),
                 ("buckets", doc! { "_id": bucket_id }),

@@ -24,9 +24,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
-    DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Removal, Result, Store, StoreError, check_revoke, now,
+    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, CollectionRecord,
+    DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder, LiveProgress, Namespace,
+    ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal, Result, ShardChange,
+    ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord, check_revoke, now,
     outcome,
 };
 use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore};
@@ -185,10 +186,15 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// `{ "$in": [...] }` of `statuses`.
-fn status_in(statuses: &[BatchStatus]) -> Document {
-    let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+/// `{ "$in": [...] }` of `statuses`, named by `name`.
+fn names_in<S: Copy>(statuses: &[S], name: fn(S) -> &'static str) -> Document {
+    let names: Vec<&str> = statuses.iter().map(|s| name(*s)).collect();
     doc! { "$in": names }
+}
+
+/// `{ "$in": [...] }` of batch `statuses`.
+fn status_in(statuses: &[BatchStatus]) -> Document {
+    names_in(statuses, BatchStatus::as_str)
 }
 
 impl MongoStore {
@@ -247,7 +253,7 @@ impl MongoStore {
 
     async fn create_indexes(&self) -> Result<()> {
         let unique = || IndexOptions::builder().unique(true).build();
-        let indexes: [(&str, Document, bool); 23] = [
+        let indexes: [(&str, Document, bool); 27] = [
             ("namespaces", doc! { "name": 1 }, true),
             // Creates the collection before a transaction writes to it (some
             // servers cannot create one inside a transaction).
@@ -288,11 +294,15 @@ impl MongoStore {
                 false,
             ),
             ("collections", doc! { "source.bucket_id": 1 }, false),
+            ("batches", doc! { "status": 1, "batch_id": 1 }, false),
+            ("shards", doc! { "batch_id": 1, "shard_index": 1 }, true),
             (
-                "batches",
-                doc! { "status": 1, "lease_expires_ms": 1 },
+                "shards",
+                doc! { "status": 1, "batch_id": 1, "shard_index": 1 },
                 false,
             ),
+            ("workers", doc! { "heartbeat_ms": 1 }, false),
+            ("workers", doc! { "worker_id": 1 }, false),
             ("batches", doc! { "bucket_id": 1, "batch_id": 1 }, false),
             ("batches", doc! { "namespace_id": 1, "task_id": 1 }, false),
             (
@@ -367,14 +377,28 @@ impl MongoStore {
     async fn page<T: DeserializeOwned>(
         &self,
         coll: &str,
-        mut filter: Document,
+        filter: Document,
         (field, key): (&str, fn(&T) -> String),
         page: &PageRequest,
     ) -> Result<Page<T>> {
-        if let Some(after) = &page.after {
+        let after = page.after.clone().map(Bson::String);
+        self.page_after(coll, filter, (field, key), after, page.limit)
+            .await
+    }
+
+    /// [`Self::page`] where the id field's values are `after`'s type.
+    async fn page_after<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        mut filter: Document,
+        (field, key): (&str, fn(&T) -> String),
+        after: Option<Bson>,
+        limit: usize,
+    ) -> Result<Page<T>> {
+        if let Some(after) = after {
             filter.insert(field, doc! { "$gt": after });
         }
-        let limit = page.limit.max(1);
+        let limit = limit.max(1);
         let docs: Vec<Document> = self
             .coll(coll)
             .find(filter)
@@ -452,6 +476,19 @@ impl MongoStore {
     /// with the event of that status written to the outbox.
     async fn transition_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
         let batch = self.batch_in(s, batch_id).await?;
+        self.announce(s, batch).await
+    }
+
+    /// The batch, its progress summed from its shards read in the session
+    /// `s`, after writing the event of its status to the outbox.
+    async fn announce(&self, s: &mut ClientSession, mut batch: BatchRecord) -> Result<BatchRecord> {
+        let shards = self
+            .find_in(s, "shards", doc! { "batch_id": &batch.batch_id })
+            .await?
+            .into_iter()
+            .map(from_doc)
+            .collect::<Result<Vec<ShardRecord>>>()?;
+        crate::batches::shards::sum_into(&mut batch, &shards);
         self.emit(s, crate::store::events::Event::batch(&batch))
             .await?;
         Ok(batch)
@@ -476,9 +513,7 @@ impl MongoStore {
             return Ok(None);
         };
         let batch: BatchRecord = from_doc(doc)?;
-        self.emit(s, crate::store::events::Event::batch(&batch))
-            .await?;
-        Ok(Some(batch))
+        self.announce(s, batch).await.map(Some)
     }
 
     /// The record of `coll` under `filter`, read in the session `s`.
@@ -530,47 +565,103 @@ impl MongoStore {
         Ok(added)
     }
 
-    /// Fails with `LeaseLost` unless `lease` still holds its batch.
-    async fn fence(&self, s: &mut ClientSession, lease: &Lease) -> Result<()> {
-        let held = self
-            .coll("batches")
-            .find_one(doc! { "_id": &lease.batch_id, "lease_token": &lease.token, "status": "PROCESSING" })
+    /// The shard `lease` holds, running; `LeaseLost` otherwise.
+    async fn fence(&self, s: &mut ClientSession, lease: &Lease) -> Result<ShardRecord> {
+        self.one_in(s, "shards", held(lease))
+            .await?
+            .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))
+    }
+
+    /// Ends every shard of the batch with work left, in the session `s`:
+    /// `status`, lease dropped.
+    async fn end_shards(
+        &self,
+        s: &mut ClientSession,
+        batch_id: &str,
+        status: ShardStatus,
+        now: &str,
+    ) -> Result<()> {
+        self.coll("shards")
+            .update_many(
+                doc! { "batch_id": batch_id, "status": shard_status_in(&ShardStatus::ACTIVE) },
+                doc! { "$set": {
+                    "status": status.as_str(), "lease": Bson::Null, "lease_token": Bson::Null,
+                    "live": Bson::Null, "updated_at": now, "finished_at": now,
+                } },
+            )
             .session(&mut *s)
             .await
             .map_err(backend)?;
-        match held {
-            Some(_) => Ok(()),
-            None => Err(StoreError::LeaseLost(lease.batch_id.clone())),
-        }
+        Ok(())
     }
 
-    /// Recounts a retaken batch's counters, and the document counts of its
-    /// collections, from the records they count. MongoDB aborts a dead
-    /// worker's open transaction, so this changes nothing there; a server
-    /// that keeps such a transaction's writes (the loopback stand-in does,
-    /// see ARCHITECTURE.md) would otherwise leave counts off by one chunk.
-    /// The new lease holder is the batch's only writer; a collection's
-    /// count is set only if no other batch moved it meanwhile.
-    async fn recount(&self, batch: &mut BatchRecord, lease: &Lease) -> Result<()> {
-        let id = &batch.batch_id;
+    /// The collection takes the plan a batch ran, unless it was configured
+    /// otherwise meanwhile; in the session `s`.
+    async fn write_plan_back(
+        &self,
+        s: &mut ClientSession,
+        pinned: &PinnedCollection,
+        now: &str,
+    ) -> Result<()> {
+        let current = self
+            .one_in::<CollectionRecord>(s, "collections", doc! { "_id": &pinned.collection_id })
+            .await?;
+        if !current.is_some_and(|c| pinned.still_configured(&c.extractors)) {
+            return Ok(());
+        }
+        self.coll("collections")
+            .update_one(
+                doc! { "_id": &pinned.collection_id },
+                doc! { "$set": {
+                    "index_signature": &pinned.index_signature,
+                    "output_schema": to_doc(&pinned.output_schema)?,
+                    "tiers": bson::to_bson(&pinned.tiers).map_err(backend)?,
+                    "updated_at": now,
+                } },
+            )
+            .session(&mut *s)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Recounts a retaken shard's counters, and the document counts of its
+    /// batch's collections, from the records they count: only on a server
+    /// that keeps the writes of a transaction whose client died (the
+    /// loopback stand-in; see `tests/support/servers.rs`), where they would
+    /// otherwise be off by one chunk. MongoDB aborts such a transaction.
+    /// The new lease holder is the shard's only writer; a collection's
+    /// count is set only if no other shard moved it meanwhile.
+    async fn recount(&self, shard: &mut ShardRecord) -> Result<()> {
+        let range = doc! { "$gte": &shard.first_object_id, "$lte": &shard.last_object_id };
+        let id = &shard.batch_id;
         let processed = self
             .count(
                 "batch_objects",
-                doc! { "batch_id": id, "status": { "$ne": "pending" } },
+                doc! { "batch_id": id, "status": { "$ne": "pending" }, "object_id": range.clone() },
             )
             .await?;
         let failed = self
-            .count("batch_objects", doc! { "batch_id": id, "status": "failed" })
+            .count(
+                "batch_objects",
+                doc! { "batch_id": id, "status": "failed", "object_id": range },
+            )
             .await?;
-        self.coll("batches")
+        self.coll("shards")
             .update_one(
-                doc! { "_id": id, "lease_token": &lease.token },
+                doc! { "_id": shard_key(id, shard.shard_index) },
                 doc! { "$set": { "processed": processed as i64, "failed": failed as i64 } },
             )
             .await
             .map_err(backend)?;
-        batch.processed = processed;
-        batch.failed = failed;
+        shard.processed = processed;
+        shard.failed = failed;
+        let Some(batch) = self
+            .one::<BatchRecord>("batches", doc! { "_id": id })
+            .await?
+        else {
+            return Ok(());
+        };
         for pinned in &batch.collections {
             let collection = doc! { "_id": &pinned.collection_id };
             for _ in 0..10 {
@@ -661,13 +752,33 @@ fn batch_record(batch: &BatchRecord) -> Result<Document> {
             .as_ref()
             .map_or(Bson::Null, |(k, _)| Bson::String(k.clone())),
     );
-    doc.insert("lease_token", Bson::Null);
-    doc.insert("lease_expires_ms", Bson::Null);
     Ok(doc)
 }
 
-fn no_lease() -> Document {
-    doc! { "lease": Bson::Null, "lease_token": Bson::Null, "lease_expires_ms": Bson::Null }
+/// The `_id` of a shard: its batch and index, sorting in index order.
+fn shard_key(batch_id: &str, shard_index: u32) -> String {
+    format!("{batch_id}/{shard_index:06}")
+}
+
+/// A new shard's document.
+fn shard_record(shard: &ShardRecord) -> Result<Document> {
+    let mut doc = record(&shard_key(&shard.batch_id, shard.shard_index), shard)?;
+    doc.insert("lease_token", Bson::Null);
+    Ok(doc)
+}
+
+/// The filter of a shard held under `lease`, running.
+fn held(lease: &Lease) -> Document {
+    doc! {
+        "_id": shard_key(&lease.batch_id, lease.shard_index),
+        "lease_token": &lease.token,
+        "status": ShardStatus::Processing.as_str(),
+    }
+}
+
+/// `{ "$in": [...] }` of shard `statuses`.
+fn shard_status_in(statuses: &[ShardStatus]) -> Document {
+    names_in(statuses, ShardStatus::as_str)
 }
 
 #[async_trait]

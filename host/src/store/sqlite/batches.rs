@@ -92,6 +92,15 @@ impl BatchStore for SqliteStore {
         .await
     }
 
+    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>> {
+        self.optional(
+            format!("SELECT {BATCH_COLUMNS} FROM batches WHERE batch_id = ?1"),
+            vec![batch_id.to_owned()],
+            batch_row,
+        )
+        .await
+    }
+
     async fn batch_by_idempotency_key(
         &self,
         bucket_id: &str,
@@ -212,12 +221,14 @@ impl BatchStore for SqliteStore {
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        collections: &[PinnedCollection],
-        include_processing_history: bool,
+        pipelines: &Pipelines,
         object_count: u64,
+        shards: &[ShardRecord],
     ) -> Result<Option<BatchRecord>> {
-        let (id, from) = (batch_id.to_owned(), from.to_vec());
-        let collections = serde_json::to_string(collections).map_err(StoreError::backend)?;
+        let (id, from, shards) = (batch_id.to_owned(), from.to_vec(), shards.to_vec());
+        let collections =
+            serde_json::to_string(&pipelines.collections).map_err(StoreError::backend)?;
+        let history = pipelines.include_processing_history;
         self.call(move |c| {
             let tx = immediate(c)?;
             let batch = read_batch(&tx, &id)?;
@@ -229,9 +240,12 @@ impl BatchStore for SqliteStore {
                 "UPDATE batches SET status = 'QUEUED', updated_at = ?2,
                  body = json_set(body, '$.collections', json(?3), '$.include_processing_history', json(?4), '$.submitted_at', ?2)
                  WHERE batch_id = ?1",
-                params![id, now, collections, include_processing_history.to_string()],
+                params![id, now, collections, history.to_string()],
             )
             .map_err(backend)?;
+            for shard in &shards {
+                insert_shard(&tx, shard)?;
+            }
             commit_transition(tx, &id).map(Some)
         })
         .await
@@ -248,13 +262,14 @@ impl BatchStore for SqliteStore {
             if !status_among(&tx, &id, &from)? {
                 return Ok(None);
             }
+            let now = now();
             tx.execute(
-                "UPDATE batches SET status = 'CANCELED', lease_owner = NULL, lease_token = NULL,
-                 lease_expires_ms = NULL, updated_at = ?2, body = json_set(body, '$.finished_at', ?2)
-                 WHERE batch_id = ?1",
-                params![id, now()],
+                "UPDATE batches SET status = 'CANCELED', updated_at = ?2,
+                 body = json_set(body, '$.finished_at', ?2) WHERE batch_id = ?1",
+                params![id, now],
             )
             .map_err(backend)?;
+            end_shards(&tx, &id, ShardStatus::Canceled, &now)?;
             commit_transition(tx, &id).map(Some)
         })
         .await
@@ -290,13 +305,31 @@ impl BatchStore for SqliteStore {
                 [&id],
             )
             .map_err(backend)?;
+            let now = now();
             tx.execute(
-                "UPDATE batches SET status = 'QUEUED', failed = 0, attempts = 0, error_summary = NULL,
-                 live = NULL, lease_owner = NULL, lease_token = NULL, lease_expires_ms = NULL, updated_at = ?2,
-                 processed = (SELECT COUNT(*) FROM batch_objects WHERE batch_id = ?1 AND status = 'completed'),
+                "UPDATE batches SET status = 'QUEUED', updated_at = ?2,
                  body = json_set(body, '$.error_message', NULL, '$.finished_at', NULL, '$.submitted_at', ?2)
                  WHERE batch_id = ?1",
-                params![id, now()],
+                params![id, now],
+            )
+            .map_err(backend)?;
+            // Each shard recounted from its objects: queued again when
+            // some did not complete, completed otherwise.
+            tx.execute(
+                "UPDATE shards SET
+                   processed = (SELECT count(*) FROM batch_objects o WHERE o.batch_id = shards.batch_id
+                     AND o.object_id BETWEEN shards.first_object_id AND shards.last_object_id AND o.status = 'completed'),
+                   failed = 0, error_summary = NULL, attempts = 0, lease_owner = NULL, lease_token = NULL,
+                   lease_expires_ms = NULL, live = NULL, error_message = NULL, finished_at = NULL, updated_at = ?2
+                 WHERE batch_id = ?1",
+                params![id, now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "UPDATE shards SET status = CASE WHEN processed < objects THEN 'QUEUED' ELSE 'COMPLETED' END,
+                   finished_at = CASE WHEN processed < objects THEN NULL ELSE ?2 END
+                 WHERE batch_id = ?1",
+                params![id, now],
             )
             .map_err(backend)?;
             commit_transition(tx, &id).map(Some)
@@ -316,126 +349,40 @@ impl BatchStore for SqliteStore {
                 return Ok(None);
             }
             let keys = batch_artifacts(&tx, "SELECT body FROM batches WHERE batch_id = ?1", &id)?;
-            tx.execute("DELETE FROM batch_objects WHERE batch_id = ?1", [&id])
-                .map_err(backend)?;
-            tx.execute("DELETE FROM batches WHERE batch_id = ?1", [&id])
-                .map_err(backend)?;
+            for sql in [
+                "DELETE FROM batch_objects WHERE batch_id = ?1",
+                "DELETE FROM shards WHERE batch_id = ?1",
+                "DELETE FROM batches WHERE batch_id = ?1",
+            ] {
+                tx.execute(sql, [&id]).map_err(backend)?;
+            }
             tx.commit().map_err(backend)?;
             Ok(Some(keys))
         })
         .await
     }
 
-    async fn claim_batch(
-        &self,
-        owner: &str,
-        lease_ms: i64,
-        max_attempts: u32,
-    ) -> Result<Option<Claim>> {
-        let owner = owner.to_owned();
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            let now_ms = now_ms();
-            let found: Option<(String, u32, String)> = tx
-                .query_row(
-                    "SELECT batch_id, attempts, status FROM batches
-                     WHERE status = 'QUEUED' OR (status = 'PROCESSING' AND lease_expires_ms < ?1)
-                     ORDER BY batch_id LIMIT 1",
-                    [now_ms],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            let Some((id, attempts, status)) = found else {
-                return Ok(None);
-            };
-            let now = now();
-            if status == "PROCESSING" && attempts >= max_attempts {
-                let previous: Option<String> = tx
-                    .query_row("SELECT lease_owner FROM batches WHERE batch_id = ?1", [&id], |r| r.get(0))
-                    .map_err(backend)?;
-                let reason = crate::batches::lifecycle::workers_lost(attempts, previous.as_deref());
-                tx.execute(
-                    "UPDATE batches SET status = 'FAILED', lease_owner = NULL, lease_token = NULL,
-                     lease_expires_ms = NULL, updated_at = ?2,
-                     body = json_set(body, '$.error_message', ?3, '$.finished_at', ?2)
-                     WHERE batch_id = ?1",
-                    params![id, now, reason],
-                )
-                .map_err(backend)?;
-                let batch = commit_transition(tx, &id)?;
-                return Ok(Some(Claim::Exhausted(Box::new(batch))));
-            }
-            let token = crate::keys::random_token();
-            tx.execute(
-                "UPDATE batches SET status = 'PROCESSING', lease_owner = ?2, lease_token = ?3,
-                 lease_expires_ms = ?4, attempts = attempts + 1, updated_at = ?5,
-                 body = json_set(body, '$.started_at', coalesce(json_extract(body, '$.started_at'), ?5))
-                 WHERE batch_id = ?1",
-                params![id, owner, token, now_ms + lease_ms, now],
-            )
-            .map_err(backend)?;
-            // A takeover of a batch already PROCESSING is no news.
-            let batch = if status == "QUEUED" {
-                commit_transition(tx, &id)?
-            } else {
-                commit_batch(tx, &id)?
-            };
-            let lease = Lease {
-                batch_id: id,
-                owner,
-                token,
-            };
-            Ok(Some(Claim::Batch(Box::new(batch), lease)))
-        })
-        .await
-    }
-
-    async fn renew_lease(&self, lease: &Lease, lease_ms: i64, live: &LiveProgress) -> Result<bool> {
-        let lease = lease.clone();
-        let live = serde_json::to_string(live).map_err(StoreError::backend)?;
-        self.call(move |c| {
-            let changed = c
-                .execute(
-                    "UPDATE batches SET lease_expires_ms = ?3, live = ?4, updated_at = ?5
-                     WHERE batch_id = ?1 AND lease_token = ?2 AND status = 'PROCESSING'",
-                    params![
-                        lease.batch_id,
-                        lease.token,
-                        now_ms() + lease_ms,
-                        live,
-                        now()
-                    ],
-                )
-                .map_err(backend)?;
-            Ok(changed == 1)
-        })
-        .await
-    }
-
-    async fn release_batch(&self, lease: &Lease) -> Result<()> {
-        let lease = lease.clone();
-        self.call(move |c| {
-            c.execute(
-                "UPDATE batches SET status = 'QUEUED', lease_owner = NULL, lease_token = NULL,
-                 lease_expires_ms = NULL, live = NULL, attempts = max(attempts - 1, 0), updated_at = ?3
-                 WHERE batch_id = ?1 AND lease_token = ?2 AND status = 'PROCESSING'",
-                params![lease.batch_id, lease.token, now()],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn pending_objects(&self, batch_id: &str, stage: u32) -> Result<Vec<String>> {
-        let id = batch_id.to_owned();
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>> {
+        let shard = shard.clone();
         self.call(move |c| {
             c.prepare_cached(
                 "SELECT object_id FROM batch_objects
-                 WHERE batch_id = ?1 AND status = 'pending' AND done = ?2 ORDER BY object_id",
+                 WHERE batch_id = ?1 AND status = 'pending' AND done = ?2
+                   AND object_id BETWEEN ?3 AND ?4
+                 ORDER BY object_id",
             )
-            .and_then(|mut s| s.query_map(params![id, stage], |r| r.get(0))?.collect())
+            .and_then(|mut s| {
+                s.query_map(
+                    params![
+                        shard.batch_id,
+                        stage,
+                        shard.first_object_id,
+                        shard.last_object_id
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect()
+            })
             .map_err(backend)
         })
         .await
@@ -446,13 +393,14 @@ impl BatchStore for SqliteStore {
         let summary = serde_json::to_string(&chunk.error_summary).map_err(StoreError::backend)?;
         self.call(move |c| {
             let tx = immediate(c)?;
-            fence(&tx, &lease)?;
+            let shard = fence(&tx, &lease)?;
             let (mut processed, mut failed) = (0u64, 0u64);
             {
                 let mut current = tx
                     .prepare_cached(
                         "SELECT error FROM batch_objects
-                         WHERE batch_id = ?1 AND object_id = ?2 AND status = 'pending' AND done = ?3",
+                         WHERE batch_id = ?1 AND object_id = ?2 AND status = 'pending' AND done = ?3
+                           AND object_id BETWEEN ?4 AND ?5",
                     )
                     .map_err(backend)?;
                 let mut update = tx
@@ -463,13 +411,21 @@ impl BatchStore for SqliteStore {
                     .map_err(backend)?;
                 for (object_id, error) in &chunk.outcomes {
                     let Some(earlier) = current
-                        .query_row(params![lease.batch_id, object_id, chunk.stage], |r| {
-                            r.get::<_, Option<String>>(0)
-                        })
+                        .query_row(
+                            params![
+                                lease.batch_id,
+                                object_id,
+                                chunk.stage,
+                                shard.first_object_id,
+                                shard.last_object_id
+                            ],
+                            |r| r.get::<_, Option<String>>(0),
+                        )
                         .optional()
                         .map_err(backend)?
                     else {
-                        // Already recorded by an earlier attempt.
+                        // Already recorded by an earlier attempt, or not
+                        // an object of this shard.
                         continue;
                     };
                     let (error, status) = outcome(earlier, error.as_deref(), chunk.last);
@@ -482,16 +438,20 @@ impl BatchStore for SqliteStore {
                         .map_err(backend)?;
                 }
             }
-            tx.execute(
-                "UPDATE batches SET processed = processed + ?2, failed = failed + ?3, error_summary = ?4, updated_at = ?5
-                 WHERE batch_id = ?1",
-                params![lease.batch_id, processed, failed, summary, now()],
-            )
-            .map_err(backend)?;
             let counts = tx
                 .query_row(
-                    "SELECT processed, failed FROM batches WHERE batch_id = ?1",
-                    [&lease.batch_id],
+                    "UPDATE shards SET processed = processed + ?3, failed = failed + ?4,
+                       error_summary = ?5, updated_at = ?6
+                     WHERE batch_id = ?1 AND shard_index = ?2
+                     RETURNING processed, failed",
+                    params![
+                        lease.batch_id,
+                        lease.shard_index,
+                        processed,
+                        failed,
+                        summary,
+                        now()
+                    ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(backend)?;
@@ -501,55 +461,262 @@ impl BatchStore for SqliteStore {
         .await
     }
 
-    async fn finish_collection(&self, lease: &Lease, pinned: &PinnedCollection) -> Result<()> {
-        let (lease, pinned) = (lease.clone(), pinned.clone());
-        let schema = serde_json::to_string(&pinned.output_schema).map_err(StoreError::backend)?;
-        let tiers = serde_json::to_string(&pinned.tiers).map_err(StoreError::backend)?;
+    async fn start_batch(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+    ) -> Result<Option<BatchRecord>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
         self.call(move |c| {
             let tx = immediate(c)?;
-            fence(&tx, &lease)?;
-            let current = tx
-                .query_row(
-                    "SELECT body FROM collections WHERE collection_id = ?1",
-                    [&pinned.collection_id],
-                    collection_row,
-                )
-                .optional()
-                .map_err(backend)?;
-            if !current.is_some_and(|c| pinned.still_configured(&c.extractors)) {
-                return Ok(());
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
             }
             tx.execute(
-                "UPDATE collections SET body = json_set(body,
-                   '$.index_signature', ?2, '$.output_schema', json(?3), '$.tiers', json(?4), '$.updated_at', ?5)
-                 WHERE collection_id = ?1",
-                params![pinned.collection_id, pinned.index_signature, schema, tiers, now()],
+                "UPDATE batches SET status = 'PROCESSING', updated_at = ?2,
+                 body = json_set(body, '$.started_at', coalesce(json_extract(body, '$.started_at'), ?2))
+                 WHERE batch_id = ?1",
+                params![id, now()],
             )
             .map_err(backend)?;
-            tx.commit().map_err(backend)
+            commit_transition(tx, &id).map(Some)
         })
         .await
     }
 
     async fn finish_batch(
         &self,
-        lease: &Lease,
-        status: BatchStatus,
+        batch_id: &str,
+        from: &[BatchStatus],
+        to: BatchStatus,
         error_message: Option<&str>,
-    ) -> Result<()> {
-        let (lease, message) = (lease.clone(), error_message.map(str::to_owned));
+        write_back: &[PinnedCollection],
+    ) -> Result<Option<BatchRecord>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
+        let (message, write_back) = (error_message.map(str::to_owned), write_back.to_vec());
         self.call(move |c| {
             let tx = immediate(c)?;
-            fence(&tx, &lease)?;
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
+            }
+            let now = now();
             tx.execute(
-                "UPDATE batches SET status = ?2, lease_owner = NULL, lease_token = NULL,
-                 lease_expires_ms = NULL, updated_at = ?3,
+                "UPDATE batches SET status = ?2, updated_at = ?3,
                  body = json_set(body, '$.error_message', ?4, '$.finished_at', ?3)
                  WHERE batch_id = ?1",
-                params![lease.batch_id, status.as_str(), now(), message],
+                params![id, to.as_str(), now, message],
             )
             .map_err(backend)?;
-            commit_transition(tx, &lease.batch_id).map(drop)
+            end_shards(&tx, &id, ShardStatus::Canceled, &now)?;
+            for pinned in &write_back {
+                write_plan_back(&tx, pinned, &now)?;
+            }
+            commit_transition(tx, &id).map(Some)
+        })
+        .await
+    }
+
+    async fn stalled_batches(
+        &self,
+        statuses: &[BatchStatus],
+        shard_statuses: &[ShardStatus],
+    ) -> Result<Vec<BatchRecord>> {
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS} FROM batches b WHERE b.{} AND NOT EXISTS
+               (SELECT 1 FROM shards s WHERE s.batch_id = b.batch_id AND s.{})
+             ORDER BY b.batch_id",
+            status_in(statuses),
+            shard_status_in(shard_statuses)
+        );
+        self.call(move |c| {
+            c.prepare(&sql)
+                .and_then(|mut s| s.query_map([], batch_row)?.collect())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>> {
+        let ids = batch_ids.to_vec();
+        self.call(move |c| {
+            let mut select = c
+                .prepare_cached(&format!(
+                    "SELECT {SHARD_COLUMNS} FROM shards WHERE batch_id = ?1 ORDER BY shard_index"
+                ))
+                .map_err(backend)?;
+            let mut shards = Vec::new();
+            for id in ids {
+                let rows = select
+                    .query_map([id], shard_row)
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(backend)?;
+                shards.extend(rows);
+            }
+            Ok(shards)
+        })
+        .await
+    }
+
+    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
+        let (id, page) = (batch_id.to_owned(), page.clone());
+        self.call(move |c| {
+            select_page(
+                c,
+                &format!(
+                    "SELECT {SHARD_COLUMNS} FROM shards WHERE batch_id = ?1
+                     AND (?2 IS NULL OR shard_index > CAST(?2 AS INTEGER))
+                     ORDER BY shard_index LIMIT ?3"
+                ),
+                &[&id],
+                &page,
+                shard_row,
+                |s| s.shard_index.to_string(),
+            )
+        })
+        .await
+    }
+
+    async fn active_shards(
+        &self,
+        statuses: &[ShardStatus],
+    ) -> Result<Vec<(ShardRecord, BatchStatus)>> {
+        let columns = SHARD_COLUMNS
+            .split(", ")
+            .map(|col| format!("s.{col}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, b.status FROM shards s JOIN batches b ON b.batch_id = s.batch_id
+             WHERE s.{} ORDER BY s.batch_id, s.shard_index",
+            shard_status_in(statuses)
+        );
+        self.call(move |c| {
+            c.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        let shard = shard_row(r)?;
+                        let status: String = r.get(SHARD_COLUMN_COUNT)?;
+                        let status = BatchStatus::parse(&status).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                SHARD_COLUMN_COUNT,
+                                rusqlite::types::Type::Text,
+                                format!("unknown batch status `{status}`").into(),
+                            )
+                        })?;
+                        Ok((shard, status))
+                    })?
+                    .collect()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn update_shard(
+        &self,
+        batch_id: &str,
+        shard_index: u32,
+        expect: &ShardExpect,
+        change: &ShardChange,
+    ) -> Result<Option<ShardRecord>> {
+        let (id, expect, change) = (batch_id.to_owned(), expect.clone(), change.clone());
+        self.call(move |c| {
+            let now = now();
+            let (owner, token, expires) = match &change.lease {
+                Some((holder, token)) => (
+                    Some(holder.owner.clone()),
+                    Some(token.clone()),
+                    Some(holder.expires_ms),
+                ),
+                None => (None, None, None),
+            };
+            let terminal = change.status.is_terminal();
+            let sql = format!(
+                "UPDATE shards SET status = ?3, lease_owner = ?4, lease_token = ?5, lease_expires_ms = ?6,
+                   attempts = max(attempts + ?7, 0), error_message = ?8, updated_at = ?9,
+                   live = CASE WHEN ?5 IS NULL THEN NULL ELSE live END,
+                   started_at = CASE WHEN ?3 = 'PROCESSING' THEN coalesce(started_at, ?9) ELSE started_at END,
+                   finished_at = CASE WHEN ?10 THEN ?9 ELSE NULL END
+                 WHERE batch_id = ?1 AND shard_index = ?2 AND {}
+                   AND (?11 IS NULL OR lease_token = ?11)
+                   AND (?12 IS NULL OR lease_expires_ms < ?12)
+                 RETURNING {SHARD_COLUMNS}",
+                shard_status_in(&expect.statuses)
+            );
+            c.query_row(
+                &sql,
+                params![
+                    id,
+                    shard_index,
+                    change.status.as_str(),
+                    owner,
+                    token,
+                    expires,
+                    change.attempts,
+                    change.error_message,
+                    now,
+                    terminal,
+                    expect.token,
+                    expect.expired_by
+                ],
+                shard_row,
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn renew_shard(
+        &self,
+        lease: &Lease,
+        expires_ms: i64,
+        live: &LiveProgress,
+    ) -> Result<bool> {
+        let lease = lease.clone();
+        let live = serde_json::to_string(live).map_err(StoreError::backend)?;
+        self.call(move |c| {
+            let changed = c
+                .execute(
+                    "UPDATE shards SET lease_expires_ms = ?4, live = ?5, updated_at = ?6
+                     WHERE batch_id = ?1 AND shard_index = ?2 AND lease_token = ?3 AND status = 'PROCESSING'",
+                    params![
+                        lease.batch_id,
+                        lease.shard_index,
+                        lease.token,
+                        expires_ms,
+                        live,
+                        now()
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, worker: &WorkerRecord, at_ms: i64) -> Result<()> {
+        let (id, body) = (worker.worker_id.clone(), body_text(worker)?);
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO workers (worker_id, body, heartbeat_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (worker_id) DO UPDATE SET body = ?2, heartbeat_ms = ?3",
+                params![id, body, at_ms],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn workers(&self, since_ms: i64) -> Result<Vec<WorkerRecord>> {
+        self.call(move |c| {
+            c.prepare_cached("SELECT body FROM workers WHERE heartbeat_ms >= ?1 ORDER BY worker_id")
+                .and_then(|mut s| {
+                    s.query_map([since_ms], |r| body_column(r.get(0)?))?
+                        .collect()
+                })
+                .map_err(backend)
         })
         .await
     }

@@ -85,6 +85,7 @@ impl BucketStore for SqliteStore {
             blobs.extend(batch_artifacts(&tx, "SELECT body FROM batches WHERE bucket_id = ?1", &id)?);
             for sql in [
                 "DELETE FROM batch_objects WHERE batch_id IN (SELECT batch_id FROM batches WHERE bucket_id = ?1)",
+                "DELETE FROM shards WHERE batch_id IN (SELECT batch_id FROM batches WHERE bucket_id = ?1)",
                 "DELETE FROM batches WHERE bucket_id = ?1",
                 "DELETE FROM objects WHERE bucket_id = ?1",
                 "DELETE FROM buckets WHERE bucket_id = ?1",

@@ -20,9 +20,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, Claim, CollectionRecord,
-    DocumentFilter, DocumentRecord, DocumentSink, Lease, LiveProgress, Namespace, ObjectRecord,
-    Page, PageRequest, PinnedCollection, Removal, Result, Store, StoreError, check_revoke, now,
+    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, CollectionRecord,
+    DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder, LiveProgress, Namespace,
+    ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal, Result, ShardChange,
+    ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord, check_revoke, now,
     outcome,
 };
 use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore};
@@ -173,6 +174,52 @@ CREATE TABLE extractor_names (
 "#,
     r#"
 CREATE INDEX batches_in_flight ON batches (namespace_id, status);
+"#,
+    r#"
+CREATE TABLE shards (
+    batch_id TEXT NOT NULL REFERENCES batches (batch_id),
+    shard_index INTEGER NOT NULL,
+    namespace_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    objects INTEGER NOT NULL,
+    row_start INTEGER NOT NULL,
+    first_object_id TEXT NOT NULL,
+    last_object_id TEXT NOT NULL,
+    processed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    error_summary TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_token TEXT,
+    lease_expires_ms INTEGER,
+    live TEXT,
+    error_message TEXT,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    PRIMARY KEY (batch_id, shard_index)
+) WITHOUT ROWID;
+CREATE INDEX shards_by_status ON shards (status, batch_id, shard_index);
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL
+);
+-- Batches submitted before shards existed become one shard each; one
+-- that was running is queued again (its worker's lease is gone).
+INSERT INTO shards (batch_id, shard_index, namespace_id, status, objects, row_start,
+    first_object_id, last_object_id, processed, failed, error_summary, attempts,
+    error_message, updated_at, started_at, finished_at)
+SELECT b.batch_id, 0, b.namespace_id,
+    CASE b.status WHEN 'PROCESSING' THEN 'QUEUED' ELSE b.status END,
+    b.total, 0,
+    coalesce((SELECT min(object_id) FROM batch_objects o WHERE o.batch_id = b.batch_id), ''),
+    coalesce((SELECT max(object_id) FROM batch_objects o WHERE o.batch_id = b.batch_id), ''),
+    b.processed, b.failed, b.error_summary, b.attempts,
+    json_extract(b.body, '$.error_message'), coalesce(b.updated_at, b.created_at),
+    json_extract(b.body, '$.started_at'), json_extract(b.body, '$.finished_at')
+FROM batches b WHERE b.status != 'DRAFT';
+UPDATE batches SET status = 'QUEUED' WHERE status = 'PROCESSING';
 "#,
 ];
 
@@ -382,13 +429,21 @@ fn body_text<T: serde::Serialize>(record: &T) -> Result<String> {
     serde_json::to_string(record).map_err(StoreError::backend)
 }
 
-/// `status IN (…)` of `statuses` (names of a closed enum, never input).
-fn status_in(statuses: &[BatchStatus]) -> String {
-    let names: Vec<String> = statuses
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
+/// `status IN (…)` of `statuses`, named by `name` (a closed enum's names,
+/// never input).
+fn names_in<S: Copy>(statuses: &[S], name: fn(S) -> &'static str) -> String {
+    let names: Vec<String> = statuses.iter().map(|s| format!("'{}'", name(*s))).collect();
     format!("status IN ({})", names.join(", "))
+}
+
+/// `status IN (…)` of batch `statuses`.
+fn status_in(statuses: &[BatchStatus]) -> String {
+    names_in(statuses, BatchStatus::as_str)
+}
+
+/// `status IN (…)` of shard `statuses`.
+fn shard_status_in(statuses: &[ShardStatus]) -> String {
+    names_in(statuses, ShardStatus::as_str)
 }
 
 /// Batches of `bucket_id` in one of `statuses`.
@@ -409,43 +464,131 @@ fn status_among(c: &Connection, batch_id: &str, from: &[BatchStatus]) -> Result<
     Ok(from.contains(&status))
 }
 
-const BATCH_COLUMNS: &str = "body, status, total, processed, failed, attempts, error_summary, live, lease_owner, lease_expires_ms, updated_at";
+const BATCH_COLUMNS: &str = "body, status, total, updated_at";
 
-/// A batch: its body, with the columns workers update in place laid over.
+/// A batch: its body, with the columns written in place laid over.
 fn batch_row(r: &Row<'_>) -> rusqlite::Result<BatchRecord> {
     let mut b: BatchRecord = body_column(r.get(0)?)?;
-    let status: String = r.get(1)?;
-    b.status = BatchStatus::parse(&status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            1,
-            rusqlite::types::Type::Text,
-            format!("unknown batch status `{status}`").into(),
-        )
-    })?;
+    b.status = parsed(r, 1, BatchStatus::parse)?;
     b.total = r.get(2)?;
-    b.processed = r.get(3)?;
-    b.failed = r.get(4)?;
-    b.attempts = r.get(5)?;
-    b.error_summary = json_column(r.get(6)?)?
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
-        })?
-        .unwrap_or_default();
-    b.live = json_column(r.get(7)?)?
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
-        })?;
-    let owner: Option<String> = r.get(8)?;
-    let expires: Option<i64> = r.get(9)?;
-    b.lease = owner.zip(expires);
-    if let Some(updated) = r.get::<_, Option<String>>(10)? {
+    if let Some(updated) = r.get::<_, Option<String>>(3)? {
         b.updated_at = updated;
     }
     Ok(b)
+}
+
+/// Column `at`, a status name, parsed.
+fn parsed<T>(r: &Row<'_>, at: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let name: String = r.get(at)?;
+    parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            at,
+            rusqlite::types::Type::Text,
+            format!("unknown status `{name}`").into(),
+        )
+    })
+}
+
+/// Column `at`, JSON text, decoded (`None` when NULL).
+fn decoded<T: serde::de::DeserializeOwned>(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<T>> {
+    json_column(r.get(at)?)?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, e.into())
+        })
+}
+
+const SHARD_COLUMNS: &str = "batch_id, shard_index, namespace_id, status, objects, row_start, first_object_id, last_object_id, processed, failed, error_summary, attempts, lease_owner, lease_expires_ms, live, error_message, updated_at, started_at, finished_at";
+const SHARD_COLUMN_COUNT: usize = 19;
+
+fn shard_row(r: &Row<'_>) -> rusqlite::Result<ShardRecord> {
+    let owner: Option<String> = r.get(12)?;
+    let expires: Option<i64> = r.get(13)?;
+    Ok(ShardRecord {
+        batch_id: r.get(0)?,
+        shard_index: r.get(1)?,
+        namespace_id: r.get(2)?,
+        status: parsed(r, 3, ShardStatus::parse)?,
+        objects: r.get(4)?,
+        row_start: r.get(5)?,
+        first_object_id: r.get(6)?,
+        last_object_id: r.get(7)?,
+        processed: r.get(8)?,
+        failed: r.get(9)?,
+        error_summary: decoded(r, 10)?.unwrap_or_default(),
+        attempts: r.get(11)?,
+        lease: owner
+            .zip(expires)
+            .map(|(owner, expires_ms)| LeaseHolder { owner, expires_ms }),
+        live: decoded(r, 14)?,
+        error_message: r.get(15)?,
+        updated_at: r.get(16)?,
+        started_at: r.get(17)?,
+        finished_at: r.get(18)?,
+    })
+}
+
+fn insert_shard(c: &Connection, s: &ShardRecord) -> Result<()> {
+    c.execute(
+        "INSERT INTO shards (batch_id, shard_index, namespace_id, status, objects, row_start,
+           first_object_id, last_object_id, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            s.batch_id,
+            s.shard_index,
+            s.namespace_id,
+            s.status.as_str(),
+            s.objects,
+            s.row_start,
+            s.first_object_id,
+            s.last_object_id,
+            s.updated_at
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Ends every shard of the batch with work left: `status`, lease dropped.
+fn end_shards(c: &Connection, batch_id: &str, status: ShardStatus, now: &str) -> Result<()> {
+    c.execute(
+        &format!(
+            "UPDATE shards SET status = ?2, lease_owner = NULL, lease_token = NULL,
+               lease_expires_ms = NULL, live = NULL, updated_at = ?3, finished_at = ?3
+             WHERE batch_id = ?1 AND {}",
+            shard_status_in(&ShardStatus::ACTIVE)
+        ),
+        params![batch_id, status.as_str(), now],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The collection takes the plan a batch ran, unless it was configured
+/// otherwise meanwhile.
+fn write_plan_back(c: &Connection, pinned: &PinnedCollection, now: &str) -> Result<()> {
+    let current = c
+        .query_row(
+            "SELECT body FROM collections WHERE collection_id = ?1",
+            [&pinned.collection_id],
+            collection_row,
+        )
+        .optional()
+        .map_err(backend)?;
+    if !current.is_some_and(|c| pinned.still_configured(&c.extractors)) {
+        return Ok(());
+    }
+    let schema = serde_json::to_string(&pinned.output_schema).map_err(StoreError::backend)?;
+    let tiers = serde_json::to_string(&pinned.tiers).map_err(StoreError::backend)?;
+    c.execute(
+        "UPDATE collections SET body = json_set(body,
+           '$.index_signature', ?2, '$.output_schema', json(?3), '$.tiers', json(?4), '$.updated_at', ?5)
+         WHERE collection_id = ?1",
+        params![pinned.collection_id, pinned.index_signature, schema, tiers, now],
+    )
+    .map_err(backend)?;
+    Ok(())
 }
 
 fn read_batch(c: &Connection, batch_id: &str) -> Result<BatchRecord> {
@@ -467,9 +610,16 @@ fn commit_batch(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRe
 }
 
 /// Commits `tx`, which moved the batch to a new status, with the event of
-/// that status; returns the batch as it now is.
+/// that status; returns the batch as it now is, its progress summed.
 fn commit_transition(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRecord> {
-    let batch = read_batch(&tx, batch_id)?;
+    let mut batch = read_batch(&tx, batch_id)?;
+    let shards: Vec<ShardRecord> = tx
+        .prepare_cached(&format!(
+            "SELECT {SHARD_COLUMNS} FROM shards WHERE batch_id = ?1 ORDER BY shard_index"
+        ))
+        .and_then(|mut s| s.query_map([batch_id], shard_row)?.collect())
+        .map_err(backend)?;
+    crate::batches::shards::sum_into(&mut batch, &shards);
     webhooks::emit(&tx, Event::batch(&batch))?;
     tx.commit().map_err(backend)?;
     Ok(batch)
@@ -510,12 +660,15 @@ fn insert_batch_objects(c: &Connection, batch_id: &str, ids: &[String]) -> Resul
     Ok(added)
 }
 
-/// Checks that `lease` still holds its batch; returns the batch's namespace.
-fn fence(c: &Connection, lease: &Lease) -> Result<String> {
+/// Checks that `lease` still holds its shard, running; returns the shard.
+fn fence(c: &Connection, lease: &Lease) -> Result<ShardRecord> {
     c.query_row(
-        "SELECT namespace_id FROM batches WHERE batch_id = ?1 AND lease_token = ?2 AND status = 'PROCESSING'",
-        params![lease.batch_id, lease.token],
-        |r| r.get(0),
+        &format!(
+            "SELECT {SHARD_COLUMNS} FROM shards
+             WHERE batch_id = ?1 AND shard_index = ?2 AND lease_token = ?3 AND status = 'PROCESSING'"
+        ),
+        params![lease.batch_id, lease.shard_index, lease.token],
+        shard_row,
     )
     .optional()
     .map_err(backend)?

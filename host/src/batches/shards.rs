@@ -1,0 +1,495 @@
+//! Shards, the unit of work: how a submitted batch is split, which shard a
+//! worker takes next (fairly), how an expired lease is rescued, when a
+//! batch is done, and how its progress sums its shards'.
+//!
+//! Every decision here is a pure function of records; the procedures below
+//! apply them with the store's conditional writes, so any number of
+//! workers on any number of hosts may run them at once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::lifecycle::{self, Action};
+use crate::store::{
+    BatchRecord, BatchStatus, LeaseHolder, LiveProgress, Result, ShardChange, ShardExpect,
+    ShardRecord, ShardStatus, Store, now,
+};
+
+/// Objects per shard unless the server is told otherwise.
+pub const DEFAULT_SHARD_OBJECTS: u64 = 1_000;
+
+/// The shards of a batch whose objects, in id order, are `object_ids`:
+/// consecutive runs of `per_shard` objects, each its own manifest rows.
+pub fn split(batch: &BatchRecord, object_ids: &[&str], per_shard: u64) -> Vec<ShardRecord> {
+    let per_shard = per_shard.max(1) as usize;
+    let now = now();
+    object_ids
+        .chunks(per_shard)
+        .enumerate()
+        .map(|(i, ids)| ShardRecord {
+            batch_id: batch.batch_id.clone(),
+            shard_index: i as u32,
+            namespace_id: batch.namespace_id.clone(),
+            status: ShardStatus::Queued,
+            objects: ids.len() as u64,
+            row_start: (i * per_shard) as u64,
+            first_object_id: ids.first().map(|s| (*s).to_owned()).unwrap_or_default(),
+            last_object_id: ids.last().map(|s| (*s).to_owned()).unwrap_or_default(),
+            processed: 0,
+            failed: 0,
+            error_summary: BTreeMap::new(),
+            attempts: 0,
+            lease: None,
+            live: None,
+            error_message: None,
+            updated_at: now.clone(),
+            started_at: None,
+            finished_at: None,
+        })
+        .collect()
+}
+
+/// How shards are shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fairness {
+    /// Shards of one batch running at once, across every worker (0: no
+    /// bound).
+    pub max_running_per_batch: u32,
+}
+
+impl Default for Fairness {
+    fn default() -> Self {
+        Fairness {
+            max_running_per_batch: 16,
+        }
+    }
+}
+
+/// The queued shards a worker may claim, best first.
+///
+/// The rule: the namespace with the fewest shards running goes first; in
+/// it, the batch with the fewest shards running; then the oldest batch,
+/// and its lowest shard. A batch already running `max_running_per_batch`
+/// shards waits. So a 10-object batch submitted after a 50 000-object one
+/// gets the next free worker, and namespaces share workers evenly,
+/// whatever each submits.
+pub fn claim_order(
+    active: &[(ShardRecord, BatchStatus)],
+    now_ms: i64,
+    fairness: Fairness,
+) -> Vec<(String, u32)> {
+    let running = |s: &ShardRecord| {
+        s.status == ShardStatus::Processing
+            && s.lease.as_ref().is_some_and(|l| l.expires_ms >= now_ms)
+    };
+    let mut by_namespace: HashMap<&str, u32> = HashMap::new();
+    let mut by_batch: HashMap<&str, u32> = HashMap::new();
+    for (shard, _) in active.iter().filter(|(s, _)| running(s)) {
+        *by_namespace.entry(&shard.namespace_id).or_default() += 1;
+        *by_batch.entry(&shard.batch_id).or_default() += 1;
+    }
+    let mut queued: Vec<&ShardRecord> = active
+        .iter()
+        .filter(|(s, batch)| {
+            s.status == ShardStatus::Queued && Action::Claim.from().contains(batch)
+        })
+        .map(|(s, _)| s)
+        .filter(|s| {
+            fairness.max_running_per_batch == 0
+                || by_batch.get(s.batch_id.as_str()).copied().unwrap_or(0)
+                    < fairness.max_running_per_batch
+        })
+        .collect();
+    queued.sort_by_key(|s| {
+        (
+            by_namespace
+                .get(s.namespace_id.as_str())
+                .copied()
+                .unwrap_or(0),
+            by_batch.get(s.batch_id.as_str()).copied().unwrap_or(0),
+            s.batch_id.clone(),
+            s.shard_index,
+        )
+    });
+    queued
+        .into_iter()
+        .map(|s| (s.batch_id.clone(), s.shard_index))
+        .collect()
+}
+
+/// What a rescue does to a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rescue {
+    /// Its lease expired: back to the queue for another worker.
+    Requeue,
+    /// Its lease expired once too often: it fails with this reason, and
+    /// so does its batch.
+    Fail(String),
+    /// Its batch ended: nothing more runs.
+    Cancel,
+}
+
+/// What a rescue does to `shard`, whose batch is in `batch_status`, at
+/// `now_ms`, when a shard may be claimed `max_attempts` times; `None`
+/// leaves it alone (queued, or held under a live lease, or terminal).
+pub fn rescue(
+    shard: &ShardRecord,
+    batch_status: BatchStatus,
+    now_ms: i64,
+    max_attempts: u32,
+) -> Option<Rescue> {
+    if shard.status.is_terminal() {
+        return None;
+    }
+    if batch_status.is_terminal() {
+        return Some(Rescue::Cancel);
+    }
+    let lease = shard.lease.as_ref()?;
+    if shard.status != ShardStatus::Processing || lease.expires_ms >= now_ms {
+        return None;
+    }
+    if shard.attempts >= max_attempts {
+        return Some(Rescue::Fail(lifecycle::workers_lost(
+            shard.attempts,
+            Some(&lease.owner),
+        )));
+    }
+    Some(Rescue::Requeue)
+}
+
+/// The conditional write that applies a rescue decided at `now_ms`.
+pub fn rescue_write(rescue: &Rescue, now_ms: i64) -> (ShardExpect, ShardChange) {
+    let (status, error_message, expired_by) = match rescue {
+        Rescue::Requeue => (ShardStatus::Queued, None, Some(now_ms)),
+        Rescue::Fail(reason) => (ShardStatus::Failed, Some(reason.clone()), Some(now_ms)),
+        Rescue::Cancel => (ShardStatus::Canceled, None, None),
+    };
+    let statuses = match rescue {
+        Rescue::Cancel => ShardStatus::ACTIVE.to_vec(),
+        _ => vec![ShardStatus::Processing],
+    };
+    (
+        ShardExpect {
+            statuses,
+            token: None,
+            expired_by,
+        },
+        ShardChange {
+            status,
+            lease: None,
+            attempts: 0,
+            error_message,
+        },
+    )
+}
+
+/// How a batch ends once none of its shards has work left: FAILED when a
+/// shard failed (with its reason) or more objects failed than the error
+/// budget allows, COMPLETED otherwise. `None` while a shard has work left.
+pub fn outcome(
+    batch: &BatchRecord,
+    shards: &[ShardRecord],
+    error_budget: f64,
+) -> Option<(BatchStatus, Option<String>)> {
+    if shards.iter().any(|s| !s.status.is_terminal()) {
+        return None;
+    }
+    if let Some(failed) = shards.iter().find(|s| s.status == ShardStatus::Failed) {
+        let reason = failed.error_message.as_deref().unwrap_or("it failed");
+        return Some((
+            BatchStatus::Failed,
+            Some(format!("shard {} failed: {reason}", failed.shard_index)),
+        ));
+    }
+    let failed: u64 = shards.iter().map(|s| s.failed).sum();
+    if over_budget(failed, batch.total, error_budget) {
+        return Some((
+            BatchStatus::Failed,
+            Some(budget_spent(failed, batch.total, error_budget)),
+        ));
+    }
+    Some((BatchStatus::Completed, None))
+}
+
+/// Whether `failed` of `total` objects is past the error budget.
+pub fn over_budget(failed: u64, total: u64, error_budget: f64) -> bool {
+    failed as f64 > error_budget * total as f64
+}
+
+/// Why a batch past its error budget fails.
+pub fn budget_spent(failed: u64, total: u64, error_budget: f64) -> String {
+    format!(
+        "{failed} of {total} objects failed, more than the error budget of {:.0}%",
+        error_budget * 100.0
+    )
+}
+
+/// Fills a batch's progress from its shards: counts and error summaries
+/// summed, the most claims of any shard, the running shards' reports
+/// together (rates summed, the earliest stage, the latest times) and the
+/// lease that expires first.
+pub fn sum_into(batch: &mut BatchRecord, shards: &[ShardRecord]) {
+    batch.processed = 0;
+    batch.failed = 0;
+    batch.attempts = 0;
+    batch.error_summary.clear();
+    batch.shards.clear();
+    batch.lease = None;
+    let mut live: Option<LiveProgress> = None;
+    for shard in shards.iter().filter(|s| s.batch_id == batch.batch_id) {
+        batch.processed += shard.processed;
+        batch.failed += shard.failed;
+        batch.attempts = batch.attempts.max(shard.attempts);
+        for (category, n) in &shard.error_summary {
+            *batch.error_summary.entry(category.clone()).or_default() += n;
+        }
+        *batch.shards.entry(shard.status).or_default() += 1;
+        if shard.status != ShardStatus::Processing {
+            continue;
+        }
+        if let Some(LeaseHolder { owner, expires_ms }) = &shard.lease
+            && batch.lease.as_ref().is_none_or(|(_, e)| expires_ms < e)
+        {
+            batch.lease = Some((owner.clone(), *expires_ms));
+        }
+        if let Some(report) = &shard.live {
+            live = Some(match live {
+                None => report.clone(),
+                Some(sum) => LiveProgress {
+                    items_per_second: sum.items_per_second + report.items_per_second,
+                    current_stage: match (sum.current_stage, &report.current_stage) {
+                        (Some(a), Some(b)) if b.index < a.index => Some(b.clone()),
+                        (Some(a), _) => Some(a),
+                        (None, b) => b.clone(),
+                    },
+                    reported_at: sum.reported_at.max(report.reported_at.clone()),
+                    last_progress_at: sum.last_progress_at.max(report.last_progress_at.clone()),
+                },
+            });
+        }
+    }
+    batch.live = live;
+}
+
+/// Reads the shards of `batches` and fills each one's progress.
+pub async fn with_progress(
+    store: &dyn Store,
+    mut batches: Vec<BatchRecord>,
+) -> Result<Vec<BatchRecord>> {
+    let ids: Vec<String> = batches
+        .iter()
+        .filter(|b| b.status != BatchStatus::Draft)
+        .map(|b| b.batch_id.clone())
+        .collect();
+    let shards = if ids.is_empty() {
+        Vec::new()
+    } else {
+        store.shards(&ids).await?
+    };
+    for batch in &mut batches {
+        sum_into(batch, &shards);
+    }
+    Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(batch: &str, ns: &str, index: u32, status: ShardStatus) -> ShardRecord {
+        ShardRecord {
+            batch_id: batch.into(),
+            shard_index: index,
+            namespace_id: ns.into(),
+            status,
+            objects: 10,
+            row_start: u64::from(index) * 10,
+            first_object_id: String::new(),
+            last_object_id: String::new(),
+            processed: 0,
+            failed: 0,
+            error_summary: BTreeMap::new(),
+            attempts: u32::from(status != ShardStatus::Queued),
+            lease: (status == ShardStatus::Processing).then(|| LeaseHolder {
+                owner: "w1".into(),
+                expires_ms: 1_000,
+            }),
+            live: None,
+            error_message: None,
+            updated_at: String::new(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_into_runs_of_objects_in_id_order() {
+        let batch = BatchRecord::draft("ns", "bkt", None, None);
+        let ids: Vec<String> = (0..25).map(|i| format!("obj_{i:02}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let shards = split(&batch, &refs, 10);
+        let ranges: Vec<(u64, u64, &str, &str)> = shards
+            .iter()
+            .map(|s| {
+                (
+                    s.row_start,
+                    s.objects,
+                    s.first_object_id.as_str(),
+                    s.last_object_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                (0, 10, "obj_00", "obj_09"),
+                (10, 10, "obj_10", "obj_19"),
+                (20, 5, "obj_20", "obj_24")
+            ]
+        );
+        assert!(shards.iter().all(|s| s.status == ShardStatus::Queued));
+    }
+
+    #[test]
+    fn a_small_batch_after_a_large_one_is_claimed_next() {
+        use ShardStatus::{Processing, Queued};
+        let mut active: Vec<(ShardRecord, BatchStatus)> = (0..50)
+            .map(|i| {
+                let status = if i < 2 { Processing } else { Queued };
+                (shard("btch_a", "ns1", i, status), BatchStatus::Processing)
+            })
+            .collect();
+        active.push((shard("btch_b", "ns1", 0, Queued), BatchStatus::Queued));
+        let order = claim_order(&active, 500, Fairness::default());
+        assert_eq!(
+            order[0],
+            ("btch_b".to_owned(), 0),
+            "the batch running nothing goes first"
+        );
+        assert_eq!(order[1], ("btch_a".to_owned(), 2));
+    }
+
+    #[test]
+    fn namespaces_share_workers_and_a_batch_waits_at_its_bound() {
+        use ShardStatus::{Processing, Queued};
+        let active = vec![
+            (
+                shard("btch_a", "ns1", 0, Processing),
+                BatchStatus::Processing,
+            ),
+            (shard("btch_a", "ns1", 1, Queued), BatchStatus::Processing),
+            (shard("btch_b", "ns1", 0, Queued), BatchStatus::Queued),
+            (shard("btch_c", "ns2", 0, Queued), BatchStatus::Queued),
+        ];
+        let order = claim_order(&active, 500, Fairness::default());
+        assert_eq!(order[0], ("btch_c".to_owned(), 0), "ns2 runs nothing yet");
+        assert_eq!(order[1], ("btch_b".to_owned(), 0));
+        let bounded = claim_order(
+            &active,
+            500,
+            Fairness {
+                max_running_per_batch: 1,
+            },
+        );
+        assert!(!bounded.contains(&("btch_a".to_owned(), 1)), "{bounded:?}");
+        // An expired lease does not count as running.
+        let later = claim_order(&active, 5_000, Fairness::default());
+        assert_eq!(later.len(), 3);
+    }
+
+    #[test]
+    fn the_rescuer_requeues_fails_cancels_or_leaves_alone() {
+        use ShardStatus::{Completed, Processing, Queued};
+        let held = shard("b", "ns", 0, Processing);
+        assert_eq!(
+            rescue(&held, BatchStatus::Processing, 500, 3),
+            None,
+            "inside its lease"
+        );
+        assert_eq!(
+            rescue(&held, BatchStatus::Processing, 1_001, 3),
+            Some(Rescue::Requeue),
+            "past its deadline"
+        );
+        let worn = ShardRecord {
+            attempts: 3,
+            ..held.clone()
+        };
+        assert_eq!(
+            rescue(&worn, BatchStatus::Processing, 1_001, 3),
+            Some(Rescue::Fail(
+                "the worker running it was lost 3 times (last: w1); giving up".into()
+            ))
+        );
+        assert_eq!(
+            rescue(&held, BatchStatus::Canceled, 500, 3),
+            Some(Rescue::Cancel)
+        );
+        let queued = shard("b", "ns", 1, Queued);
+        assert_eq!(
+            rescue(&queued, BatchStatus::Canceled, 500, 3),
+            Some(Rescue::Cancel)
+        );
+        assert_eq!(rescue(&queued, BatchStatus::Processing, 5_000, 3), None);
+        let done = shard("b", "ns", 2, Completed);
+        assert_eq!(
+            rescue(&done, BatchStatus::Canceled, 5_000, 3),
+            None,
+            "terminal"
+        );
+    }
+
+    #[test]
+    fn a_batch_ends_when_its_last_shard_does() {
+        use ShardStatus::{Completed, Failed, Processing};
+        let mut batch = BatchRecord::draft("ns", "bkt", None, None);
+        batch.total = 20;
+        let done = |failed| ShardRecord {
+            processed: 10,
+            failed,
+            ..shard("b", "ns", 0, Completed)
+        };
+        assert_eq!(
+            outcome(&batch, &[done(0), shard("b", "ns", 1, Processing)], 0.5),
+            None
+        );
+        assert_eq!(
+            outcome(&batch, &[done(0), done(2)], 0.5),
+            Some((BatchStatus::Completed, None))
+        );
+        assert_eq!(
+            outcome(&batch, &[done(10), done(2)], 0.5),
+            Some((
+                BatchStatus::Failed,
+                Some("12 of 20 objects failed, more than the error budget of 50%".into())
+            ))
+        );
+        let lost = ShardRecord {
+            error_message: Some("lost".into()),
+            ..shard("b", "ns", 1, Failed)
+        };
+        assert_eq!(
+            outcome(&batch, &[done(0), lost], 0.5),
+            Some((BatchStatus::Failed, Some("shard 1 failed: lost".into())))
+        );
+    }
+
+    #[test]
+    fn progress_sums_the_shards() {
+        use ShardStatus::{Completed, Processing};
+        let mut batch = BatchRecord::draft("ns", "bkt", None, None);
+        batch.batch_id = "b".into();
+        let mut a = shard("b", "ns", 0, Completed);
+        a.processed = 10;
+        a.failed = 1;
+        a.error_summary.insert("kw.error".into(), 1);
+        let mut b = shard("b", "ns", 1, Processing);
+        b.processed = 4;
+        b.attempts = 2;
+        b.error_summary.insert("kw.error".into(), 2);
+        sum_into(&mut batch, &[a, b, shard("other", "ns", 0, Completed)]);
+        assert_eq!((batch.processed, batch.failed, batch.attempts), (14, 1, 2));
+        assert_eq!(batch.error_summary.get("kw.error"), Some(&3));
+        assert_eq!(batch.lease, Some(("w1".to_owned(), 1_000)));
+        assert_eq!(batch.shards.get(&Completed), Some(&1));
+    }
+}
