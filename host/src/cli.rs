@@ -53,6 +53,12 @@ enum Command {
     /// it prints once and saves in `<data-dir>/admin.key` (mode 0600). Set
     /// STRATA_ADMIN_KEY to choose the admin key instead.
     Serve(Box<ServeArgs>),
+    /// Run shards of submitted batches, and nothing else: any number of
+    /// workers on any hosts share the store and blob store of the API
+    /// processes (`strata serve --no-workers`). Serves `/healthz`,
+    /// `/readyz` and `/metrics` on `--listen`; on SIGTERM it stops
+    /// claiming, gives its running shards back and exits 0.
+    Worker(Box<WorkerCommandArgs>),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -80,31 +86,16 @@ struct CompileArgs {
     output: PathBuf,
 }
 
+/// How a process runs shards: `strata serve` (unless `--no-workers`) and
+/// `strata worker`.
 #[derive(Debug, Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    backends: BackendArgs,
-    /// Address to listen on.
-    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Largest object content accepted by an upload, in MiB.
-    #[arg(long, env = "STRATA_MAX_OBJECT_MB", default_value_t = 512)]
-    max_object_mb: u64,
-    /// Largest JSON request body accepted (other than uploads), in MiB.
-    #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 16)]
-    max_body_mb: usize,
-    /// Directory of extractor components (`*.wasm`) installed at start.
-    #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
-    plugins: PathBuf,
-    /// Seconds between looks for queued batches (a submit to this process wakes it at once).
+struct WorkerArgs {
+    /// Seconds between looks for queued shards (a submit to this process wakes it at once).
     #[arg(long, env = "STRATA_POLL_INTERVAL", default_value_t = 5.0)]
     poll_interval: f64,
-    /// Shards this process runs at once; 0 serves the API only.
+    /// Shards this process runs at once.
     #[arg(long, env = "STRATA_MAX_SHARDS", default_value_t = 2)]
     max_shards: usize,
-    /// Objects per shard of a submitted batch: the unit workers claim, so one batch runs on many workers.
-    #[arg(long, env = "STRATA_SHARD_OBJECTS", default_value_t = crate::batches::shards::DEFAULT_SHARD_OBJECTS)]
-    shard_objects: u64,
     /// Shards of one batch running at once across every worker (0: no bound), so one large batch cannot take every worker.
     #[arg(long, env = "STRATA_MAX_SHARDS_PER_BATCH", default_value_t = 16)]
     max_shards_per_batch: u32,
@@ -123,6 +114,96 @@ struct ServeArgs {
     /// MiB of object content per chunk: a chunk also ends once it holds this much (one object at least).
     #[arg(long, env = "STRATA_CHUNK_MB", default_value_t = 64)]
     chunk_mb: usize,
+    /// Seconds a published extractor stays loaded without being used; the next use loads it again (from the compile cache).
+    #[arg(long, env = "STRATA_UNLOAD_IDLE", default_value_t = 600.0)]
+    unload_idle: f64,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for running shards to give their lease back before the process exits.
+    #[arg(long, env = "STRATA_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    shutdown_grace: f64,
+}
+
+impl WorkerArgs {
+    /// Applies these settings to `config`.
+    fn apply(&self, config: &mut crate::serve::ServeConfig) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.error_budget),
+            "--error-budget must be between 0 and 1"
+        );
+        anyhow::ensure!(self.chunk_objects > 0, "--chunk-objects must be at least 1");
+        anyhow::ensure!(self.max_attempts > 0, "--max-attempts must be at least 1");
+        config.unload_after = seconds("unload-idle", self.unload_idle)?;
+        config.shutdown_grace = seconds("shutdown-grace", self.shutdown_grace)?;
+        let max_object_bytes = config.max_object_bytes;
+        let worker = &mut config.worker;
+        worker.poll_interval = seconds("poll-interval", self.poll_interval)?;
+        worker.lease = seconds("lease-seconds", self.lease_seconds)?;
+        worker.report_interval = worker.report_interval.min(worker.lease / 3);
+        worker.max_shards = self.max_shards;
+        worker.fairness = crate::batches::shards::Fairness {
+            max_running_per_batch: self.max_shards_per_batch,
+        };
+        worker.max_attempts = self.max_attempts;
+        worker.error_budget = self.error_budget;
+        worker.chunk_objects = self.chunk_objects;
+        worker.chunk_bytes = self.chunk_mb.max(1).saturating_mul(1 << 20);
+        worker.max_object_bytes = max_object_bytes;
+        Ok(())
+    }
+}
+
+/// `value` seconds, which must be a positive number.
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value > 0.0,
+        "--{name} must be a positive number of seconds"
+    );
+    Ok(Duration::from_secs_f64(value))
+}
+
+#[derive(Debug, Args)]
+struct WorkerCommandArgs {
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// Address of this worker's `/healthz`, `/readyz` and `/metrics` (it serves nothing else).
+    #[arg(long, env = "STRATA_WORKER_LISTEN", default_value = "127.0.0.1:9464")]
+    listen: String,
+    /// Directory of extractor components (`*.wasm`) installed at start.
+    #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
+    plugins: PathBuf,
+    /// Largest object content read, in MiB: a larger object fails alone, unread.
+    #[arg(long, env = "STRATA_MAX_OBJECT_MB", default_value_t = 512)]
+    max_object_mb: u64,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// Address to listen on.
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Largest object content accepted by an upload, in MiB.
+    #[arg(long, env = "STRATA_MAX_OBJECT_MB", default_value_t = 512)]
+    max_object_mb: u64,
+    /// Largest JSON request body accepted (other than uploads), in MiB.
+    #[arg(long, env = "STRATA_MAX_BODY_MB", default_value_t = 16)]
+    max_body_mb: usize,
+    /// Directory of extractor components (`*.wasm`) installed at start.
+    #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
+    plugins: PathBuf,
+    /// Objects per shard of a submitted batch: the unit workers claim, so one batch runs on many workers.
+    #[arg(long, env = "STRATA_SHARD_OBJECTS", default_value_t = crate::batches::shards::DEFAULT_SHARD_OBJECTS)]
+    shard_objects: u64,
+    /// Serve the API only: no shard runs in this process (run `strata worker` processes for that).
+    #[arg(long, env = "STRATA_NO_WORKERS")]
+    no_workers: bool,
+    #[command(flatten)]
+    worker: WorkerArgs,
     /// Seconds without a finished object after which a running batch is reported degraded.
     #[arg(long, env = "STRATA_STALL_SECONDS", default_value_t = 300.0)]
     stall_seconds: f64,
@@ -148,12 +229,6 @@ struct ServeArgs {
     /// Publish every component in DIR now and again whenever its file changes (development): a new manifest version is published, changed bytes under a published version are refused with a log line.
     #[arg(long, env = "STRATA_WATCH_PLUGINS", value_name = "DIR")]
     watch_plugins: Option<PathBuf>,
-    /// Seconds a published extractor stays loaded without being used; the next use loads it again (from the compile cache).
-    #[arg(long, env = "STRATA_UNLOAD_IDLE", default_value_t = 600.0)]
-    unload_idle: f64,
-    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for running batches to give their lease back before the process exits.
-    #[arg(long, env = "STRATA_SHUTDOWN_GRACE", default_value_t = 30.0)]
-    shutdown_grace: f64,
     /// Batches one namespace may have queued or processing at once (across every host); a submit past it is 429.
     #[arg(long, env = "STRATA_MAX_BATCHES_IN_FLIGHT", default_value_t = 20)]
     max_batches_in_flight: u64,
@@ -417,6 +492,7 @@ fn init_logging(format: LogFormat) {
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve_command(*args),
+        Command::Worker(args) => worker_command(*args),
         Command::Keys(KeysCommand::Create {
             backends,
             namespace,
@@ -626,23 +702,10 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .filter(|k| !k.is_empty());
     config.max_object_bytes = args.max_object_mb << 20;
     config.max_body_bytes = args.max_body_mb << 20;
-    let seconds = |name: &str, value: f64| {
-        anyhow::ensure!(
-            value.is_finite() && value > 0.0,
-            "--{name} must be a positive number of seconds"
-        );
-        Ok(std::time::Duration::from_secs_f64(value))
-    };
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.error_budget),
-        "--error-budget must be between 0 and 1"
-    );
-    anyhow::ensure!(args.chunk_objects > 0, "--chunk-objects must be at least 1");
-    anyhow::ensure!(args.max_attempts > 0, "--max-attempts must be at least 1");
-    let worker = &mut config.worker;
-    worker.poll_interval = seconds("poll-interval", args.poll_interval)?;
-    config.unload_after = seconds("unload-idle", args.unload_idle)?;
-    config.shutdown_grace = seconds("shutdown-grace", args.shutdown_grace)?;
+    args.worker.apply(&mut config)?;
+    if args.no_workers {
+        config.role = crate::serve::Role::Api;
+    }
     config.tenants = crate::api::tenancy::TenantLimits {
         batches_in_flight: args.max_batches_in_flight,
         objects_per_batch: args.max_objects_per_batch,
@@ -650,22 +713,11 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         plans_in_flight: args.max_plans_per_namespace,
         publishes_per_minute: args.publishes_per_minute,
     };
-    worker.lease = seconds("lease-seconds", args.lease_seconds)?;
-    worker.report_interval = worker.report_interval.min(worker.lease / 3);
     anyhow::ensure!(args.shard_objects > 0, "--shard-objects must be at least 1");
     config.shard_objects = args.shard_objects;
-    worker.max_shards = args.max_shards;
-    worker.fairness = crate::batches::shards::Fairness {
-        max_running_per_batch: args.max_shards_per_batch,
-    };
-    worker.max_attempts = args.max_attempts;
-    worker.error_budget = args.error_budget;
-    worker.chunk_objects = args.chunk_objects;
-    worker.chunk_bytes = args.chunk_mb.max(1).saturating_mul(1 << 20);
-    worker.max_object_bytes = config.max_object_bytes;
-    worker.max_timeouts = args.engine.max_timeouts;
+    config.worker.max_timeouts = args.engine.max_timeouts;
     config.health = crate::progress::HealthPolicy {
-        error_budget: args.error_budget,
+        error_budget: args.worker.error_budget,
         stall_after: seconds("stall-seconds", args.stall_seconds)?,
     };
     anyhow::ensure!(
@@ -682,12 +734,36 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "webhook-retention-days",
         args.webhook_retention_days * 86_400.0,
     )?;
+    serve_until_signal(config, &args.listen)
+}
+
+/// `strata worker`: runs shards, serves only its health and metrics.
+fn worker_command(args: WorkerCommandArgs) -> anyhow::Result<ExitCode> {
+    let cache = args.backends.data_dir.join("cache");
+    let engine = args.engine.config(|| Some(cache))?;
+    let mut config =
+        crate::serve::ServeConfig::new(args.backends.data_dir.clone(), args.plugins, engine);
+    config.backends = args.backends.config();
+    config.role = crate::serve::Role::Worker;
+    config.max_object_bytes = args.max_object_mb << 20;
+    args.worker.apply(&mut config)?;
+    anyhow::ensure!(
+        config.worker.max_shards > 0,
+        "--max-shards must be at least 1 for a worker"
+    );
+    config.worker.max_timeouts = args.engine.max_timeouts;
+    serve_until_signal(config, &args.listen)
+}
+
+/// Runs `config` on `listen` until Ctrl-C or SIGTERM, then waits up to the
+/// shutdown grace for running shards to give their leases back.
+fn serve_until_signal(config: crate::serve::ServeConfig, listen: &str) -> anyhow::Result<ExitCode> {
     let grace = config.shutdown_grace;
     let runtime = runtime()?;
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+            .with_context(|| format!("listening on {listen}"))?;
         crate::serve::run(config, listener, shutdown_signal()).await
     });
     // Work still on the blocking pool past the grace period is abandoned.

@@ -30,7 +30,32 @@ const ENV_KEY_NAME: &str = "admin (STRATA_ADMIN_KEY)";
 /// Name of the namespace created on first start.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// Settings of `strata serve`.
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The API and workers (`strata serve`).
+    #[default]
+    All,
+    /// The API only (`strata serve --no-workers`).
+    Api,
+    /// Workers only, with `/healthz`, `/readyz` and `/metrics`
+    /// (`strata worker`).
+    Worker,
+}
+
+impl Role {
+    /// Whether this process serves the API (and sends webhooks, sweeps).
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+
+    /// Whether this process runs shards.
+    pub fn runs_shards(self) -> bool {
+        self != Role::Api
+    }
+}
+
+/// Settings of `strata serve` and `strata worker`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Where the embedded backends keep everything (and the admin key, the
@@ -66,6 +91,8 @@ pub struct ServeConfig {
     pub tenants: crate::api::tenancy::TenantLimits,
     /// Objects per shard of a submitted batch.
     pub shard_objects: u64,
+    /// What this process does.
+    pub role: Role,
 }
 
 impl ServeConfig {
@@ -87,6 +114,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             tenants: crate::api::tenancy::TenantLimits::default(),
             shard_objects: crate::batches::shards::DEFAULT_SHARD_OBJECTS,
+            role: Role::All,
         }
     }
 }
@@ -296,7 +324,11 @@ pub async fn run(
         .ping()
         .await
         .with_context(|| format!("blob store {} does not answer", backends.blobs.describe()))?;
-    if let Some(secret) = bootstrap(backends.store.as_ref(), config.admin_key.as_deref()).await? {
+    let role = config.role;
+    if role.serves_api()
+        && let Some(secret) =
+            bootstrap(backends.store.as_ref(), config.admin_key.as_deref()).await?
+    {
         let path = save_admin_key(&config.data_dir, &secret)?;
         println!(
             "admin key (shown once, saved in {}): {secret}",
@@ -323,7 +355,12 @@ pub async fn run(
     };
     // The plugins directory's names are reserved for admins: no namespace
     // publishes versions under them.
-    for name in catalog.plugins_dir_names() {
+    let reserved = if role.serves_api() {
+        catalog.plugins_dir_names()
+    } else {
+        Vec::new()
+    };
+    for name in reserved {
         let record = backends
             .registry
             .reserve_name(&crate::store::registry::ExtractorNameRecord::reserved(
@@ -364,7 +401,7 @@ pub async fn run(
     // The metrics recorder exists now.
     catalog.report();
     let stop = tokio_util::sync::CancellationToken::new();
-    let watcher = match &config.watch_plugins {
+    let watcher = match config.watch_plugins.as_ref().filter(|_| role.serves_api()) {
         Some(dir) => Some(crate::watch::watch(
             registry.clone(),
             dir.clone(),
@@ -372,6 +409,10 @@ pub async fn run(
         )?),
         None => None,
     };
+    let mut worker_config = config.worker.clone();
+    if !role.runs_shards() {
+        worker_config.max_shards = 0;
+    }
     let pollers = tokio::spawn(worker::run_pollers(
         worker::Deps {
             registry: backends.registry.clone(),
@@ -381,7 +422,7 @@ pub async fn run(
             catalog: catalog.clone(),
             follower: Some(registry.clone()),
         },
-        config.worker.clone(),
+        worker_config,
         wake,
         stop.clone(),
     ));
@@ -391,18 +432,34 @@ pub async fn run(
         config.unload_after,
         stop.clone(),
     ));
-    let sender = Sender::new(backends.webhooks.clone(), config.webhooks.clone())
-        .context("starting the webhook sender")?;
-    let sender = tokio::spawn(sender.run(webhook_wake, stop.clone()));
-    let sweeper = tokio::spawn(crate::sweeper::run(
-        backends.store.clone(),
-        backends.blobs.clone(),
-        stop.clone(),
-    ));
-    let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    // API processes send webhooks and sweep; workers only run shards.
+    let mut background = Vec::new();
+    if role.serves_api() {
+        let sender = Sender::new(backends.webhooks.clone(), config.webhooks.clone())
+            .context("starting the webhook sender")?;
+        background.push(tokio::spawn(sender.run(webhook_wake, stop.clone())));
+        background.push(tokio::spawn(crate::sweeper::run(
+            backends.store.clone(),
+            backends.blobs.clone(),
+            stop.clone(),
+        )));
+    }
+    let app = if role.serves_api() {
+        api::router(state)
+    } else {
+        api::worker_router(state)
+    };
+    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
-    println!("strata listening on http://{addr}");
+    tracing::info!(%addr, ?role, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
+    if role.serves_api() {
+        println!("strata listening on http://{addr}");
+    } else {
+        println!(
+            "strata worker {} running; health and metrics on http://{addr}",
+            config.worker.owner
+        );
+    }
     let stopping = stop.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -411,7 +468,7 @@ pub async fn run(
         })
         .await
         .context("serving HTTP");
-    // Running batches give their lease back before the process exits:
+    // Running shards give their lease back before the process exits:
     // their calls in progress are interrupted, so this is quick.
     stop.cancel();
     if tokio::time::timeout(config.shutdown_grace, pollers)
@@ -420,11 +477,12 @@ pub async fn run(
     {
         tracing::warn!(
             grace = ?config.shutdown_grace,
-            "batches still running after the shutdown grace period; their leases will expire"
+            "shards still running after the shutdown grace period; their leases will expire"
         );
     }
-    let _ = sender.await;
-    let _ = sweeper.await;
+    for task in background {
+        let _ = task.await;
+    }
     let _ = follower.await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;

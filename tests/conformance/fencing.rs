@@ -326,6 +326,15 @@ impl BatchStore for FailingRenewals {
         self.inner.list_shards(batch_id, page).await
     }
 
+    async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(std::io::Error::other(
+                "claims fail here",
+            )));
+        }
+        self.inner.shards_in(statuses).await
+    }
+
     async fn active_shards(
         &self,
         statuses: &[ShardStatus],

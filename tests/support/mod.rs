@@ -8,6 +8,7 @@ pub mod readme_verify;
 pub mod receiver;
 pub mod servers;
 pub mod tenants;
+pub mod workers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

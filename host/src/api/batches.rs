@@ -671,6 +671,8 @@ pub struct ShardView {
     pub attempts: u32,
     /// The worker running it and when its lease expires.
     pub lease: Option<LeaseView>,
+    /// The worker that ran it last (`/v1/workers`).
+    pub worker: Option<String>,
     /// Why it failed.
     pub error_message: Option<String>,
     /// RFC 3339.
@@ -705,6 +707,7 @@ impl From<ShardRecord> for ShardView {
                     .unwrap_or_default()
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             }),
+            worker: s.worker,
             error_message: s.error_message,
             started_at: s.started_at,
             finished_at: s.finished_at,

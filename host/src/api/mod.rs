@@ -123,6 +123,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a worker process serves: its liveness, readiness and metrics,
+/// nothing of the API.
+pub fn worker_router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .route("/metrics", axum::routing::get(meta::metrics))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not-found",
+                "a worker serves /healthz, /readyz and /metrics only",
+            )
+        })
+        .layer(axum::middleware::from_fn(meta::track))
+        .with_state(state)
+}
+
 /// A JSON body whose rejections are problem documents.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

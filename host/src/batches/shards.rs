@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::lifecycle::{self, Action};
+use super::lifecycle;
 use crate::store::{
     BatchRecord, BatchStatus, LeaseHolder, LiveProgress, Result, ShardChange, ShardExpect,
     ShardRecord, ShardStatus, Store, now,
@@ -39,6 +39,7 @@ pub fn split(batch: &BatchRecord, object_ids: &[&str], per_shard: u64) -> Vec<Sh
             error_summary: BTreeMap::new(),
             attempts: 0,
             lease: None,
+            worker: None,
             live: None,
             error_message: None,
             updated_at: now.clone(),
@@ -64,49 +65,53 @@ impl Default for Fairness {
     }
 }
 
-/// The queued shards a worker may claim, best first.
+/// The queued shards a worker may claim, best first, among `shards`: every
+/// shard of the batches that may be claimed (queued or processing).
 ///
-/// The rule: the namespace with the fewest shards running goes first; in
-/// it, the batch with the fewest shards running; then the oldest batch,
-/// and its lowest shard. A batch already running `max_running_per_batch`
-/// shards waits. So a 10-object batch submitted after a 50 000-object one
-/// gets the next free worker, and namespaces share workers evenly,
-/// whatever each submits.
-pub fn claim_order(
-    active: &[(ShardRecord, BatchStatus)],
-    now_ms: i64,
-    fairness: Fairness,
-) -> Vec<(String, u32)> {
-    let running = |s: &ShardRecord| {
-        s.status == ShardStatus::Processing
-            && s.lease.as_ref().is_some_and(|l| l.expires_ms >= now_ms)
-    };
-    let mut by_namespace: HashMap<&str, u32> = HashMap::new();
-    let mut by_batch: HashMap<&str, u32> = HashMap::new();
-    for (shard, _) in active.iter().filter(|(s, _)| running(s)) {
-        *by_namespace.entry(&shard.namespace_id).or_default() += 1;
-        *by_batch.entry(&shard.batch_id).or_default() += 1;
+/// The rule, round-robin at two levels: the namespace with the fewest
+/// shards running goes first, and among equals the one served longest
+/// ago (its latest shard start is the oldest; never served is oldest of
+/// all); in it, the batch with the fewest shards running, and among equals
+/// the one served longest ago; then the oldest batch, and its lowest
+/// shard. A batch already running `max_running_per_batch` shards waits.
+/// So a 10-object batch submitted after a 50 000-object one gets the next
+/// free worker, and namespaces share workers evenly whatever each submits.
+pub fn claim_order(shards: &[ShardRecord], now_ms: i64, fairness: Fairness) -> Vec<(String, u32)> {
+    #[derive(Default, Clone, Copy)]
+    struct Served<'a> {
+        running: u32,
+        last_start: Option<&'a str>,
     }
-    let mut queued: Vec<&ShardRecord> = active
+    let mut namespaces: HashMap<&str, Served<'_>> = HashMap::new();
+    let mut batches: HashMap<&str, Served<'_>> = HashMap::new();
+    for shard in shards {
+        let running = shard.status == ShardStatus::Processing
+            && shard.lease.as_ref().is_some_and(|l| l.expires_ms >= now_ms);
+        for served in [
+            namespaces.entry(&shard.namespace_id).or_default(),
+            batches.entry(&shard.batch_id).or_default(),
+        ] {
+            served.running += u32::from(running);
+            served.last_start = served.last_start.max(shard.started_at.as_deref());
+        }
+    }
+    let mut queued: Vec<&ShardRecord> = shards
         .iter()
-        .filter(|(s, batch)| {
-            s.status == ShardStatus::Queued && Action::Claim.from().contains(batch)
-        })
-        .map(|(s, _)| s)
+        .filter(|s| s.status == ShardStatus::Queued)
         .filter(|s| {
             fairness.max_running_per_batch == 0
-                || by_batch.get(s.batch_id.as_str()).copied().unwrap_or(0)
-                    < fairness.max_running_per_batch
+                || batches[s.batch_id.as_str()].running < fairness.max_running_per_batch
         })
         .collect();
     queued.sort_by_key(|s| {
+        let namespace = namespaces[s.namespace_id.as_str()];
+        let batch = batches[s.batch_id.as_str()];
         (
-            by_namespace
-                .get(s.namespace_id.as_str())
-                .copied()
-                .unwrap_or(0),
-            by_batch.get(s.batch_id.as_str()).copied().unwrap_or(0),
-            s.batch_id.clone(),
+            namespace.running,
+            namespace.last_start,
+            batch.running,
+            batch.last_start,
+            s.batch_id.as_str(),
             s.shard_index,
         )
     });
@@ -313,10 +318,11 @@ mod tests {
                 owner: "w1".into(),
                 expires_ms: 1_000,
             }),
+            worker: (status != ShardStatus::Queued).then(|| "w1".into()),
             live: None,
             error_message: None,
             updated_at: String::new(),
-            started_at: None,
+            started_at: (status != ShardStatus::Queued).then(|| "2026-01-01T00:00:00.000Z".into()),
             finished_at: None,
         }
     }
@@ -351,40 +357,63 @@ mod tests {
 
     #[test]
     fn a_small_batch_after_a_large_one_is_claimed_next() {
-        use ShardStatus::{Processing, Queued};
-        let mut active: Vec<(ShardRecord, BatchStatus)> = (0..50)
+        use ShardStatus::{Completed, Processing, Queued};
+        let mut shards: Vec<ShardRecord> = (0..50)
             .map(|i| {
-                let status = if i < 2 { Processing } else { Queued };
-                (shard("btch_a", "ns1", i, status), BatchStatus::Processing)
+                let status = match i {
+                    0 => Completed,
+                    1 => Processing,
+                    _ => Queued,
+                };
+                shard("btch_a", "ns1", i, status)
             })
             .collect();
-        active.push((shard("btch_b", "ns1", 0, Queued), BatchStatus::Queued));
-        let order = claim_order(&active, 500, Fairness::default());
+        shards.push(shard("btch_b", "ns1", 0, Queued));
+        let order = claim_order(&shards, 500, Fairness::default());
         assert_eq!(
             order[0],
             ("btch_b".to_owned(), 0),
             "the batch running nothing goes first"
         );
         assert_eq!(order[1], ("btch_a".to_owned(), 2));
+        // With one worker, nothing runs between shards: the batch never
+        // served still goes first.
+        shards[1].status = Completed;
+        let order = claim_order(&shards, 500, Fairness::default());
+        assert_eq!(order[0], ("btch_b".to_owned(), 0));
+    }
+
+    #[test]
+    fn batches_served_longest_ago_go_first() {
+        use ShardStatus::{Completed, Queued};
+        let served = |batch: &str, at: &str| ShardRecord {
+            started_at: Some(at.into()),
+            ..shard(batch, "ns1", 0, Completed)
+        };
+        let shards = vec![
+            served("btch_a", "2026-01-01T00:00:05.000Z"),
+            shard("btch_a", "ns1", 1, Queued),
+            served("btch_b", "2026-01-01T00:00:03.000Z"),
+            shard("btch_b", "ns1", 1, Queued),
+        ];
+        let order = claim_order(&shards, 500, Fairness::default());
+        assert_eq!(order[0], ("btch_b".to_owned(), 1), "{order:?}");
     }
 
     #[test]
     fn namespaces_share_workers_and_a_batch_waits_at_its_bound() {
         use ShardStatus::{Processing, Queued};
-        let active = vec![
-            (
-                shard("btch_a", "ns1", 0, Processing),
-                BatchStatus::Processing,
-            ),
-            (shard("btch_a", "ns1", 1, Queued), BatchStatus::Processing),
-            (shard("btch_b", "ns1", 0, Queued), BatchStatus::Queued),
-            (shard("btch_c", "ns2", 0, Queued), BatchStatus::Queued),
+        let shards = vec![
+            shard("btch_a", "ns1", 0, Processing),
+            shard("btch_a", "ns1", 1, Queued),
+            shard("btch_b", "ns1", 0, Queued),
+            shard("btch_c", "ns2", 0, Queued),
         ];
-        let order = claim_order(&active, 500, Fairness::default());
+        let order = claim_order(&shards, 500, Fairness::default());
         assert_eq!(order[0], ("btch_c".to_owned(), 0), "ns2 runs nothing yet");
         assert_eq!(order[1], ("btch_b".to_owned(), 0));
         let bounded = claim_order(
-            &active,
+            &shards,
             500,
             Fairness {
                 max_running_per_batch: 1,
@@ -392,7 +421,7 @@ mod tests {
         );
         assert!(!bounded.contains(&("btch_a".to_owned(), 1)), "{bounded:?}");
         // An expired lease does not count as running.
-        let later = claim_order(&active, 5_000, Fairness::default());
+        let later = claim_order(&shards, 5_000, Fairness::default());
         assert_eq!(later.len(), 3);
     }
 

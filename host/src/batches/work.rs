@@ -97,8 +97,8 @@ pub async fn rescue(store: &dyn Store, policy: &Policy, now_ms: i64) -> Result<R
 pub async fn claim(store: &dyn Store, owner: &str, policy: &Policy) -> Result<Option<Claimed>> {
     let now = now_ms();
     rescue(store, policy, now).await?;
-    let active = store.active_shards(&ShardStatus::ACTIVE).await?;
-    for (batch_id, shard_index) in shards::claim_order(&active, now, policy.fairness) {
+    let candidates = store.shards_in(Action::Claim.from()).await?;
+    for (batch_id, shard_index) in shards::claim_order(&candidates, now, policy.fairness) {
         let token = crate::keys::random_token();
         let holder = LeaseHolder {
             owner: owner.to_owned(),

@@ -428,6 +428,9 @@ pub trait BatchStore: Send + Sync {
     async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>>;
     /// Shards of a batch by index.
     async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>>;
+    /// Every shard of the batches in one of `statuses` (whatever the
+    /// shard's own status), by batch and index.
+    async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>>;
     /// Every shard in one of `statuses`, with the status of its batch.
     async fn active_shards(
         &self,

@@ -115,8 +115,10 @@ pub struct ShardRecord {
     pub error_summary: BTreeMap<String, u64>,
     /// Times a worker claimed it.
     pub attempts: u32,
-    /// The worker holding it.
+    /// The worker holding it, while it runs.
     pub lease: Option<LeaseHolder>,
+    /// The worker that claimed it last (kept once it ends).
+    pub worker: Option<String>,
     /// The holder's last report.
     pub live: Option<LiveProgress>,
     /// Why it failed.

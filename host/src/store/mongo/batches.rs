@@ -290,7 +290,7 @@ impl BatchStore for MongoStore {
                         doc! { "_id": shard_key(batch_id, shard.shard_index) },
                         doc! { "$set": {
                             "status": status.as_str(), "processed": completed as i64, "failed": 0_i64,
-                            "error_summary": {}, "attempts": 0_i32, "lease": Bson::Null,
+                            "error_summary": {}, "attempts": 0_i32, "lease": Bson::Null, "worker": Bson::Null,
                             "lease_token": Bson::Null, "live": Bson::Null, "error_message": Bson::Null,
                             "finished_at": finished, "updated_at": &now,
                         } },
@@ -523,6 +523,17 @@ impl BatchStore for MongoStore {
         .await
     }
 
+    async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>> {
+        let ids = self
+            .ids(
+                "batches",
+                doc! { "status": status_in(statuses) },
+                "batch_id",
+            )
+            .await?;
+        self.shards(&ids).await
+    }
+
     async fn active_shards(
         &self,
         statuses: &[ShardStatus],
@@ -586,8 +597,13 @@ impl BatchStore for MongoStore {
             "updated_at": &now,
             "finished_at": if change.status.is_terminal() { Bson::String(now.clone()) } else { Bson::Null },
         };
-        if token == Bson::Null {
-            set.insert("live", Bson::Null);
+        match &change.lease {
+            Some((holder, _)) => {
+                set.insert("worker", &holder.owner);
+            }
+            None => {
+                set.insert("live", Bson::Null);
+            }
         }
         let updated = self
             .coll("shards")

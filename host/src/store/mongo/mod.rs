@@ -38,7 +38,7 @@ use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore};
 macro_rules! transaction {
     ($store:expr, $s:ident => $body:block) => {{
         let _one_at_a_time = match &$store.serial {
-            Some(lock) => Some(lock.lock().await),
+            Some(serial) => Some(serial.turn().await?),
             None => None,
         };
         let mut session = $store
@@ -112,6 +112,7 @@ mod collections;
 mod documents;
 mod namespaces;
 mod registry;
+mod standin;
 mod webhooks;
 
 /// How long a transaction is retried on transient errors (write conflicts,
@@ -131,7 +132,7 @@ pub struct MongoStore {
     /// yet takes transactions (a wire-compatible stand-in): such servers
     /// cannot run two transactions side by side, so this process runs its
     /// transactions one at a time (one lock for every such connection).
-    serial: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    serial: Option<std::sync::Arc<standin::OneAtATime>>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -204,13 +205,18 @@ impl MongoStore {
         let options = mongodb::options::ClientOptions::parse(url)
             .await
             .map_err(backend)?;
+        let hosts = options
+            .hosts
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let shown = {
-            let hosts: Vec<String> = options.hosts.iter().map(|h| h.to_string()).collect();
             let db = options
                 .default_database
                 .clone()
                 .unwrap_or_else(|| "strata".into());
-            format!("mongodb://{}/{db}", hosts.join(","))
+            format!("mongodb://{hosts}/{db}")
         };
         let db_name = options
             .default_database
@@ -237,11 +243,9 @@ impl MongoStore {
             tracing::warn!(
                 store = %store.shown,
                 "the MongoDB server is neither a replica set nor a sharded cluster; \
-                 transactions run one at a time in this process"
+                 transactions run one at a time on this machine"
             );
-            static SERIAL: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
-                std::sync::OnceLock::new();
-            store.serial = Some(SERIAL.get_or_init(Default::default).clone());
+            store.serial = Some(std::sync::Arc::new(standin::OneAtATime::new(&hosts)));
         }
         store.create_indexes().await?;
         Ok(store)

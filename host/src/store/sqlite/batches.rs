@@ -576,6 +576,25 @@ impl BatchStore for SqliteStore {
         .await
     }
 
+    async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>> {
+        let columns = SHARD_COLUMNS
+            .split(", ")
+            .map(|col| format!("s.{col}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM shards s JOIN batches b ON b.batch_id = s.batch_id
+             WHERE b.{} ORDER BY s.batch_id, s.shard_index",
+            status_in(statuses)
+        );
+        self.call(move |c| {
+            c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_map([], shard_row)?.collect())
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn active_shards(
         &self,
         statuses: &[ShardStatus],
@@ -632,7 +651,7 @@ impl BatchStore for SqliteStore {
             };
             let terminal = change.status.is_terminal();
             let sql = format!(
-                "UPDATE shards SET status = ?3, lease_owner = ?4, lease_token = ?5, lease_expires_ms = ?6,
+                "UPDATE shards SET status = ?3, lease_owner = coalesce(?4, lease_owner), lease_token = ?5, lease_expires_ms = ?6,
                    attempts = max(attempts + ?7, 0), error_message = ?8, updated_at = ?9,
                    live = CASE WHEN ?5 IS NULL THEN NULL ELSE live END,
                    started_at = CASE WHEN ?3 = 'PROCESSING' THEN coalesce(started_at, ?9) ELSE started_at END,

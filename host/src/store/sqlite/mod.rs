@@ -499,11 +499,13 @@ fn decoded<T: serde::de::DeserializeOwned>(r: &Row<'_>, at: usize) -> rusqlite::
         })
 }
 
+/// `lease_owner` is the worker that claimed the shard last; the lease
+/// itself is its token and expiry, set while it runs.
 const SHARD_COLUMNS: &str = "batch_id, shard_index, namespace_id, status, objects, row_start, first_object_id, last_object_id, processed, failed, error_summary, attempts, lease_owner, lease_expires_ms, live, error_message, updated_at, started_at, finished_at";
 const SHARD_COLUMN_COUNT: usize = 19;
 
 fn shard_row(r: &Row<'_>) -> rusqlite::Result<ShardRecord> {
-    let owner: Option<String> = r.get(12)?;
+    let worker: Option<String> = r.get(12)?;
     let expires: Option<i64> = r.get(13)?;
     Ok(ShardRecord {
         batch_id: r.get(0)?,
@@ -518,9 +520,11 @@ fn shard_row(r: &Row<'_>) -> rusqlite::Result<ShardRecord> {
         failed: r.get(9)?,
         error_summary: decoded(r, 10)?.unwrap_or_default(),
         attempts: r.get(11)?,
-        lease: owner
+        lease: worker
+            .clone()
             .zip(expires)
             .map(|(owner, expires_ms)| LeaseHolder { owner, expires_ms }),
+        worker,
         live: decoded(r, 14)?,
         error_message: r.get(15)?,
         updated_at: r.get(16)?,
@@ -554,7 +558,7 @@ fn insert_shard(c: &Connection, s: &ShardRecord) -> Result<()> {
 fn end_shards(c: &Connection, batch_id: &str, status: ShardStatus, now: &str) -> Result<()> {
     c.execute(
         &format!(
-            "UPDATE shards SET status = ?2, lease_owner = NULL, lease_token = NULL,
+            "UPDATE shards SET status = ?2, lease_token = NULL,
                lease_expires_ms = NULL, live = NULL, updated_at = ?3, finished_at = ?3
              WHERE batch_id = ?1 AND {}",
             shard_status_in(&ShardStatus::ACTIVE)

@@ -1,0 +1,70 @@
+//! What the store does differently on a server that says it is neither a
+//! replica set nor a sharded cluster yet takes transactions: the loopback
+//! MongoDB-protocol server the tests run (see `tests/support/servers.rs`).
+//! A real MongoDB deployment never pays for any of this.
+//!
+//! That server keeps one SQLite connection per database, so transactions
+//! nest and break each other; transactions run one at a time, then: in
+//! this process (a mutex), and across the processes of this machine that
+//! use the same server (an exclusive `flock` on a file named after it), as
+//! an API process and `strata worker` processes do.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Result, StoreError};
+
+/// Runs this machine's transactions on one stand-in server one at a time.
+#[derive(Debug)]
+pub struct OneAtATime {
+    local: Arc<tokio::sync::Mutex<()>>,
+    file: PathBuf,
+}
+
+/// Held for the length of one transaction.
+pub struct Turn {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    _file: std::fs::File,
+}
+
+impl OneAtATime {
+    /// Turns on the server at `hosts` (e.g. `127.0.0.1:27017`).
+    pub fn new(hosts: &str) -> OneAtATime {
+        static LOCAL: std::sync::OnceLock<Arc<tokio::sync::Mutex<()>>> = std::sync::OnceLock::new();
+        let name: String = hosts
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        OneAtATime {
+            local: LOCAL.get_or_init(Default::default).clone(),
+            file: std::env::temp_dir().join(format!("strata-mongodb-{name}.lock")),
+        }
+    }
+
+    /// Waits for this process's turn, then for this machine's.
+    pub async fn turn(&self) -> Result<Turn> {
+        let local = self.local.clone().lock_owned().await;
+        let path = self.file.clone();
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: `flock` on a descriptor this function owns; the lock
+            // goes with the descriptor when the file is dropped.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(StoreError::backend)?
+        .map_err(StoreError::backend)?;
+        Ok(Turn {
+            _local: local,
+            _file: file,
+        })
+    }
+}
