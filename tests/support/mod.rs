@@ -34,6 +34,31 @@ pub fn compile_cache() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("strata-test-cache"))
 }
 
+/// Sends SIGTERM to `child` (`what`); fails the test if it still runs
+/// after `limit`.
+pub fn terminate_within(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -TERM failed");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the process") {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} still running {limit:?} after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running server; killed when dropped.
 pub struct Server {
     child: Child,
@@ -142,22 +167,7 @@ impl Server {
     /// Asks the server to stop (SIGTERM); fails the test if it is still
     /// running after `limit`.
     pub fn terminate_within(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -TERM failed");
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "strata serve still running {limit:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate_within(&mut self.child, limit, "strata serve")
     }
 
     /// Kills the server with SIGKILL and waits for it to exit.

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{ADMIN_KEY, Options, compile_cache, repo};
 
@@ -86,18 +86,7 @@ impl Worker {
 
     /// SIGTERM; fails the test if it still runs after `limit`.
     pub fn terminate_within(&mut self, limit: Duration) -> std::process::ExitStatus {
-        self.signal("TERM");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the worker") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "strata worker still running {limit:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::terminate_within(&mut self.child, limit, "strata worker")
     }
 
     /// Its log so far.

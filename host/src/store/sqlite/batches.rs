@@ -164,11 +164,7 @@ impl BatchStore for SqliteStore {
     ) -> Result<Page<(String, Option<ObjectRecord>)>> {
         let (id, page) = (batch_id.to_owned(), page.clone());
         self.call(move |c| {
-            let columns = OBJECT_COLUMNS
-                .split(", ")
-                .map(|col| format!("o.{col}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let columns = columns_of(OBJECT_COLUMNS, "o");
             select_page(
                 c,
                 &format!(
@@ -577,14 +573,10 @@ impl BatchStore for SqliteStore {
     }
 
     async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>> {
-        let columns = SHARD_COLUMNS
-            .split(", ")
-            .map(|col| format!("s.{col}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT {columns} FROM shards s JOIN batches b ON b.batch_id = s.batch_id
+            "SELECT {} FROM shards s JOIN batches b ON b.batch_id = s.batch_id
              WHERE b.{} ORDER BY s.batch_id, s.shard_index",
+            columns_of(SHARD_COLUMNS, "s"),
             status_in(statuses)
         );
         self.call(move |c| {
@@ -599,14 +591,10 @@ impl BatchStore for SqliteStore {
         &self,
         statuses: &[ShardStatus],
     ) -> Result<Vec<(ShardRecord, BatchStatus)>> {
-        let columns = SHARD_COLUMNS
-            .split(", ")
-            .map(|col| format!("s.{col}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         let sql = format!(
-            "SELECT {columns}, b.status FROM shards s JOIN batches b ON b.batch_id = s.batch_id
+            "SELECT {}, b.status FROM shards s JOIN batches b ON b.batch_id = s.batch_id
              WHERE s.{} ORDER BY s.batch_id, s.shard_index",
+            columns_of(SHARD_COLUMNS, "s"),
             shard_status_in(statuses)
         );
         self.call(move |c| {

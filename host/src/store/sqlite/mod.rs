@@ -504,6 +504,15 @@ fn decoded<T: serde::de::DeserializeOwned>(r: &Row<'_>, at: usize) -> rusqlite::
 const SHARD_COLUMNS: &str = "batch_id, shard_index, namespace_id, status, objects, row_start, first_object_id, last_object_id, processed, failed, error_summary, attempts, lease_owner, lease_expires_ms, live, error_message, updated_at, started_at, finished_at";
 const SHARD_COLUMN_COUNT: usize = 19;
 
+/// `columns` (a list like [`SHARD_COLUMNS`]) of the table aliased `alias`.
+fn columns_of(columns: &str, alias: &str) -> String {
+    columns
+        .split(", ")
+        .map(|col| format!("{alias}.{col}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn shard_row(r: &Row<'_>) -> rusqlite::Result<ShardRecord> {
     let worker: Option<String> = r.get(12)?;
     let expires: Option<i64> = r.get(13)?;
