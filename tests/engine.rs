@@ -61,7 +61,7 @@ fn each_extractor_sees_only_its_rows_and_records_history() {
         content: Err("cannot read gone.txt: No such file".into()),
     });
     let options = ExecOptions {
-        history: true,
+        include_processing_history: true,
         ..ExecOptions::default()
     };
     let (docs, stats) = run(&plan, &options, objects);
@@ -129,7 +129,7 @@ fn dependents_skip_rows_whose_dependency_failed() {
     ])
     .expect("plan");
     let options = ExecOptions {
-        history: true,
+        include_processing_history: true,
         ..ExecOptions::default()
     };
     let (docs, stats) = run(&plan, &options, text_objects(&["abc", "TRIGGER", "hello"]));
@@ -205,7 +205,7 @@ fn streams_many_batches_in_order() {
     let texts: Vec<String> = (0..1000).map(|i| format!("object number {i}")).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = ExecOptions {
-        batch_rows: 64,
+        chunk_objects: 64,
         ..ExecOptions::default()
     };
     let (docs, stats) = run(&plan, &options, text_objects(&refs));

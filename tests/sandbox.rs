@@ -146,7 +146,7 @@ fn an_interrupt_ends_calls_in_progress_and_starts_no_more() {
     )])
     .expect("plan");
     let options = ExecOptions {
-        batch_rows: 1,
+        chunk_objects: 1,
         ..ExecOptions::default()
     };
     let interrupt = options.interrupt.clone();

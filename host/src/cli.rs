@@ -369,12 +369,12 @@ struct RunArgs {
     /// Directory of extractor components, for extractors named in the pipeline.
     #[arg(long, env = "STRATA_PLUGINS", default_value = "plugins/dist")]
     plugins: PathBuf,
-    /// Objects per record batch (overrides the pipeline's `batch_size`).
-    #[arg(long)]
-    batch_size: Option<usize>,
+    /// Objects per chunk, the record batch each extractor call takes (overrides the pipeline's `chunk_objects`).
+    #[arg(long, alias = "batch-size")]
+    chunk_objects: Option<usize>,
     /// Record a processing history (extractor, version, tier, start, duration, outcome) in each document.
-    #[arg(long)]
-    history: bool,
+    #[arg(long, alias = "history")]
+    include_processing_history: bool,
     /// Files larger than this many bytes fail instead of being read.
     #[arg(long, default_value_t = 256 << 20)]
     max_object_bytes: u64,
@@ -798,11 +798,11 @@ async fn shutdown_signal() {
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let engine = args.engine.engine()?;
     anyhow::ensure!(
-        args.batch_size != Some(0),
-        "--batch-size must be at least 1"
+        args.chunk_objects != Some(0),
+        "--chunk-objects must be at least 1"
     );
     let exec = ExecOptions {
-        history: args.history,
+        include_processing_history: args.include_processing_history,
         max_timeouts: args.engine.max_timeouts,
         ..ExecOptions::default()
     };
@@ -812,7 +812,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         output: args.output.clone(),
         plugins: args.plugins,
         exec,
-        batch_size: args.batch_size,
+        chunk_objects: args.chunk_objects,
         max_object_bytes: args.max_object_bytes,
         progress: !args.no_progress,
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::{BatchRecord, BatchStatus, Stage};
+use crate::store::{BatchRecord, BatchStatus, LeaseHolder, Stage};
 
 /// Live progress of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -276,24 +276,34 @@ fn checks(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) -> Vec
     });
     if batch.status == BatchStatus::Processing {
         let now_ms = now.timestamp_millis();
+        let queued = batch
+            .shards
+            .get(&crate::store::ShardStatus::Queued)
+            .copied()
+            .unwrap_or(0);
         checks.push(match &batch.lease {
-            Some((owner, expires)) if *expires < now_ms => check(
+            Some(LeaseHolder { owner, expires_ms }) if *expires_ms < now_ms => check(
                 "lease",
                 CheckStatus::Fail,
                 format!(
-                    "worker `{owner}` stopped renewing its lease {} ago; another poller will resume the batch",
-                    human_duration(Duration::from_millis((now_ms - expires) as u64))
+                    "worker `{owner}` stopped renewing its lease {} ago; another worker will resume its shard",
+                    human_duration(Duration::from_millis((now_ms - expires_ms) as u64))
                 ),
             ),
-            Some((owner, _)) => check(
+            Some(LeaseHolder { owner, .. }) => check(
                 "lease",
                 CheckStatus::Pass,
-                format!("worker `{owner}` holds the lease"),
+                format!("worker `{owner}` holds a lease on it"),
+            ),
+            None if queued > 0 => check(
+                "lease",
+                CheckStatus::Pass,
+                format!("no shard runs just now; {queued} wait for a free worker"),
             ),
             None => check(
                 "lease",
                 CheckStatus::Fail,
-                "no worker holds the lease".to_owned(),
+                "no worker holds a lease on it".to_owned(),
             ),
         });
         let since = batch
@@ -357,6 +367,13 @@ mod tests {
     use super::*;
     use crate::store::LiveProgress;
 
+    fn holder(expires_ms: i64) -> LeaseHolder {
+        LeaseHolder {
+            owner: "w".into(),
+            expires_ms,
+        }
+    }
+
     fn batch(status: BatchStatus, processed: u64, total: u64) -> BatchRecord {
         BatchRecord {
             batch_id: "btch_1".into(),
@@ -392,7 +409,7 @@ mod tests {
     #[test]
     fn the_reference_status_line() {
         let mut b = batch(BatchStatus::Processing, 21_611, 46_160);
-        b.lease = Some(("w".into(), i64::MAX));
+        b.lease = Some(holder(i64::MAX));
         b.live = Some(LiveProgress {
             items_per_second: 1.38,
             current_stage: None,
@@ -419,7 +436,7 @@ mod tests {
         let policy = HealthPolicy::default();
         let now = at("2026-01-01T01:00:00Z");
         let mut b = batch(BatchStatus::Processing, 10, 100);
-        b.lease = Some(("w".into(), now.timestamp_millis() + 10_000));
+        b.lease = Some(holder(now.timestamp_millis() + 10_000));
         b.live = Some(LiveProgress {
             items_per_second: 2.0,
             current_stage: None,
@@ -432,7 +449,7 @@ mod tests {
         b.failed = 6;
         assert_eq!(report(&b, now, &policy).health, Health::Unhealthy);
         b.failed = 0;
-        b.lease = Some(("w".into(), now.timestamp_millis() - 1));
+        b.lease = Some(holder(now.timestamp_millis() - 1));
         let r = report(&b, now, &policy);
         assert_eq!(r.health, Health::Unhealthy);
         assert!(
@@ -440,7 +457,7 @@ mod tests {
                 .iter()
                 .any(|c| c.name == "lease" && c.status == CheckStatus::Fail)
         );
-        b.lease = Some(("w".into(), now.timestamp_millis() + 10_000));
+        b.lease = Some(holder(now.timestamp_millis() + 10_000));
         b.live.as_mut().expect("live").last_progress_at = "2026-01-01T00:50:00.000Z".into();
         let r = report(&b, now, &policy);
         assert_eq!(r.health, Health::Degraded);

@@ -62,8 +62,10 @@ pub enum RunError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
-    /// Objects per record batch.
-    pub batch_size: Option<usize>,
+    /// Objects per chunk, the record batch each extractor call takes
+    /// (`batch_size`, its former name, is accepted).
+    #[serde(alias = "batch_size")]
+    pub chunk_objects: Option<usize>,
     /// The extractors, in any order.
     pub extractors: Vec<PipelineEntry>,
 }
@@ -92,11 +94,11 @@ pub struct RunOptions {
     pub output: PathBuf,
     /// Where extractors named without a component path are found.
     pub plugins: PathBuf,
-    /// Execution settings; `exec.batch_rows` applies when neither
-    /// `batch_size` nor the pipeline file sets one.
+    /// Execution settings; `exec.chunk_objects` applies when neither
+    /// `chunk_objects` here nor the pipeline file sets one.
     pub exec: ExecOptions,
-    /// Objects per record batch, overriding the pipeline file.
-    pub batch_size: Option<usize>,
+    /// Objects per chunk, overriding the pipeline file.
+    pub chunk_objects: Option<usize>,
     /// Files larger than this fail as objects instead of being read.
     pub max_object_bytes: u64,
     /// Show a progress bar on stderr.
@@ -113,7 +115,7 @@ pub struct RunSummary {
 }
 
 /// Loads the extractors of a pipeline file and plans them; returns the
-/// plan and the file's `batch_size`, if any.
+/// plan and the file's `chunk_objects`, if any.
 pub fn load_pipeline(
     engine: &Engine,
     path: &Path,
@@ -126,8 +128,8 @@ pub fn load_pipeline(
     let text =
         std::fs::read_to_string(path).map_err(|e| pipeline_error(format!("cannot read: {e}")))?;
     let file: PipelineFile = toml::from_str(&text).map_err(|e| pipeline_error(e.to_string()))?;
-    if file.batch_size == Some(0) {
-        return Err(pipeline_error("batch_size: must be at least 1".into()));
+    if file.chunk_objects == Some(0) {
+        return Err(pipeline_error("chunk_objects: must be at least 1".into()));
     }
     if file.extractors.is_empty() {
         return Err(pipeline_error(
@@ -170,7 +172,7 @@ pub fn load_pipeline(
         path: path.display().to_string(),
         source,
     })?;
-    Ok((plan, file.batch_size))
+    Ok((plan, file.chunk_objects))
 }
 
 /// `DIR/NAME.wasm` or `DIR/NAME_WITH_UNDERSCORES.wasm`.
@@ -187,9 +189,9 @@ pub fn find_component(dir: &Path, name: &str) -> Option<PathBuf> {
 /// Runs a pipeline over a directory and writes one document per file.
 pub fn run(engine: &Engine, mut options: RunOptions) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let (plan, file_batch_size) = load_pipeline(engine, &options.pipeline, &options.plugins)?;
-    if let Some(rows) = options.batch_size.or(file_batch_size) {
-        options.exec.batch_rows = rows;
+    let (plan, file_chunk) = load_pipeline(engine, &options.pipeline, &options.plugins)?;
+    if let Some(rows) = options.chunk_objects.or(file_chunk) {
+        options.exec.chunk_objects = rows;
     }
     let root = options.input.canonicalize().map_err(|e| RunError::Input {
         path: options.input.display().to_string(),

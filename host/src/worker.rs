@@ -548,9 +548,9 @@ impl CollectionRun {
         let rows = artifacts::stream_manifest(manifest, source, Some(rows))
             .map_err(|e| unreadable(&e, transient()))?;
         let options = ExecOptions {
-            batch_rows: self.config.chunk_objects.max(1),
-            batch_bytes: self.config.chunk_bytes.max(1),
-            history: self.batch.include_processing_history,
+            chunk_objects: self.config.chunk_objects.max(1),
+            chunk_bytes: self.config.chunk_bytes.max(1),
+            include_processing_history: self.batch.include_processing_history,
             max_timeouts: self.config.max_timeouts,
             tier_progress: Some(tiers),
             interrupt: self.shared.interrupt.clone(),

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::lifecycle;
 use crate::store::{
-    BatchRecord, BatchStatus, LeaseHolder, LiveProgress, Result, ShardChange, ShardExpect,
-    ShardRecord, ShardStatus, Store, now,
+    BatchRecord, BatchStatus, LiveProgress, Result, ShardChange, ShardExpect, ShardRecord,
+    ShardStatus, Store, now,
 };
 
 /// Objects per shard unless the server is told otherwise.
@@ -251,10 +251,13 @@ pub fn sum_into(batch: &mut BatchRecord, shards: &[ShardRecord]) {
         if shard.status != ShardStatus::Processing {
             continue;
         }
-        if let Some(LeaseHolder { owner, expires_ms }) = &shard.lease
-            && batch.lease.as_ref().is_none_or(|(_, e)| expires_ms < e)
+        if let Some(lease) = &shard.lease
+            && batch
+                .lease
+                .as_ref()
+                .is_none_or(|first| lease.expires_ms < first.expires_ms)
         {
-            batch.lease = Some((owner.clone(), *expires_ms));
+            batch.lease = Some(lease.clone());
         }
         if let Some(report) = &shard.live {
             live = Some(match live {
@@ -299,6 +302,7 @@ pub async fn with_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LeaseHolder;
 
     fn shard(batch: &str, ns: &str, index: u32, status: ShardStatus) -> ShardRecord {
         ShardRecord {
@@ -518,7 +522,13 @@ mod tests {
         sum_into(&mut batch, &[a, b, shard("other", "ns", 0, Completed)]);
         assert_eq!((batch.processed, batch.failed, batch.attempts), (14, 1, 2));
         assert_eq!(batch.error_summary.get("kw.error"), Some(&3));
-        assert_eq!(batch.lease, Some(("w1".to_owned(), 1_000)));
+        assert_eq!(
+            batch.lease,
+            Some(LeaseHolder {
+                owner: "w1".into(),
+                expires_ms: 1_000
+            })
+        );
         assert_eq!(batch.shards.get(&Completed), Some(&1));
     }
 }

@@ -47,15 +47,15 @@ pub struct ObjectInput {
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// Objects per record batch.
-    pub batch_rows: usize,
-    /// Bytes of content per record batch: a batch ends at `batch_rows`
+    pub chunk_objects: usize,
+    /// Bytes of content per record batch: a batch ends at `chunk_objects`
     /// objects or once it holds this much (always one object at least),
     /// so large objects never make a chunk hold more.
-    pub batch_bytes: usize,
+    pub chunk_bytes: usize,
     /// Batches waiting between two tiers.
     pub queue_depth: usize,
     /// Record a processing history in each document.
-    pub history: bool,
+    pub include_processing_history: bool,
     /// After this many timeouts an extractor is disabled for the rest of
     /// the run: each timeout costs a whole deadline.
     pub max_timeouts: u32,
@@ -96,10 +96,10 @@ impl TierProgress {
 impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
-            batch_rows: 256,
-            batch_bytes: 64 << 20,
+            chunk_objects: 256,
+            chunk_bytes: 64 << 20,
             queue_depth: 2,
-            history: false,
+            include_processing_history: false,
             max_timeouts: 3,
             tier_progress: None,
             interrupt: CancellationToken::new(),
@@ -172,7 +172,7 @@ where
         interrupt: &interrupt,
     };
     let mut stats = Stats::default();
-    let batch_rows = options.batch_rows.max(1);
+    let chunk_objects = options.chunk_objects.max(1);
     let objects = objects.into_iter();
     let result = std::thread::scope(|scope| {
         let (tx, mut rx) = crossbeam_channel::bounded::<Chunk>(options.queue_depth);
@@ -183,12 +183,12 @@ where
             while !interrupt.is_cancelled() && objects.peek().is_some() {
                 let mut taken = Vec::new();
                 let mut bytes = 0usize;
-                while taken.len() < batch_rows {
+                while taken.len() < chunk_objects {
                     let size = match objects.peek() {
                         Some(next) => next.content.as_ref().map_or(0, Vec::len),
                         None => break,
                     };
-                    if !taken.is_empty() && bytes.saturating_add(size) > options.batch_bytes {
+                    if !taken.is_empty() && bytes.saturating_add(size) > options.chunk_bytes {
                         break;
                     }
                     bytes = bytes.saturating_add(size);
@@ -224,7 +224,7 @@ where
                 plan,
                 steps: &steps,
                 chunk,
-                history: options.history,
+                history: options.include_processing_history,
             };
             finished.count(&mut stats);
             if let Err(e) = sink(finished) {

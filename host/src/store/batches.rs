@@ -171,7 +171,7 @@ pub struct BatchRecord {
     /// The lease of its running shards that expires first: the worker
     /// and until when (ms since the epoch).
     #[serde(skip)]
-    pub lease: Option<(String, i64)>,
+    pub lease: Option<LeaseHolder>,
     /// Its shards, by status.
     #[serde(skip)]
     pub shards: std::collections::BTreeMap<ShardStatus, u32>,
