@@ -16,6 +16,9 @@
 //! 7. Publish to first use of a component.
 //! 8. Big inputs: the service's peak memory for eight uploads near the
 //!    object size limit at once, and for a batch over them.
+//! 9. One batch on many workers: the same batch with one `strata worker`
+//!    process and with two, the claim overhead per shard, the rescue time
+//!    after a SIGKILL, and status reads while 200 batches run.
 //!
 //! Latencies (2, 3) are the fastest of several rounds, since other load on
 //! the machine only adds time; throughputs (1) are ratios measured side by
@@ -23,7 +26,8 @@
 //!
 //! Sizes: STRATA_BENCH_OBJECTS (default 20000), STRATA_BENCH_STREAM
 //! (default 100000), STRATA_BENCH_API_OBJECTS (default 5000), STRATA_BENCH_BACKEND_OBJECTS
-//! (default 2000). Prints a Markdown report on stdout.
+//! (default 2000), STRATA_BENCH_SHARD_OBJECTS (default 20000). Prints a
+//! Markdown report on stdout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -271,6 +275,14 @@ fn main() -> anyhow::Result<()> {
 
     // 8. Big inputs.
     tokio::runtime::Runtime::new()?.block_on(inputs::big_inputs(&root, &config_cache()))?;
+
+    // 9. One batch on many workers.
+    let shard_objects = env_usize("STRATA_BENCH_SHARD_OBJECTS", 20_000).min(corpus.len());
+    tokio::runtime::Runtime::new()?.block_on(workers::bench(
+        &corpus[..shard_objects],
+        &root,
+        &config_cache(),
+    ))?;
     Ok(())
 }
 
@@ -457,3 +469,5 @@ fn rss_mib(field: &str) -> f64 {
 mod inputs;
 #[path = "pipeline/service.rs"]
 mod service;
+#[path = "pipeline/workers.rs"]
+mod workers;

@@ -136,7 +136,7 @@ impl Server {
     }
 }
 
-fn seconds_between(batch: &Value, from: &str, to: &str) -> anyhow::Result<f64> {
+pub(super) fn seconds_between(batch: &Value, from: &str, to: &str) -> anyhow::Result<f64> {
     let at = |field: &str| -> anyhow::Result<chrono::DateTime<chrono::FixedOffset>> {
         Ok(chrono::DateTime::parse_from_rfc3339(
             batch[field].as_str().context("timestamp")?,
