@@ -105,3 +105,15 @@ pub trait DocumentSink: Send + Sync + std::fmt::Debug {
     /// Deletes every document of a collection.
     async fn delete_documents(&self, collection_id: &str) -> Result<()>;
 }
+
+/// Refuses a write of documents under `collection_id` when one of them
+/// belongs to another collection (both backends check it first).
+pub fn of_one_collection(collection_id: &str, documents: &[DocumentRecord]) -> Result<()> {
+    match documents.iter().find(|d| d.collection_id != collection_id) {
+        Some(doc) => Err(StoreError::Conflict(format!(
+            "document `{}` belongs to collection `{}`, not `{collection_id}`",
+            doc.document_id, doc.collection_id
+        ))),
+        None => Ok(()),
+    }
+}

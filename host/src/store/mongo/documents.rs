@@ -11,12 +11,7 @@ impl DocumentSink for MongoStore {
         documents: &[DocumentRecord],
         lease: Option<&Lease>,
     ) -> Result<u64> {
-        if let Some(doc) = documents.iter().find(|d| d.collection_id != collection_id) {
-            return Err(StoreError::Conflict(format!(
-                "document `{}` belongs to collection `{}`, not `{collection_id}`",
-                doc.document_id, doc.collection_id
-            )));
-        }
+        of_one_collection(collection_id, documents)?;
         let mut updates = Vec::with_capacity(documents.len());
         for d in documents {
             let mut set = record(&d.document_id, d)?;

@@ -30,7 +30,7 @@ use super::{
     ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord, check_revoke, now,
     outcome,
 };
-use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore};
+use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
 
 /// Runs `$body` in a transaction on `$store`, with the session bound to
 /// `$s`, retrying the whole on transient errors. A macro rather than a

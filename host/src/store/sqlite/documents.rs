@@ -11,6 +11,7 @@ impl DocumentSink for SqliteStore {
         documents: &[DocumentRecord],
         lease: Option<&Lease>,
     ) -> Result<u64> {
+        of_one_collection(collection_id, documents)?;
         let (namespace, collection) = (namespace_id.to_owned(), collection_id.to_owned());
         let lease = lease.cloned();
         let rows = documents
@@ -37,12 +38,6 @@ impl DocumentSink for SqliteStore {
                     )
                     .map_err(backend)?;
                 for (doc, body) in &rows {
-                    if doc.collection_id != collection {
-                        return Err(StoreError::Conflict(format!(
-                            "document `{}` belongs to collection `{}`, not `{collection}`",
-                            doc.document_id, doc.collection_id
-                        )));
-                    }
                     let existed: bool = exists
                         .query_row([&doc.document_id], |r| r.get(0))
                         .map_err(backend)?;

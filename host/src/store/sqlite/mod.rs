@@ -26,7 +26,7 @@ use super::{
     ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord, check_revoke, now,
     outcome,
 };
-use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore};
+use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
 use crate::store::events::Event;
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts the
