@@ -12,7 +12,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -142,6 +142,47 @@ pub(super) fn too_large(max: u64) -> ApiError {
     )
 }
 
+/// An object as the API shows it: its record, without where its content
+/// is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ObjectView {
+    /// `obj_…`, unique in the bucket (a client may choose it).
+    pub object_id: String,
+    /// Owning bucket.
+    pub bucket_id: String,
+    /// Owning namespace.
+    pub namespace_id: String,
+    /// The object's name, e.g. a file path.
+    pub key: String,
+    /// Declared or sniffed MIME type.
+    pub mime_type: String,
+    /// Content size.
+    pub size_bytes: u64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Client metadata (a JSON object).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<ObjectRecord> for ObjectView {
+    fn from(o: ObjectRecord) -> Self {
+        ObjectView {
+            object_id: o.object_id,
+            bucket_id: o.bucket_id,
+            namespace_id: o.namespace_id,
+            key: o.key,
+            mime_type: o.mime_type,
+            size_bytes: o.size_bytes,
+            sha256: o.sha256,
+            metadata: o.metadata,
+            created_at: o.created_at,
+        }
+    }
+}
+
 /// `POST /v1/buckets/{bucket}/objects`: uploads an object, as
 /// `multipart/form-data` (a `file` part, optional `metadata` JSON,
 /// `object_id`, `key`, `mime_type`) or as JSON ([`CreateObject`]).
@@ -150,14 +191,14 @@ pub(super) fn too_large(max: u64) -> ApiError {
     request_body(content(
         (CreateObject = "application/json"),
         (Object = "multipart/form-data"))),
-    responses((status = 201, body = ObjectRecord), (status = 409, body = super::error::Problem),
+    responses((status = 201, body = ObjectView), (status = 409, body = super::error::Problem),
         (status = 413, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub async fn create_object(
     State(state): State<AppState>,
     caller: Caller,
     Path(bucket): Path<String>,
     request: Request,
-) -> ApiResult<(StatusCode, Json<ObjectRecord>)> {
+) -> ApiResult<(StatusCode, Json<ObjectView>)> {
     let bucket = find_bucket(&state, &caller, &bucket).await?;
     // What the body may hold, held against the namespace's uploads in
     // flight until the object is stored.
@@ -191,7 +232,7 @@ pub async fn create_object(
         ));
     };
     let object = store_upload(&state, &bucket, upload).await?;
-    Ok((StatusCode::CREATED, Json(object)))
+    Ok((StatusCode::CREATED, Json(object.into())))
 }
 
 /// A JSON upload, spooled to disk as it arrives and read member by member
@@ -406,32 +447,34 @@ async fn find_object(
 /// `GET /v1/buckets/{bucket}/objects`.
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/objects", tag = "objects",
     params(("bucket" = String, Path, description = "bucket id or name"), ListParams),
-    responses((status = 200, body = List<ObjectRecord>)))]
+    responses((status = 200, body = List<ObjectView>)))]
 pub async fn list_objects(
     State(state): State<AppState>,
     caller: Caller,
     Path(bucket): Path<String>,
     Query(params): Query<ListParams>,
-) -> ApiResult<Json<List<ObjectRecord>>> {
+) -> ApiResult<Json<List<ObjectView>>> {
     let bucket = find_bucket(&state, &caller, &bucket).await?;
     let page = state
         .store
         .list_objects(&bucket.bucket_id, &params.page("objects")?)
         .await?;
-    Ok(Json(List::of(page, "objects", |o| o)))
+    Ok(Json(List::of(page, "objects", ObjectView::from)))
 }
 
 /// `GET /v1/buckets/{bucket}/objects/{object_id}`.
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/objects/{object_id}", tag = "objects",
     params(("bucket" = String, Path, description = "bucket id or name"), ("object_id" = String, Path)),
-    responses((status = 200, body = ObjectRecord), (status = 404, body = super::error::Problem)))]
+    responses((status = 200, body = ObjectView), (status = 404, body = super::error::Problem)))]
 pub async fn get_object(
     State(state): State<AppState>,
     caller: Caller,
     Path((bucket, object_id)): Path<(String, String)>,
-) -> ApiResult<Json<ObjectRecord>> {
+) -> ApiResult<Json<ObjectView>> {
     Ok(Json(
-        find_object(&state, &caller, &bucket, &object_id).await?,
+        find_object(&state, &caller, &bucket, &object_id)
+            .await?
+            .into(),
     ))
 }
 

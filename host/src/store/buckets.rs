@@ -21,8 +21,9 @@ pub struct Bucket {
     pub created_at: String,
 }
 
-/// A stored object's record; its content lives in the blob store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A stored object's record; its content lives in the blob store. The API
+/// shows it as `api::objects::ObjectView`, without where it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     /// `obj_…`, unique in the bucket (a client may choose it).
     pub object_id: String,
@@ -39,10 +40,8 @@ pub struct ObjectRecord {
     /// Hex SHA-256 of the content.
     pub sha256: String,
     /// Client metadata (a JSON object).
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// Where the content lives in the blob store.
-    #[serde(skip_serializing)]
     pub blob_key: String,
     /// RFC 3339.
     pub created_at: String,

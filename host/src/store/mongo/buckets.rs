@@ -93,11 +93,10 @@ impl BucketStore for MongoStore {
     }
 
     async fn create_object(&self, object: &ObjectRecord) -> Result<()> {
-        let mut doc = record(
+        let doc = record(
             &format!("{}/{}", object.bucket_id, object.object_id),
             object,
         )?;
-        doc.insert("blob_key", &object.blob_key);
         self.coll("objects")
             .insert_one(doc)
             .await
