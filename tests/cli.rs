@@ -2,14 +2,15 @@
 //! codes, `extractor inspect` and `extractor validate`, and an extractor
 //! built outside the workspace from the template.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cache_dir, component, root};
 use serde_json::Value;
+use support::engine::component;
+use support::{compile_cache as cache_dir, repo as root};
 
 /// `strata` with `args`, the shared compile cache and the built plugins.
 fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {

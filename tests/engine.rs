@@ -2,13 +2,13 @@
 //! planning into tiers and executing with MIME filters, dependencies and
 //! processing history.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{engine, errors_of, load, run, text_objects};
 use strata_host::engine::executor::{ExecOptions, ObjectInput};
 use strata_host::{Engine, EngineConfig, Plan};
+use support::engine::{engine, errors_of, load, run, text_objects};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -181,13 +181,13 @@ fn a_restart_reuses_the_compile_cache() {
     };
     let first = Engine::new(config()).expect("engine");
     let cold = first
-        .load(&common::component("content-hash"))
+        .load(&support::engine::component("content-hash"))
         .expect("load");
     assert!(!cold.from_cache());
     drop(first);
     let second = Engine::new(config()).expect("engine");
     let warm = second
-        .load(&common::component("content-hash"))
+        .load(&support::engine::component("content-hash"))
         .expect("load");
     assert!(
         warm.from_cache(),

@@ -2,13 +2,13 @@
 //! other extractors finish, and each failure lands on the right rows with a
 //! clear reason.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{engine, errors_of, load, run, text_objects};
 use strata_host::engine::executor::ExecOptions;
 use strata_host::{Engine, Plan};
+use support::engine::{engine, errors_of, load, run, text_objects};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -127,7 +127,7 @@ fn a_sleep_in_open_or_columns_times_out_at_planning() {
 fn a_sleep_in_describe_fails_the_load() {
     let err = within(LIVENESS, || {
         engine(TIMEOUT)
-            .load(&common::component("sleeper"))
+            .load(&support::engine::component("sleeper"))
             .expect_err("refused")
             .to_string()
     });
@@ -364,7 +364,7 @@ fn plugin_output_reaches_the_log_tagged_and_capped() {
 #[test]
 fn a_host_at_capacity_makes_work_wait_instead_of_failing_it() {
     let engine = Engine::new(strata_host::EngineConfig {
-        cache_dir: Some(common::cache_dir()),
+        cache_dir: Some(support::compile_cache()),
         call_timeout: Duration::from_millis(500),
         max_instances: 1,
         ..strata_host::EngineConfig::default()

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod flow;
 pub mod readme_verify;
 pub mod receiver;

@@ -1,22 +1,18 @@
-//! Helpers shared by the integration tests.
+//! The engine in-process: an engine on the shared compile cache, the
+//! components `make plugins` builds, and a run over text objects.
 
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use strata_host::engine::executor::{Document, ExecOptions, ObjectInput, Stats, execute};
 use strata_host::{Engine, EngineConfig, Extractor, Plan};
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// A component built by `make plugins`: a real extractor or a fixture.
 pub fn component(name: &str) -> PathBuf {
-    let plugin = root().join("plugins/dist").join(format!("{name}.wasm"));
-    let fixture = root()
+    let plugin = super::repo()
+        .join("plugins/dist")
+        .join(format!("{name}.wasm"));
+    let fixture = super::repo()
         .join("tests/fixtures/dist")
         .join(format!("{name}.wasm"));
     let path = if plugin.is_file() { plugin } else { fixture };
@@ -28,17 +24,10 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
-/// The compile cache the tests share, so each component compiles once.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("STRATA_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("strata-cache"))
-}
-
 /// An engine with the shared cache and the given call deadline.
 pub fn engine(call_timeout: Duration) -> Engine {
     Engine::new(EngineConfig {
-        cache_dir: Some(cache_dir()),
+        cache_dir: Some(super::compile_cache()),
         call_timeout,
         max_instances: 16,
         ..EngineConfig::default()
