@@ -28,7 +28,7 @@ use strata_host::store::{
     PageRequest, PinnedCollection, Pipelines, ShardRecord, ShardStatus, Source, SqliteStore, Store,
     StoreError, document_id, new_id, now,
 };
-use strata_host::store::{Registry, Webhooks};
+use strata_host::store::{BatchStore as _, Registry, Webhooks};
 use support::servers::{MongoServer, S3Server, s3_bucket, s3_client};
 use tokio::io::AsyncReadExt as _;
 
@@ -1491,4 +1491,92 @@ async fn the_mongodb_store_conforms() {
     let uri = server.database_uri();
     store_suite(async || Handles::of(Arc::new(MongoStore::connect(&uri).await.expect("connect"))))
         .await;
+}
+
+/// A batch written by a version without shards (its counters on the batch
+/// itself) gets one shard at connect, with those counters; a running one
+/// is queued again, since its worker's lease is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_batches_get_a_shard_on_mongodb() {
+    let server = MongoServer::start();
+    let uri = server.database_uri();
+    let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+    let db = client.default_database().expect("database");
+    let batches = db.collection::<mongodb::bson::Document>("batches");
+    let objects = db.collection::<mongodb::bson::Document>("batch_objects");
+    for (id, status) in [
+        ("btch_old_run", "PROCESSING"),
+        ("btch_old_done", "COMPLETED"),
+    ] {
+        let mut batch =
+            mongodb::bson::to_document(&BatchRecord::draft("ns_1", "bkt_1", None, None))
+                .expect("document");
+        batch.insert("_id", id);
+        batch.insert("batch_id", id);
+        batch.insert("status", status);
+        batch.insert("total", 2_i64);
+        batch.insert("processed", 1_i64);
+        batch.insert("failed", 1_i64);
+        batch.insert("attempts", 2_i64);
+        batches.insert_one(batch).await.expect("insert batch");
+        for object in ["obj_a", "obj_b"] {
+            objects
+                .insert_one(mongodb::bson::doc! {
+                    "_id": format!("{id}/{object}"), "batch_id": id, "object_id": object,
+                    "status": "pending", "done": 0_i64,
+                })
+                .await
+                .expect("insert object");
+        }
+    }
+    let store = MongoStore::connect(&uri).await.expect("connect");
+    // Connecting again changes nothing.
+    MongoStore::connect(&uri).await.expect("connect again");
+    let shards = store
+        .shards(&["btch_old_done".to_owned(), "btch_old_run".to_owned()])
+        .await
+        .expect("shards");
+    let summary: Vec<(&str, ShardStatus, u64, u64, u32, &str, &str)> = shards
+        .iter()
+        .map(|s| {
+            (
+                s.batch_id.as_str(),
+                s.status,
+                s.processed,
+                s.failed,
+                s.attempts,
+                s.first_object_id.as_str(),
+                s.last_object_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "btch_old_done",
+                ShardStatus::Completed,
+                1,
+                1,
+                2,
+                "obj_a",
+                "obj_b"
+            ),
+            (
+                "btch_old_run",
+                ShardStatus::Queued,
+                1,
+                1,
+                2,
+                "obj_a",
+                "obj_b"
+            ),
+        ]
+    );
+    let requeued = store
+        .batch_by_id("btch_old_run")
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(requeued.status, BatchStatus::Queued);
 }

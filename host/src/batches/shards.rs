@@ -195,7 +195,8 @@ pub fn outcome(
     shards: &[ShardRecord],
     error_budget: f64,
 ) -> Option<(BatchStatus, Option<String>)> {
-    if shards.iter().any(|s| !s.status.is_terminal()) {
+    // A submitted batch always has shards; none means nothing ran yet.
+    if shards.is_empty() || shards.iter().any(|s| !s.status.is_terminal()) {
         return None;
     }
     if let Some(failed) = shards.iter().find(|s| s.status == ShardStatus::Failed) {
@@ -485,6 +486,7 @@ mod tests {
             outcome(&batch, &[done(0), shard("b", "ns", 1, Processing)], 0.5),
             None
         );
+        assert_eq!(outcome(&batch, &[], 0.5), None, "no shards, no end");
         assert_eq!(
             outcome(&batch, &[done(0), done(2)], 0.5),
             Some((BatchStatus::Completed, None))

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{Result, StoreError};
+use super::*;
 
 /// Runs this machine's transactions on one stand-in server one at a time.
 #[derive(Debug)]
@@ -66,5 +66,75 @@ impl OneAtATime {
             _local: local,
             _file: file,
         })
+    }
+}
+
+impl MongoStore {
+    /// Recounts a retaken shard's counters, and the document counts of its
+    /// batch's collections, from the records they count: only on a server
+    /// that keeps the writes of a transaction whose client died (the
+    /// loopback stand-in; see `tests/support/servers.rs`), where they would
+    /// otherwise be off by one chunk. MongoDB aborts such a transaction.
+    /// The new lease holder is the shard's only writer; a collection's
+    /// count is set only if no other shard moved it meanwhile.
+    pub(super) async fn recount(&self, shard: &mut ShardRecord) -> Result<()> {
+        let range = doc! { "$gte": &shard.first_object_id, "$lte": &shard.last_object_id };
+        let id = &shard.batch_id;
+        let processed = self
+            .count(
+                "batch_objects",
+                doc! { "batch_id": id, "status": { "$ne": "pending" }, "object_id": range.clone() },
+            )
+            .await?;
+        let failed = self
+            .count(
+                "batch_objects",
+                doc! { "batch_id": id, "status": "failed", "object_id": range },
+            )
+            .await?;
+        self.coll("shards")
+            .update_one(
+                doc! { "_id": shard_key(id, shard.shard_index) },
+                doc! { "$set": { "processed": processed as i64, "failed": failed as i64 } },
+            )
+            .await
+            .map_err(backend)?;
+        shard.processed = processed;
+        shard.failed = failed;
+        let Some(batch) = self
+            .one::<BatchRecord>("batches", doc! { "_id": id })
+            .await?
+        else {
+            return Ok(());
+        };
+        for pinned in &batch.collections {
+            let collection = doc! { "_id": &pinned.collection_id };
+            for _ in 0..10 {
+                let Some(current) = self
+                    .coll("collections")
+                    .find_one(collection.clone())
+                    .await
+                    .map_err(backend)?
+                else {
+                    break;
+                };
+                let before = current.get("document_count").cloned().unwrap_or(Bson::Null);
+                let documents = self
+                    .count("documents", doc! { "collection_id": &pinned.collection_id })
+                    .await?;
+                let mut unchanged = collection.clone();
+                unchanged.insert("document_count", before);
+                let set = doc! { "$set": { "document_count": documents as i64 } };
+                let result = self
+                    .coll("collections")
+                    .update_one(unchanged, set)
+                    .await
+                    .map_err(backend)?;
+                if result.matched_count == 1 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
