@@ -395,31 +395,52 @@ fn chunk(collection: &CollectionRecord, outcomes: &[(&str, Option<&str>)]) -> Ch
     }
 }
 
-/// The suite; `open` gives another handle on the same backend, as a second
-/// process would have.
-async fn store_suite(open: impl AsyncFn() -> Handles) {
-    let Handles {
-        store,
-        documents,
-        webhooks,
-        registry,
-    } = open().await;
-    let worker_b = open().await;
-    outbox(&store, &documents, &webhooks, &worker_b.webhooks).await;
+// Each rule below is a test on every backend (see `store_rules!`), so a
+// failure names the rule and the backend. `open` gives another handle on
+// the same backend, as a second process would have.
+
+async fn events_reach_the_outbox_with_their_change(open: impl AsyncFn() -> Handles) {
+    let (one, two) = (open().await, open().await);
+    outbox(&one.store, &one.documents, &one.webhooks, &two.webhooks).await;
+}
+
+async fn registry_versions_are_immutable_and_numbered(open: impl AsyncFn() -> Handles) {
+    let (one, two) = (open().await, open().await);
     registry::versions(
-        store.as_ref(),
-        worker_b.registry.as_ref(),
-        webhooks.as_ref(),
+        one.store.as_ref(),
+        two.registry.as_ref(),
+        one.webhooks.as_ref(),
     )
     .await;
-    registry::names(store.as_ref(), registry.as_ref(), webhooks.as_ref()).await;
-    let worker_b = worker_b.store;
-    collection_updates(store.as_ref()).await;
-    api_keys(store.as_ref()).await;
-    let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
-    conditional_writes(store.as_ref(), &bucket, &ids).await;
+}
 
-    // Keyset pages of a list.
+async fn extractor_names_have_owners(open: impl AsyncFn() -> Handles) {
+    let one = open().await;
+    registry::names(
+        one.store.as_ref(),
+        one.registry.as_ref(),
+        one.webhooks.as_ref(),
+    )
+    .await;
+}
+
+async fn a_collection_update_keeps_name_source_and_count(open: impl AsyncFn() -> Handles) {
+    collection_updates(open().await.store.as_ref()).await;
+}
+
+async fn keys_carry_their_rights_and_the_last_admin_stays(open: impl AsyncFn() -> Handles) {
+    api_keys(open().await.store.as_ref()).await;
+}
+
+async fn uniqueness_and_batch_rules_hold_on_the_backend(open: impl AsyncFn() -> Handles) {
+    let store = open().await.store;
+    let (bucket, _, ids) = fixture(store.as_ref(), 4).await;
+    conditional_writes(store.as_ref(), &bucket, &ids).await;
+}
+
+async fn lists_page_by_key(open: impl AsyncFn() -> Handles) {
+    let store = open().await.store;
+    let (bucket, _, _) = fixture(store.as_ref(), 4).await;
     let first = store
         .list_objects(
             &bucket.bucket_id,
@@ -443,6 +464,23 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
         .expect("page 2");
     assert_eq!(second.items.len(), 1);
     assert_eq!(second.next, None);
+}
+
+async fn the_rescuer_requeues_fails_and_leaves_alone(open: impl AsyncFn() -> Handles) {
+    let store = open().await.store;
+    let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
+    rescuer(store.as_ref(), &bucket, &collection, &ids).await;
+}
+
+/// One worker wins a claim; documents and outcomes count once; a worker
+/// whose lease expired is fenced off (documents included) while the new
+/// holder finishes; retry queues what did not complete; cancel fences.
+async fn one_claim_wins_and_a_lost_lease_writes_nothing(open: impl AsyncFn() -> Handles) {
+    let Handles {
+        store, documents, ..
+    } = open().await;
+    let worker_b = open().await.store;
+    let (bucket, collection, ids) = fixture(store.as_ref(), 4).await;
 
     // Two workers claim at once: one wins.
     let batch = queued(store.as_ref(), &bucket, &collection, &ids).await;
@@ -668,8 +706,6 @@ async fn store_suite(open: impl AsyncFn() -> Handles) {
             .all(|s| s.status == ShardStatus::Canceled),
         "a canceled batch's shards are canceled with it"
     );
-
-    rescuer(store.as_ref(), &bucket, &collection, &ids).await;
 }
 
 /// The rescuer's rules, on the store: an expired lease is re-queued, a
@@ -1478,20 +1514,55 @@ fn live() -> strata_host::store::LiveProgress {
     }
 }
 
-#[tokio::test]
-async fn the_sqlite_store_conforms() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("strata.db");
-    store_suite(async || Handles::of(Arc::new(SqliteStore::open(&path).expect("open")))).await;
+/// Makes each rule a test on SQLite (a fresh database file) and on MongoDB
+/// (a loopback server of its own, or `STRATA_TEST_MONGODB_URI`, with a
+/// fresh database): `sqlite::<rule>`, `mongodb::<rule>`.
+macro_rules! store_rules {
+    ($($rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let path = dir.path().join("strata.db");
+                    super::$rule(async || {
+                        super::Handles::of(std::sync::Arc::new(
+                            super::SqliteStore::open(&path).expect("open"),
+                        ))
+                    })
+                    .await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $rule() {
+                    let server = super::MongoServer::start();
+                    let uri = server.database_uri();
+                    super::$rule(async || {
+                        super::Handles::of(std::sync::Arc::new(
+                            super::MongoStore::connect(&uri).await.expect("connect"),
+                        ))
+                    })
+                    .await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn the_mongodb_store_conforms() {
-    let server = MongoServer::start();
-    let uri = server.database_uri();
-    store_suite(async || Handles::of(Arc::new(MongoStore::connect(&uri).await.expect("connect"))))
-        .await;
-}
+store_rules!(
+    events_reach_the_outbox_with_their_change,
+    registry_versions_are_immutable_and_numbered,
+    extractor_names_have_owners,
+    a_collection_update_keeps_name_source_and_count,
+    keys_carry_their_rights_and_the_last_admin_stays,
+    uniqueness_and_batch_rules_hold_on_the_backend,
+    lists_page_by_key,
+    one_claim_wins_and_a_lost_lease_writes_nothing,
+    the_rescuer_requeues_fails_and_leaves_alone,
+);
 
 /// A batch written by a version without shards (its counters on the batch
 /// itself) gets one shard at connect, with those counters; a running one
@@ -1500,16 +1571,16 @@ async fn the_mongodb_store_conforms() {
 async fn older_batches_get_a_shard_on_mongodb() {
     let server = MongoServer::start();
     let uri = server.database_uri();
-    let client = mongodb::Client::with_uri_str(&uri).await.expect("client");
+    let client = ::mongodb::Client::with_uri_str(&uri).await.expect("client");
     let db = client.default_database().expect("database");
-    let batches = db.collection::<mongodb::bson::Document>("batches");
-    let objects = db.collection::<mongodb::bson::Document>("batch_objects");
+    let batches = db.collection::<::mongodb::bson::Document>("batches");
+    let objects = db.collection::<::mongodb::bson::Document>("batch_objects");
     for (id, status) in [
         ("btch_old_run", "PROCESSING"),
         ("btch_old_done", "COMPLETED"),
     ] {
         let mut batch =
-            mongodb::bson::to_document(&BatchRecord::draft("ns_1", "bkt_1", None, None))
+            ::mongodb::bson::to_document(&BatchRecord::draft("ns_1", "bkt_1", None, None))
                 .expect("document");
         batch.insert("_id", id);
         batch.insert("batch_id", id);
@@ -1521,7 +1592,7 @@ async fn older_batches_get_a_shard_on_mongodb() {
         batches.insert_one(batch).await.expect("insert batch");
         for object in ["obj_a", "obj_b"] {
             objects
-                .insert_one(mongodb::bson::doc! {
+                .insert_one(::mongodb::bson::doc! {
                     "_id": format!("{id}/{object}"), "batch_id": id, "object_id": object,
                     "status": "pending", "done": 0_i64,
                 })
