@@ -355,20 +355,21 @@ async fn run_shard(
         }
         Err(Stop::Shutdown) => {
             info!("shutting down; giving the shard back to the queue");
-            give_back(store, &lease).await;
+            give_back(store, &lease, None).await;
             Ok(())
         }
-        // Transient failures give the shard back without using up one of
-        // its claims; if even that fails, its lease expires.
+        // Transient failures give the shard back counting the claim, with
+        // the reason: one that keeps failing ends after its last claim. If
+        // even that fails, its lease expires.
         Err(Stop::Store(e)) => {
             warn!(error = %e, "the store failed; giving the shard back");
-            give_back(store, &lease).await;
+            give_back(store, &lease, Some(&format!("the store failed: {e}"))).await;
             back_off(config, &shutdown).await;
             Ok(())
         }
         Err(Stop::Unavailable(reason)) => {
             warn!(%reason, "the shard cannot run just now; giving it back");
-            give_back(store, &lease).await;
+            give_back(store, &lease, Some(&reason)).await;
             back_off(config, &shutdown).await;
             Ok(())
         }
@@ -381,9 +382,9 @@ async fn run_shard(
     metrics::gauge!("strata_shards_running").decrement(1.0);
 }
 
-/// Hands a shard back to the queue without counting the claim.
-async fn give_back(store: &dyn Store, lease: &Lease) {
-    if let Err(e) = work::give_back(store, lease).await {
+/// Hands a shard back to the queue (see [`work::give_back`]).
+async fn give_back(store: &dyn Store, lease: &Lease, failure: Option<&str>) {
+    if let Err(e) = work::give_back(store, lease, failure).await {
         warn!(error = %e, "giving the shard back failed; its lease will expire");
     }
 }

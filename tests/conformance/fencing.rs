@@ -301,13 +301,9 @@ impl BatchStore for FailingRenewals {
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        to: BatchStatus,
-        error_message: Option<&str>,
-        write_back: &[PinnedCollection],
+        end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
-        self.inner
-            .finish_batch(batch_id, from, to, error_message, write_back)
-            .await
+        self.inner.finish_batch(batch_id, from, end).await
     }
 
     async fn stalled_batches(

@@ -148,6 +148,14 @@ pub fn rescue(
     if batch_status.is_terminal() {
         return Some(Rescue::Cancel);
     }
+    // Given back after failures as often as it may be claimed.
+    if shard.status == ShardStatus::Queued && shard.attempts >= max_attempts {
+        return Some(Rescue::Fail(format!(
+            "it could not run in {} claims (last: {})",
+            shard.attempts,
+            shard.error_message.as_deref().unwrap_or("no reason given")
+        )));
+    }
     let lease = shard.lease.as_ref()?;
     if shard.status != ShardStatus::Processing || lease.expires_ms >= now_ms {
         return None;
@@ -161,25 +169,32 @@ pub fn rescue(
     Some(Rescue::Requeue)
 }
 
-/// The conditional write that applies a rescue decided at `now_ms`.
-pub fn rescue_write(rescue: &Rescue, now_ms: i64) -> (ShardExpect, ShardChange) {
-    let (status, error_message, expired_by) = match rescue {
-        Rescue::Requeue => (ShardStatus::Queued, None, Some(now_ms)),
-        Rescue::Fail(reason) => (ShardStatus::Failed, Some(reason.clone()), Some(now_ms)),
-        Rescue::Cancel => (ShardStatus::Canceled, None, None),
+/// The conditional write that applies a rescue decided at `now_ms` to a
+/// shard that was in `status`: a running shard is rescued only while its
+/// lease is still the expired one (never a lease renewed meanwhile), a
+/// queued one only while still queued.
+pub fn rescue_write(
+    rescue: &Rescue,
+    status: ShardStatus,
+    now_ms: i64,
+) -> (ShardExpect, ShardChange) {
+    let (to, error_message) = match rescue {
+        Rescue::Requeue => (ShardStatus::Queued, None),
+        Rescue::Fail(reason) => (ShardStatus::Failed, Some(reason.clone())),
+        Rescue::Cancel => (ShardStatus::Canceled, None),
     };
-    let statuses = match rescue {
-        Rescue::Cancel => ShardStatus::ACTIVE.to_vec(),
-        _ => vec![ShardStatus::Processing],
+    let expired_by = match (rescue, status) {
+        (Rescue::Cancel, _) | (_, ShardStatus::Queued) => None,
+        _ => Some(now_ms),
     };
     (
         ShardExpect {
-            statuses,
+            statuses: vec![status],
             token: None,
             expired_by,
         },
         ShardChange {
-            status,
+            status: to,
             lease: None,
             attempts: 0,
             error_message,
@@ -469,6 +484,29 @@ mod tests {
             rescue(&done, BatchStatus::Canceled, 5_000, 3),
             None,
             "terminal"
+        );
+        // Given back after failures as often as it may be claimed: fails,
+        // with the last reason, as it is (a queued shard has no lease).
+        let worn_out = ShardRecord {
+            attempts: 3,
+            error_message: Some("the store failed: disk full".into()),
+            ..shard("b", "ns", 3, Queued)
+        };
+        let verdict = rescue(&worn_out, BatchStatus::Processing, 500, 3);
+        assert_eq!(
+            verdict,
+            Some(Rescue::Fail(
+                "it could not run in 3 claims (last: the store failed: disk full)".into()
+            ))
+        );
+        let (expect, change) = rescue_write(&verdict.expect("a verdict"), Queued, 500);
+        assert_eq!((expect.statuses, expect.expired_by), (vec![Queued], None));
+        assert_eq!(change.status, ShardStatus::Failed);
+        let (expect, _) = rescue_write(&Rescue::Requeue, Processing, 500);
+        assert_eq!(
+            (expect.statuses, expect.expired_by),
+            (vec![Processing], Some(500)),
+            "a running shard is rescued only while its lease is the expired one"
         );
     }
 

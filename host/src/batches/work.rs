@@ -5,8 +5,8 @@
 use super::lifecycle::{Action, Verdict, decide};
 use super::shards::{self, Fairness, Rescue};
 use crate::store::{
-    BatchRecord, BatchStatus, Lease, LeaseHolder, Result, ShardChange, ShardExpect, ShardRecord,
-    ShardStatus, Store, StoreError,
+    BatchEnd, BatchRecord, BatchStatus, Lease, LeaseHolder, Result, ShardChange, ShardExpect,
+    ShardRecord, ShardStatus, Store, StoreError,
 };
 
 /// How workers share and rescue shards.
@@ -55,25 +55,21 @@ fn now_ms() -> i64 {
 /// number of workers at once: every write is conditional.
 pub async fn rescue(store: &dyn Store, policy: &Policy, now_ms: i64) -> Result<Rescued> {
     let mut done = Rescued::default();
+    // One shard or batch that cannot be written must not stop the rest:
+    // its error is logged and the pass goes on.
     for (shard, batch_status) in store.active_shards(&ShardStatus::ACTIVE).await? {
         let Some(rescue) = shards::rescue(&shard, batch_status, now_ms, policy.max_attempts) else {
             continue;
         };
-        let (expect, change) = shards::rescue_write(&rescue, now_ms);
-        let Some(written) = store
-            .update_shard(&shard.batch_id, shard.shard_index, &expect, &change)
-            .await?
-        else {
-            continue;
-        };
-        match rescue {
-            Rescue::Requeue => done.requeued += 1,
-            Rescue::Cancel => done.canceled += 1,
-            Rescue::Fail(reason) => {
-                done.failed += 1;
-                tracing::warn!(batch_id = %written.batch_id, shard = written.shard_index, %reason, "shard failed: its workers kept dying");
-                let reason = format!("shard {} failed: {reason}", written.shard_index);
-                fail(store, &written.batch_id, &reason).await?;
+        match rescue_one(store, &shard, &rescue, now_ms).await {
+            Ok(false) => {}
+            Ok(true) => match rescue {
+                Rescue::Requeue => done.requeued += 1,
+                Rescue::Cancel => done.canceled += 1,
+                Rescue::Fail(_) => done.failed += 1,
+            },
+            Err(e) => {
+                tracing::warn!(batch_id = %shard.batch_id, shard = shard.shard_index, error = %e, "rescuing a shard failed")
             }
         }
     }
@@ -81,14 +77,38 @@ pub async fn rescue(store: &dyn Store, policy: &Policy, now_ms: i64) -> Result<R
         .stalled_batches(Action::Complete.from(), &ShardStatus::ACTIVE)
         .await?
     {
-        if settle(store, &batch.batch_id, policy.error_budget)
-            .await?
-            .is_some()
-        {
-            done.settled += 1;
+        match settle(store, &batch.batch_id, policy.error_budget).await {
+            Ok(Some(_)) => done.settled += 1,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(batch_id = %batch.batch_id, error = %e, "ending a batch failed")
+            }
         }
     }
     Ok(done)
+}
+
+/// Applies one rescue; whether it was written (another worker may have
+/// got there first).
+async fn rescue_one(
+    store: &dyn Store,
+    shard: &ShardRecord,
+    rescue: &Rescue,
+    now_ms: i64,
+) -> Result<bool> {
+    let (expect, change) = shards::rescue_write(rescue, shard.status, now_ms);
+    let Some(written) = store
+        .update_shard(&shard.batch_id, shard.shard_index, &expect, &change)
+        .await?
+    else {
+        return Ok(false);
+    };
+    if let Rescue::Fail(reason) = rescue {
+        tracing::warn!(batch_id = %written.batch_id, shard = written.shard_index, %reason, "shard failed");
+        let reason = format!("shard {} failed: {reason}", written.shard_index);
+        fail(store, &written.batch_id, &reason).await?;
+    }
+    Ok(true)
 }
 
 /// Claims the next shard by the fairness rule for `owner`, after a
@@ -96,7 +116,9 @@ pub async fn rescue(store: &dyn Store, policy: &Policy, now_ms: i64) -> Result<R
 /// shard is waiting.
 pub async fn claim(store: &dyn Store, owner: &str, policy: &Policy) -> Result<Option<Claimed>> {
     let now = now_ms();
-    rescue(store, policy, now).await?;
+    if let Err(e) = rescue(store, policy, now).await {
+        tracing::warn!(error = %e, "the rescue pass failed; claiming anyway");
+    }
     let candidates = store.shards_in(Action::Claim.from()).await?;
     for (batch_id, shard_index) in shards::claim_order(&candidates, now, policy.fairness) {
         let token = crate::keys::random_token();
@@ -128,37 +150,54 @@ pub async fn claim(store: &dyn Store, owner: &str, policy: &Policy) -> Result<Op
             owner: owner.to_owned(),
             token,
         };
-        let started = store
-            .start_batch(&batch_id, &Action::Claim.moves_from())
-            .await?;
-        let batch = match started {
-            Some(batch) => batch,
-            None => match store.batch_by_id(&batch_id).await? {
-                Some(batch) => batch,
-                None => return Err(StoreError::not_found("batch", batch_id)),
-            },
-        };
-        if decide(&batch.batch_id, batch.status, Action::Claim).is_err() {
+        // Whatever fails from here gives the shard back at once rather
+        // than leaving it held until its lease expires.
+        match started(store, &batch_id).await {
+            Ok(Some(batch)) => {
+                return Ok(Some(Claimed {
+                    batch,
+                    shard,
+                    lease,
+                }));
+            }
             // The batch ended between the read and the claim.
-            give_back(store, &lease).await?;
-            continue;
+            Ok(None) => {
+                give_back(store, &lease, None).await?;
+            }
+            Err(e) => {
+                give_back(store, &lease, None).await?;
+                return Err(e);
+            }
         }
-        let mut batch = shards::with_progress(store, vec![batch]).await?;
-        let Some(batch) = batch.pop() else {
-            continue;
-        };
-        return Ok(Some(Claimed {
-            batch,
-            shard,
-            lease,
-        }));
     }
     Ok(None)
 }
 
-/// Hands a shard back to the queue without counting the claim (the
-/// worker is stopping, or the store failed for a moment).
-pub async fn give_back(store: &dyn Store, lease: &Lease) -> Result<bool> {
+/// Starts the batch of a shard just claimed (the first claim moves it to
+/// PROCESSING) and reads it with its progress; `None` when it has ended.
+async fn started(store: &dyn Store, batch_id: &str) -> Result<Option<BatchRecord>> {
+    let started = store
+        .start_batch(batch_id, &Action::Claim.moves_from())
+        .await?;
+    let batch = match started {
+        Some(batch) => batch,
+        None => match store.batch_by_id(batch_id).await? {
+            Some(batch) => batch,
+            None => return Err(StoreError::not_found("batch", batch_id)),
+        },
+    };
+    if decide(&batch.batch_id, batch.status, Action::Claim).is_err() {
+        return Ok(None);
+    }
+    Ok(shards::with_progress(store, vec![batch]).await?.pop())
+}
+
+/// Hands a shard back to the queue. Without a `failure` (the worker is
+/// stopping) the claim is not counted; after a failure (the store, or an
+/// extractor that could not be loaded just now) it is, and the reason is
+/// kept: a shard that keeps failing so ends after `--max-attempts` claims
+/// instead of going round for ever.
+pub async fn give_back(store: &dyn Store, lease: &Lease, failure: Option<&str>) -> Result<bool> {
     let expect = ShardExpect {
         statuses: vec![ShardStatus::Processing],
         token: Some(lease.token.clone()),
@@ -167,8 +206,8 @@ pub async fn give_back(store: &dyn Store, lease: &Lease) -> Result<bool> {
     let change = ShardChange {
         status: ShardStatus::Queued,
         lease: None,
-        attempts: -1,
-        error_message: None,
+        attempts: if failure.is_some() { 0 } else { -1 },
+        error_message: failure.map(str::to_owned),
     };
     Ok(store
         .update_shard(&lease.batch_id, lease.shard_index, &expect, &change)
@@ -212,9 +251,12 @@ pub async fn fail(store: &dyn Store, batch_id: &str, reason: &str) -> Result<Opt
         .finish_batch(
             batch_id,
             Action::Fail.from(),
-            BatchStatus::Failed,
-            Some(reason),
-            &[],
+            &BatchEnd {
+                status: BatchStatus::Failed,
+                error_message: Some(reason.to_owned()),
+                write_back: Vec::new(),
+                only_when_settled: false,
+            },
         )
         .await?;
     if let Some(batch) = &failed {
@@ -246,15 +288,20 @@ pub async fn settle(
     } else {
         Action::Fail
     };
-    let ended = store
-        .finish_batch(
-            batch_id,
-            action.from(),
-            status,
-            reason.as_deref(),
-            &batch.collections,
-        )
-        .await?;
+    // Only a completed batch gives its collections the plan it ran; the
+    // write also requires that no shard has work left by then (a retry may
+    // have queued some since the read).
+    let end = BatchEnd {
+        status,
+        error_message: reason,
+        write_back: if status == BatchStatus::Completed {
+            batch.collections.clone()
+        } else {
+            Vec::new()
+        },
+        only_when_settled: true,
+    };
+    let ended = store.finish_batch(batch_id, action.from(), &end).await?;
     if let Some(batch) = &ended {
         finished(batch);
     }

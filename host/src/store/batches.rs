@@ -247,6 +247,20 @@ pub struct Pipelines {
     pub include_processing_history: bool,
 }
 
+/// How a batch ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchEnd {
+    /// A terminal status.
+    pub status: BatchStatus,
+    /// Why it failed.
+    pub error_message: Option<String>,
+    /// The pipelines whose plans go back to their collections.
+    pub write_back: Vec<PinnedCollection>,
+    /// Write only while no shard has work left (`None` otherwise): a
+    /// batch ended by its last shard, not one failed or canceled early.
+    pub only_when_settled: bool,
+}
+
 /// The outcomes of one chunk of finished objects of one collection.
 #[derive(Debug, Clone)]
 pub struct ChunkOutcome {
@@ -404,17 +418,15 @@ pub trait BatchStore: Send + Sync {
         batch_id: &str,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>>;
-    /// `to` (a terminal status) with its event, while in one of `from`
-    /// (`None` otherwise): its shards with work left are canceled, and
-    /// each collection of `write_back` still configured as the batch ran
-    /// it takes the batch's signature, tiers and output schema.
+    /// Ends the batch as `end` says, with its event, while in one of
+    /// `from` (`None` otherwise): its shards with work left are canceled,
+    /// and each collection of `end.write_back` still configured as the
+    /// batch ran it takes the batch's signature, tiers and output schema.
     async fn finish_batch(
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        to: BatchStatus,
-        error_message: Option<&str>,
-        write_back: &[PinnedCollection],
+        end: &BatchEnd,
     ) -> Result<Option<BatchRecord>>;
     /// Batches in one of `statuses` none of whose shards is in one of
     /// `shard_statuses`.

@@ -448,22 +448,27 @@ impl BatchStore for MongoStore {
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        to: BatchStatus,
-        error_message: Option<&str>,
-        write_back: &[PinnedCollection],
+        end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
         let now = now();
         let set = doc! {
-            "status": to.as_str(), "error_message": error_message,
+            "status": end.status.as_str(), "error_message": end.error_message.as_deref(),
             "finished_at": &now, "updated_at": &now,
         };
+        let working =
+            doc! { "batch_id": batch_id, "status": shard_status_in(&ShardStatus::ACTIVE) };
         transaction!(self, s => {
+            if end.only_when_settled
+                && !self.find_in(s, "shards", working.clone()).await?.is_empty()
+            {
+                return Ok(None);
+            }
             let ended = self
                 .transition(s, doc! { "_id": batch_id, "status": status_in(from) }, doc! { "$set": set.clone() })
                 .await?;
             if ended.is_some() {
                 self.end_shards(s, batch_id, ShardStatus::Canceled, &now).await?;
-                for pinned in write_back {
+                for pinned in &end.write_back {
                     self.write_plan_back(s, pinned, &now).await?;
                 }
             }
@@ -508,10 +513,11 @@ impl BatchStore for MongoStore {
     }
 
     async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
-        let after = match &page.after {
-            Some(after) => Some(Bson::Int64(after.parse().map_err(backend)?)),
-            None => None,
-        };
+        // A key that is not a number (a forged token) reads past the end.
+        let after = page
+            .after
+            .as_ref()
+            .map(|after| Bson::Int64(after.parse().unwrap_or(i64::MAX)));
         let key = |s: &ShardRecord| s.shard_index.to_string();
         self.page_after(
             "shards",

@@ -77,20 +77,30 @@ impl MongoStore {
                 started_at: text("started_at"),
                 finished_at: text("finished_at"),
             };
-            let inserted = self.coll("shards").insert_one(shard_record(&shard)?).await;
-            match inserted {
-                Ok(_) => {}
-                // Another process did it first.
-                Err(e) if is_duplicate(&e) => continue,
-                Err(e) => return Err(backend(e)),
-            }
-            self.coll("batches")
-                .update_one(
-                    doc! { "_id": id, "status": "PROCESSING" },
-                    doc! { "$set": { "status": "QUEUED" } },
-                )
-                .await
-                .map_err(backend)?;
+            // The shard and the batch's return to the queue in one
+            // transaction: a worker never claims the shard of a batch
+            // another process then sends back to the queue.
+            let record = shard_record(&shard)?;
+            transaction!(self, s => {
+                if !self.find_in(s, "shards", doc! { "batch_id": id }).await?.is_empty() {
+                    // Another process did it first.
+                    return Ok(());
+                }
+                self.coll("shards")
+                    .insert_one(record.clone())
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+                self.coll("batches")
+                    .update_one(
+                        doc! { "_id": id, "status": "PROCESSING" },
+                        doc! { "$set": { "status": "QUEUED" } },
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(backend)?;
+                Ok(())
+            })?;
         }
         self.coll("migrations")
             .update_one(doc! { "_id": DONE }, doc! { "$set": { "at": now() } })

@@ -24,11 +24,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, CollectionRecord,
-    DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder, LiveProgress, Namespace,
-    ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal, Result, ShardChange,
-    ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord, check_revoke, now,
-    outcome,
+    ApiKey, BatchEnd, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome,
+    CollectionRecord, DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder,
+    LiveProgress, Namespace, ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal,
+    Result, ShardChange, ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord,
+    check_revoke, now, outcome,
 };
 use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
 
@@ -571,10 +571,18 @@ impl MongoStore {
         Ok(added)
     }
 
-    /// The shard `lease` holds, running; `LeaseLost` otherwise.
+    /// The shard `lease` holds, running; `LeaseLost` otherwise. A write,
+    /// not a read: a cancel or a rescue of the shard in a concurrent
+    /// transaction conflicts with it, so the two never both commit.
     async fn fence(&self, s: &mut ClientSession, lease: &Lease) -> Result<ShardRecord> {
-        self.one_in(s, "shards", held(lease))
-            .await?
+        self.coll("shards")
+            .find_one_and_update(held(lease), doc! { "$set": { "fenced_at": now() } })
+            .return_document(ReturnDocument::After)
+            .session(&mut *s)
+            .await
+            .map_err(backend)?
+            .map(from_doc)
+            .transpose()?
             .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))
     }
 

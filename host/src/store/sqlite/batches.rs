@@ -484,27 +484,36 @@ impl BatchStore for SqliteStore {
         &self,
         batch_id: &str,
         from: &[BatchStatus],
-        to: BatchStatus,
-        error_message: Option<&str>,
-        write_back: &[PinnedCollection],
+        end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
-        let (id, from) = (batch_id.to_owned(), from.to_vec());
-        let (message, write_back) = (error_message.map(str::to_owned), write_back.to_vec());
+        let (id, from, end) = (batch_id.to_owned(), from.to_vec(), end.clone());
+        let working = format!(
+            "SELECT EXISTS (SELECT 1 FROM shards WHERE batch_id = ?1 AND {})",
+            shard_status_in(&ShardStatus::ACTIVE)
+        );
         self.call(move |c| {
             let tx = immediate(c)?;
             if !status_among(&tx, &id, &from)? {
                 return Ok(None);
+            }
+            if end.only_when_settled {
+                let busy: bool = tx
+                    .query_row(&working, [&id], |r| r.get(0))
+                    .map_err(backend)?;
+                if busy {
+                    return Ok(None);
+                }
             }
             let now = now();
             tx.execute(
                 "UPDATE batches SET status = ?2, updated_at = ?3,
                  body = json_set(body, '$.error_message', ?4, '$.finished_at', ?3)
                  WHERE batch_id = ?1",
-                params![id, to.as_str(), now, message],
+                params![id, end.status.as_str(), now, end.error_message],
             )
             .map_err(backend)?;
             end_shards(&tx, &id, ShardStatus::Canceled, &now)?;
-            for pinned in &write_back {
+            for pinned in &end.write_back {
                 write_plan_back(&tx, pinned, &now)?;
             }
             commit_transition(tx, &id).map(Some)

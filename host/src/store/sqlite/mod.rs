@@ -20,11 +20,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ApiKey, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome, CollectionRecord,
-    DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder, LiveProgress, Namespace,
-    ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal, Result, ShardChange,
-    ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord, check_revoke, now,
-    outcome,
+    ApiKey, BatchEnd, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome,
+    CollectionRecord, DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder,
+    LiveProgress, Namespace, ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal,
+    Result, ShardChange, ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord,
+    check_revoke, now, outcome,
 };
 use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
 use crate::store::events::Event;
