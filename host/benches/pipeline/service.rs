@@ -149,12 +149,34 @@ pub(super) fn seconds_between(batch: &Value, from: &str, to: &str) -> anyhow::Re
 /// over it running the text pipeline: the bucket, the object ids, the
 /// upload rate (objects/s) and the collection.
 async fn prepare(server: &Server, corpus: &[String]) -> anyhow::Result<Prepared> {
+    bucket_with(server, "bench", corpus, &text_pipeline()?).await
+}
+
+/// The text pipeline as a collection's `extractors`.
+pub(super) fn text_pipeline() -> anyhow::Result<Value> {
+    super::TEXT_PIPELINE
+        .iter()
+        .map(|(name, params)| {
+            Ok(json!({ "name": name, "params": serde_json::from_str::<Value>(params)? }))
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()
+        .map(Value::from)
+}
+
+/// A bucket `name` holding `corpus` (uploaded through the API, 64 at a
+/// time) and a collection `name` over it running `extractors`.
+pub(super) async fn bucket_with(
+    server: &Server,
+    name: &str,
+    corpus: &[String],
+    extractors: &Value,
+) -> anyhow::Result<Prepared> {
     let n = corpus.len();
     let bucket = server
         .call(
             reqwest::Method::POST,
             "/v1/buckets",
-            Some(json!({ "bucket_name": "bench" })),
+            Some(json!({ "bucket_name": name })),
         )
         .await?["bucket_id"]
         .as_str()
@@ -173,17 +195,11 @@ async fn prepare(server: &Server, corpus: &[String]) -> anyhow::Result<Prepared>
         .try_collect()
         .await?;
     let upload_rate = n as f64 / uploads.elapsed().as_secs_f64();
-    let extractors: Vec<Value> = super::TEXT_PIPELINE
-        .iter()
-        .map(|(name, params)| {
-            Ok(json!({ "name": name, "params": serde_json::from_str::<Value>(params)? }))
-        })
-        .collect::<anyhow::Result<_>>()?;
     let collection = server
         .call(
             reqwest::Method::POST,
             "/v1/collections",
-            Some(json!({ "collection_name": "bench", "source": { "bucket_id": bucket }, "extractors": extractors })),
+            Some(json!({ "collection_name": name, "source": { "bucket_id": bucket }, "extractors": extractors })),
         )
         .await?["collection_id"]
         .as_str()
@@ -197,11 +213,11 @@ async fn prepare(server: &Server, corpus: &[String]) -> anyhow::Result<Prepared>
     })
 }
 
-struct Prepared {
-    bucket: String,
-    ids: Vec<String>,
-    upload_rate: f64,
-    collection: String,
+pub(super) struct Prepared {
+    pub(super) bucket: String,
+    pub(super) ids: Vec<String>,
+    pub(super) upload_rate: f64,
+    pub(super) collection: String,
 }
 
 pub async fn bench(

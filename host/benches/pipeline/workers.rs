@@ -10,10 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 
-use super::service::{Backends, KEY, Server};
+use super::service::{Backends, KEY, Server, text_pipeline};
 
 /// A `strata worker` process; killed when dropped.
 struct Worker {
@@ -105,35 +104,8 @@ async fn bucket(
     corpus: &[String],
     extractors: Value,
 ) -> anyhow::Result<(String, Vec<String>)> {
-    let bucket = server
-        .call(
-            reqwest::Method::POST,
-            "/v1/buckets",
-            Some(json!({ "bucket_name": name })),
-        )
-        .await?["bucket_id"]
-        .as_str()
-        .context("bucket_id")?
-        .to_owned();
-    let path = format!("/v1/buckets/{bucket}/objects");
-    let ids: Vec<String> = futures::stream::iter(corpus.iter().enumerate())
-        .map(|(i, text)| {
-            let id = format!("obj_{i:06}");
-            let body = json!({ "object_id": id, "key": format!("{id}.txt"), "mime_type": "text/plain", "text": text });
-            let (server, path) = (&server, &path);
-            async move { server.call(reqwest::Method::POST, path, Some(body)).await.map(|_| id) }
-        })
-        .buffered(64)
-        .try_collect()
-        .await?;
-    server
-        .call(
-            reqwest::Method::POST,
-            "/v1/collections",
-            Some(json!({ "collection_name": name, "source": { "bucket_id": bucket }, "extractors": extractors })),
-        )
-        .await?;
-    Ok((bucket, ids))
+    let prepared = super::service::bucket_with(server, name, corpus, &extractors).await?;
+    Ok((prepared.bucket, prepared.ids))
 }
 
 /// Seconds from submit to COMPLETED of a batch of `ids`, by the server's
@@ -141,16 +113,6 @@ async fn bucket(
 async fn batch_seconds(server: &Server, bucket: &str, ids: &[String]) -> anyhow::Result<f64> {
     let batch = server.run_batch(bucket, ids).await?;
     super::service::seconds_between(&batch, "submitted_at", "completed_at")
-}
-
-fn text_pipeline() -> anyhow::Result<Value> {
-    super::TEXT_PIPELINE
-        .iter()
-        .map(|(name, params)| {
-            Ok(json!({ "name": name, "params": serde_json::from_str::<Value>(params)? }))
-        })
-        .collect::<anyhow::Result<Vec<Value>>>()
-        .map(Value::from)
 }
 
 pub async fn bench(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Result<()> {
