@@ -66,19 +66,15 @@ impl BatchStore for SqliteStore {
         from: &[BatchStatus],
         object_ids: &[String],
     ) -> Result<Option<BatchRecord>> {
-        let (id, ids, from) = (batch_id.to_owned(), object_ids.to_vec(), from.to_vec());
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            if !status_among(&tx, &id, &from)? {
-                return Ok(None);
-            }
-            let added = insert_batch_objects(&tx, &id, &ids)?;
+        let ids = object_ids.to_vec();
+        self.while_in(batch_id, from, move |tx, id| {
+            let added = insert_batch_objects(&tx, id, &ids)?;
             tx.execute(
                 "UPDATE batches SET total = total + ?2, updated_at = ?3 WHERE batch_id = ?1",
                 params![id, added, now()],
             )
             .map_err(backend)?;
-            commit_batch(tx, &id).map(Some)
+            commit_batch(tx, id)
         })
         .await
     }
@@ -221,30 +217,31 @@ impl BatchStore for SqliteStore {
         object_count: u64,
         shards: &[ShardRecord],
     ) -> Result<Option<BatchRecord>> {
-        let (id, from, shards) = (batch_id.to_owned(), from.to_vec(), shards.to_vec());
+        let shards = shards.to_vec();
         let collections =
             serde_json::to_string(&pipelines.collections).map_err(StoreError::backend)?;
         let history = pipelines.include_processing_history;
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            let batch = read_batch(&tx, &id)?;
-            if !from.contains(&batch.status) || batch.total != object_count {
-                return Ok(None);
-            }
-            let now = now();
-            tx.execute(
-                "UPDATE batches SET status = 'QUEUED', updated_at = ?2,
-                 body = json_set(body, '$.collections', json(?3), '$.include_processing_history', json(?4), '$.submitted_at', ?2)
-                 WHERE batch_id = ?1",
-                params![id, now, collections, history.to_string()],
-            )
-            .map_err(backend)?;
-            for shard in &shards {
-                insert_shard(&tx, shard)?;
-            }
-            commit_transition(tx, &id).map(Some)
-        })
-        .await
+        let queued = self
+            .while_in(batch_id, from, move |tx, id| {
+                // Planned for this many objects: none added meanwhile.
+                if read_batch(&tx, id)?.total != object_count {
+                    return Ok(None);
+                }
+                let now = now();
+                tx.execute(
+                    "UPDATE batches SET status = 'QUEUED', updated_at = ?2,
+                     body = json_set(body, '$.collections', json(?3), '$.include_processing_history', json(?4), '$.submitted_at', ?2)
+                     WHERE batch_id = ?1",
+                    params![id, now, collections, history.to_string()],
+                )
+                .map_err(backend)?;
+                for shard in &shards {
+                    insert_shard(&tx, shard)?;
+                }
+                commit_transition(tx, id).map(Some)
+            })
+            .await?;
+        Ok(queued.flatten())
     }
 
     async fn cancel_batch(
@@ -252,12 +249,7 @@ impl BatchStore for SqliteStore {
         batch_id: &str,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
-        let (id, from) = (batch_id.to_owned(), from.to_vec());
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            if !status_among(&tx, &id, &from)? {
-                return Ok(None);
-            }
+        self.while_in(batch_id, from, move |tx, id| {
             let now = now();
             tx.execute(
                 "UPDATE batches SET status = 'CANCELED', updated_at = ?2,
@@ -265,8 +257,8 @@ impl BatchStore for SqliteStore {
                 params![id, now],
             )
             .map_err(backend)?;
-            end_shards(&tx, &id, ShardStatus::Canceled, &now)?;
-            commit_transition(tx, &id).map(Some)
+            end_shards(&tx, id, ShardStatus::Canceled, &now)?;
+            commit_transition(tx, id)
         })
         .await
     }
@@ -289,16 +281,11 @@ impl BatchStore for SqliteStore {
         batch_id: &str,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
-        let (id, from) = (batch_id.to_owned(), from.to_vec());
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            if !status_among(&tx, &id, &from)? {
-                return Ok(None);
-            }
+        self.while_in(batch_id, from, move |tx, id| {
             tx.execute(
                 "UPDATE batch_objects SET status = 'pending', error = NULL, done = 0
                  WHERE batch_id = ?1 AND status != 'completed'",
-                [&id],
+                [id],
             )
             .map_err(backend)?;
             let now = now();
@@ -328,7 +315,7 @@ impl BatchStore for SqliteStore {
                 params![id, now],
             )
             .map_err(backend)?;
-            commit_transition(tx, &id).map(Some)
+            commit_transition(tx, id)
         })
         .await
     }
@@ -338,22 +325,17 @@ impl BatchStore for SqliteStore {
         batch_id: &str,
         from: &[BatchStatus],
     ) -> Result<Option<Vec<String>>> {
-        let (id, from) = (batch_id.to_owned(), from.to_vec());
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            if !status_among(&tx, &id, &from)? {
-                return Ok(None);
-            }
-            let keys = batch_artifacts(&tx, "SELECT body FROM batches WHERE batch_id = ?1", &id)?;
+        self.while_in(batch_id, from, move |tx, id| {
+            let keys = batch_artifacts(&tx, "SELECT body FROM batches WHERE batch_id = ?1", id)?;
             for sql in [
                 "DELETE FROM batch_objects WHERE batch_id = ?1",
                 "DELETE FROM shards WHERE batch_id = ?1",
                 "DELETE FROM batches WHERE batch_id = ?1",
             ] {
-                tx.execute(sql, [&id]).map_err(backend)?;
+                tx.execute(sql, [id]).map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
-            Ok(Some(keys))
+            Ok(keys)
         })
         .await
     }
@@ -462,12 +444,7 @@ impl BatchStore for SqliteStore {
         batch_id: &str,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
-        let (id, from) = (batch_id.to_owned(), from.to_vec());
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            if !status_among(&tx, &id, &from)? {
-                return Ok(None);
-            }
+        self.while_in(batch_id, from, move |tx, id| {
             tx.execute(
                 "UPDATE batches SET status = 'PROCESSING', updated_at = ?2,
                  body = json_set(body, '$.started_at', coalesce(json_extract(body, '$.started_at'), ?2))
@@ -475,7 +452,7 @@ impl BatchStore for SqliteStore {
                 params![id, now()],
             )
             .map_err(backend)?;
-            commit_transition(tx, &id).map(Some)
+            commit_transition(tx, id)
         })
         .await
     }
@@ -486,39 +463,37 @@ impl BatchStore for SqliteStore {
         from: &[BatchStatus],
         end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
-        let (id, from, end) = (batch_id.to_owned(), from.to_vec(), end.clone());
+        let end = end.clone();
         let working = format!(
             "SELECT EXISTS (SELECT 1 FROM shards WHERE batch_id = ?1 AND {})",
             shard_status_in(&ShardStatus::ACTIVE)
         );
-        self.call(move |c| {
-            let tx = immediate(c)?;
-            if !status_among(&tx, &id, &from)? {
-                return Ok(None);
-            }
-            if end.only_when_settled {
-                let busy: bool = tx
-                    .query_row(&working, [&id], |r| r.get(0))
-                    .map_err(backend)?;
-                if busy {
-                    return Ok(None);
+        let ended = self
+            .while_in(batch_id, from, move |tx, id| {
+                if end.only_when_settled {
+                    let busy: bool = tx
+                        .query_row(&working, [id], |r| r.get(0))
+                        .map_err(backend)?;
+                    if busy {
+                        return Ok(None);
+                    }
                 }
-            }
-            let now = now();
-            tx.execute(
-                "UPDATE batches SET status = ?2, updated_at = ?3,
-                 body = json_set(body, '$.error_message', ?4, '$.finished_at', ?3)
-                 WHERE batch_id = ?1",
-                params![id, end.status.as_str(), now, end.error_message],
-            )
-            .map_err(backend)?;
-            end_shards(&tx, &id, ShardStatus::Canceled, &now)?;
-            for pinned in &end.write_back {
-                write_plan_back(&tx, pinned, &now)?;
-            }
-            commit_transition(tx, &id).map(Some)
-        })
-        .await
+                let now = now();
+                tx.execute(
+                    "UPDATE batches SET status = ?2, updated_at = ?3,
+                     body = json_set(body, '$.error_message', ?4, '$.finished_at', ?3)
+                     WHERE batch_id = ?1",
+                    params![id, end.status.as_str(), now, end.error_message],
+                )
+                .map_err(backend)?;
+                end_shards(&tx, id, ShardStatus::Canceled, &now)?;
+                for pinned in &end.write_back {
+                    write_plan_back(&tx, pinned, &now)?;
+                }
+                commit_transition(tx, id).map(Some)
+            })
+            .await?;
+        Ok(ended.flatten())
     }
 
     async fn stalled_batches(

@@ -271,6 +271,26 @@ impl SqliteStore {
         .await
         .map_err(StoreError::backend)?
     }
+
+    /// Runs `write` in one `BEGIN IMMEDIATE` transaction, which it commits,
+    /// while the batch is in one of `from` (`None`, nothing written,
+    /// otherwise): the conditional write every batch transition is.
+    async fn while_in<T: Send + 'static>(
+        &self,
+        batch_id: &str,
+        from: &[BatchStatus],
+        write: impl FnOnce(rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
+    ) -> Result<Option<T>> {
+        let (id, from) = (batch_id.to_owned(), from.to_vec());
+        self.call(move |c| {
+            let tx = immediate(c)?;
+            if !status_among(&tx, &id, &from)? {
+                return Ok(None);
+            }
+            write(tx, &id).map(Some)
+        })
+        .await
+    }
 }
 
 impl SqliteStore {
