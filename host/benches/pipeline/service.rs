@@ -44,10 +44,39 @@ pub(super) struct Backends {
     pub(super) data_dir: Option<std::path::PathBuf>,
 }
 
+/// Spawns `command` (a `strata` process, `what` in errors) with the
+/// bench's admin key and quiet logs, and reads its stdout until `banner`
+/// recognises a line; returns the process and what `banner` read. The rest
+/// of its stdout is drained so that it never blocks.
+pub(super) fn launch(
+    command: &mut Command,
+    what: &str,
+    banner: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<(std::process::Child, String)> {
+    let mut child = command
+        .env("STRATA_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = loop {
+        let line = lines.next().with_context(|| format!("{what} exited"))??;
+        if let Some(found) = banner(&line) {
+            break found;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, found))
+}
+
 impl Server {
     pub(super) fn start(root: &Path, cache: &Path, backends: &Backends) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        command
             .arg("serve")
             .arg("--data-dir")
             .arg(
@@ -67,22 +96,11 @@ impl Server {
             .arg("--cache-dir")
             .arg(cache)
             .args(&backends.args)
-            .envs(backends.env.iter().map(|(k, v)| (k, v)))
-            .env("STRATA_ADMIN_KEY", KEY)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting strata serve")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines.next().context("strata serve exited")??;
-            if let Some(url) = line.strip_prefix("strata listening on ") {
-                break url.trim().to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .envs(backends.env.iter().map(|(k, v)| (k, v)));
+        let (child, url) = launch(&mut command, "strata serve", |line| {
+            line.strip_prefix("strata listening on ")
+                .map(|url| url.trim().to_owned())
+        })?;
         Ok(Server {
             child,
             url,

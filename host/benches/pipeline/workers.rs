@@ -4,15 +4,14 @@
 //! cost of a shard claim, the time to rescue a killed worker's shard, and
 //! the latency of `GET …/batches/{id}` while 200 batches run.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use super::service::{Backends, KEY, Server, text_pipeline};
+use super::service::{Backends, KEY, Server, launch, text_pipeline};
 
 /// A `strata worker` process; killed when dropped.
 struct Worker {
@@ -40,7 +39,7 @@ impl Worker {
             }
             None => Command::new(env!("CARGO_BIN_EXE_strata")),
         };
-        let mut child = command
+        command
             .arg("worker")
             .arg("--data-dir")
             .arg(data_dir)
@@ -50,24 +49,11 @@ impl Worker {
             .arg("--cache-dir")
             .arg(cache)
             .args(["--poll-interval", "0.1"])
-            .args(args)
-            .env("STRATA_ADMIN_KEY", KEY)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting strata worker")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let id = loop {
-            let line = lines.next().context("strata worker exited")??;
-            if let Some(rest) = line.strip_prefix("strata worker ")
-                && let Some((id, _)) = rest.split_once(" running")
-            {
-                break id.to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .args(args);
+        let (child, id) = launch(&mut command, "strata worker", |line| {
+            let rest = line.strip_prefix("strata worker ")?;
+            rest.split_once(" running").map(|(id, _)| id.to_owned())
+        })?;
         Ok(Worker { child, id })
     }
 }
@@ -106,6 +92,18 @@ async fn bucket(
 ) -> anyhow::Result<(String, Vec<String>)> {
     let prepared = super::service::bucket_with(server, name, corpus, &extractors).await?;
     Ok((prepared.bucket, prepared.ids))
+}
+
+/// The shards of the batch at `path`.
+async fn shards(server: &Server, path: &str) -> anyhow::Result<Vec<Value>> {
+    let listed = server
+        .call(
+            reqwest::Method::GET,
+            &format!("{path}/shards?limit=1000"),
+            None,
+        )
+        .await?;
+    Ok(listed["results"].as_array().context("results")?.clone())
 }
 
 /// Seconds from submit to COMPLETED of a batch of `ids`, by the server's
@@ -179,16 +177,8 @@ pub async fn bench(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Resu
         .call(reqwest::Method::POST, &format!("{path}/submit"), None)
         .await?;
     let held = loop {
-        let shards = server
-            .call(
-                reqwest::Method::GET,
-                &format!("{path}/shards?limit=1000"),
-                None,
-            )
-            .await?;
-        let held = shards["results"]
-            .as_array()
-            .context("results")?
+        let listed = shards(&server, &path).await?;
+        let held = listed
             .iter()
             .find(|s| s["status"] == "PROCESSING" && s["lease"]["worker_id"] == victim.id.as_str())
             .and_then(|s| s["shard_index"].as_u64());
@@ -200,14 +190,8 @@ pub async fn bench(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Resu
     let _ = victim.child.kill();
     let killed = Instant::now();
     let rescue = loop {
-        let shards = server
-            .call(
-                reqwest::Method::GET,
-                &format!("{path}/shards?limit=1000"),
-                None,
-            )
-            .await?;
-        let shard = &shards["results"][held as usize];
+        let listed = shards(&server, &path).await?;
+        let shard = &listed[held as usize];
         if shard["attempts"].as_u64().unwrap_or(0) >= 2 {
             break killed.elapsed().as_secs_f64();
         }
