@@ -156,7 +156,6 @@ pub struct BatchRecord {
     #[serde(skip)]
     pub attempts: u32,
     /// Record each enrichment in the documents.
-    #[serde(deserialize_with = "flag")]
     pub include_processing_history: bool,
     /// The pipelines, pinned at submit.
     pub collections: Vec<PinnedCollection>,

@@ -22,7 +22,6 @@ mod shards;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 
 pub use batches::*;
 pub use buckets::*;
@@ -128,25 +127,6 @@ impl<T> Page<T> {
             None
         };
         Page { items, next }
-    }
-}
-
-/// A boolean written as a boolean, or as 0/1 by MongoDB-protocol servers
-/// that keep a `$set` boolean as an integer (see ARCHITECTURE.md).
-fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flag {
-        Bool(bool),
-        Int(i64),
-    }
-    match Flag::deserialize(deserializer)? {
-        Flag::Bool(b) => Ok(b),
-        Flag::Int(0) => Ok(false),
-        Flag::Int(1) => Ok(true),
-        Flag::Int(n) => Err(serde::de::Error::custom(format!(
-            "expected a boolean, found {n}"
-        ))),
     }
 }
 

@@ -190,17 +190,26 @@ impl BatchStore for MongoStore {
             .map(shard_record)
             .collect::<Result<Vec<_>>>()?;
         let now = now();
+        let filter =
+            doc! { "_id": batch_id, "status": status_in(from), "total": object_count as i64 };
         transaction!(self, s => {
-            let queued = self.transition(
-                s,
-                doc! { "_id": batch_id, "status": status_in(from), "total": object_count as i64 },
-                doc! { "$set": {
-                    "status": "QUEUED", "collections": pinned.clone(),
-                    "include_processing_history": history,
-                    "submitted_at": &now, "updated_at": &now,
-                } },
-            )
-            .await?;
+            let mut set = doc! {
+                "status": "QUEUED", "collections": pinned.clone(),
+                "submitted_at": &now, "updated_at": &now,
+            };
+            match &self.serial {
+                Some(standin) => {
+                    standin
+                        .set_boolean(self, s, filter.clone(), "include_processing_history", history)
+                        .await?
+                }
+                None => {
+                    set.insert("include_processing_history", history);
+                }
+            }
+            let queued = self
+                .transition(s, filter.clone(), doc! { "$set": set })
+                .await?;
             if queued.is_some() && !shard_docs.is_empty() {
                 self.coll("shards")
                     .insert_many(shard_docs.clone())

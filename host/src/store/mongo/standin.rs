@@ -7,7 +7,9 @@
 //! nest and break each other; transactions run one at a time, then: in
 //! this process (a mutex), and across the processes of this machine that
 //! use the same server (an exclusive `flock` on a file named after it), as
-//! an API process and `strata worker` processes do.
+//! an API process and `strata worker` processes do. It keeps a boolean
+//! given to `$set` as 0 or 1, so the one such write, a batch's
+//! `include_processing_history` at submit, replaces the document instead.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +68,38 @@ impl OneAtATime {
             _local: local,
             _file: file,
         })
+    }
+}
+
+impl OneAtATime {
+    /// Sets the top-level boolean `field` of the batch `filter` matches, in
+    /// the transaction of `s`, by replacing the document: the stand-in
+    /// keeps a boolean given to `$set` as the integer 0 or 1 (and one
+    /// inside a document or list as a boolean), so a `$set` would read
+    /// back as a number. MongoDB takes the plain `$set`.
+    pub(super) async fn set_boolean(
+        &self,
+        store: &MongoStore,
+        s: &mut ClientSession,
+        filter: Document,
+        field: &str,
+        value: bool,
+    ) -> Result<()> {
+        let batches = store.coll("batches");
+        let found = batches
+            .find_one(filter.clone())
+            .session(&mut *s)
+            .await
+            .map_err(backend)?;
+        if let Some(mut batch) = found {
+            batch.insert(field, value);
+            batches
+                .replace_one(filter, batch)
+                .session(&mut *s)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 }
 

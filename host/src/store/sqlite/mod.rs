@@ -14,6 +14,7 @@ mod collections;
 mod documents;
 mod namespaces;
 mod registry;
+mod schema;
 mod webhooks;
 
 use async_trait::async_trait;
@@ -28,200 +29,6 @@ use super::{
 };
 use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
 use crate::store::events::Event;
-
-/// Schema changes, applied in order; `PRAGMA user_version` counts the
-/// applied ones.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE namespaces (
-    namespace_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE api_keys (
-    key_id TEXT PRIMARY KEY,
-    secret_hash TEXT NOT NULL UNIQUE,
-    name TEXT,
-    admin INTEGER NOT NULL,
-    namespace_id TEXT REFERENCES namespaces (namespace_id),
-    created_at TEXT NOT NULL
-);
-CREATE TABLE buckets (
-    bucket_id TEXT PRIMARY KEY,
-    namespace_id TEXT NOT NULL REFERENCES namespaces (namespace_id),
-    bucket_name TEXT NOT NULL,
-    description TEXT,
-    created_at TEXT NOT NULL,
-    UNIQUE (namespace_id, bucket_name)
-);
-CREATE TABLE objects (
-    bucket_id TEXT NOT NULL REFERENCES buckets (bucket_id),
-    object_id TEXT NOT NULL,
-    namespace_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    mime_type TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    metadata TEXT,
-    blob_key TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (bucket_id, object_id)
-) WITHOUT ROWID;
-CREATE TABLE collections (
-    collection_id TEXT PRIMARY KEY,
-    namespace_id TEXT NOT NULL REFERENCES namespaces (namespace_id),
-    collection_name TEXT NOT NULL,
-    bucket_id TEXT NOT NULL REFERENCES buckets (bucket_id),
-    body TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (namespace_id, collection_name)
-);
-CREATE INDEX collections_by_bucket ON collections (bucket_id);
-CREATE TABLE batches (
-    batch_id TEXT PRIMARY KEY,
-    namespace_id TEXT NOT NULL REFERENCES namespaces (namespace_id),
-    bucket_id TEXT NOT NULL REFERENCES buckets (bucket_id),
-    task_id TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,
-    idempotency_key TEXT,
-    body TEXT NOT NULL,
-    lease_owner TEXT,
-    lease_token TEXT,
-    lease_expires_ms INTEGER,
-    created_at TEXT NOT NULL,
-    UNIQUE (bucket_id, idempotency_key)
-);
-CREATE INDEX batches_by_status ON batches (status, lease_expires_ms);
-CREATE TABLE batch_objects (
-    batch_id TEXT NOT NULL REFERENCES batches (batch_id),
-    object_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    PRIMARY KEY (batch_id, object_id)
-) WITHOUT ROWID;
-CREATE TABLE documents (
-    document_id TEXT PRIMARY KEY,
-    collection_id TEXT NOT NULL,
-    namespace_id TEXT NOT NULL,
-    object_id TEXT NOT NULL,
-    batch_id TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX documents_by_collection ON documents (collection_id, document_id);
-"#,
-    r#"
-ALTER TABLE batches ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE batches ADD COLUMN processed INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE batches ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE batches ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE batches ADD COLUMN error_summary TEXT;
-ALTER TABLE batches ADD COLUMN live TEXT;
-ALTER TABLE batches ADD COLUMN updated_at TEXT;
-CREATE INDEX batches_by_bucket ON batches (bucket_id, batch_id);
-CREATE INDEX batches_by_task ON batches (namespace_id, task_id);
-ALTER TABLE batch_objects ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX batch_objects_by_status ON batch_objects (batch_id, status, done, object_id);
-CREATE UNIQUE INDEX documents_by_object ON documents (collection_id, object_id);
-CREATE INDEX documents_by_batch ON documents (collection_id, batch_id, document_id);
-"#,
-    r#"
-CREATE TABLE webhooks (
-    webhook_id TEXT PRIMARY KEY,
-    namespace_id TEXT NOT NULL REFERENCES namespaces (namespace_id),
-    body TEXT NOT NULL
-);
-CREATE INDEX webhooks_by_namespace ON webhooks (namespace_id, webhook_id);
-CREATE TABLE deliveries (
-    delivery_id TEXT PRIMARY KEY,
-    webhook_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    next_attempt_ms INTEGER NOT NULL,
-    lease_token TEXT,
-    lease_expires_ms INTEGER NOT NULL DEFAULT 0,
-    body TEXT NOT NULL
-);
-CREATE INDEX deliveries_by_webhook ON deliveries (webhook_id, delivery_id);
-CREATE INDEX deliveries_due ON deliveries (state, next_attempt_ms);
-"#,
-    r#"
-CREATE TABLE extractor_versions (
-    name TEXT NOT NULL,
-    version TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    seq INTEGER NOT NULL UNIQUE,
-    body TEXT NOT NULL,
-    PRIMARY KEY (name, version)
-);
-"#,
-    r#"
-CREATE TABLE counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"#,
-    r#"
-ALTER TABLE api_keys ADD COLUMN publish INTEGER NOT NULL DEFAULT 0;
-"#,
-    r#"
-ALTER TABLE api_keys ADD COLUMN last_used_at TEXT;
-ALTER TABLE api_keys ADD COLUMN from_env INTEGER NOT NULL DEFAULT 0;
-"#,
-    r#"
-CREATE TABLE extractor_names (
-    name TEXT PRIMARY KEY,
-    body TEXT NOT NULL
-);
-"#,
-    r#"
-CREATE INDEX batches_in_flight ON batches (namespace_id, status);
-"#,
-    r#"
-CREATE TABLE shards (
-    batch_id TEXT NOT NULL REFERENCES batches (batch_id),
-    shard_index INTEGER NOT NULL,
-    namespace_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    objects INTEGER NOT NULL,
-    row_start INTEGER NOT NULL,
-    first_object_id TEXT NOT NULL,
-    last_object_id TEXT NOT NULL,
-    processed INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    error_summary TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_token TEXT,
-    lease_expires_ms INTEGER,
-    live TEXT,
-    error_message TEXT,
-    updated_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    PRIMARY KEY (batch_id, shard_index)
-) WITHOUT ROWID;
-CREATE INDEX shards_by_status ON shards (status, batch_id, shard_index);
-CREATE TABLE workers (
-    worker_id TEXT PRIMARY KEY,
-    body TEXT NOT NULL,
-    heartbeat_ms INTEGER NOT NULL
-);
--- Batches submitted before shards existed become one shard each; one
--- that was running is queued again (its worker's lease is gone).
-INSERT INTO shards (batch_id, shard_index, namespace_id, status, objects, row_start,
-    first_object_id, last_object_id, processed, failed, error_summary, attempts,
-    error_message, updated_at, started_at, finished_at)
-SELECT b.batch_id, 0, b.namespace_id,
-    CASE b.status WHEN 'PROCESSING' THEN 'QUEUED' ELSE b.status END,
-    b.total, 0,
-    coalesce((SELECT min(object_id) FROM batch_objects o WHERE o.batch_id = b.batch_id), ''),
-    coalesce((SELECT max(object_id) FROM batch_objects o WHERE o.batch_id = b.batch_id), ''),
-    b.processed, b.failed, b.error_summary, b.attempts,
-    json_extract(b.body, '$.error_message'), coalesce(b.updated_at, b.created_at),
-    json_extract(b.body, '$.started_at'), json_extract(b.body, '$.finished_at')
-FROM batches b WHERE b.status != 'DRAFT';
-UPDATE batches SET status = 'QUEUED' WHERE status = 'PROCESSING';
-"#,
-];
 
 /// The embedded SQLite store.
 #[derive(Clone)]
@@ -249,7 +56,7 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(StoreError::backend)?;
-        migrate(&mut conn).map_err(StoreError::backend)?;
+        schema::migrate(&mut conn).map_err(StoreError::backend)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -308,16 +115,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let applied: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-    }
-    tx.commit()
 }
 
 /// Maps a failed write: a broken uniqueness rule becomes `conflict`.
