@@ -522,7 +522,7 @@ async fn one_claim_wins_and_a_lost_lease_writes_nothing(open: impl AsyncFn() -> 
         .expect("there")
         .created_at;
     let mut again = docs.clone();
-    again[0].created_at = "2099-01-01T00:00:00.000Z".into();
+    again[0].created_at = "2099-01-01T00:00:00.000Z".parse().expect("time");
     again[0]
         .features
         .insert("x".into(), serde_json::json!({"v": 2}));
@@ -934,7 +934,7 @@ async fn collection_updates(store: &dyn Store) {
     changed.tiers = vec![vec!["stamp@1.0.0".into()]];
     changed.output_schema = BTreeMap::from([("stamp.version".into(), "Utf8".into())]);
     changed.index_signature = "sig_1".into();
-    changed.updated_at = "2099-01-01T00:00:00.000Z".into();
+    changed.updated_at = "2099-01-01T00:00:00.000Z".parse().expect("time");
     // Not the update's to change:
     let mut sent = changed.clone();
     sent.collection_name = "renamed".into();

@@ -548,7 +548,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{:<32}  {rights:<14}  {namespace:<20}  {:<24}  {:<24}  {}",
                     key.key_id,
                     key.created_at,
-                    key.last_used_at.as_deref().unwrap_or("never"),
+                    key.last_used_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_string()),
                     key.name.as_deref().unwrap_or("")
                 );
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::{BatchRecord, BatchStatus, LeaseHolder, Stage};
+use crate::store::{BatchRecord, BatchStatus, LeaseHolder, Stage, Timestamp};
 
 /// Live progress of a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -96,14 +96,8 @@ pub struct Report {
     pub health: Health,
     /// The checks.
     pub checks: Vec<Check>,
-    /// When the batch should finish (or finished), RFC 3339.
-    pub estimated_completion: Option<String>,
-}
-
-fn parse_time(t: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(t)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    /// When the batch should finish (or finished).
+    pub estimated_completion: Option<Timestamp>,
 }
 
 /// The report of `batch` at `now`.
@@ -115,8 +109,8 @@ pub fn report(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) ->
         (processed as f64 * 1000.0 / total as f64).round() / 10.0
     };
     let elapsed = match (
-        batch.started_at.as_deref().and_then(parse_time),
-        batch.finished_at.as_deref().and_then(parse_time),
+        batch.started_at.map(Timestamp::datetime),
+        batch.finished_at.map(Timestamp::datetime),
     ) {
         (Some(start), Some(end)) => (end - start).to_std().ok(),
         _ => None,
@@ -131,11 +125,10 @@ pub fn report(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) ->
     let eta_seconds = (batch.status == BatchStatus::Processing && items_per_second > 0.0)
         .then(|| (remaining as f64 / items_per_second).ceil() as u64);
     let estimated_completion = match batch.status {
-        BatchStatus::Processing => eta_seconds.map(|s| {
-            (now + chrono::Duration::seconds(s as i64))
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        }),
-        BatchStatus::Completed => batch.finished_at.clone(),
+        BatchStatus::Processing => {
+            eta_seconds.map(|s| Timestamp::from(now + chrono::Duration::seconds(s as i64)))
+        }
+        BatchStatus::Completed => batch.finished_at,
         _ => None,
     };
     let current_stage = match batch.status {
@@ -309,8 +302,8 @@ fn checks(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) -> Vec
         let since = batch
             .live
             .as_ref()
-            .and_then(|l| parse_time(&l.last_progress_at))
-            .or_else(|| batch.started_at.as_deref().and_then(parse_time))
+            .map(|l| l.last_progress_at.datetime())
+            .or_else(|| batch.started_at.map(Timestamp::datetime))
             .and_then(|t| (now - t).to_std().ok())
             .unwrap_or_default();
         checks.push(if since > policy.stall_after {
@@ -394,16 +387,16 @@ mod tests {
             lease: None,
             shards: Default::default(),
             idempotency: None,
-            created_at: "2026-01-01T00:00:00.000Z".into(),
-            updated_at: "2026-01-01T00:00:00.000Z".into(),
+            created_at: "2026-01-01T00:00:00.000Z".parse().expect("time"),
+            updated_at: "2026-01-01T00:00:00.000Z".parse().expect("time"),
             submitted_at: None,
-            started_at: Some("2026-01-01T00:00:00.000Z".into()),
+            started_at: Some("2026-01-01T00:00:00.000Z".parse().expect("time")),
             finished_at: None,
         }
     }
 
     fn at(t: &str) -> DateTime<Utc> {
-        parse_time(t).expect("time")
+        t.parse::<Timestamp>().expect("time").datetime()
     }
 
     #[test]
@@ -413,8 +406,8 @@ mod tests {
         b.live = Some(LiveProgress {
             items_per_second: 1.38,
             current_stage: None,
-            reported_at: "2026-01-01T01:00:00.000Z".into(),
-            last_progress_at: "2026-01-01T01:00:00.000Z".into(),
+            reported_at: "2026-01-01T01:00:00.000Z".parse().expect("time"),
+            last_progress_at: "2026-01-01T01:00:00.000Z".parse().expect("time"),
         });
         let r = report(&b, at("2026-01-01T01:00:01Z"), &HealthPolicy::default());
         // 24,549 left at 1.38/s: 17,790 s.
@@ -426,8 +419,8 @@ mod tests {
         assert_eq!(r.progress.percent, 46.8);
         assert_eq!(r.health, Health::Healthy);
         assert_eq!(
-            r.estimated_completion.as_deref(),
-            Some("2026-01-01T05:56:31Z")
+            r.estimated_completion.map(|t| t.to_string()).as_deref(),
+            Some("2026-01-01T05:56:31.000Z")
         );
     }
 
@@ -440,8 +433,8 @@ mod tests {
         b.live = Some(LiveProgress {
             items_per_second: 2.0,
             current_stage: None,
-            reported_at: "2026-01-01T00:59:59.000Z".into(),
-            last_progress_at: "2026-01-01T00:59:59.000Z".into(),
+            reported_at: "2026-01-01T00:59:59.000Z".parse().expect("time"),
+            last_progress_at: "2026-01-01T00:59:59.000Z".parse().expect("time"),
         });
         assert_eq!(report(&b, now, &policy).health, Health::Healthy);
         b.failed = 2;
@@ -458,7 +451,8 @@ mod tests {
                 .any(|c| c.name == "lease" && c.status == CheckStatus::Fail)
         );
         b.lease = Some(holder(now.timestamp_millis() + 10_000));
-        b.live.as_mut().expect("live").last_progress_at = "2026-01-01T00:50:00.000Z".into();
+        b.live.as_mut().expect("live").last_progress_at =
+            "2026-01-01T00:50:00.000Z".parse().expect("time");
         let r = report(&b, now, &policy);
         assert_eq!(r.health, Health::Degraded);
         assert!(
@@ -483,7 +477,7 @@ mod tests {
         );
         let mut done = batch(BatchStatus::Completed, 7200, 7200);
         done.failed = 3;
-        done.finished_at = Some("2026-01-01T01:00:00.000Z".into());
+        done.finished_at = Some("2026-01-01T01:00:00.000Z".parse().expect("time"));
         assert_eq!(
             line(&done),
             "Completed 7,200/7,200 objects (100.0%) · 3 errors · 2.0 items/sec · took 1h 0m"
@@ -491,7 +485,7 @@ mod tests {
         let r = report(&done, now, &policy);
         assert_eq!(r.health, Health::Degraded);
         assert_eq!(
-            r.estimated_completion.as_deref(),
+            r.estimated_completion.map(|t| t.to_string()).as_deref(),
             Some("2026-01-01T01:00:00.000Z")
         );
         let mut failed = batch(BatchStatus::Failed, 5, 10);

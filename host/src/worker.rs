@@ -644,8 +644,8 @@ impl CollectionRun {
                         .and_then(|h| serde_json::to_value(h).ok()),
                 },
                 object_id: doc.object_id,
-                created_at: now.clone(),
-                updated_at: now.clone(),
+                created_at: now,
+                updated_at: now,
             });
         }
         // Documents first (idempotent, and fenced by the lease in their
@@ -807,7 +807,7 @@ async fn report_progress(
             items_per_second,
             current_stage,
             reported_at: now(),
-            last_progress_at: last_progress_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            last_progress_at: last_progress_at.into(),
         };
         let sent = Instant::now();
         let expires_ms = chrono::Utc::now().timestamp_millis() + lease_ms;

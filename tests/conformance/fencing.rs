@@ -68,7 +68,7 @@ impl NamespaceStore for FailingRenewals {
         self.inner.delete_key(key_id).await
     }
 
-    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()> {
+    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()> {
         self.inner.touch_key(key_id, at).await
     }
 }

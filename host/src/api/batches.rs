@@ -17,6 +17,7 @@ use super::error::InvalidParam;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Query};
 use crate::batches::{self, Action, SubmitError};
 use crate::progress::{self, Check, Health, Progress};
+use crate::store::Timestamp;
 use crate::store::{
     BatchObject, BatchRecord, BatchStatus, Bucket, LeaseHolder, PinnedCollection, ShardRecord,
     ShardStatus, StoreError,
@@ -107,7 +108,7 @@ pub struct BatchView {
     /// `healthy`, `degraded` or `unhealthy`; `/health` explains.
     pub health: Health,
     /// ISO 8601 estimate of completion (the time of completion once done).
-    pub estimated_completion: Option<String>,
+    pub estimated_completion: Option<Timestamp>,
     /// Why the batch failed.
     pub error_message: Option<String>,
     /// Errors by category, `extractor.kind`.
@@ -123,15 +124,15 @@ pub struct BatchView {
     #[schema(value_type = BTreeMap<String, u32>)]
     pub shards: BTreeMap<ShardStatus, u32>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
     /// RFC 3339.
-    pub submitted_at: Option<String>,
+    pub submitted_at: Option<Timestamp>,
     /// RFC 3339: first claimed by a poller.
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     /// RFC 3339: reached COMPLETED, FAILED or CANCELED.
-    pub completed_at: Option<String>,
+    pub completed_at: Option<Timestamp>,
 }
 
 /// The task of a submitted batch.
@@ -154,9 +155,9 @@ pub struct TaskView {
     /// Why the batch failed.
     pub error_message: Option<String>,
     /// RFC 3339: when the batch was submitted.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 /// `GET …/batches/{batch}/health`.
@@ -676,9 +677,9 @@ pub struct ShardView {
     /// Why it failed.
     pub error_message: Option<String>,
     /// RFC 3339.
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     /// RFC 3339.
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Timestamp>,
 }
 
 /// Who holds a shard.
@@ -687,7 +688,7 @@ pub struct LeaseView {
     /// The worker (`/v1/workers`).
     pub worker_id: String,
     /// RFC 3339.
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 impl From<ShardRecord> for ShardView {
@@ -703,9 +704,7 @@ impl From<ShardRecord> for ShardView {
             attempts: s.attempts,
             lease: s.lease.map(|LeaseHolder { owner, expires_ms }| LeaseView {
                 worker_id: owner,
-                expires_at: chrono::DateTime::from_timestamp_millis(expires_ms)
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                expires_at: Timestamp::from_millis(expires_ms).unwrap_or_else(Timestamp::now),
             }),
             worker: s.worker,
             error_message: s.error_message,

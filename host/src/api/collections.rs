@@ -135,7 +135,7 @@ pub async fn create_collection(
         output_schema: summary.output_schema,
         index_signature: pipeline::index_signature(&plan),
         document_count: 0,
-        created_at: now.clone(),
+        created_at: now,
         updated_at: now,
     };
     state.store.create_collection(&collection).await?;

@@ -12,6 +12,7 @@ use super::auth::{Admin, Caller, MayPublish};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::catalog::{Named, PublishError};
 use crate::store::Page;
+use crate::store::Timestamp;
 use crate::store::registry::{
     ExtractorNameRecord, ExtractorVersionRecord, NamespaceRef, Published, PublishedBy, Publisher,
     may_manage, may_use,
@@ -234,9 +235,9 @@ pub struct PublishedVersion {
     /// Size of the component.
     pub size_bytes: u64,
     /// RFC 3339.
-    pub published_at: String,
+    pub published_at: Timestamp,
     /// RFC 3339, once deprecated.
-    pub deprecated_at: Option<String>,
+    pub deprecated_at: Option<Timestamp>,
     /// Who published it (absent for a host's own publication and for
     /// versions published before this was recorded).
     pub published_by: Option<PublishedBy>,

@@ -22,6 +22,7 @@ use super::buckets::find_bucket;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::blob::object_key;
 use crate::run::sniff_mime;
+use crate::store::Timestamp;
 use crate::store::{Bucket, ObjectRecord, new_id, now};
 
 /// Routes, with a body limit sized for uploads.
@@ -164,7 +165,7 @@ pub struct ObjectView {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 impl From<ObjectRecord> for ObjectView {

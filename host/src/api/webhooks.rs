@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use crate::store::Timestamp;
 use crate::store::events::{
     DeliveryRecord, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
@@ -90,11 +91,11 @@ pub struct Webhook {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// Until when the previous secret also signs (after a rotation).
-    pub previous_secret_expires_at: Option<String>,
+    pub previous_secret_expires_at: Option<Timestamp>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 impl Webhook {
@@ -107,7 +108,7 @@ impl Webhook {
             previous_secret_expires_at: record
                 .secrets
                 .iter()
-                .filter_map(|s| s.expires_at.clone())
+                .filter_map(|s| s.expires_at)
                 .find(|e| *e > now),
             webhook_id: record.webhook_id,
             url: record.url,
@@ -139,13 +140,13 @@ pub struct Delivery {
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// When the next attempt is due (RFC 3339), while pending.
-    pub next_attempt_at: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
     /// RFC 3339, once delivered.
-    pub delivered_at: Option<String>,
+    pub delivered_at: Option<Timestamp>,
     /// The request body (on `GET` of one delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -155,9 +156,8 @@ pub struct Delivery {
 impl Delivery {
     fn of(record: DeliveryRecord, with_payload: bool) -> Self {
         let next_attempt_at = (record.state == DeliveryState::Pending)
-            .then(|| chrono::DateTime::from_timestamp_millis(record.next_attempt_ms))
-            .flatten()
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            .then(|| Timestamp::from_millis(record.next_attempt_ms))
+            .flatten();
         Delivery {
             payload: with_payload
                 .then(|| serde_json::from_str(&record.payload).ok())
@@ -269,7 +269,7 @@ pub async fn create_webhook(
             secret: new_secret(),
             expires_at: None,
         }],
-        created_at: now.clone(),
+        created_at: now,
         updated_at: now,
         revision: 0,
     };
@@ -368,8 +368,7 @@ pub async fn rotate_secret(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Webhook>> {
-    let until = (chrono::Utc::now() + ROTATION_OVERLAP)
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let until = Timestamp::from(chrono::Utc::now() + ROTATION_OVERLAP);
     let webhook = modify(&state, &caller, &id, |webhook| {
         let current = webhook
             .secrets
@@ -382,7 +381,7 @@ pub async fn rotate_secret(
         })
         .chain(current.map(|s| SigningSecret {
             secret: s.secret,
-            expires_at: Some(until.clone()),
+            expires_at: Some(until),
         }))
         .collect();
         Ok(())

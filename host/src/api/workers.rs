@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::auth::Admin;
 use super::{ApiResult, AppState, Json};
+use crate::store::Timestamp;
 use crate::store::{ShardStatus, WorkerRecord};
 
 /// Routes.
@@ -32,9 +33,9 @@ pub struct WorkerView {
     /// Shards it holds now.
     pub shards_held: u32,
     /// RFC 3339.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// RFC 3339: its last heartbeat.
-    pub last_heartbeat_at: String,
+    pub last_heartbeat_at: Timestamp,
 }
 
 /// `GET /v1/workers`: workers heard from in the last five minutes, with

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::lifecycle;
 use crate::store::{
     BatchRecord, BatchStatus, LiveProgress, Result, ShardChange, ShardExpect, ShardRecord,
-    ShardStatus, Store, now,
+    ShardStatus, Store, Timestamp, now,
 };
 
 /// Objects per shard unless the server is told otherwise.
@@ -42,7 +42,7 @@ pub fn split(batch: &BatchRecord, object_ids: &[&str], per_shard: u64) -> Vec<Sh
             worker: None,
             live: None,
             error_message: None,
-            updated_at: now.clone(),
+            updated_at: now,
             started_at: None,
             finished_at: None,
         })
@@ -78,12 +78,12 @@ impl Default for Fairness {
 /// free worker, and namespaces share workers evenly whatever each submits.
 pub fn claim_order(shards: &[ShardRecord], now_ms: i64, fairness: Fairness) -> Vec<(String, u32)> {
     #[derive(Default, Clone, Copy)]
-    struct Served<'a> {
+    struct Served {
         running: u32,
-        last_start: Option<&'a str>,
+        last_start: Option<Timestamp>,
     }
-    let mut namespaces: HashMap<&str, Served<'_>> = HashMap::new();
-    let mut batches: HashMap<&str, Served<'_>> = HashMap::new();
+    let mut namespaces: HashMap<&str, Served> = HashMap::new();
+    let mut batches: HashMap<&str, Served> = HashMap::new();
     for shard in shards {
         let running = shard.status == ShardStatus::Processing
             && shard.lease.as_ref().is_some_and(|l| l.expires_ms >= now_ms);
@@ -92,7 +92,7 @@ pub fn claim_order(shards: &[ShardRecord], now_ms: i64, fairness: Fairness) -> V
             batches.entry(&shard.batch_id).or_default(),
         ] {
             served.running += u32::from(running);
-            served.last_start = served.last_start.max(shard.started_at.as_deref());
+            served.last_start = served.last_start.max(shard.started_at);
         }
     }
     let mut queued: Vec<&ShardRecord> = shards
@@ -285,8 +285,8 @@ pub fn sum_into(batch: &mut BatchRecord, shards: &[ShardRecord]) {
                         (Some(a), _) => Some(a),
                         (None, b) => b.clone(),
                     },
-                    reported_at: sum.reported_at.max(report.reported_at.clone()),
-                    last_progress_at: sum.last_progress_at.max(report.last_progress_at.clone()),
+                    reported_at: sum.reported_at.max(report.reported_at),
+                    last_progress_at: sum.last_progress_at.max(report.last_progress_at),
                 },
             });
         }
@@ -341,8 +341,9 @@ mod tests {
             worker: (status != ShardStatus::Queued).then(|| "w1".into()),
             live: None,
             error_message: None,
-            updated_at: String::new(),
-            started_at: (status != ShardStatus::Queued).then(|| "2026-01-01T00:00:00.000Z".into()),
+            updated_at: now(),
+            started_at: (status != ShardStatus::Queued)
+                .then(|| "2026-01-01T00:00:00.000Z".parse().expect("time")),
             finished_at: None,
         }
     }
@@ -407,7 +408,7 @@ mod tests {
     fn batches_served_longest_ago_go_first() {
         use ShardStatus::{Completed, Queued};
         let served = |batch: &str, at: &str| ShardRecord {
-            started_at: Some(at.into()),
+            started_at: Some(at.parse().expect("time")),
             ..shard(batch, "ns1", 0, Completed)
         };
         let shards = vec![

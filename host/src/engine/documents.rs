@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::executor::{Chunk, RowStatus, Stats, StepResult};
 use super::limits;
 use super::planner::{Plan, Step};
+use crate::store::Timestamp;
 
 /// A row error in a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,7 +33,7 @@ pub struct HistoryEntry {
     /// Tier, from 0.
     pub tier: usize,
     /// When the call that processed the object started (RFC 3339).
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     /// How long that call took, in milliseconds.
     pub duration_ms: Option<f64>,
     /// `completed`, `failed`, `skipped` (a dependency failed) or
@@ -149,8 +150,9 @@ impl Finished<'_> {
                             extractor: manifest.name.clone(),
                             version: manifest.version.to_string(),
                             tier: step.tier,
-                            started_at: timing
-                                .map(|(t, _)| humantime::format_rfc3339_millis(t).to_string()),
+                            started_at: timing.map(|(t, _)| {
+                                Timestamp::from(chrono::DateTime::<chrono::Utc>::from(t))
+                            }),
                             duration_ms: timing.map(|(_, d)| d.as_secs_f64() * 1000.0),
                             outcome,
                         });

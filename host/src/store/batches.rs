@@ -122,9 +122,9 @@ pub struct LiveProgress {
     /// The earliest tier with unfinished work.
     pub current_stage: Option<Stage>,
     /// When the worker reported (RFC 3339).
-    pub reported_at: String,
+    pub reported_at: Timestamp,
     /// When `processed` last grew (RFC 3339).
-    pub last_progress_at: String,
+    pub last_progress_at: Timestamp,
 }
 
 /// A batch: objects of one bucket to run through every collection of it.
@@ -177,15 +177,15 @@ pub struct BatchRecord {
     /// `Idempotency-Key` of the create request and the hash of its body.
     pub idempotency: Option<(String, String)>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
     /// RFC 3339, once submitted.
-    pub submitted_at: Option<String>,
+    pub submitted_at: Option<Timestamp>,
     /// RFC 3339, when first claimed.
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     /// RFC 3339, when it reached a terminal status.
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Timestamp>,
 }
 
 impl BatchRecord {
@@ -216,7 +216,7 @@ impl BatchRecord {
             lease: None,
             shards: std::collections::BTreeMap::new(),
             idempotency,
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
             submitted_at: None,
             started_at: None,

@@ -18,7 +18,7 @@ pub struct Bucket {
     /// Free text.
     pub description: Option<String>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// A stored object's record; its content lives in the blob store. The API
@@ -44,7 +44,7 @@ pub struct ObjectRecord {
     /// Where the content lives in the blob store.
     pub blob_key: String,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// Buckets and the records of their objects.

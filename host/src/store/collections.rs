@@ -38,9 +38,9 @@ pub struct CollectionRecord {
     /// Documents written.
     pub document_count: u64,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 /// Collections: pipelines over a bucket.

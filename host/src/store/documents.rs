@@ -46,9 +46,9 @@ pub struct DocumentRecord {
     /// Versions, content hash, signature, history.
     pub internal_metadata: InternalMetadata,
     /// RFC 3339, first written.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339, last written.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 /// The id of the document of `object_id` in `collection_id`: the same

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::Timestamp;
 use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result, new_id, now};
 
 /// Most document ids a `collection.documents.written` event lists.
@@ -117,7 +118,7 @@ pub struct Event {
     /// What happened.
     pub event_type: EventType,
     /// RFC 3339.
-    pub occurred_at: String,
+    pub occurred_at: Timestamp,
     /// The namespace it happened in.
     pub namespace_id: String,
     /// What it is about.
@@ -258,7 +259,7 @@ pub struct SigningSecret {
     /// `whsec_` + base64 of the key.
     pub secret: String,
     /// RFC 3339; set on the previous secret when it is rotated out.
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A webhook: where a namespace's events of some types go.
@@ -284,9 +285,9 @@ pub struct WebhookRecord {
     #[serde(default)]
     pub revision: u64,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 impl WebhookRecord {
@@ -305,12 +306,12 @@ impl WebhookRecord {
         self.revision += 1;
     }
 
-    /// The secrets that sign at `now` (RFC 3339): the current one, and a
-    /// rotated-out one until it expires.
-    pub fn signing_secrets(&self, now: &str) -> Vec<&str> {
+    /// The secrets that sign at `now`: the current one, and a rotated-out
+    /// one until it expires.
+    pub fn signing_secrets(&self, now: &Timestamp) -> Vec<&str> {
         self.secrets
             .iter()
-            .filter(|s| s.expires_at.as_deref().is_none_or(|e| e > now))
+            .filter(|s| s.expires_at.is_none_or(|e| e > *now))
             .map(|s| s.secret.as_str())
             .collect()
     }
@@ -365,11 +366,11 @@ pub struct DeliveryRecord {
     /// Why the last attempt failed.
     pub last_error: Option<String>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
     /// RFC 3339, once delivered.
-    pub delivered_at: Option<String>,
+    pub delivered_at: Option<Timestamp>,
 }
 
 impl DeliveryRecord {
@@ -388,7 +389,7 @@ impl DeliveryRecord {
             next_attempt_ms: chrono::Utc::now().timestamp_millis(),
             last_status: None,
             last_error: None,
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
             delivered_at: None,
         })
@@ -409,7 +410,7 @@ impl DeliveryRecord {
     pub fn apply(&mut self, outcome: &AttemptOutcome) -> Option<String> {
         let now = now();
         self.attempts += 1;
-        self.updated_at = now.clone();
+        self.updated_at = now;
         match outcome {
             AttemptOutcome::Delivered { status } => {
                 self.state = DeliveryState::Delivered;

@@ -20,6 +20,7 @@ mod namespaces;
 pub mod registry;
 mod shards;
 pub mod sqlite;
+mod time;
 
 use async_trait::async_trait;
 
@@ -33,6 +34,7 @@ pub use namespaces::*;
 pub use registry::Registry;
 pub use shards::*;
 pub use sqlite::SqliteStore;
+pub use time::{NotATime, Timestamp};
 
 /// A store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -155,7 +157,7 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", id.to_string().to_lowercase())
 }
 
-/// Now, as RFC 3339 with milliseconds in UTC.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Now.
+pub fn now() -> Timestamp {
+    Timestamp::now()
 }

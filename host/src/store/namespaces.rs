@@ -13,7 +13,7 @@ pub struct Namespace {
     /// Unique name.
     pub name: String,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// An API key, without its secret.
@@ -28,14 +28,14 @@ pub struct ApiKey {
     /// The one namespace a non-admin key may act in.
     pub namespace_id: Option<String>,
     /// RFC 3339.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// May publish extractor versions, and deprecate those of names its
     /// namespace owns (admin keys always may).
     #[serde(default)]
     pub publish: bool,
     /// RFC 3339: when the key was last used, to the minute.
     #[serde(default)]
-    pub last_used_at: Option<String>,
+    pub last_used_at: Option<Timestamp>,
     /// Made from `STRATA_ADMIN_KEY`: revoked when a start finds another
     /// value there.
     #[serde(default)]
@@ -101,6 +101,6 @@ pub trait NamespaceStore: Send + Sync {
     /// Revokes a key: its secret no longer authenticates. The last admin
     /// key is never revoked ([`check_revoke`]).
     async fn delete_key(&self, key_id: &str) -> Result<()>;
-    /// Records that a key was used at `at` (RFC 3339).
-    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()>;
+    /// Records that a key was used at `at`.
+    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()>;
 }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Timestamp;
 use super::{Result, StoreError};
 
 /// Blob key of the component whose SHA-256 is `content_hash` (hex).
@@ -42,15 +43,15 @@ pub struct ExtractorVersionRecord {
     /// The component's checked manifest.
     pub manifest: Value,
     /// RFC 3339.
-    pub published_at: String,
+    pub published_at: Timestamp,
     /// RFC 3339, once deprecated: a collection that names the extractor
     /// without a version no longer follows it.
-    pub deprecated_at: Option<String>,
+    pub deprecated_at: Option<Timestamp>,
     /// RFC 3339, once deleted. A deleted version stays in the registry as
     /// a tombstone, so hosts that follow it uninstall the version and its
     /// name and version are never given to other bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted_at: Option<String>,
+    pub deleted_at: Option<Timestamp>,
     /// Publication order across the registry, set by the store.
     #[serde(default)]
     pub seq: u64,
@@ -89,7 +90,7 @@ pub struct ExtractorNameRecord {
     /// Whether every namespace may use it, not only its owner.
     pub public: bool,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 impl ExtractorNameRecord {
@@ -357,7 +358,7 @@ mod tests {
             name: "x".into(),
             owner: owner.map(ns),
             public,
-            updated_at: String::new(),
+            updated_at: crate::store::now(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::LiveProgress;
+use super::Timestamp;
 
 /// Where a shard is in its life.
 #[derive(
@@ -124,11 +125,11 @@ pub struct ShardRecord {
     /// Why it failed.
     pub error_message: Option<String>,
     /// RFC 3339.
-    pub updated_at: String,
+    pub updated_at: Timestamp,
     /// RFC 3339, when first claimed.
-    pub started_at: Option<String>,
+    pub started_at: Option<Timestamp>,
     /// RFC 3339, when it reached a terminal status.
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Timestamp>,
 }
 
 /// A shard's lease, as its worker holds it: every write the worker makes
@@ -183,7 +184,7 @@ pub struct WorkerRecord {
     /// Shards it runs at once, at most.
     pub slots: u32,
     /// RFC 3339.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// RFC 3339: its last heartbeat.
-    pub heartbeat_at: String,
+    pub heartbeat_at: Timestamp,
 }

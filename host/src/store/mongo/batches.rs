@@ -293,7 +293,7 @@ impl BatchStore for MongoStore {
                     .map_err(backend)?;
                 let done = completed >= shard.objects;
                 let status = if done { ShardStatus::Completed } else { ShardStatus::Queued };
-                let finished = if done { Bson::String(now.clone()) } else { Bson::Null };
+                let finished = if done { Bson::from(now) } else { Bson::Null };
                 self.coll("shards")
                     .update_one(
                         doc! { "_id": shard_key(batch_id, shard.shard_index) },
@@ -610,7 +610,7 @@ impl BatchStore for MongoStore {
             "lease_token": token.clone(),
             "error_message": change.error_message.as_deref(),
             "updated_at": &now,
-            "finished_at": if change.status.is_terminal() { Bson::String(now.clone()) } else { Bson::Null },
+            "finished_at": if change.status.is_terminal() { Bson::from(now) } else { Bson::Null },
         };
         match &change.lease {
             Some((holder, _)) => {

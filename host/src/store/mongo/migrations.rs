@@ -46,6 +46,7 @@ impl MongoStore {
                 _ => 0,
             };
             let text = |field: &str| batch.get_str(field).ok().map(str::to_owned);
+            let time = |field: &str| batch.get_str(field).ok().and_then(|t| t.parse().ok());
             let status = match batch.get_str("status").map_err(backend)? {
                 "PROCESSING" | "QUEUED" => ShardStatus::Queued,
                 "COMPLETED" => ShardStatus::Completed,
@@ -73,9 +74,9 @@ impl MongoStore {
                 worker: None,
                 live: None,
                 error_message: text("error_message"),
-                updated_at: text("updated_at").unwrap_or_else(now),
-                started_at: text("started_at"),
-                finished_at: text("finished_at"),
+                updated_at: time("updated_at").unwrap_or_else(now),
+                started_at: time("started_at"),
+                finished_at: time("finished_at"),
             };
             // The shard and the batch's return to the queue in one
             // transaction: a worker never claims the shard of a batch

@@ -23,6 +23,7 @@ use mongodb::{ClientSession, Collection, Database, IndexModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::Timestamp;
 use super::{
     ApiKey, BatchEnd, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome,
     CollectionRecord, DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder,
@@ -593,7 +594,7 @@ impl MongoStore {
         s: &mut ClientSession,
         batch_id: &str,
         status: ShardStatus,
-        now: &str,
+        now: &Timestamp,
     ) -> Result<()> {
         self.coll("shards")
             .update_many(
@@ -615,7 +616,7 @@ impl MongoStore {
         &self,
         s: &mut ClientSession,
         pinned: &PinnedCollection,
-        now: &str,
+        now: &Timestamp,
     ) -> Result<()> {
         let current = self
             .one_in::<CollectionRecord>(s, "collections", doc! { "_id": &pinned.collection_id })

@@ -68,7 +68,7 @@ impl NamespaceStore for MongoStore {
         })
     }
 
-    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()> {
+    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()> {
         self.coll("api_keys")
             .update_one(
                 doc! { "_id": key_id },

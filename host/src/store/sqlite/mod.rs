@@ -20,6 +20,7 @@ mod webhooks;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::Timestamp;
 use super::{
     ApiKey, BatchEnd, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome,
     CollectionRecord, DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder,
@@ -288,7 +289,7 @@ fn batch_row(r: &Row<'_>) -> rusqlite::Result<BatchRecord> {
     let mut b: BatchRecord = body_column(r.get(0)?)?;
     b.status = parsed(r, 1, BatchStatus::parse)?;
     b.total = r.get(2)?;
-    if let Some(updated) = r.get::<_, Option<String>>(3)? {
+    if let Some(updated) = r.get::<_, Option<Timestamp>>(3)? {
         b.updated_at = updated;
     }
     Ok(b)
@@ -381,7 +382,7 @@ fn insert_shard(c: &Connection, s: &ShardRecord) -> Result<()> {
 }
 
 /// Ends every shard of the batch with work left: `status`, lease dropped.
-fn end_shards(c: &Connection, batch_id: &str, status: ShardStatus, now: &str) -> Result<()> {
+fn end_shards(c: &Connection, batch_id: &str, status: ShardStatus, now: &Timestamp) -> Result<()> {
     c.execute(
         &format!(
             "UPDATE shards SET status = ?2, lease_token = NULL,
@@ -397,7 +398,7 @@ fn end_shards(c: &Connection, batch_id: &str, status: ShardStatus, now: &str) ->
 
 /// The collection takes the plan a batch ran, unless it was configured
 /// otherwise meanwhile.
-fn write_plan_back(c: &Connection, pinned: &PinnedCollection, now: &str) -> Result<()> {
+fn write_plan_back(c: &Connection, pinned: &PinnedCollection, now: &Timestamp) -> Result<()> {
     let current = c
         .query_row(
             "SELECT body FROM collections WHERE collection_id = ?1",

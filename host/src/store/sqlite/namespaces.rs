@@ -140,12 +140,12 @@ impl NamespaceStore for SqliteStore {
         .await
     }
 
-    async fn touch_key(&self, key_id: &str, at: &str) -> Result<()> {
-        let (key_id, at) = (key_id.to_owned(), at.to_owned());
+    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()> {
+        let (key_id, at) = (key_id.to_owned(), *at);
         self.call(move |c| {
             c.execute(
                 "UPDATE api_keys SET last_used_at = ?2 WHERE key_id = ?1",
-                [&key_id, &at],
+                params![key_id, at],
             )
             .map_err(backend)?;
             Ok(())

@@ -230,7 +230,7 @@ mod tests {
         batch.batch_id = id.to_owned();
         batch.task_id = format!("task_{id}");
         batch.status = status;
-        batch.started_at = Some("2026-01-01T00:00:01.000Z".into());
+        batch.started_at = Some("2026-01-01T00:00:01.000Z".parse().expect("time"));
         batch.error_message = (status == BatchStatus::Failed).then(|| "workers kept dying".into());
         let body = serde_json::to_string(&batch).expect("body");
         let failed = objects.iter().filter(|(_, s)| *s == "failed").count();
