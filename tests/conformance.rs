@@ -22,13 +22,14 @@ use strata_host::pipeline::ExtractorRef;
 use strata_host::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
+use strata_host::store::{BatchId, BucketId, CollectionId, NamespaceId, ObjectId};
 use strata_host::store::{
     BatchRecord, BatchStatus, Bucket, ChunkOutcome, CollectionRecord, DocumentFilter,
     DocumentRecord, DocumentSink, InternalMetadata, MongoStore, Namespace, ObjectRecord,
     PageRequest, PinnedCollection, Pipelines, ShardRecord, ShardStatus, Source, SqliteStore, Store,
     StoreError, document_id, new_id, now,
 };
-use strata_host::store::{BatchStore as _, Registry, Webhooks};
+use strata_host::store::{BatchStore as _, Registry, WebhookId, Webhooks, WorkerId};
 use support::servers::{MongoServer, S3Server, s3_bucket, s3_client};
 use tokio::io::AsyncReadExt as _;
 
@@ -204,15 +205,15 @@ async fn an_unreachable_s3_endpoint_is_named() {
 // ---------------------------------------------------------------- store
 
 /// A namespace, a bucket with `n` objects and a collection over it.
-async fn fixture(store: &dyn Store, n: usize) -> (Bucket, CollectionRecord, Vec<String>) {
+async fn fixture(store: &dyn Store, n: usize) -> (Bucket, CollectionRecord, Vec<ObjectId>) {
     let ns = Namespace {
-        namespace_id: new_id("ns"),
+        namespace_id: NamespaceId::generate(),
         name: new_id("n"),
         created_at: now(),
     };
     store.create_namespace(&ns).await.expect("namespace");
     let bucket = Bucket {
-        bucket_id: new_id("bkt"),
+        bucket_id: BucketId::generate(),
         namespace_id: ns.namespace_id.clone(),
         bucket_name: "b".into(),
         description: None,
@@ -221,7 +222,7 @@ async fn fixture(store: &dyn Store, n: usize) -> (Bucket, CollectionRecord, Vec<
     store.create_bucket(&bucket).await.expect("bucket");
     let mut ids = Vec::new();
     for i in 0..n {
-        let id = format!("obj_{i:03}");
+        let id = ObjectId::from(format!("obj_{i:03}"));
         store
             .create_object(&ObjectRecord {
                 object_id: id.clone(),
@@ -240,7 +241,7 @@ async fn fixture(store: &dyn Store, n: usize) -> (Bucket, CollectionRecord, Vec<
         ids.push(id);
     }
     let collection = CollectionRecord {
-        collection_id: new_id("col"),
+        collection_id: CollectionId::generate(),
         namespace_id: ns.namespace_id.clone(),
         collection_name: "c".into(),
         description: None,
@@ -267,7 +268,7 @@ async fn queued(
     store: &dyn Store,
     bucket: &Bucket,
     collection: &CollectionRecord,
-    ids: &[String],
+    ids: &[ObjectId],
 ) -> BatchRecord {
     queued_in_shards(store, bucket, collection, ids, Vec::new(), 1_000).await
 }
@@ -277,7 +278,7 @@ async fn queued_running(
     store: &dyn Store,
     bucket: &Bucket,
     collection: &CollectionRecord,
-    ids: &[String],
+    ids: &[ObjectId],
     extractors: Vec<ExtractorRef>,
 ) -> BatchRecord {
     queued_in_shards(store, bucket, collection, ids, extractors, 1_000).await
@@ -308,7 +309,7 @@ async fn queued_in_shards(
     store: &dyn Store,
     bucket: &Bucket,
     collection: &CollectionRecord,
-    ids: &[String],
+    ids: &[ObjectId],
     extractors: Vec<ExtractorRef>,
     per_shard: u64,
 ) -> BatchRecord {
@@ -327,7 +328,7 @@ async fn queued_in_shards(
         index_signature: "sig_1".into(),
         manifests: BTreeMap::new(),
     };
-    let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
     let shards = shards::split(&created, &sorted, per_shard);
@@ -366,8 +367,8 @@ fn document(
         document_id: document_id(&collection.collection_id, object),
         collection_id: collection.collection_id.clone(),
         bucket_id: bucket.bucket_id.clone(),
-        object_id: object.to_owned(),
-        batch_id: batch.to_owned(),
+        object_id: object.into(),
+        batch_id: batch.into(),
         features: serde_json::Map::new(),
         errors: Vec::new(),
         metadata: None,
@@ -389,7 +390,7 @@ fn chunk(collection: &CollectionRecord, outcomes: &[(&str, Option<&str>)]) -> Ch
         collection_id: collection.collection_id.clone(),
         outcomes: outcomes
             .iter()
-            .map(|(id, e)| ((*id).to_owned(), e.map(str::to_owned)))
+            .map(|(id, e)| (ObjectId::from(*id), e.map(str::to_owned)))
             .collect(),
         error_summary: BTreeMap::new(),
     }
@@ -486,9 +487,10 @@ async fn one_claim_wins_and_a_lost_lease_writes_nothing(open: impl AsyncFn() -> 
     let batch = queued(store.as_ref(), &bucket, &collection, &ids).await;
     assert_eq!(batch.status, BatchStatus::Queued);
     let long = policy(60_000, 3);
+    let (worker_a_id, worker_b_id) = (WorkerId::from("worker-a"), WorkerId::from("worker-b"));
     let (a, b) = tokio::join!(
-        work::claim(store.as_ref(), "worker-a", &long),
-        work::claim(worker_b.as_ref(), "worker-b", &long)
+        work::claim(store.as_ref(), &worker_a_id, &long),
+        work::claim(worker_b.as_ref(), &worker_b_id, &long)
     );
     let claims: Vec<Claimed> = [a.expect("claim a"), b.expect("claim b")]
         .into_iter()
@@ -588,10 +590,14 @@ async fn one_claim_wins_and_a_lost_lease_writes_nothing(open: impl AsyncFn() -> 
             .expect("renew")
     );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let retaken = work::claim(worker_b.as_ref(), "worker-b", &policy(60_000, 3))
-        .await
-        .expect("reclaim")
-        .expect("an expired lease is rescued and claimed again");
+    let retaken = work::claim(
+        worker_b.as_ref(),
+        &WorkerId::from("worker-b"),
+        &policy(60_000, 3),
+    )
+    .await
+    .expect("reclaim")
+    .expect("an expired lease is rescued and claimed again");
     let lease_2 = retaken.lease.clone();
     assert_eq!((retaken.shard.attempts, retaken.batch.processed), (2, 2));
     assert_ne!(lease_1.token, lease_2.token);
@@ -685,11 +691,15 @@ async fn one_claim_wins_and_a_lost_lease_writes_nothing(open: impl AsyncFn() -> 
     );
 
     // Cancel fences the worker off too.
-    let lease_3 = work::claim(store.as_ref(), "worker-a", &policy(60_000, 3))
-        .await
-        .expect("claim")
-        .expect("the retried batch is claimed")
-        .lease;
+    let lease_3 = work::claim(
+        store.as_ref(),
+        &WorkerId::from("worker-a"),
+        &policy(60_000, 3),
+    )
+    .await
+    .expect("claim")
+    .expect("the retried batch is claimed")
+    .lease;
     batches::cancel(store.as_ref(), &fresh(store.as_ref(), &batch).await)
         .await
         .expect("cancel");
@@ -715,7 +725,7 @@ async fn rescuer(
     store: &dyn Store,
     bucket: &Bucket,
     collection: &CollectionRecord,
-    ids: &[String],
+    ids: &[ObjectId],
 ) {
     let batch = queued_in_shards(store, bucket, collection, ids, Vec::new(), 1).await;
     assert_eq!(
@@ -724,7 +734,7 @@ async fn rescuer(
         "a shard per object"
     );
     let claim = async |lease_ms: i64| {
-        work::claim(store, "worker-r", &policy(lease_ms, 2))
+        work::claim(store, &WorkerId::from("worker-r"), &policy(lease_ms, 2))
             .await
             .expect("claim")
             .expect("a shard is waiting")
@@ -813,7 +823,7 @@ async fn rescuer(
         Err(StoreError::LeaseLost(_))
     ));
     assert!(
-        work::claim(store, "worker-r", &policy(60_000, 2))
+        work::claim(store, &WorkerId::from("worker-r"), &policy(60_000, 2))
             .await
             .expect("claim")
             .is_none(),
@@ -955,8 +965,8 @@ async fn collection_updates(store: &dyn Store) {
         .expect("there");
     assert_eq!(stored.description, None);
     for (ns, id) in [
-        (collection.namespace_id.clone(), new_id("col")),
-        (new_id("ns"), collection.collection_id.clone()),
+        (collection.namespace_id.clone(), CollectionId::generate()),
+        (NamespaceId::generate(), collection.collection_id.clone()),
     ] {
         let mut elsewhere = changed.clone();
         (elsewhere.namespace_id, elsewhere.collection_id) = (ns, id);
@@ -972,8 +982,8 @@ async fn collection_updates(store: &dyn Store) {
 
 fn webhook(ns: &str, types: &[EventType], active: bool) -> WebhookRecord {
     WebhookRecord {
-        webhook_id: new_id("wh"),
-        namespace_id: ns.to_owned(),
+        webhook_id: WebhookId::generate(),
+        namespace_id: ns.into(),
         url: "http://127.0.0.1:9/hook".into(),
         event_types: types.to_vec(),
         description: None,
@@ -1019,7 +1029,7 @@ async fn outbox(
     let completed_only = webhook(ns, &[BatchCompleted], true);
     let off = webhook(ns, &EventType::ALL, false);
     let other = Namespace {
-        namespace_id: new_id("ns"),
+        namespace_id: NamespaceId::generate(),
         name: new_id("n"),
         created_at: now(),
     };
@@ -1030,7 +1040,7 @@ async fn outbox(
     }
     let listed = webhooks
         .list_webhooks(
-            ns,
+            &NamespaceId::from(ns),
             &PageRequest {
                 limit: 2,
                 after: None,
@@ -1051,7 +1061,7 @@ async fn outbox(
         batches::retry(store.as_ref(), &batch).await,
         "retrying a queued batch",
     );
-    let lease = work::claim(store.as_ref(), "w", &policy(60_000, 3))
+    let lease = work::claim(store.as_ref(), &WorkerId::from("w"), &policy(60_000, 3))
         .await
         .expect("claim")
         .expect("nothing claimed")
@@ -1061,16 +1071,26 @@ async fn outbox(
         .map(|id| document(&collection, &bucket, &batch.batch_id, id))
         .collect();
     documents
-        .upsert_documents(ns, &collection.collection_id, &docs, None)
+        .upsert_documents(
+            &NamespaceId::from(ns),
+            &collection.collection_id,
+            &docs,
+            None,
+        )
         .await
         .expect("upsert");
     // A write that fails (its collection is gone) writes no event.
     let mut stray = collection.clone();
-    stray.collection_id = new_id("col");
+    stray.collection_id = CollectionId::generate();
     let stray_docs = vec![document(&stray, &bucket, &batch.batch_id, &ids[0])];
     assert!(matches!(
         documents
-            .upsert_documents(ns, &stray.collection_id, &stray_docs, None)
+            .upsert_documents(
+                &NamespaceId::from(ns),
+                &stray.collection_id,
+                &stray_docs,
+                None
+            )
             .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -1233,7 +1253,7 @@ async fn outbox(
         disable: Some("the endpoint answered 410 Gone".into()),
     };
     let before_gone = webhooks
-        .webhook(ns, &completed_only.webhook_id)
+        .webhook(&NamespaceId::from(ns), &completed_only.webhook_id)
         .await
         .expect("webhook")
         .expect("exists");
@@ -1252,7 +1272,7 @@ async fn outbox(
         "an edit over a switch-off",
     );
     let disabled = webhooks
-        .webhook(ns, &completed_only.webhook_id)
+        .webhook(&NamespaceId::from(ns), &completed_only.webhook_id)
         .await
         .expect("webhook")
         .expect("exists");
@@ -1300,7 +1320,7 @@ async fn outbox(
         .expect("enqueue");
     assert_eq!(test.event_type, WebhookTest);
     webhooks
-        .delete_webhook(ns, &completed_only.webhook_id)
+        .delete_webhook(&NamespaceId::from(ns), &completed_only.webhook_id)
         .await
         .expect("delete");
     assert!(
@@ -1313,7 +1333,7 @@ async fn outbox(
     );
     assert!(matches!(
         webhooks
-            .delete_webhook(ns, &completed_only.webhook_id)
+            .delete_webhook(&NamespaceId::from(ns), &completed_only.webhook_id)
             .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -1328,14 +1348,14 @@ async fn outbox(
     stale.revision += 1;
     conflict(webhooks.update_webhook(&stale).await, "a stale update");
     let read = webhooks
-        .webhook(ns, &all.webhook_id)
+        .webhook(&NamespaceId::from(ns), &all.webhook_id)
         .await
         .expect("webhook")
         .expect("exists");
     assert_eq!(read, renamed);
     assert!(
         webhooks
-            .webhook(&new_id("ns"), &all.webhook_id)
+            .webhook(&NamespaceId::generate(), &all.webhook_id)
             .await
             .expect("webhook")
             .is_none(),
@@ -1354,19 +1374,19 @@ fn conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
 }
 
 /// Uniqueness and state rules hold on the backend, not in the caller.
-async fn conditional_writes(store: &dyn Store, bucket: &Bucket, ids: &[String]) {
+async fn conditional_writes(store: &dyn Store, bucket: &Bucket, ids: &[ObjectId]) {
     let ns = store
         .namespace(&bucket.namespace_id)
         .await
         .expect("namespace")
         .expect("exists");
     let taken = Namespace {
-        namespace_id: new_id("ns"),
+        namespace_id: NamespaceId::generate(),
         ..ns
     };
     conflict(store.create_namespace(&taken).await, "namespace name");
     let same_name = Bucket {
-        bucket_id: new_id("bkt"),
+        bucket_id: BucketId::generate(),
         ..bucket.clone()
     };
     conflict(store.create_bucket(&same_name).await, "bucket name");
@@ -1579,9 +1599,13 @@ async fn older_batches_get_a_shard_on_mongodb() {
         ("btch_old_run", "PROCESSING"),
         ("btch_old_done", "COMPLETED"),
     ] {
-        let mut batch =
-            ::mongodb::bson::to_document(&BatchRecord::draft("ns_1", "bkt_1", None, None))
-                .expect("document");
+        let mut batch = ::mongodb::bson::to_document(&BatchRecord::draft(
+            &"ns_1".into(),
+            &"bkt_1".into(),
+            None,
+            None,
+        ))
+        .expect("document");
         batch.insert("_id", id);
         batch.insert("batch_id", id);
         batch.insert("status", status);
@@ -1604,7 +1628,10 @@ async fn older_batches_get_a_shard_on_mongodb() {
     // Connecting again changes nothing.
     MongoStore::connect(&uri).await.expect("connect again");
     let shards = store
-        .shards(&["btch_old_done".to_owned(), "btch_old_run".to_owned()])
+        .shards(&[
+            BatchId::from("btch_old_done"),
+            BatchId::from("btch_old_run"),
+        ])
         .await
         .expect("shards");
     let summary: Vec<(&str, ShardStatus, u64, u64, u32, &str, &str)> = shards
@@ -1645,7 +1672,7 @@ async fn older_batches_get_a_shard_on_mongodb() {
         ]
     );
     let requeued = store
-        .batch_by_id("btch_old_run")
+        .batch_by_id(&BatchId::from("btch_old_run"))
         .await
         .expect("read")
         .expect("there");

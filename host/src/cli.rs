@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::engine::executor::ExecOptions;
 use crate::engine::{Engine, EngineConfig};
 use crate::run::{RunOptions, run};
+use crate::store::KeyId;
 
 /// Exit code when the run finished but some objects failed.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -319,7 +320,7 @@ enum KeysCommand {
         #[command(flatten)]
         backends: BackendArgs,
         /// The key's id (`key_…`).
-        key_id: String,
+        key_id: KeyId,
     },
 }
 
@@ -541,7 +542,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(id) => store
                         .namespace(id)
                         .await?
-                        .map_or_else(|| id.clone(), |ns| ns.name),
+                        .map_or_else(|| id.to_string(), |ns| ns.name),
                     None => "(all)".to_owned(),
                 };
                 println!(

@@ -22,6 +22,7 @@ pub mod run;
 pub mod serve;
 pub mod store;
 pub mod sweeper;
+pub mod time;
 pub mod watch;
 pub mod webhooks;
 pub mod worker;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::engine::planner::{Plan, PlanError};
+use crate::store::NamespaceId;
 use crate::store::registry::{Registry, may_use};
 
 /// One extractor of a pipeline, as a client chose it.
@@ -80,7 +81,7 @@ pub fn normalized(refs: &[ExtractorRef]) -> Result<Vec<ExtractorRef>, PipelineEr
 pub async fn plan_in(
     catalog: &Arc<Catalog>,
     registry: &dyn Registry,
-    namespace_id: &str,
+    namespace_id: &NamespaceId,
     refs: &[ExtractorRef],
 ) -> Result<Plan, PipelineError> {
     for (i, r) in refs.iter().enumerate() {

@@ -17,9 +17,10 @@ use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
+use crate::store::NamespaceId;
 use crate::store::{
     ApiKey, DocumentSink, MongoStore, Namespace, Registry, SqliteStore, Store, StoreError,
-    Webhooks, new_id, now,
+    Webhooks, now,
 };
 use crate::webhooks::{Sender, SenderConfig};
 use crate::worker::{self, WorkerConfig};
@@ -236,7 +237,7 @@ pub async fn bootstrap(
 ) -> anyhow::Result<Option<String>> {
     if store.namespace(DEFAULT_NAMESPACE).await?.is_none() {
         let ns = Namespace {
-            namespace_id: new_id("ns"),
+            namespace_id: NamespaceId::generate(),
             name: DEFAULT_NAMESPACE.to_owned(),
             created_at: now(),
         };

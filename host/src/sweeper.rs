@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::blob::{BlobError, BlobStore};
+use crate::store::BucketId;
+use crate::store::ObjectId;
 use crate::store::{Store, StoreError};
 
 /// How often a process sweeps.
@@ -55,7 +57,7 @@ pub async fn sweep(
         // `objects/<namespace>/<bucket>/<object>/<upload>`
         let named = match entry.key.split('/').collect::<Vec<_>>()[..] {
             ["objects", _, bucket, object, _] => store
-                .object(bucket, object)
+                .object(&BucketId::from(bucket), &ObjectId::from(object))
                 .await?
                 .is_some_and(|record| record.blob_key == entry.key),
             _ => true,
@@ -100,7 +102,8 @@ mod tests {
     use super::*;
     use crate::blob::LocalBlobs;
     use crate::store::{
-        Bucket, BucketStore, Namespace, NamespaceStore, ObjectRecord, SqliteStore, new_id, now,
+        Bucket, BucketId, BucketStore, Namespace, NamespaceId, NamespaceStore, ObjectRecord,
+        SqliteStore, now,
     };
 
     #[tokio::test]
@@ -109,13 +112,13 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("strata.db")).expect("store");
         let blobs = LocalBlobs::open(&dir.path().join("blobs")).expect("blobs");
         let ns = Namespace {
-            namespace_id: new_id("ns"),
+            namespace_id: NamespaceId::generate(),
             name: "n".into(),
             created_at: now(),
         };
         store.create_namespace(&ns).await.expect("namespace");
         let bucket = Bucket {
-            bucket_id: new_id("bkt"),
+            bucket_id: BucketId::generate(),
             namespace_id: ns.namespace_id.clone(),
             bucket_name: "b".into(),
             description: None,

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::store::WebhookId;
 use crate::store::events::{AttemptOutcome, DeliveryLease, WebhookRecord, Webhooks};
 use crate::store::now;
 
@@ -243,12 +244,12 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// A delivery in flight to a webhook, counted until dropped (also when
 /// its task panics).
 struct Slot {
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
-    webhook_id: String,
+    in_flight: Arc<Mutex<HashMap<WebhookId, usize>>>,
+    webhook_id: WebhookId,
 }
 
 impl Slot {
-    fn take(in_flight: &Arc<Mutex<HashMap<String, usize>>>, webhook_id: &str) -> Slot {
+    fn take(in_flight: &Arc<Mutex<HashMap<WebhookId, usize>>>, webhook_id: &WebhookId) -> Slot {
         *in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -316,7 +317,7 @@ impl Sender {
     /// Claims and sends due deliveries until `shutdown`; `wake` makes it
     /// look at once (a new event).
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
-        let in_flight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let in_flight: Arc<Mutex<HashMap<WebhookId, usize>>> = Arc::default();
         let mut sends = tokio::task::JoinSet::new();
         let lease_ms = (self.config.timeout + Duration::from_secs(45)).as_millis() as i64;
         info!("webhook sender started");
@@ -334,7 +335,7 @@ impl Sender {
             }
             // Claim while there is room.
             loop {
-                let (total, full): (usize, Vec<String>) = {
+                let (total, full): (usize, Vec<WebhookId>) = {
                     let map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
                     (
                         map.values().sum(),
@@ -500,7 +501,7 @@ impl Sender {
         let response = self
             .client
             .post(url)
-            .header("webhook-id", &delivery.event_id)
+            .header("webhook-id", delivery.event_id.as_str())
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -37,12 +37,13 @@ use crate::store::{
     BatchRecord, ChunkOutcome, DocumentRecord, DocumentSink, InternalMetadata, Lease, LiveProgress,
     PinnedCollection, ShardRecord, Stage, Store, StoreError, WorkerRecord, document_id, now,
 };
+use crate::store::{ObjectId, WorkerId};
 
 /// How pollers behave.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Names this worker in leases and logs.
-    pub owner: String,
+    pub owner: WorkerId,
     /// How often to look for queued shards (a local submit wakes at once).
     pub poll_interval: Duration,
     /// How long a lease lasts without renewal.
@@ -71,7 +72,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// Defaults for a worker named `owner`.
-    pub fn new(owner: String) -> Self {
+    pub fn new(owner: WorkerId) -> Self {
         WorkerConfig {
             owner,
             poll_interval: Duration::from_secs(5),
@@ -117,9 +118,9 @@ pub struct Deps {
 }
 
 /// A worker name unique to this process: host, pid and a random suffix.
-pub fn default_owner() -> String {
+pub fn default_owner() -> WorkerId {
     let suffix = &crate::keys::random_token()[..6];
-    format!("{}-{}-{suffix}", host_name(), std::process::id())
+    WorkerId::from(format!("{}-{}-{suffix}", host_name(), std::process::id()))
 }
 
 /// This machine's name.
@@ -438,7 +439,7 @@ async fn process(
     let last = batch.collections.len().saturating_sub(1);
     let rows = shard.row_start..shard.row_start + shard.objects;
     for (i, (pinned, plan)) in batch.collections.iter().zip(plans).enumerate() {
-        let pending: HashSet<String> = deps
+        let pending: HashSet<ObjectId> = deps
             .store
             .pending_objects(shard, i as u32)
             .await?
@@ -529,9 +530,9 @@ impl CollectionRun {
         plan: &Plan,
         manifest: &str,
         rows: std::ops::Range<u64>,
-        pending: HashSet<String>,
+        pending: HashSet<ObjectId>,
         tiers: Arc<TierProgress>,
-    ) -> Result<Vec<String>, Stop> {
+    ) -> Result<Vec<ObjectId>, Stop> {
         // A manifest that is gone or malformed fails the batch; one the
         // blob store could not read just now hands it back.
         let unreadable = |e: &dyn std::fmt::Display, transient: bool| {
@@ -574,7 +575,7 @@ impl CollectionRun {
                     None
                 }
             })
-            .filter(move |row| lock(&unseen).remove(&row.object_id))
+            .filter(move |row| lock(&unseen).remove(row.object_id.as_str()))
             .take_while(move |_| shared.running())
             .map(move |row| {
                 lock(&hashes).insert(row.object_id.clone(), row.sha256.clone());
@@ -587,7 +588,7 @@ impl CollectionRun {
         if let Some(e) = lock(&failure).take() {
             return Err(unreadable(&e, transient()));
         }
-        let mut missing: Vec<String> = lock(&unseen).drain().collect();
+        let mut missing: Vec<ObjectId> = lock(&unseen).drain().collect();
         missing.sort();
         Ok(missing)
     }
@@ -622,7 +623,7 @@ impl CollectionRun {
                     .collect::<Vec<_>>()
                     .join("; ")
             });
-            outcomes.push((doc.object_id.clone(), error));
+            outcomes.push((ObjectId::from(doc.object_id.as_str()), error));
             documents.push(DocumentRecord {
                 document_id: document_id(&self.pinned.collection_id, &doc.object_id),
                 collection_id: self.pinned.collection_id.clone(),
@@ -643,7 +644,7 @@ impl CollectionRun {
                         .processing_history
                         .and_then(|h| serde_json::to_value(h).ok()),
                 },
-                object_id: doc.object_id,
+                object_id: doc.object_id.into(),
                 created_at: now,
                 updated_at: now,
             });

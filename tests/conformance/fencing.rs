@@ -64,11 +64,11 @@ impl NamespaceStore for FailingRenewals {
         self.inner.list_keys(page).await
     }
 
-    async fn delete_key(&self, key_id: &str) -> Result<()> {
+    async fn delete_key(&self, key_id: &KeyId) -> Result<()> {
         self.inner.delete_key(key_id).await
     }
 
-    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()> {
+    async fn touch_key(&self, key_id: &KeyId, at: &Timestamp) -> Result<()> {
         self.inner.touch_key(key_id, at).await
     }
 }
@@ -79,18 +79,22 @@ impl BucketStore for FailingRenewals {
         self.inner.create_bucket(bucket).await
     }
 
-    async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>> {
+    async fn bucket(&self, namespace_id: &NamespaceId, id_or_name: &str) -> Result<Option<Bucket>> {
         self.inner.bucket(namespace_id, id_or_name).await
     }
 
-    async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>> {
+    async fn list_buckets(
+        &self,
+        namespace_id: &NamespaceId,
+        page: &PageRequest,
+    ) -> Result<Page<Bucket>> {
         self.inner.list_buckets(namespace_id, page).await
     }
 
     async fn delete_bucket(
         &self,
-        namespace_id: &str,
-        bucket_id: &str,
+        namespace_id: &NamespaceId,
+        bucket_id: &BucketId,
         active: &[BatchStatus],
     ) -> Result<Removal<Vec<String>>> {
         self.inner
@@ -102,23 +106,31 @@ impl BucketStore for FailingRenewals {
         self.inner.create_object(object).await
     }
 
-    async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>> {
+    async fn object(
+        &self,
+        bucket_id: &BucketId,
+        object_id: &ObjectId,
+    ) -> Result<Option<ObjectRecord>> {
         self.inner.object(bucket_id, object_id).await
     }
 
     async fn list_objects(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         page: &PageRequest,
     ) -> Result<Page<ObjectRecord>> {
         self.inner.list_objects(bucket_id, page).await
     }
 
-    async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String> {
+    async fn delete_object(&self, bucket_id: &BucketId, object_id: &ObjectId) -> Result<String> {
         self.inner.delete_object(bucket_id, object_id).await
     }
 
-    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
+    async fn missing_objects(
+        &self,
+        bucket_id: &BucketId,
+        object_ids: &[ObjectId],
+    ) -> Result<Vec<ObjectId>> {
         self.inner.missing_objects(bucket_id, object_ids).await
     }
 }
@@ -131,7 +143,7 @@ impl CollectionStore for FailingRenewals {
 
     async fn collection(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         id_or_name: &str,
     ) -> Result<Option<CollectionRecord>> {
         self.inner.collection(namespace_id, id_or_name).await
@@ -139,7 +151,7 @@ impl CollectionStore for FailingRenewals {
 
     async fn list_collections(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<CollectionRecord>> {
         self.inner.list_collections(namespace_id, page).await
@@ -149,14 +161,14 @@ impl CollectionStore for FailingRenewals {
         self.inner.update_collection(collection).await
     }
 
-    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
+    async fn collections_of_bucket(&self, bucket_id: &BucketId) -> Result<Vec<CollectionRecord>> {
         self.inner.collections_of_bucket(bucket_id).await
     }
 
     async fn delete_collection(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         active: &[BatchStatus],
     ) -> Result<Removal<()>> {
         self.inner
@@ -167,40 +179,44 @@ impl CollectionStore for FailingRenewals {
 
 #[async_trait]
 impl BatchStore for FailingRenewals {
-    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
+    async fn count_batches(
+        &self,
+        namespace_id: &NamespaceId,
+        statuses: &[BatchStatus],
+    ) -> Result<u64> {
         self.inner.count_batches(namespace_id, statuses).await
     }
 
     async fn create_batch(
         &self,
         batch: &BatchRecord,
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<std::result::Result<BatchRecord, BatchRecord>> {
         self.inner.create_batch(batch, object_ids).await
     }
 
     async fn add_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<Option<BatchRecord>> {
         self.inner
             .add_batch_objects(batch_id, from, object_ids)
             .await
     }
 
-    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>> {
+    async fn batch(&self, bucket_id: &BucketId, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
         self.inner.batch(bucket_id, batch_id).await
     }
 
-    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>> {
+    async fn batch_by_id(&self, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
         self.inner.batch_by_id(batch_id).await
     }
 
     async fn batch_by_idempotency_key(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         key: &str,
     ) -> Result<Option<BatchRecord>> {
         self.inner.batch_by_idempotency_key(bucket_id, key).await
@@ -208,15 +224,15 @@ impl BatchStore for FailingRenewals {
 
     async fn batch_by_task(
         &self,
-        namespace_id: &str,
-        task_id: &str,
+        namespace_id: &NamespaceId,
+        task_id: &TaskId,
     ) -> Result<Option<BatchRecord>> {
         self.inner.batch_by_task(namespace_id, task_id).await
     }
 
     async fn list_batches(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         status: Option<BatchStatus>,
         page: &PageRequest,
     ) -> Result<Page<BatchRecord>> {
@@ -225,15 +241,15 @@ impl BatchStore for FailingRenewals {
 
     async fn batch_object_records(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         page: &PageRequest,
-    ) -> Result<Page<(String, Option<ObjectRecord>)>> {
+    ) -> Result<Page<(ObjectId, Option<ObjectRecord>)>> {
         self.inner.batch_object_records(batch_id, page).await
     }
 
     async fn list_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>> {
@@ -242,7 +258,7 @@ impl BatchStore for FailingRenewals {
 
     async fn submit_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         pipelines: &Pipelines,
         object_count: u64,
@@ -255,19 +271,19 @@ impl BatchStore for FailingRenewals {
 
     async fn cancel_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         self.inner.cancel_batch(batch_id, from).await
     }
 
-    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64> {
+    async fn unfinished_objects(&self, batch_id: &BatchId) -> Result<u64> {
         self.inner.unfinished_objects(batch_id).await
     }
 
     async fn retry_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         self.inner.retry_batch(batch_id, from).await
@@ -275,13 +291,13 @@ impl BatchStore for FailingRenewals {
 
     async fn delete_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<Vec<String>>> {
         self.inner.delete_batch(batch_id, from).await
     }
 
-    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>> {
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<ObjectId>> {
         self.inner.pending_objects(shard, stage).await
     }
 
@@ -291,7 +307,7 @@ impl BatchStore for FailingRenewals {
 
     async fn start_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         self.inner.start_batch(batch_id, from).await
@@ -299,7 +315,7 @@ impl BatchStore for FailingRenewals {
 
     async fn finish_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
@@ -314,11 +330,15 @@ impl BatchStore for FailingRenewals {
         self.inner.stalled_batches(statuses, shard_statuses).await
     }
 
-    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>> {
+    async fn shards(&self, batch_ids: &[BatchId]) -> Result<Vec<ShardRecord>> {
         self.inner.shards(batch_ids).await
     }
 
-    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
+    async fn list_shards(
+        &self,
+        batch_id: &BatchId,
+        page: &PageRequest,
+    ) -> Result<Page<ShardRecord>> {
         self.inner.list_shards(batch_id, page).await
     }
 
@@ -345,7 +365,7 @@ impl BatchStore for FailingRenewals {
 
     async fn update_shard(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         shard_index: u32,
         expect: &ShardExpect,
         change: &ShardChange,
@@ -389,8 +409,8 @@ struct TimedDocuments {
 impl DocumentSink for TimedDocuments {
     async fn upsert_documents(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         documents: &[DocumentRecord],
         lease: Option<&Lease>,
     ) -> Result<u64> {
@@ -407,7 +427,7 @@ impl DocumentSink for TimedDocuments {
 
     async fn list_documents(
         &self,
-        collection_id: &str,
+        collection_id: &CollectionId,
         filter: &DocumentFilter,
         page: &PageRequest,
     ) -> Result<Page<DocumentRecord>> {
@@ -416,13 +436,13 @@ impl DocumentSink for TimedDocuments {
 
     async fn document(
         &self,
-        collection_id: &str,
-        document_id: &str,
+        collection_id: &CollectionId,
+        document_id: &DocumentId,
     ) -> Result<Option<DocumentRecord>> {
         self.inner.document(collection_id, document_id).await
     }
 
-    async fn delete_documents(&self, collection_id: &str) -> Result<()> {
+    async fn delete_documents(&self, collection_id: &CollectionId) -> Result<()> {
         self.inner.delete_documents(collection_id).await
     }
 }

@@ -7,6 +7,7 @@ use strata_host::store::registry::{
     ExtractorNameRecord, ExtractorVersionRecord, NamespaceRef, Published, PublishedBy, Publisher,
     component_key,
 };
+use strata_host::store::{CollectionId, KeyId, WebhookId};
 use strata_host::store::{PageRequest, Registry, Store, StoreError, Webhooks, new_id, now};
 
 use super::{delivered_types, fixture, queued_running, webhook};
@@ -69,7 +70,7 @@ pub async fn versions(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn
     let heard = |expected: usize| async move {
         let deliveries = webhooks
             .list_deliveries(
-                listener_id,
+                &WebhookId::from(listener_id),
                 &PageRequest {
                     limit: 100,
                     after: None,
@@ -139,7 +140,7 @@ pub async fn versions(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn
 
     // A collection naming 1.0.0 and a queued batch running 2.0.0 keep them.
     let (bucket, mut collection, ids) = fixture(store, 1).await;
-    collection.collection_id = new_id("col");
+    collection.collection_id = CollectionId::generate();
     collection.collection_name = "pins-v1".into();
     collection.extractors = vec![ExtractorRef {
         name: name.clone(),
@@ -169,7 +170,7 @@ pub async fn versions(store: &dyn Store, registry: &dyn Registry, webhooks: &dyn
     );
     let refused = registry.delete_version(&name, "2.0.0").await;
     assert!(
-        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(&batch.batch_id)),
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains(batch.batch_id.as_str())),
         "{refused:?}"
     );
     strata_host::batches::cancel(store, &batch)
@@ -243,10 +244,10 @@ fn publisher(namespace: &str, admin: bool) -> Publisher {
     Publisher {
         by: Some(PublishedBy {
             namespace: NamespaceRef {
-                namespace_id: namespace.to_owned(),
+                namespace_id: namespace.into(),
                 name: format!("name-of-{namespace}"),
             },
-            key_id: new_id("key"),
+            key_id: KeyId::generate(),
         }),
         admin,
     }

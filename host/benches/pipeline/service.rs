@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use strata_host::Plan;
 use strata_host::engine::executor::{ExecOptions, execute};
 use strata_host::store::{
-    Bucket, CollectionRecord, DocumentRecord, DocumentSink, InternalMetadata, MongoStore,
-    Namespace, NamespaceStore, Source, SqliteStore, Store, document_id, new_id, now,
+    Bucket, BucketId, CollectionId, CollectionRecord, DocumentRecord, DocumentSink,
+    InternalMetadata, MongoStore, Namespace, NamespaceId, NamespaceStore, Source, SqliteStore,
+    Store, document_id, new_id, now,
 };
 
 pub(super) const KEY: &str = "sk_bench_admin_key_0123456789";
@@ -424,7 +425,7 @@ async fn sink_rates(
         .await?
         .context("namespace `default`")?;
     let bucket = Bucket {
-        bucket_id: new_id("bkt"),
+        bucket_id: BucketId::generate(),
         namespace_id: namespace.namespace_id.clone(),
         bucket_name: new_id("sink"),
         description: None,
@@ -432,7 +433,7 @@ async fn sink_rates(
     };
     store.create_bucket(&bucket).await?;
     let collection = CollectionRecord {
-        collection_id: new_id("col"),
+        collection_id: CollectionId::generate(),
         namespace_id: namespace.namespace_id.clone(),
         collection_name: new_id("sink"),
         description: None,
@@ -459,7 +460,7 @@ async fn sink_rates(
                 document_id: document_id(&collection.collection_id, &object_id),
                 collection_id: collection.collection_id.clone(),
                 bucket_id: bucket.bucket_id.clone(),
-                object_id,
+                object_id: object_id.into(),
                 batch_id: "btch_bench".into(),
                 features: features.clone(),
                 errors: Vec::new(),
@@ -541,7 +542,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
     let sqlite = SqliteStore::open(&sqlite_dir.path().join("strata.db"))?;
     sqlite
         .create_namespace(&Namespace {
-            namespace_id: new_id("ns"),
+            namespace_id: NamespaceId::generate(),
             name: "default".into(),
             created_at: now(),
         })

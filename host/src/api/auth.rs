@@ -17,6 +17,8 @@ use super::AppState;
 use super::error::ApiError;
 use crate::keys::hash_secret;
 use crate::serve::DEFAULT_NAMESPACE;
+use crate::store::KeyId;
+use crate::store::NamespaceId;
 use crate::store::{ApiKey, Namespace};
 
 /// An authenticated caller acting in one namespace.
@@ -40,14 +42,14 @@ pub struct MayPublish(pub Caller);
 /// When this process last recorded each key's use: a key's `last_used_at`
 /// is written at most once a minute, off the request's path.
 #[derive(Debug, Default)]
-pub struct KeyUses(Mutex<HashMap<String, Instant>>);
+pub struct KeyUses(Mutex<HashMap<KeyId, Instant>>);
 
 impl KeyUses {
     /// How stale a key's `last_used_at` may get.
     const EVERY: Duration = Duration::from_secs(60);
 
     /// Whether the use of `key_id` now should be recorded.
-    fn due(&self, key_id: &str) -> bool {
+    fn due(&self, key_id: &KeyId) -> bool {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         match seen.get(key_id) {
@@ -100,8 +102,8 @@ impl FromRequestParts<AppState> for Caller {
                 .to_owned(),
             None => key
                 .namespace_id
-                .clone()
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+                .as_ref()
+                .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), NamespaceId::to_string),
         };
         let forbidden =
             || ApiError::forbidden(format!("this key may not act in namespace `{wanted}`"));

@@ -18,6 +18,7 @@ use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson,
 use crate::batches::{self, Action, SubmitError};
 use crate::progress::{self, Check, Health, Progress};
 use crate::store::Timestamp;
+use crate::store::{BatchId, BucketId, ObjectId, TaskId, WorkerId};
 use crate::store::{
     BatchObject, BatchRecord, BatchStatus, Bucket, LeaseHolder, PinnedCollection, ShardRecord,
     ShardStatus, StoreError,
@@ -55,7 +56,7 @@ pub struct CreateBatch {
     pub batch_name: Option<String>,
     /// Objects of the bucket to process; more may be added while DRAFT.
     #[serde(default)]
-    pub object_ids: Vec<String>,
+    pub object_ids: Vec<ObjectId>,
 }
 
 /// `POST …/batches/{batch}/objects` body.
@@ -63,7 +64,7 @@ pub struct CreateBatch {
 #[serde(deny_unknown_fields)]
 pub struct AddObjects {
     /// Objects of the bucket to add; those already in the batch are ignored.
-    pub object_ids: Vec<String>,
+    pub object_ids: Vec<ObjectId>,
 }
 
 /// `POST …/batches/{batch}/submit` body.
@@ -79,9 +80,9 @@ pub struct SubmitBatch {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Submitted {
     /// The batch.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Poll `/v1/tasks/{task_id}` or the batch.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// `QUEUED`, or the status of a batch submitted before.
     pub status: BatchStatus,
 }
@@ -90,15 +91,15 @@ pub struct Submitted {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchView {
     /// `btch_…`
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Owning bucket.
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// Free text.
     pub batch_name: Option<String>,
     /// DRAFT, QUEUED, PROCESSING, COMPLETED, FAILED or CANCELED.
     pub status: BatchStatus,
     /// The task handle, once submitted.
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
     /// Objects in the batch.
     pub object_count: u64,
     /// Live progress.
@@ -139,13 +140,13 @@ pub struct BatchView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskView {
     /// `task_…`
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Always `batch_processing`.
     pub task_type: &'static str,
     /// The batch.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Its bucket.
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// The batch's status.
     pub status: BatchStatus,
     /// The batch's progress.
@@ -164,7 +165,7 @@ pub struct TaskView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthView {
     /// The batch.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Its status.
     pub status: BatchStatus,
     /// The worst of the checks.
@@ -232,7 +233,7 @@ async fn find_batch(
     state: &AppState,
     caller: &Caller,
     bucket: &str,
-    batch_id: &str,
+    batch_id: &BatchId,
 ) -> ApiResult<(Bucket, BatchRecord)> {
     let bucket = find_bucket(state, caller, bucket).await?;
     let batch = batches::read(state.store.as_ref(), &bucket.bucket_id, batch_id)
@@ -242,7 +243,7 @@ async fn find_batch(
 }
 
 /// Checks a list of object ids: present, non-empty, not too many.
-fn check_ids(ids: &[String]) -> ApiResult<()> {
+fn check_ids(ids: &[ObjectId]) -> ApiResult<()> {
     if ids.len() > MAX_IDS_PER_REQUEST {
         return Err(ApiError::invalid(
             "object_ids",
@@ -261,7 +262,7 @@ fn check_ids(ids: &[String]) -> ApiResult<()> {
 }
 
 /// 422 when some of `ids` are not objects of the bucket, listing them.
-async fn check_objects_exist(state: &AppState, bucket: &Bucket, ids: &[String]) -> ApiResult<()> {
+async fn check_objects_exist(state: &AppState, bucket: &Bucket, ids: &[ObjectId]) -> ApiResult<()> {
     let missing = state.store.missing_objects(&bucket.bucket_id, ids).await?;
     if missing.is_empty() {
         return Ok(());
@@ -422,7 +423,7 @@ pub async fn list_batches(
 pub async fn get_batch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
 ) -> ApiResult<Json<BatchView>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
     Ok(Json(state.view(batch)))
@@ -437,7 +438,7 @@ pub async fn get_batch(
 pub async fn delete_batch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
 ) -> ApiResult<StatusCode> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
     let artifacts = batches::delete(state.store.as_ref(), &batch).await?;
@@ -459,7 +460,7 @@ pub async fn delete_batch(
 pub async fn add_objects(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
     Json(body): Json<AddObjects>,
 ) -> ApiResult<Json<BatchView>> {
     let (bucket, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
@@ -485,7 +486,7 @@ pub async fn add_objects(
 pub async fn list_batch_objects(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
     Query(filter): Query<ObjectFilter>,
 ) -> ApiResult<Json<List<BatchObject>>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
@@ -522,7 +523,7 @@ pub async fn list_batch_objects(
 pub async fn submit_batch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
     OptionalJson(body): OptionalJson<SubmitBatch>,
 ) -> ApiResult<Json<Submitted>> {
     let body = body.unwrap_or_default();
@@ -576,7 +577,7 @@ pub async fn submit_batch(
 pub async fn cancel_batch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
 ) -> ApiResult<Json<BatchView>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
     let batch = batches::cancel(state.store.as_ref(), &batch).await?;
@@ -591,7 +592,7 @@ pub async fn cancel_batch(
 pub async fn retry_batch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
 ) -> ApiResult<Json<BatchView>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
     let batch = batches::retry(state.store.as_ref(), &batch).await?;
@@ -606,7 +607,7 @@ pub async fn retry_batch(
 pub async fn batch_health(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
 ) -> ApiResult<Json<HealthView>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
     let r = progress::report(&batch, chrono::Utc::now(), &state.health);
@@ -627,7 +628,7 @@ pub async fn batch_health(
 pub async fn get_task(
     State(state): State<AppState>,
     caller: Caller,
-    Path(task_id): Path<String>,
+    Path(task_id): Path<TaskId>,
 ) -> ApiResult<Json<TaskView>> {
     let b = batches::by_task(
         state.store.as_ref(),
@@ -661,9 +662,9 @@ pub struct ShardView {
     /// Objects in the shard.
     pub objects: u64,
     /// Its first object.
-    pub first_object_id: String,
+    pub first_object_id: ObjectId,
     /// Its last object.
-    pub last_object_id: String,
+    pub last_object_id: ObjectId,
     /// Objects that finished every collection.
     pub processed: u64,
     /// Of those, objects with at least one error.
@@ -673,7 +674,7 @@ pub struct ShardView {
     /// The worker running it and when its lease expires.
     pub lease: Option<LeaseView>,
     /// The worker that ran it last (`/v1/workers`).
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// Why it failed.
     pub error_message: Option<String>,
     /// RFC 3339.
@@ -686,7 +687,7 @@ pub struct ShardView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LeaseView {
     /// The worker (`/v1/workers`).
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// RFC 3339.
     pub expires_at: Timestamp,
 }
@@ -722,7 +723,7 @@ impl From<ShardRecord> for ShardView {
 pub async fn list_shards(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, batch)): Path<(String, String)>,
+    Path((bucket, batch)): Path<(String, BatchId)>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<List<ShardView>>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::namespaces::check_name;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
-use crate::store::{Bucket, new_id, now};
+use crate::store::BucketId;
+use crate::store::{Bucket, now};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -51,7 +52,7 @@ pub async fn create_bucket(
 ) -> ApiResult<(StatusCode, Json<Bucket>)> {
     check_name("bucket_name", &body.bucket_name)?;
     let bucket = Bucket {
-        bucket_id: new_id("bkt"),
+        bucket_id: BucketId::generate(),
         namespace_id: caller.namespace.namespace_id,
         bucket_name: body.bucket_name,
         description: body.description,

@@ -10,7 +10,8 @@ use super::auth::Caller;
 use super::namespaces::check_name;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::pipeline::{self, ExtractorRef};
-use crate::store::{CollectionRecord, Source, new_id, now};
+use crate::store::CollectionId;
+use crate::store::{CollectionRecord, Source, now};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -123,7 +124,7 @@ pub async fn create_collection(
     let summary = plan.summary();
     let now = now();
     let collection = CollectionRecord {
-        collection_id: new_id("col"),
+        collection_id: CollectionId::generate(),
         namespace_id: caller.namespace.namespace_id,
         collection_name: body.collection_name,
         description: body.description,

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::collections::find_collection;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use crate::store::DocumentId;
+use crate::store::{BatchId, ObjectId};
 use crate::store::{DocumentFilter, DocumentRecord};
 
 /// Routes.
@@ -27,9 +29,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct DocumentParams {
     /// Only documents last written by this batch.
-    pub batch_id: Option<String>,
+    pub batch_id: Option<BatchId>,
     /// Only the document of this object.
-    pub object_id: Option<String>,
+    pub object_id: Option<ObjectId>,
     /// Most results per page (1–1000, default 50).
     pub limit: Option<usize>,
     /// `next_page_token` of the previous page.
@@ -75,7 +77,7 @@ pub async fn list_documents(
 pub async fn get_document(
     State(state): State<AppState>,
     caller: Caller,
-    Path((collection, document_id)): Path<(String, String)>,
+    Path((collection, document_id)): Path<(String, DocumentId)>,
 ) -> ApiResult<Json<DocumentRecord>> {
     let collection = find_collection(&state, &caller, &collection).await?;
     state

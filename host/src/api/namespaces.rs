@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::Admin;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::keys;
-use crate::store::{ApiKey, Namespace, new_id, now};
+use crate::store::KeyId;
+use crate::store::NamespaceId;
+use crate::store::{ApiKey, Namespace, now};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -67,7 +69,7 @@ pub async fn create_namespace(
 ) -> ApiResult<(StatusCode, Json<Namespace>)> {
     check_name("name", &body.name)?;
     let ns = Namespace {
-        namespace_id: new_id("ns"),
+        namespace_id: NamespaceId::generate(),
         name: body.name,
         created_at: now(),
     };
@@ -165,7 +167,7 @@ pub async fn list_keys(
 pub async fn revoke_key(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(key_id): Path<String>,
+    Path(key_id): Path<KeyId>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_key(&key_id).await?;
     tracing::info!(key = %key_id, "API key revoked");

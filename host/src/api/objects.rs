@@ -24,6 +24,7 @@ use crate::blob::object_key;
 use crate::run::sniff_mime;
 use crate::store::Timestamp;
 use crate::store::{Bucket, ObjectRecord, new_id, now};
+use crate::store::{BucketId, NamespaceId, ObjectId};
 
 /// Routes, with a body limit sized for uploads.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -55,7 +56,7 @@ fn json_body_limit(max_object_bytes: u64) -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct CreateObject {
     /// Id of your choice, unique in the bucket (default: a new `obj_…`).
-    pub object_id: Option<String>,
+    pub object_id: Option<ObjectId>,
     /// Name of the object, e.g. a path (default: the object id).
     pub key: Option<String>,
     /// MIME type (default: sniffed from the key and the content).
@@ -71,7 +72,7 @@ pub struct CreateObject {
 
 /// The fields of an upload, whichever way it came.
 struct Upload {
-    object_id: Option<String>,
+    object_id: Option<ObjectId>,
     key: Option<String>,
     mime_type: Option<String>,
     metadata: Option<Value>,
@@ -148,11 +149,11 @@ pub(super) fn too_large(max: u64) -> ApiError {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ObjectView {
     /// `obj_…`, unique in the bucket (a client may choose it).
-    pub object_id: String,
+    pub object_id: ObjectId,
     /// Owning bucket.
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// Owning namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// The object's name, e.g. a file path.
     pub key: String,
     /// Declared or sniffed MIME type.
@@ -271,7 +272,7 @@ async fn json_upload(state: &AppState, request: Request) -> ApiResult<Upload> {
         ));
     };
     Ok(Upload {
-        object_id: read.object_id,
+        object_id: read.object_id.map(ObjectId::from),
         key: read.key,
         mime_type: read.mime_type,
         metadata: read.metadata,
@@ -359,7 +360,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult
                             .map_err(|e| ApiError::invalid("metadata", format!("not JSON: {e}")))?;
                         upload.metadata = Some(value);
                     }
-                    "object_id" => upload.object_id = Some(text),
+                    "object_id" => upload.object_id = Some(text.into()),
                     "key" => upload.key = Some(text),
                     _ => upload.mime_type = Some(text),
                 }
@@ -388,10 +389,10 @@ async fn store_upload(
             check_object_id(&id)?;
             id
         }
-        None => new_id("obj"),
+        None => ObjectId::generate(),
     };
     let metadata = check_metadata(upload.metadata)?;
-    let key = upload.key.unwrap_or_else(|| object_id.clone());
+    let key = upload.key.unwrap_or_else(|| object_id.to_string());
     if key.is_empty() || key.len() > 1024 {
         return Err(ApiError::invalid("key", "must be 1–1024 bytes"));
     }
@@ -435,7 +436,7 @@ async fn find_object(
     state: &AppState,
     caller: &Caller,
     bucket: &str,
-    object_id: &str,
+    object_id: &ObjectId,
 ) -> ApiResult<ObjectRecord> {
     let bucket = find_bucket(state, caller, bucket).await?;
     state
@@ -470,7 +471,7 @@ pub async fn list_objects(
 pub async fn get_object(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, object_id)): Path<(String, String)>,
+    Path((bucket, object_id)): Path<(String, ObjectId)>,
 ) -> ApiResult<Json<ObjectView>> {
     Ok(Json(
         find_object(&state, &caller, &bucket, &object_id)
@@ -487,7 +488,7 @@ pub async fn get_object(
 pub async fn get_content(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, object_id)): Path<(String, String)>,
+    Path((bucket, object_id)): Path<(String, ObjectId)>,
 ) -> ApiResult<Response> {
     let object = find_object(&state, &caller, &bucket, &object_id).await?;
     let reader = state.blobs.open(&object.blob_key).await?;
@@ -541,7 +542,7 @@ fn shown_inline(mime: &str) -> bool {
 pub async fn delete_object(
     State(state): State<AppState>,
     caller: Caller,
-    Path((bucket, object_id)): Path<(String, String)>,
+    Path((bucket, object_id)): Path<(String, ObjectId)>,
 ) -> ApiResult<StatusCode> {
     let bucket = find_bucket(&state, &caller, &bucket).await?;
     let blob_key = state

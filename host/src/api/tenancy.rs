@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{ApiError, ApiResult};
+use crate::store::{KeyId, NamespaceId};
 
 /// Per-namespace limits (`strata serve` flags).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,9 +48,9 @@ pub struct Tenancy {
     /// The limits.
     pub limits: TenantLimits,
     /// Upload bytes and plans in flight, by namespace.
-    held: Mutex<HashMap<(Held, String), u64>>,
+    held: Mutex<HashMap<(Held, NamespaceId), u64>>,
     /// Each key's publications of the last minute.
-    publications: Mutex<HashMap<String, VecDeque<Instant>>>,
+    publications: Mutex<HashMap<KeyId, VecDeque<Instant>>>,
 }
 
 /// What a [`Hold`] holds.
@@ -63,7 +64,7 @@ enum Held {
 #[derive(Debug)]
 pub struct Hold {
     tenancy: Arc<Tenancy>,
-    what: (Held, String),
+    what: (Held, NamespaceId),
     amount: u64,
 }
 
@@ -95,7 +96,7 @@ impl Tenancy {
     fn hold(
         self: &Arc<Self>,
         what: Held,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         amount: u64,
         limit: u64,
         refusal: impl FnOnce(u64) -> ApiError,
@@ -118,7 +119,7 @@ impl Tenancy {
 
     /// Holds `bytes` of upload for `namespace_id`, or 429 when its uploads
     /// in flight would pass the limit.
-    pub fn upload(self: &Arc<Self>, namespace_id: &str, bytes: u64) -> ApiResult<Hold> {
+    pub fn upload(self: &Arc<Self>, namespace_id: &NamespaceId, bytes: u64) -> ApiResult<Hold> {
         let limit = self.limits.upload_bytes_in_flight;
         self.hold(Held::UploadBytes, namespace_id, bytes, limit, |now| {
             ApiError::too_many(
@@ -132,7 +133,7 @@ impl Tenancy {
 
     /// Holds a plan for `namespace_id`, or 429 when it runs as many as it
     /// may.
-    pub fn plan(self: &Arc<Self>, namespace_id: &str) -> ApiResult<Hold> {
+    pub fn plan(self: &Arc<Self>, namespace_id: &NamespaceId) -> ApiResult<Hold> {
         let limit = self.limits.plans_in_flight;
         self.hold(Held::Plans, namespace_id, 1, limit, |now| {
             ApiError::too_many(
@@ -146,7 +147,7 @@ impl Tenancy {
 
     /// Counts a publication by `key_id`, or 429 when the key made as many
     /// as it may in the last minute.
-    pub fn publish(&self, key_id: &str) -> ApiResult<()> {
+    pub fn publish(&self, key_id: &KeyId) -> ApiResult<()> {
         let limit = self.limits.publishes_per_minute as usize;
         let minute = Duration::from_secs(60);
         let now = Instant::now();
@@ -220,30 +221,37 @@ mod tests {
     #[test]
     fn holds_count_per_namespace_and_are_given_back() {
         let t = tenancy();
-        let first = t.upload("a", 80).expect("first");
-        let err = t.upload("a", 30).expect_err("over the limit");
+        let first = t.upload(&NamespaceId::from("a"), 80).expect("first");
+        let err = t
+            .upload(&NamespaceId::from("a"), 30)
+            .expect_err("over the limit");
         assert_eq!(err.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(err.retry_after, Some(1));
-        let _other = t.upload("b", 80).expect("another namespace is apart");
+        let _other = t
+            .upload(&NamespaceId::from("b"), 80)
+            .expect("another namespace is apart");
         drop(first);
-        let _again = t.upload("a", 30).expect("given back");
+        let _again = t.upload(&NamespaceId::from("a"), 30).expect("given back");
         let _huge = t
-            .upload("c", 1000)
+            .upload(&NamespaceId::from("c"), 1000)
             .expect("alone, one upload always passes");
     }
 
     #[test]
     fn plans_and_publications_are_limited() {
         let t = tenancy();
-        let held = (t.plan("a").expect("1"), t.plan("a").expect("2"));
-        assert!(t.plan("a").is_err());
+        let held = (
+            t.plan(&NamespaceId::from("a")).expect("1"),
+            t.plan(&NamespaceId::from("a")).expect("2"),
+        );
+        assert!(t.plan(&NamespaceId::from("a")).is_err());
         drop(held);
-        assert!(t.plan("a").is_ok());
-        t.publish("key_1").expect("1");
-        t.publish("key_1").expect("2");
-        let err = t.publish("key_1").expect_err("3");
+        assert!(t.plan(&NamespaceId::from("a")).is_ok());
+        t.publish(&KeyId::from("key_1")).expect("1");
+        t.publish(&KeyId::from("key_1")).expect("2");
+        let err = t.publish(&KeyId::from("key_1")).expect_err("3");
         assert!(err.retry_after.is_some_and(|s| (1..=60).contains(&s)));
-        t.publish("key_2").expect("another key");
+        t.publish(&KeyId::from("key_2")).expect("another key");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::store::Timestamp;
 use crate::store::events::{
     DeliveryRecord, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
-use crate::store::{StoreError, new_id, now};
+use crate::store::{DeliveryId, EventId, WebhookId};
+use crate::store::{StoreError, now};
 use crate::webhooks::new_secret;
 
 /// How long a rotated-out secret keeps signing.
@@ -76,7 +77,7 @@ pub struct UpdateWebhook {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
     /// `wh_…`
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// The endpoint.
     pub url: String,
     /// Types sent.
@@ -126,9 +127,9 @@ impl Webhook {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// `dlv_…`
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     /// The event (`webhook-id` of every attempt).
-    pub event_id: String,
+    pub event_id: EventId,
     /// Its type.
     pub event_type: EventType,
     /// `pending`, `delivered` or `failed`.
@@ -218,7 +219,11 @@ fn event_types(names: &[String]) -> ApiResult<Vec<EventType>> {
 }
 
 /// The webhook `id` of the caller's namespace, or 404.
-async fn find_webhook(state: &AppState, caller: &Caller, id: &str) -> ApiResult<WebhookRecord> {
+async fn find_webhook(
+    state: &AppState,
+    caller: &Caller,
+    id: &WebhookId,
+) -> ApiResult<WebhookRecord> {
     state
         .webhooks
         .webhook(&caller.namespace.namespace_id, id)
@@ -231,7 +236,7 @@ async fn find_webhook(state: &AppState, caller: &Caller, id: &str) -> ApiResult<
 async fn modify(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: &WebhookId,
     change: impl Fn(&mut WebhookRecord) -> ApiResult<()>,
 ) -> ApiResult<WebhookRecord> {
     let mut tries = 0;
@@ -258,7 +263,7 @@ pub async fn create_webhook(
     check_url(&body.url)?;
     let now = now();
     let webhook = WebhookRecord {
-        webhook_id: new_id("wh"),
+        webhook_id: WebhookId::generate(),
         namespace_id: caller.namespace.namespace_id,
         url: body.url,
         event_types: event_types(&body.event_types)?,
@@ -299,7 +304,7 @@ pub async fn list_webhooks(
 pub async fn get_webhook(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<Json<Webhook>> {
     let webhook = find_webhook(&state, &caller, &id).await?;
     Ok(Json(Webhook::of(webhook, false)))
@@ -313,7 +318,7 @@ pub async fn get_webhook(
 pub async fn update_webhook(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     Json(body): Json<UpdateWebhook>,
 ) -> ApiResult<Json<Webhook>> {
     if let Some(url) = &body.url {
@@ -349,7 +354,7 @@ pub async fn update_webhook(
 pub async fn delete_webhook(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<StatusCode> {
     state
         .webhooks
@@ -366,7 +371,7 @@ pub async fn delete_webhook(
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<Json<Webhook>> {
     let until = Timestamp::from(chrono::Utc::now() + ROTATION_OVERLAP);
     let webhook = modify(&state, &caller, &id, |webhook| {
@@ -397,7 +402,7 @@ pub async fn rotate_secret(
 pub async fn test_webhook(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> ApiResult<(StatusCode, Json<Delivery>)> {
     let webhook = find_webhook(&state, &caller, &id).await?;
     let delivery = state
@@ -415,7 +420,7 @@ pub async fn test_webhook(
 pub async fn list_deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<List<Delivery>>> {
     let webhook = find_webhook(&state, &caller, &id).await?;
@@ -434,7 +439,7 @@ pub async fn list_deliveries(
 pub async fn get_delivery(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> ApiResult<Json<Delivery>> {
     let webhook = find_webhook(&state, &caller, &id).await?;
     state
@@ -455,7 +460,7 @@ pub async fn get_delivery(
 pub async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> ApiResult<(StatusCode, Json<Delivery>)> {
     let webhook = find_webhook(&state, &caller, &id).await?;
     let delivery = state

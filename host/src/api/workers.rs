@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::auth::Admin;
 use super::{ApiResult, AppState, Json};
 use crate::store::Timestamp;
+use crate::store::WorkerId;
 use crate::store::{ShardStatus, WorkerRecord};
 
 /// Routes.
@@ -23,7 +24,7 @@ const SILENT_AFTER_MS: i64 = 5 * 60 * 1000;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkerView {
     /// Names the worker in shard leases.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// The host it runs on.
     pub host: String,
     /// Its process id.

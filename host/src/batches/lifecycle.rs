@@ -6,6 +6,7 @@
 //! one of the statuses [`Action::from`] names, and report what they found.
 
 use crate::store::BatchStatus::{self, Canceled, Completed, Draft, Failed, Processing, Queued};
+use crate::store::{BatchId, BucketId};
 
 /// What a client or a worker asks of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,7 +123,11 @@ pub enum Verdict {
 
 /// Whether `action` applies to a batch in `status`, is settled already, or
 /// is refused with the error the client sees.
-pub fn decide(batch_id: &str, status: BatchStatus, action: Action) -> Result<Verdict, BatchError> {
+pub fn decide(
+    batch_id: &BatchId,
+    status: BatchStatus,
+    action: Action,
+) -> Result<Verdict, BatchError> {
     if action.from().contains(&status) {
         return Ok(Verdict::Apply);
     }
@@ -165,7 +170,7 @@ pub enum BatchError {
     )]
     WrongStatus {
         /// The batch.
-        batch_id: String,
+        batch_id: BatchId,
         /// Its status.
         status: BatchStatus,
         /// What was asked.
@@ -177,7 +182,7 @@ pub enum BatchError {
     )]
     ObjectsChanged {
         /// The batch.
-        batch_id: String,
+        batch_id: BatchId,
     },
     /// A retry of a batch whose collections are gone.
     #[error(
@@ -186,7 +191,7 @@ pub enum BatchError {
     )]
     CollectionsGone {
         /// The batch.
-        batch_id: String,
+        batch_id: BatchId,
         /// The collections' names at submit.
         names: Vec<String>,
     },
@@ -194,32 +199,40 @@ pub enum BatchError {
     #[error("batch `{batch_id}` has no failed or unfinished objects to retry")]
     NothingToRetry {
         /// The batch.
-        batch_id: String,
+        batch_id: BatchId,
     },
     /// A retry of a batch that never ran.
     #[error("batch `{batch_id}` was never submitted")]
     NeverSubmitted {
         /// The batch.
-        batch_id: String,
+        batch_id: BatchId,
     },
     /// A bucket or collection cannot go while batches run over it.
-    #[error("{kind} `{id}` has batches queued or processing: {}", batches.join(", "))]
+    #[error("{kind} `{id}` has batches queued or processing: {}", joined(batches))]
     InUse {
         /// `bucket` or `collection`.
         kind: &'static str,
         /// Its id.
         id: String,
         /// The active batches.
-        batches: Vec<String>,
+        batches: Vec<BatchId>,
     },
     /// A bucket cannot go while collections read from it.
     #[error("bucket `{bucket_id}` is the source of collections {}; delete them first", collections.join(", "))]
     SourceOf {
         /// The bucket.
-        bucket_id: String,
+        bucket_id: BucketId,
         /// The collections' names.
         collections: Vec<String>,
     },
+}
+
+/// `a, b, c`.
+fn joined(ids: &[BatchId]) -> String {
+    ids.iter()
+        .map(BatchId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `A`, `A or B`, `A, B or C`.
@@ -304,7 +317,7 @@ mod tests {
         ];
         for (action, row) in expected {
             for (status, want) in BatchStatus::ALL.into_iter().zip(row) {
-                let got = decide("b", status, action).ok();
+                let got = decide(&BatchId::from("b"), status, action).ok();
                 assert_eq!(got, want, "{action:?} on {status:?}");
             }
         }
@@ -313,7 +326,7 @@ mod tests {
     #[test]
     fn refusals_name_the_batch_its_status_and_what_would_do() {
         let message = |status, action| {
-            decide("btch_1", status, action)
+            decide(&BatchId::from("btch_1"), status, action)
                 .expect_err("refused")
                 .to_string()
         };

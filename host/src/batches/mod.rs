@@ -17,6 +17,7 @@ pub use lifecycle::{Action, BatchError, Verdict};
 pub use submit::{SubmitError, Submitter};
 pub use work::{Claimed, Policy};
 
+use crate::store::{BatchId, BucketId, CollectionId, NamespaceId, ObjectId, TaskId};
 use crate::store::{BatchRecord, Removal, Result, Store, StoreError};
 
 /// Reads a batch again after a conditional write found it changed.
@@ -30,8 +31,8 @@ async fn reread(store: &dyn Store, batch: &BatchRecord) -> Result<BatchRecord> {
 /// A batch of the bucket, its progress summed from its shards.
 pub async fn read(
     store: &dyn Store,
-    bucket_id: &str,
-    batch_id: &str,
+    bucket_id: &BucketId,
+    batch_id: &BatchId,
 ) -> Result<Option<BatchRecord>> {
     match store.batch(bucket_id, batch_id).await? {
         Some(batch) => Ok(shards::with_progress(store, vec![batch]).await?.pop()),
@@ -42,8 +43,8 @@ pub async fn read(
 /// The batch of a task in the namespace, its progress summed.
 pub async fn by_task(
     store: &dyn Store,
-    namespace_id: &str,
-    task_id: &str,
+    namespace_id: &NamespaceId,
+    task_id: &TaskId,
 ) -> Result<Option<BatchRecord>> {
     match store.batch_by_task(namespace_id, task_id).await? {
         Some(batch) => Ok(shards::with_progress(store, vec![batch]).await?.pop()),
@@ -116,7 +117,7 @@ where
 pub async fn add_objects(
     store: &dyn Store,
     batch: &BatchRecord,
-    object_ids: &[String],
+    object_ids: &[ObjectId],
 ) -> Result<BatchRecord> {
     act(store, batch, Action::AddObjects, || {
         store.add_batch_objects(&batch.batch_id, Action::AddObjects.from(), object_ids)
@@ -190,8 +191,8 @@ pub async fn delete(store: &dyn Store, batch: &BatchRecord) -> Result<Vec<String
 /// collection reads from it.
 pub async fn delete_bucket(
     store: &dyn Store,
-    namespace_id: &str,
-    bucket_id: &str,
+    namespace_id: &NamespaceId,
+    bucket_id: &BucketId,
 ) -> Result<Vec<String>> {
     match store
         .delete_bucket(namespace_id, bucket_id, &lifecycle::ACTIVE)
@@ -200,7 +201,7 @@ pub async fn delete_bucket(
         Removal::Removed(keys) => Ok(keys),
         Removal::Busy { batches, .. } if !batches.is_empty() => Err(BatchError::InUse {
             kind: "bucket",
-            id: bucket_id.to_owned(),
+            id: bucket_id.to_string(),
             batches,
         }
         .into()),
@@ -215,8 +216,8 @@ pub async fn delete_bucket(
 /// Deletes a collection; refused while a batch of its bucket is active.
 pub async fn delete_collection(
     store: &dyn Store,
-    namespace_id: &str,
-    collection_id: &str,
+    namespace_id: &NamespaceId,
+    collection_id: &CollectionId,
 ) -> Result<()> {
     match store
         .delete_collection(namespace_id, collection_id, &lifecycle::ACTIVE)
@@ -225,7 +226,7 @@ pub async fn delete_collection(
         Removal::Removed(_) => Ok(()),
         Removal::Busy { batches, .. } => Err(BatchError::InUse {
             kind: "collection",
-            id: collection_id.to_owned(),
+            id: collection_id.to_string(),
             batches,
         }
         .into()),

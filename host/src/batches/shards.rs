@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::lifecycle;
+use crate::store::{BatchId, ObjectId};
 use crate::store::{
     BatchRecord, BatchStatus, LiveProgress, Result, ShardChange, ShardExpect, ShardRecord,
     ShardStatus, Store, Timestamp, now,
@@ -19,7 +20,7 @@ pub const DEFAULT_SHARD_OBJECTS: u64 = 1_000;
 
 /// The shards of a batch whose objects, in id order, are `object_ids`:
 /// consecutive runs of `per_shard` objects, each its own manifest rows.
-pub fn split(batch: &BatchRecord, object_ids: &[&str], per_shard: u64) -> Vec<ShardRecord> {
+pub fn split(batch: &BatchRecord, object_ids: &[ObjectId], per_shard: u64) -> Vec<ShardRecord> {
     let per_shard = per_shard.max(1) as usize;
     let now = now();
     object_ids
@@ -32,8 +33,8 @@ pub fn split(batch: &BatchRecord, object_ids: &[&str], per_shard: u64) -> Vec<Sh
             status: ShardStatus::Queued,
             objects: ids.len() as u64,
             row_start: (i * per_shard) as u64,
-            first_object_id: ids.first().map(|s| (*s).to_owned()).unwrap_or_default(),
-            last_object_id: ids.last().map(|s| (*s).to_owned()).unwrap_or_default(),
+            first_object_id: ids.first().cloned().unwrap_or_default(),
+            last_object_id: ids.last().cloned().unwrap_or_default(),
             processed: 0,
             failed: 0,
             error_summary: BTreeMap::new(),
@@ -76,7 +77,7 @@ impl Default for Fairness {
 /// shard. A batch already running `max_running_per_batch` shards waits.
 /// So a 10-object batch submitted after a 50 000-object one gets the next
 /// free worker, and namespaces share workers evenly whatever each submits.
-pub fn claim_order(shards: &[ShardRecord], now_ms: i64, fairness: Fairness) -> Vec<(String, u32)> {
+pub fn claim_order(shards: &[ShardRecord], now_ms: i64, fairness: Fairness) -> Vec<(BatchId, u32)> {
     #[derive(Default, Clone, Copy)]
     struct Served {
         running: u32,
@@ -299,7 +300,7 @@ pub async fn with_progress(
     store: &dyn Store,
     mut batches: Vec<BatchRecord>,
 ) -> Result<Vec<BatchRecord>> {
-    let ids: Vec<String> = batches
+    let ids: Vec<BatchId> = batches
         .iter()
         .filter(|b| b.status != BatchStatus::Draft)
         .map(|b| b.batch_id.clone())
@@ -328,8 +329,8 @@ mod tests {
             status,
             objects: 10,
             row_start: u64::from(index) * 10,
-            first_object_id: String::new(),
-            last_object_id: String::new(),
+            first_object_id: ObjectId::default(),
+            last_object_id: ObjectId::default(),
             processed: 0,
             failed: 0,
             error_summary: BTreeMap::new(),
@@ -350,10 +351,9 @@ mod tests {
 
     #[test]
     fn a_batch_splits_into_runs_of_objects_in_id_order() {
-        let batch = BatchRecord::draft("ns", "bkt", None, None);
-        let ids: Vec<String> = (0..25).map(|i| format!("obj_{i:02}")).collect();
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let shards = split(&batch, &refs, 10);
+        let batch = BatchRecord::draft(&"ns".into(), &"bkt".into(), None, None);
+        let ids: Vec<ObjectId> = (0..25).map(|i| format!("obj_{i:02}").into()).collect();
+        let shards = split(&batch, &ids, 10);
         let ranges: Vec<(u64, u64, &str, &str)> = shards
             .iter()
             .map(|s| {
@@ -393,15 +393,15 @@ mod tests {
         let order = claim_order(&shards, 500, Fairness::default());
         assert_eq!(
             order[0],
-            ("btch_b".to_owned(), 0),
+            (BatchId::from("btch_b"), 0),
             "the batch running nothing goes first"
         );
-        assert_eq!(order[1], ("btch_a".to_owned(), 2));
+        assert_eq!(order[1], (BatchId::from("btch_a"), 2));
         // With one worker, nothing runs between shards: the batch never
         // served still goes first.
         shards[1].status = Completed;
         let order = claim_order(&shards, 500, Fairness::default());
-        assert_eq!(order[0], ("btch_b".to_owned(), 0));
+        assert_eq!(order[0], (BatchId::from("btch_b"), 0));
     }
 
     #[test]
@@ -418,7 +418,7 @@ mod tests {
             shard("btch_b", "ns1", 1, Queued),
         ];
         let order = claim_order(&shards, 500, Fairness::default());
-        assert_eq!(order[0], ("btch_b".to_owned(), 1), "{order:?}");
+        assert_eq!(order[0], (BatchId::from("btch_b"), 1), "{order:?}");
     }
 
     #[test]
@@ -431,8 +431,12 @@ mod tests {
             shard("btch_c", "ns2", 0, Queued),
         ];
         let order = claim_order(&shards, 500, Fairness::default());
-        assert_eq!(order[0], ("btch_c".to_owned(), 0), "ns2 runs nothing yet");
-        assert_eq!(order[1], ("btch_b".to_owned(), 0));
+        assert_eq!(
+            order[0],
+            (BatchId::from("btch_c"), 0),
+            "ns2 runs nothing yet"
+        );
+        assert_eq!(order[1], (BatchId::from("btch_b"), 0));
         let bounded = claim_order(
             &shards,
             500,
@@ -440,7 +444,10 @@ mod tests {
                 max_running_per_batch: 1,
             },
         );
-        assert!(!bounded.contains(&("btch_a".to_owned(), 1)), "{bounded:?}");
+        assert!(
+            !bounded.contains(&(BatchId::from("btch_a"), 1)),
+            "{bounded:?}"
+        );
         // An expired lease does not count as running.
         let later = claim_order(&shards, 5_000, Fairness::default());
         assert_eq!(later.len(), 3);
@@ -514,7 +521,7 @@ mod tests {
     #[test]
     fn a_batch_ends_when_its_last_shard_does() {
         use ShardStatus::{Completed, Failed, Processing};
-        let mut batch = BatchRecord::draft("ns", "bkt", None, None);
+        let mut batch = BatchRecord::draft(&"ns".into(), &"bkt".into(), None, None);
         batch.total = 20;
         let done = |failed| ShardRecord {
             processed: 10,
@@ -550,7 +557,7 @@ mod tests {
     #[test]
     fn progress_sums_the_shards() {
         use ShardStatus::{Completed, Processing};
-        let mut batch = BatchRecord::draft("ns", "bkt", None, None);
+        let mut batch = BatchRecord::draft(&"ns".into(), &"bkt".into(), None, None);
         batch.batch_id = "b".into();
         let mut a = shard("b", "ns", 0, Completed);
         a.processed = 10;

@@ -11,6 +11,7 @@ use crate::blob::{BlobError, BlobStore};
 use crate::catalog::Catalog;
 use crate::engine::planner::Plan;
 use crate::pipeline::{self, ExtractorRef, PipelineError};
+use crate::store::ObjectId;
 use crate::store::{
     BatchRecord, CollectionRecord, PageRequest, PinnedCollection, Pipelines, Registry, Store,
     StoreError, new_id,
@@ -168,8 +169,8 @@ impl Submitter {
                     })
                     .collect();
                 let metadata = vec![
-                    ("strata.batch_id", batch.batch_id.clone()),
-                    ("strata.collection_id", collection.collection_id.clone()),
+                    ("strata.batch_id", batch.batch_id.to_string()),
+                    ("strata.collection_id", collection.collection_id.to_string()),
                     ("strata.extractor", manifest.id()),
                     (
                         "strata.content_hash",
@@ -194,7 +195,10 @@ impl Submitter {
             pinned.push(pin(collection, plan, manifests));
         }
         let count = rows.len() as u64;
-        let ids: Vec<&str> = rows.iter().map(|r| r.object_id.as_str()).collect();
+        let ids: Vec<ObjectId> = rows
+            .iter()
+            .map(|r| ObjectId::from(r.object_id.as_str()))
+            .collect();
         let shards = shards::split(batch, &ids, self.shard_objects);
         let pipelines = Pipelines {
             collections: pinned,
@@ -250,7 +254,7 @@ impl Submitter {
                 .await?;
             rows.extend(part.items.into_iter().map(|(id, record)| match record {
                 Some(o) => ManifestRow {
-                    object_id: o.object_id,
+                    object_id: o.object_id.into(),
                     key: o.key,
                     mime_type: o.mime_type,
                     size_bytes: o.size_bytes,
@@ -260,8 +264,8 @@ impl Submitter {
                     applicable: true,
                 },
                 None => ManifestRow {
-                    key: id.clone(),
-                    object_id: id,
+                    key: id.to_string(),
+                    object_id: id.into(),
                     mime_type: "application/octet-stream".into(),
                     size_bytes: 0,
                     sha256: String::new(),

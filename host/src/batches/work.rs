@@ -4,6 +4,8 @@
 
 use super::lifecycle::{Action, Verdict, decide};
 use super::shards::{self, Fairness, Rescue};
+use crate::store::BatchId;
+use crate::store::WorkerId;
 use crate::store::{
     BatchEnd, BatchRecord, BatchStatus, Lease, LeaseHolder, Result, ShardChange, ShardExpect,
     ShardRecord, ShardStatus, Store, StoreError,
@@ -114,7 +116,11 @@ async fn rescue_one(
 /// Claims the next shard by the fairness rule for `owner`, after a
 /// rescue pass; the first claim of a batch starts it. `None` when no
 /// shard is waiting.
-pub async fn claim(store: &dyn Store, owner: &str, policy: &Policy) -> Result<Option<Claimed>> {
+pub async fn claim(
+    store: &dyn Store,
+    owner: &WorkerId,
+    policy: &Policy,
+) -> Result<Option<Claimed>> {
     let now = now_ms();
     if let Err(e) = rescue(store, policy, now).await {
         tracing::warn!(error = %e, "the rescue pass failed; claiming anyway");
@@ -175,7 +181,7 @@ pub async fn claim(store: &dyn Store, owner: &str, policy: &Policy) -> Result<Op
 
 /// Starts the batch of a shard just claimed (the first claim moves it to
 /// PROCESSING) and reads it with its progress; `None` when it has ended.
-async fn started(store: &dyn Store, batch_id: &str) -> Result<Option<BatchRecord>> {
+async fn started(store: &dyn Store, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
     let started = store
         .start_batch(batch_id, &Action::Claim.moves_from())
         .await?;
@@ -238,7 +244,7 @@ pub async fn finish_shard(
         .await?
         .is_none()
     {
-        return Err(StoreError::LeaseLost(lease.batch_id.clone()));
+        return Err(StoreError::LeaseLost(lease.batch_id.to_string()));
     }
     settle(store, &lease.batch_id, error_budget).await
 }
@@ -246,7 +252,11 @@ pub async fn finish_shard(
 /// Fails a running batch with `reason`: its shards with work left are
 /// canceled, so every worker on it stops at its next write. `None` when
 /// the batch had ended already.
-pub async fn fail(store: &dyn Store, batch_id: &str, reason: &str) -> Result<Option<BatchRecord>> {
+pub async fn fail(
+    store: &dyn Store,
+    batch_id: &BatchId,
+    reason: &str,
+) -> Result<Option<BatchRecord>> {
     let failed = store
         .finish_batch(
             batch_id,
@@ -270,7 +280,7 @@ pub async fn fail(store: &dyn Store, batch_id: &str, reason: &str) -> Result<Opt
 /// one caller ends it: the write is conditional on its status.
 pub async fn settle(
     store: &dyn Store,
-    batch_id: &str,
+    batch_id: &BatchId,
     error_budget: f64,
 ) -> Result<Option<BatchRecord>> {
     let Some(batch) = store.batch_by_id(batch_id).await? else {

@@ -10,6 +10,7 @@ pub mod s3;
 use std::path::Path;
 use std::pin::Pin;
 
+use crate::store::{BucketId, NamespaceId, ObjectId};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -111,7 +112,11 @@ pub struct BlobEntry {
 }
 
 /// Key of an object's content.
-pub fn object_key(namespace_id: &str, bucket_id: &str, object_id: &str) -> String {
+pub fn object_key(
+    namespace_id: &NamespaceId,
+    bucket_id: &BucketId,
+    object_id: &ObjectId,
+) -> String {
     format!("objects/{namespace_id}/{bucket_id}/{object_id}")
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::executor::{Chunk, RowStatus, Stats, StepResult};
 use super::limits;
 use super::planner::{Plan, Step};
-use crate::store::Timestamp;
+use crate::time::Timestamp;
 
 /// A row error in a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]

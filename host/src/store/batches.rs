@@ -72,7 +72,7 @@ impl std::fmt::Display for BatchStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PinnedCollection {
     /// The collection.
-    pub collection_id: String,
+    pub collection_id: CollectionId,
     /// Its name at submit.
     pub collection_name: String,
     /// The extractors with their versions resolved.
@@ -131,15 +131,15 @@ pub struct LiveProgress {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchRecord {
     /// `btch_…`
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Owning namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// The bucket whose objects it holds.
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// Free text.
     pub batch_name: Option<String>,
     /// `task_…`: the handle shown once the batch is submitted.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Where the batch is.
     pub status: BatchStatus,
     /// Objects in the batch.
@@ -191,18 +191,18 @@ pub struct BatchRecord {
 impl BatchRecord {
     /// A new DRAFT batch of a bucket, without objects yet.
     pub fn draft(
-        namespace_id: &str,
-        bucket_id: &str,
+        namespace_id: &NamespaceId,
+        bucket_id: &BucketId,
         batch_name: Option<String>,
         idempotency: Option<(String, String)>,
     ) -> Self {
         let now = now();
         BatchRecord {
-            batch_id: new_id("btch"),
+            batch_id: BatchId::generate(),
             namespace_id: namespace_id.to_owned(),
             bucket_id: bucket_id.to_owned(),
             batch_name,
-            task_id: new_id("task"),
+            task_id: TaskId::generate(),
             status: BatchStatus::Draft,
             total: 0,
             processed: 0,
@@ -229,7 +229,7 @@ impl BatchRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchObject {
     /// The object.
-    pub object_id: String,
+    pub object_id: ObjectId,
     /// `pending`, `completed` or `failed`.
     pub status: String,
     /// What went wrong, when it failed.
@@ -268,9 +268,9 @@ pub struct ChunkOutcome {
     /// Whether it is the batch's last collection: objects finish then.
     pub last: bool,
     /// The collection.
-    pub collection_id: String,
+    pub collection_id: CollectionId,
     /// Each object's error, if any.
-    pub outcomes: Vec<(String, Option<String>)>,
+    pub outcomes: Vec<(ObjectId, Option<String>)>,
     /// The shard's error summary after this chunk.
     pub error_summary: std::collections::BTreeMap<String, u64>,
 }
@@ -304,8 +304,8 @@ pub enum Removal<T> {
     /// Nothing deleted.
     Busy {
         /// Active batches of it.
-        batches: Vec<String>,
-        /// Collections reading from it.
+        batches: Vec<BatchId>,
+        /// Names of the collections reading from it.
         collections: Vec<String>,
     },
 }
@@ -314,7 +314,11 @@ pub enum Removal<T> {
 #[async_trait]
 pub trait BatchStore: Send + Sync {
     /// Batches of a namespace in one of `statuses`.
-    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64>;
+    async fn count_batches(
+        &self,
+        namespace_id: &NamespaceId,
+        statuses: &[BatchStatus],
+    ) -> Result<u64>;
     /// Creates a DRAFT batch holding `object_ids` (duplicates ignored).
     /// When the batch carries an idempotency key already used in its
     /// bucket, nothing is written and the earlier batch is returned as
@@ -322,33 +326,36 @@ pub trait BatchStore: Send + Sync {
     async fn create_batch(
         &self,
         batch: &BatchRecord,
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<std::result::Result<BatchRecord, BatchRecord>>;
     /// Adds objects to the batch while it is in one of `from`, ignoring
     /// those it holds; returns the batch (`None` when it was not).
     async fn add_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<Option<BatchRecord>>;
     /// A batch of the bucket.
-    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>>;
+    async fn batch(&self, bucket_id: &BucketId, batch_id: &BatchId) -> Result<Option<BatchRecord>>;
     /// A batch, whatever its bucket (for workers).
-    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>>;
+    async fn batch_by_id(&self, batch_id: &BatchId) -> Result<Option<BatchRecord>>;
     /// The batch of the bucket created with `Idempotency-Key` `key`.
     async fn batch_by_idempotency_key(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         key: &str,
     ) -> Result<Option<BatchRecord>>;
     /// The batch of a task, in the namespace.
-    async fn batch_by_task(&self, namespace_id: &str, task_id: &str)
-    -> Result<Option<BatchRecord>>;
+    async fn batch_by_task(
+        &self,
+        namespace_id: &NamespaceId,
+        task_id: &TaskId,
+    ) -> Result<Option<BatchRecord>>;
     /// Batches of the bucket by id, optionally of one status.
     async fn list_batches(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         status: Option<BatchStatus>,
         page: &PageRequest,
     ) -> Result<Page<BatchRecord>>;
@@ -356,13 +363,13 @@ pub trait BatchStore: Send + Sync {
     /// object was deleted since it was added).
     async fn batch_object_records(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         page: &PageRequest,
-    ) -> Result<Page<(String, Option<ObjectRecord>)>>;
+    ) -> Result<Page<(ObjectId, Option<ObjectRecord>)>>;
     /// Objects of a batch by id, optionally of one status.
     async fn list_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>>;
@@ -371,7 +378,7 @@ pub trait BatchStore: Send + Sync {
     /// otherwise), with its event.
     async fn submit_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         pipelines: &Pipelines,
         object_count: u64,
@@ -382,30 +389,30 @@ pub trait BatchStore: Send + Sync {
     /// writes fail.
     async fn cancel_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>>;
     /// Objects of the batch that did not complete.
-    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64>;
+    async fn unfinished_objects(&self, batch_id: &BatchId) -> Result<u64>;
     /// While in one of `from` (`None` otherwise): QUEUED again with its
     /// objects that did not complete pending from the first collection,
     /// with its event; each shard holding such objects is queued again
     /// (no attempts, counters recounted), the others are COMPLETED.
     async fn retry_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>>;
     /// Deletes the batch while in one of `from` (`None` otherwise),
     /// returning its artifacts' blob keys.
     async fn delete_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<Vec<String>>>;
     /// Objects of the shard still to run through collection `stage`, in
     /// id order.
-    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>>;
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<ObjectId>>;
     /// Records a chunk's outcomes (its documents are written already) in
     /// one write fenced by the lease; returns the shard's `processed` and
     /// `failed` after it. `LeaseLost` when the lease is gone.
@@ -414,7 +421,7 @@ pub trait BatchStore: Send + Sync {
     /// otherwise); `started_at` is set once.
     async fn start_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>>;
     /// Ends the batch as `end` says, with its event, while in one of
@@ -423,7 +430,7 @@ pub trait BatchStore: Send + Sync {
     /// batch ran it takes the batch's signature, tiers and output schema.
     async fn finish_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         end: &BatchEnd,
     ) -> Result<Option<BatchRecord>>;
@@ -436,9 +443,13 @@ pub trait BatchStore: Send + Sync {
     ) -> Result<Vec<BatchRecord>>;
 
     /// The shards of these batches, by batch and index.
-    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>>;
+    async fn shards(&self, batch_ids: &[BatchId]) -> Result<Vec<ShardRecord>>;
     /// Shards of a batch by index.
-    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>>;
+    async fn list_shards(
+        &self,
+        batch_id: &BatchId,
+        page: &PageRequest,
+    ) -> Result<Page<ShardRecord>>;
     /// Every shard of the batches in one of `statuses` (whatever the
     /// shard's own status), by batch and index.
     async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>>;
@@ -450,7 +461,7 @@ pub trait BatchStore: Send + Sync {
     /// Changes a shard while it is as `expect` says (`None` otherwise).
     async fn update_shard(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         shard_index: u32,
         expect: &ShardExpect,
         change: &ShardChange,

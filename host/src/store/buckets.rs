@@ -10,9 +10,9 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// `bkt_…`
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// Owning namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// Unique in the namespace.
     pub bucket_name: String,
     /// Free text.
@@ -26,11 +26,11 @@ pub struct Bucket {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     /// `obj_…`, unique in the bucket (a client may choose it).
-    pub object_id: String,
+    pub object_id: ObjectId,
     /// Owning bucket.
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// Owning namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// The object's name, e.g. a file path.
     pub key: String,
     /// Declared or sniffed MIME type.
@@ -53,27 +53,42 @@ pub trait BucketStore: Send + Sync {
     /// Creates a bucket; a taken name in the namespace is a conflict.
     async fn create_bucket(&self, bucket: &Bucket) -> Result<()>;
     /// A bucket of the namespace by id or name.
-    async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>>;
+    async fn bucket(&self, namespace_id: &NamespaceId, id_or_name: &str) -> Result<Option<Bucket>>;
     /// Buckets of the namespace by id.
-    async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>>;
+    async fn list_buckets(
+        &self,
+        namespace_id: &NamespaceId,
+        page: &PageRequest,
+    ) -> Result<Page<Bucket>>;
     /// Deletes a bucket with its objects and batches, returning the blob
     /// keys to remove; only when no batch of it is in one of `active` and
     /// no collection reads from it (`Busy` names them otherwise).
     async fn delete_bucket(
         &self,
-        namespace_id: &str,
-        bucket_id: &str,
+        namespace_id: &NamespaceId,
+        bucket_id: &BucketId,
         active: &[BatchStatus],
     ) -> Result<Removal<Vec<String>>>;
     /// Records an object; a taken id in the bucket is a conflict.
     async fn create_object(&self, object: &ObjectRecord) -> Result<()>;
     /// An object of the bucket.
-    async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>>;
+    async fn object(
+        &self,
+        bucket_id: &BucketId,
+        object_id: &ObjectId,
+    ) -> Result<Option<ObjectRecord>>;
     /// Objects of the bucket by id.
-    async fn list_objects(&self, bucket_id: &str, page: &PageRequest)
-    -> Result<Page<ObjectRecord>>;
+    async fn list_objects(
+        &self,
+        bucket_id: &BucketId,
+        page: &PageRequest,
+    ) -> Result<Page<ObjectRecord>>;
     /// Deletes an object's record, returning its blob key.
-    async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String>;
+    async fn delete_object(&self, bucket_id: &BucketId, object_id: &ObjectId) -> Result<String>;
     /// The ids among `object_ids` that are not objects of the bucket.
-    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>>;
+    async fn missing_objects(
+        &self,
+        bucket_id: &BucketId,
+        object_ids: &[ObjectId],
+    ) -> Result<Vec<ObjectId>>;
 }

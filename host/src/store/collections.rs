@@ -10,7 +10,7 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// The bucket (id; the API also accepts its name).
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
 }
 
 /// A collection: a pipeline of extractors over a bucket's objects, and the
@@ -18,9 +18,9 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CollectionRecord {
     /// `col_…`
-    pub collection_id: String,
+    pub collection_id: CollectionId,
     /// Owning namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// Unique in the namespace.
     pub collection_name: String,
     /// Free text.
@@ -51,13 +51,13 @@ pub trait CollectionStore: Send + Sync {
     /// A collection of the namespace by id or name.
     async fn collection(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         id_or_name: &str,
     ) -> Result<Option<CollectionRecord>>;
     /// Collections of the namespace by id.
     async fn list_collections(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<CollectionRecord>>;
     /// Replaces a collection's description, extractors and resolved plan
@@ -66,14 +66,14 @@ pub trait CollectionStore: Send + Sync {
     /// the collection is gone.
     async fn update_collection(&self, collection: &CollectionRecord) -> Result<()>;
     /// Collections whose source is the bucket.
-    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>>;
+    async fn collections_of_bucket(&self, bucket_id: &BucketId) -> Result<Vec<CollectionRecord>>;
     /// Deletes a collection (its documents go through the
     /// [`DocumentSink`]); only when no batch of its bucket is in one of
     /// `active` (`Busy` names them otherwise).
     async fn delete_collection(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         active: &[BatchStatus],
     ) -> Result<Removal<()>>;
 }

@@ -25,15 +25,15 @@ pub struct InternalMetadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DocumentRecord {
     /// `doc_…`, derived from the collection and the object.
-    pub document_id: String,
+    pub document_id: DocumentId,
     /// The collection.
-    pub collection_id: String,
+    pub collection_id: CollectionId,
     /// The object's bucket.
-    pub bucket_id: String,
+    pub bucket_id: BucketId,
     /// The object.
-    pub object_id: String,
+    pub object_id: ObjectId,
     /// The batch that wrote it last.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Outputs by extractor, then column.
     #[schema(value_type = Object)]
     pub features: serde_json::Map<String, Value>,
@@ -53,19 +53,19 @@ pub struct DocumentRecord {
 
 /// The id of the document of `object_id` in `collection_id`: the same
 /// every time, so reprocessing replaces it.
-pub fn document_id(collection_id: &str, object_id: &str) -> String {
+pub fn document_id(collection_id: &CollectionId, object_id: &str) -> DocumentId {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{collection_id}\n{object_id}").as_bytes());
-    format!("doc_{}", &hex::encode(digest)[..26])
+    DocumentId::from(format!("doc_{}", &hex::encode(digest)[..26]))
 }
 
 /// Filters of a document list.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentFilter {
     /// Only documents last written by this batch.
-    pub batch_id: Option<String>,
+    pub batch_id: Option<BatchId>,
     /// Only the document of this object.
-    pub object_id: Option<String>,
+    pub object_id: Option<ObjectId>,
 }
 
 /// Where documents live: workers upsert them, the API reads them.
@@ -83,33 +83,33 @@ pub trait DocumentSink: Send + Sync + std::fmt::Debug {
     /// holds its batch, in the same transaction (`LeaseLost` otherwise).
     async fn upsert_documents(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         documents: &[DocumentRecord],
         lease: Option<&Lease>,
     ) -> Result<u64>;
     /// Documents of a collection by id.
     async fn list_documents(
         &self,
-        collection_id: &str,
+        collection_id: &CollectionId,
         filter: &DocumentFilter,
         page: &PageRequest,
     ) -> Result<Page<DocumentRecord>>;
     /// A document of a collection.
     async fn document(
         &self,
-        collection_id: &str,
-        document_id: &str,
+        collection_id: &CollectionId,
+        document_id: &DocumentId,
     ) -> Result<Option<DocumentRecord>>;
 
     /// Deletes every document of a collection.
-    async fn delete_documents(&self, collection_id: &str) -> Result<()>;
+    async fn delete_documents(&self, collection_id: &CollectionId) -> Result<()>;
 }
 
 /// Refuses a write of documents under `collection_id` when one of them
 /// belongs to another collection (both backends check it first).
-pub fn of_one_collection(collection_id: &str, documents: &[DocumentRecord]) -> Result<()> {
-    match documents.iter().find(|d| d.collection_id != collection_id) {
+pub fn of_one_collection(collection_id: &CollectionId, documents: &[DocumentRecord]) -> Result<()> {
+    match documents.iter().find(|d| d.collection_id != *collection_id) {
         Some(doc) => Err(StoreError::Conflict(format!(
             "document `{}` belongs to collection `{}`, not `{collection_id}`",
             doc.document_id, doc.collection_id

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Timestamp;
-use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result, new_id, now};
+use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result, now};
+use crate::store::CollectionId;
+use crate::store::{DeliveryId, EventId, NamespaceId, WebhookId};
 
 /// Most document ids a `collection.documents.written` event lists.
 pub const MAX_EVENT_DOCUMENT_IDS: usize = 100;
@@ -114,13 +116,13 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// `evt_…`: the `webhook-id` of every attempt to send it.
-    pub event_id: String,
+    pub event_id: EventId,
     /// What happened.
     pub event_type: EventType,
     /// RFC 3339.
     pub occurred_at: Timestamp,
     /// The namespace it happened in.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// What it is about.
     pub subject: Subject,
     /// Type-specific facts.
@@ -129,9 +131,14 @@ pub struct Event {
 }
 
 impl Event {
-    fn new(event_type: EventType, namespace_id: &str, subject: (&str, &str), data: Value) -> Self {
+    fn new(
+        event_type: EventType,
+        namespace_id: &NamespaceId,
+        subject: (&str, &str),
+        data: Value,
+    ) -> Self {
         Event {
-            event_id: new_id("evt"),
+            event_id: EventId::generate(),
             event_type,
             occurred_at: now(),
             namespace_id: namespace_id.to_owned(),
@@ -191,8 +198,8 @@ impl Event {
     /// `collection.documents.written` for one written chunk of documents of
     /// one collection (ids capped at [`MAX_EVENT_DOCUMENT_IDS`]).
     pub fn documents_written(
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         documents: &[DocumentRecord],
     ) -> Option<Event> {
         let first = documents.first()?;
@@ -220,7 +227,7 @@ impl Event {
     /// `extractor.published`, as the namespace `namespace_id` receives it
     /// (the registry is shared by every namespace).
     pub fn extractor_published(
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         version: &super::registry::ExtractorVersionRecord,
     ) -> Event {
         let data = json!({
@@ -266,9 +273,9 @@ pub struct SigningSecret {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookRecord {
     /// `wh_…`
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// Owning namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// `http(s)://…`
     pub url: String,
     /// Types it receives.
@@ -344,13 +351,13 @@ impl DeliveryState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     /// `dlv_…`
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     /// The webhook.
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// The webhook's namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// The event's id (`webhook-id` on every attempt).
-    pub event_id: String,
+    pub event_id: EventId,
     /// The event's type.
     pub event_type: EventType,
     /// The request body: the event as JSON.
@@ -378,7 +385,7 @@ impl DeliveryRecord {
     pub fn new(event: &Event, webhook: &WebhookRecord) -> Result<Self> {
         let now = now();
         Ok(DeliveryRecord {
-            delivery_id: new_id("dlv"),
+            delivery_id: DeliveryId::generate(),
             webhook_id: webhook.webhook_id.clone(),
             namespace_id: webhook.namespace_id.clone(),
             event_id: event.event_id.clone(),
@@ -447,15 +454,15 @@ impl DeliveryRecord {
     /// events of `event_type`.
     pub fn fan_out_everywhere(
         event_type: EventType,
-        event: impl Fn(&str) -> Event,
+        event: impl Fn(&NamespaceId) -> Event,
         webhooks: &[WebhookRecord],
-        hears: impl Fn(&str) -> bool,
+        hears: impl Fn(&NamespaceId) -> bool,
     ) -> Result<Vec<Self>> {
-        let namespaces: std::collections::BTreeSet<&str> = webhooks
+        let namespaces: std::collections::BTreeSet<&NamespaceId> = webhooks
             .iter()
             .filter(|w| w.active && w.event_types.contains(&event_type))
             .filter(|w| hears(&w.namespace_id))
-            .map(|w| w.namespace_id.as_str())
+            .map(|w| &w.namespace_id)
             .collect();
         let mut deliveries = Vec::new();
         for namespace in namespaces {
@@ -518,11 +525,15 @@ pub trait Webhooks: Send + Sync + std::fmt::Debug {
     /// Creates a webhook.
     async fn create_webhook(&self, webhook: &WebhookRecord) -> Result<()>;
     /// A webhook of the namespace.
-    async fn webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<Option<WebhookRecord>>;
+    async fn webhook(
+        &self,
+        namespace_id: &NamespaceId,
+        webhook_id: &WebhookId,
+    ) -> Result<Option<WebhookRecord>>;
     /// Webhooks of the namespace by id.
     async fn list_webhooks(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<WebhookRecord>>;
     /// Replaces a webhook's record (same id and namespace) whose stored
@@ -530,27 +541,41 @@ pub trait Webhooks: Send + Sync + std::fmt::Debug {
     /// write came first (read it again and retry).
     async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<()>;
     /// Deletes a webhook with its deliveries.
-    async fn delete_webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<()>;
+    async fn delete_webhook(
+        &self,
+        namespace_id: &NamespaceId,
+        webhook_id: &WebhookId,
+    ) -> Result<()>;
 
     /// Writes `event` to the outbox for `webhook` alone (test events).
     async fn enqueue(&self, webhook: &WebhookRecord, event: &Event) -> Result<DeliveryRecord>;
     /// Deliveries of a webhook by id (oldest first).
     async fn list_deliveries(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         page: &PageRequest,
     ) -> Result<Page<DeliveryRecord>>;
     /// A delivery of a webhook.
-    async fn delivery(&self, webhook_id: &str, delivery_id: &str)
-    -> Result<Option<DeliveryRecord>>;
+    async fn delivery(
+        &self,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
+    ) -> Result<Option<DeliveryRecord>>;
     /// Makes a delivery pending again, due now (same event id); a conflict
     /// while it is pending.
-    async fn redeliver(&self, webhook_id: &str, delivery_id: &str) -> Result<DeliveryRecord>;
+    async fn redeliver(
+        &self,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
+    ) -> Result<DeliveryRecord>;
 
     /// Leases the pending delivery due first (by now), skipping the
     /// webhooks in `skip`, for `lease_ms`.
-    async fn claim_delivery(&self, skip: &[String], lease_ms: i64)
-    -> Result<Option<DeliveryLease>>;
+    async fn claim_delivery(
+        &self,
+        skip: &[WebhookId],
+        lease_ms: i64,
+    ) -> Result<Option<DeliveryLease>>;
     /// Records an attempt under its lease; false when the lease is gone
     /// (the delivery was claimed again or changed meanwhile).
     async fn record_attempt(&self, lease: &DeliveryLease, outcome: &AttemptOutcome)
@@ -569,7 +594,7 @@ mod tests {
 
     #[test]
     fn events_stay_under_20_kb() {
-        let mut batch = BatchRecord::draft("ns_1", "bkt_1", None, None);
+        let mut batch = BatchRecord::draft(&"ns_1".into(), &"bkt_1".into(), None, None);
         batch.status = BatchStatus::Failed;
         batch.error_message = Some("é".repeat(10_000));
         let event = Event::batch(&batch).expect("an event");

@@ -15,26 +15,27 @@ mod buckets;
 mod collections;
 mod documents;
 pub mod events;
+mod ids;
 pub mod mongo;
 mod namespaces;
 pub mod registry;
 mod shards;
 pub mod sqlite;
-mod time;
 
 use async_trait::async_trait;
 
+pub use crate::time::{NotATime, Timestamp};
 pub use batches::*;
 pub use buckets::*;
 pub use collections::*;
 pub use documents::*;
 pub use events::Webhooks;
+pub use ids::*;
 pub use mongo::MongoStore;
 pub use namespaces::*;
 pub use registry::Registry;
 pub use shards::*;
 pub use sqlite::SqliteStore;
-pub use time::{NotATime, Timestamp};
 
 /// A store result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -142,19 +143,6 @@ pub trait Store:
 
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<()>;
-}
-
-/// A new id: `prefix` + `_` + a ULID (time-ordered, lower case).
-pub fn new_id(prefix: &str) -> String {
-    // Monotonic within this process: ids made in the same millisecond
-    // still sort in the order they were made.
-    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
-    let id = IDS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .generate()
-        .unwrap_or_else(|_| ulid::Ulid::new());
-    format!("{prefix}_{}", id.to_string().to_lowercase())
 }
 
 /// Now.

@@ -9,7 +9,7 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Namespace {
     /// `ns_…`
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// Unique name.
     pub name: String,
     /// RFC 3339.
@@ -20,13 +20,13 @@ pub struct Namespace {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKey {
     /// `key_…`
-    pub key_id: String,
+    pub key_id: KeyId,
     /// Free text.
     pub name: Option<String>,
     /// Admin keys act in every namespace and manage namespaces and keys.
     pub admin: bool,
     /// The one namespace a non-admin key may act in.
-    pub namespace_id: Option<String>,
+    pub namespace_id: Option<NamespaceId>,
     /// RFC 3339.
     pub created_at: Timestamp,
     /// May publish extractor versions, and deprecate those of names its
@@ -45,9 +45,9 @@ pub struct ApiKey {
 impl ApiKey {
     /// A new key with a fresh id: an admin key, or one that acts in
     /// `namespace_id`.
-    pub fn new(name: Option<String>, admin: bool, namespace_id: Option<String>) -> ApiKey {
+    pub fn new(name: Option<String>, admin: bool, namespace_id: Option<NamespaceId>) -> ApiKey {
         ApiKey {
-            key_id: new_id("key"),
+            key_id: KeyId::generate(),
             name,
             admin,
             namespace_id,
@@ -64,7 +64,7 @@ impl ApiKey {
     }
 
     /// Whether this key may act in `namespace_id`.
-    pub fn allows(&self, namespace_id: &str) -> bool {
+    pub fn allows(&self, namespace_id: &NamespaceId) -> bool {
         self.admin || self.namespace_id.as_deref() == Some(namespace_id)
     }
 }
@@ -100,7 +100,7 @@ pub trait NamespaceStore: Send + Sync {
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>>;
     /// Revokes a key: its secret no longer authenticates. The last admin
     /// key is never revoked ([`check_revoke`]).
-    async fn delete_key(&self, key_id: &str) -> Result<()>;
+    async fn delete_key(&self, key_id: &KeyId) -> Result<()>;
     /// Records that a key was used at `at`.
-    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()>;
+    async fn touch_key(&self, key_id: &KeyId, at: &Timestamp) -> Result<()>;
 }

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::Timestamp;
 use super::{Result, StoreError};
+use crate::store::{KeyId, NamespaceId};
 
 /// Blob key of the component whose SHA-256 is `content_hash` (hex).
 pub fn component_key(content_hash: &str) -> String {
@@ -65,7 +66,7 @@ pub struct ExtractorVersionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NamespaceRef {
     /// `ns_…`
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// Its name.
     pub name: String,
 }
@@ -76,7 +77,7 @@ pub struct PublishedBy {
     /// The namespace the key acted in.
     pub namespace: NamespaceRef,
     /// The key's id (never its secret).
-    pub key_id: String,
+    pub key_id: KeyId,
 }
 
 /// An extractor name: who owns it and who may use it.
@@ -181,13 +182,13 @@ pub fn claim(
 pub fn may_manage(
     name: &str,
     record: Option<&ExtractorNameRecord>,
-    namespace_id: &str,
+    namespace_id: &NamespaceId,
     admin: bool,
 ) -> Result<()> {
     let owner = record.and_then(|r| r.owner.clone());
     match &owner {
         _ if admin => Ok(()),
-        Some(o) if o.namespace_id == namespace_id => Ok(()),
+        Some(o) if o.namespace_id == *namespace_id => Ok(()),
         _ => Err(StoreError::Forbidden(format!(
             "extractor name `{name}` {}; only its owner or an admin manages it",
             owner_phrase(&owner)
@@ -199,14 +200,14 @@ pub fn may_manage(
 /// name record is `record`: a name without an owner (reserved, or from
 /// before names had owners) is usable everywhere, an owned one by its owner
 /// and, once it is public, by everyone.
-pub fn may_use(record: Option<&ExtractorNameRecord>, namespace_id: &str) -> bool {
+pub fn may_use(record: Option<&ExtractorNameRecord>, namespace_id: &NamespaceId) -> bool {
     match record {
         None => true,
         Some(r) => {
             r.public
                 || r.owner
                     .as_ref()
-                    .is_none_or(|o| o.namespace_id == namespace_id)
+                    .is_none_or(|o| o.namespace_id == *namespace_id)
         }
     }
 }
@@ -438,10 +439,25 @@ mod tests {
 
     #[test]
     fn who_uses_a_name() {
-        assert!(may_use(None, "b"), "from before names had owners");
-        assert!(may_use(Some(&name(None, true)), "b"), "reserved");
-        assert!(may_use(Some(&name(Some("a"), false)), "a"), "its owner");
-        assert!(!may_use(Some(&name(Some("a"), false)), "b"), "private");
-        assert!(may_use(Some(&name(Some("a"), true)), "b"), "public");
+        assert!(
+            may_use(None, &NamespaceId::from("b")),
+            "from before names had owners"
+        );
+        assert!(
+            may_use(Some(&name(None, true)), &NamespaceId::from("b")),
+            "reserved"
+        );
+        assert!(
+            may_use(Some(&name(Some("a"), false)), &NamespaceId::from("a")),
+            "its owner"
+        );
+        assert!(
+            !may_use(Some(&name(Some("a"), false)), &NamespaceId::from("b")),
+            "private"
+        );
+        assert!(
+            may_use(Some(&name(Some("a"), true)), &NamespaceId::from("b")),
+            "public"
+        );
     }
 }

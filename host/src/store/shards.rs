@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LiveProgress;
 use super::Timestamp;
+use crate::store::{BatchId, NamespaceId, ObjectId, WorkerId};
 
 /// Where a shard is in its life.
 #[derive(
@@ -84,7 +85,7 @@ impl std::fmt::Display for ShardStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseHolder {
     /// The worker.
-    pub owner: String,
+    pub owner: WorkerId,
     /// Milliseconds since the epoch.
     pub expires_ms: i64,
 }
@@ -93,11 +94,11 @@ pub struct LeaseHolder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardRecord {
     /// The batch.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// From 0, in object order.
     pub shard_index: u32,
     /// The batch's namespace.
-    pub namespace_id: String,
+    pub namespace_id: NamespaceId,
     /// Where the shard is.
     pub status: ShardStatus,
     /// Objects in the shard.
@@ -105,9 +106,9 @@ pub struct ShardRecord {
     /// Its first row in the batch's manifests.
     pub row_start: u64,
     /// Its first object id.
-    pub first_object_id: String,
+    pub first_object_id: ObjectId,
     /// Its last object id (objects are in id order).
-    pub last_object_id: String,
+    pub last_object_id: ObjectId,
     /// Objects that finished every collection.
     pub processed: u64,
     /// Of those, objects with at least one error.
@@ -119,7 +120,7 @@ pub struct ShardRecord {
     /// The worker holding it, while it runs.
     pub lease: Option<LeaseHolder>,
     /// The worker that claimed it last (kept once it ends).
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// The holder's last report.
     pub live: Option<LiveProgress>,
     /// Why it failed.
@@ -137,11 +138,11 @@ pub struct ShardRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
     /// The batch.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// The shard.
     pub shard_index: u32,
     /// The worker.
-    pub owner: String,
+    pub owner: WorkerId,
     /// Random: the store takes a worker's write only with it.
     pub token: String,
 }
@@ -176,7 +177,7 @@ pub struct ShardChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerRecord {
     /// Names the worker in leases and logs.
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     /// The host it runs on.
     pub host: String,
     /// Its process id.

@@ -2,10 +2,15 @@
 //! writes and queries; what may happen is decided in `crate::batches`.
 
 use super::*;
+use crate::store::{BatchId, BucketId, NamespaceId, ObjectId, TaskId};
 
 #[async_trait]
 impl BatchStore for MongoStore {
-    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
+    async fn count_batches(
+        &self,
+        namespace_id: &NamespaceId,
+        statuses: &[BatchStatus],
+    ) -> Result<u64> {
         self.count(
             "batches",
             doc! { "namespace_id": namespace_id, "status": status_in(statuses) },
@@ -16,7 +21,7 @@ impl BatchStore for MongoStore {
     async fn create_batch(
         &self,
         batch: &BatchRecord,
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<std::result::Result<BatchRecord, BatchRecord>> {
         let doc = batch_record(batch)?;
         transaction!(self, s => {
@@ -48,9 +53,9 @@ impl BatchStore for MongoStore {
 
     async fn add_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<Option<BatchRecord>> {
         transaction!(self, s => {
             let batch = self.batch_in(s, batch_id).await?;
@@ -70,18 +75,18 @@ impl BatchStore for MongoStore {
         })
     }
 
-    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>> {
+    async fn batch(&self, bucket_id: &BucketId, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
         self.one("batches", doc! { "_id": batch_id, "bucket_id": bucket_id })
             .await
     }
 
-    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>> {
+    async fn batch_by_id(&self, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
         self.one("batches", doc! { "_id": batch_id }).await
     }
 
     async fn batch_by_idempotency_key(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         key: &str,
     ) -> Result<Option<BatchRecord>> {
         self.one(
@@ -93,8 +98,8 @@ impl BatchStore for MongoStore {
 
     async fn batch_by_task(
         &self,
-        namespace_id: &str,
-        task_id: &str,
+        namespace_id: &NamespaceId,
+        task_id: &TaskId,
     ) -> Result<Option<BatchRecord>> {
         self.one(
             "batches",
@@ -105,7 +110,7 @@ impl BatchStore for MongoStore {
 
     async fn list_batches(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         status: Option<BatchStatus>,
         page: &PageRequest,
     ) -> Result<Page<BatchRecord>> {
@@ -113,15 +118,15 @@ impl BatchStore for MongoStore {
         if let Some(status) = status {
             filter.insert("status", status.as_str());
         }
-        let key = |b: &BatchRecord| b.batch_id.clone();
+        let key = |b: &BatchRecord| b.batch_id.to_string();
         self.page("batches", filter, ("batch_id", key), page).await
     }
 
     async fn batch_object_records(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         page: &PageRequest,
-    ) -> Result<Page<(String, Option<ObjectRecord>)>> {
+    ) -> Result<Page<(ObjectId, Option<ObjectRecord>)>> {
         let objects = self.list_batch_objects(batch_id, None, page).await?;
         let Some(batch) = self
             .one::<BatchRecord>("batches", doc! { "_id": batch_id })
@@ -162,7 +167,7 @@ impl BatchStore for MongoStore {
 
     async fn list_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>> {
@@ -170,14 +175,14 @@ impl BatchStore for MongoStore {
         if let Some(status) = status {
             filter.insert("status", status);
         }
-        let key = |o: &BatchObject| o.object_id.clone();
+        let key = |o: &BatchObject| o.object_id.to_string();
         self.page("batch_objects", filter, ("object_id", key), page)
             .await
     }
 
     async fn submit_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         pipelines: &Pipelines,
         object_count: u64,
@@ -223,7 +228,7 @@ impl BatchStore for MongoStore {
 
     async fn cancel_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         let now = now();
@@ -242,7 +247,7 @@ impl BatchStore for MongoStore {
         })
     }
 
-    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64> {
+    async fn unfinished_objects(&self, batch_id: &BatchId) -> Result<u64> {
         self.count(
             "batch_objects",
             doc! { "batch_id": batch_id, "status": { "$ne": "completed" } },
@@ -252,7 +257,7 @@ impl BatchStore for MongoStore {
 
     async fn retry_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         transaction!(self, s => {
@@ -314,7 +319,7 @@ impl BatchStore for MongoStore {
 
     async fn delete_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<Vec<String>>> {
         transaction!(self, s => {
@@ -342,7 +347,7 @@ impl BatchStore for MongoStore {
         })
     }
 
-    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>> {
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<ObjectId>> {
         self.ids(
             "batch_objects",
             doc! {
@@ -416,7 +421,7 @@ impl BatchStore for MongoStore {
                 .session(&mut *s)
                 .await
                 .map_err(backend)?
-                .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))?;
+                .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.to_string()))?;
             let shard: ShardRecord = from_doc(updated)?;
             Ok((shard.processed, shard.failed))
         })
@@ -424,7 +429,7 @@ impl BatchStore for MongoStore {
 
     async fn start_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         let now = now();
@@ -455,7 +460,7 @@ impl BatchStore for MongoStore {
 
     async fn finish_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
@@ -512,7 +517,7 @@ impl BatchStore for MongoStore {
         Ok(stalled)
     }
 
-    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>> {
+    async fn shards(&self, batch_ids: &[BatchId]) -> Result<Vec<ShardRecord>> {
         self.sorted(
             "shards",
             doc! { "batch_id": { "$in": batch_ids } },
@@ -521,7 +526,11 @@ impl BatchStore for MongoStore {
         .await
     }
 
-    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
+    async fn list_shards(
+        &self,
+        batch_id: &BatchId,
+        page: &PageRequest,
+    ) -> Result<Page<ShardRecord>> {
         // A key that is not a number (a forged token) reads past the end.
         let after = page
             .after
@@ -539,7 +548,7 @@ impl BatchStore for MongoStore {
     }
 
     async fn shards_in(&self, statuses: &[BatchStatus]) -> Result<Vec<ShardRecord>> {
-        let ids = self
+        let ids: Vec<BatchId> = self
             .ids(
                 "batches",
                 doc! { "status": status_in(statuses) },
@@ -569,7 +578,7 @@ impl BatchStore for MongoStore {
                 doc! { "_id": 1 },
             )
             .await?;
-        let status: std::collections::HashMap<String, BatchStatus> = batches
+        let status: std::collections::HashMap<BatchId, BatchStatus> = batches
             .into_iter()
             .map(|b| (b.batch_id, b.status))
             .collect();
@@ -584,7 +593,7 @@ impl BatchStore for MongoStore {
 
     async fn update_shard(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         shard_index: u32,
         expect: &ShardExpect,
         change: &ShardChange,

@@ -1,6 +1,7 @@
 //! Buckets and object records on MongoDB.
 
 use super::*;
+use crate::store::{BucketId, NamespaceId, ObjectId};
 
 #[async_trait]
 impl BucketStore for MongoStore {
@@ -12,7 +13,7 @@ impl BucketStore for MongoStore {
         Ok(())
     }
 
-    async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>> {
+    async fn bucket(&self, namespace_id: &NamespaceId, id_or_name: &str) -> Result<Option<Bucket>> {
         match self
             .one(
                 "buckets",
@@ -31,16 +32,20 @@ impl BucketStore for MongoStore {
         }
     }
 
-    async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>> {
-        let key = |b: &Bucket| b.bucket_id.clone();
+    async fn list_buckets(
+        &self,
+        namespace_id: &NamespaceId,
+        page: &PageRequest,
+    ) -> Result<Page<Bucket>> {
+        let key = |b: &Bucket| b.bucket_id.to_string();
         let filter = doc! { "namespace_id": namespace_id };
         self.page("buckets", filter, ("bucket_id", key), page).await
     }
 
     async fn delete_bucket(
         &self,
-        namespace_id: &str,
-        bucket_id: &str,
+        namespace_id: &NamespaceId,
+        bucket_id: &BucketId,
         active: &[BatchStatus],
     ) -> Result<Removal<Vec<String>>> {
         transaction!(self, s => {
@@ -104,7 +109,11 @@ impl BucketStore for MongoStore {
         Ok(())
     }
 
-    async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>> {
+    async fn object(
+        &self,
+        bucket_id: &BucketId,
+        object_id: &ObjectId,
+    ) -> Result<Option<ObjectRecord>> {
         self.one(
             "objects",
             doc! { "_id": format!("{bucket_id}/{object_id}") },
@@ -114,15 +123,15 @@ impl BucketStore for MongoStore {
 
     async fn list_objects(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         page: &PageRequest,
     ) -> Result<Page<ObjectRecord>> {
-        let key = |o: &ObjectRecord| o.object_id.clone();
+        let key = |o: &ObjectRecord| o.object_id.to_string();
         let filter = doc! { "bucket_id": bucket_id };
         self.page("objects", filter, ("object_id", key), page).await
     }
 
-    async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String> {
+    async fn delete_object(&self, bucket_id: &BucketId, object_id: &ObjectId) -> Result<String> {
         let deleted = self
             .coll("objects")
             .find_one_and_delete(doc! { "_id": format!("{bucket_id}/{object_id}") })
@@ -135,14 +144,18 @@ impl BucketStore for MongoStore {
             .map_err(backend)
     }
 
-    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
+    async fn missing_objects(
+        &self,
+        bucket_id: &BucketId,
+        object_ids: &[ObjectId],
+    ) -> Result<Vec<ObjectId>> {
         let keys: Vec<String> = object_ids
             .iter()
             .map(|id| format!("{bucket_id}/{id}"))
             .collect();
         let mut found = std::collections::HashSet::new();
         for part in keys.chunks(10_000) {
-            let ids = self
+            let ids: Vec<ObjectId> = self
                 .ids("objects", doc! { "_id": { "$in": part } }, "object_id")
                 .await?;
             found.extend(ids);

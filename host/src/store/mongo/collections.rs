@@ -1,6 +1,7 @@
 //! Collections on MongoDB.
 
 use super::*;
+use crate::store::{BucketId, CollectionId, NamespaceId};
 
 #[async_trait]
 impl CollectionStore for MongoStore {
@@ -14,7 +15,7 @@ impl CollectionStore for MongoStore {
 
     async fn collection(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         id_or_name: &str,
     ) -> Result<Option<CollectionRecord>> {
         match self
@@ -37,10 +38,10 @@ impl CollectionStore for MongoStore {
 
     async fn list_collections(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<CollectionRecord>> {
-        let key = |c: &CollectionRecord| c.collection_id.clone();
+        let key = |c: &CollectionRecord| c.collection_id.to_string();
         let filter = doc! { "namespace_id": namespace_id };
         self.page("collections", filter, ("collection_id", key), page)
             .await
@@ -71,7 +72,7 @@ impl CollectionStore for MongoStore {
         Ok(())
     }
 
-    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
+    async fn collections_of_bucket(&self, bucket_id: &BucketId) -> Result<Vec<CollectionRecord>> {
         self.sorted(
             "collections",
             doc! { "source.bucket_id": bucket_id },
@@ -82,8 +83,8 @@ impl CollectionStore for MongoStore {
 
     async fn delete_collection(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         active: &[BatchStatus],
     ) -> Result<Removal<()>> {
         transaction!(self, s => {

@@ -1,13 +1,14 @@
 //! Documents on MongoDB.
 
 use super::*;
+use crate::store::{CollectionId, DocumentId, NamespaceId};
 
 #[async_trait]
 impl DocumentSink for MongoStore {
     async fn upsert_documents(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         documents: &[DocumentRecord],
         lease: Option<&Lease>,
     ) -> Result<u64> {
@@ -49,7 +50,7 @@ impl DocumentSink for MongoStore {
 
     async fn list_documents(
         &self,
-        collection_id: &str,
+        collection_id: &CollectionId,
         filter: &DocumentFilter,
         page: &PageRequest,
     ) -> Result<Page<DocumentRecord>> {
@@ -60,15 +61,15 @@ impl DocumentSink for MongoStore {
         if let Some(object) = &filter.object_id {
             query.insert("object_id", object);
         }
-        let key = |d: &DocumentRecord| d.document_id.clone();
+        let key = |d: &DocumentRecord| d.document_id.to_string();
         self.page("documents", query, ("document_id", key), page)
             .await
     }
 
     async fn document(
         &self,
-        collection_id: &str,
-        document_id: &str,
+        collection_id: &CollectionId,
+        document_id: &DocumentId,
     ) -> Result<Option<DocumentRecord>> {
         self.one(
             "documents",
@@ -77,7 +78,7 @@ impl DocumentSink for MongoStore {
         .await
     }
 
-    async fn delete_documents(&self, collection_id: &str) -> Result<()> {
+    async fn delete_documents(&self, collection_id: &CollectionId) -> Result<()> {
         self.coll("documents")
             .delete_many(doc! { "collection_id": collection_id })
             .await

@@ -1,6 +1,7 @@
 //! Data written by earlier versions, brought up to date at connect.
 
 use super::*;
+use crate::store::ObjectId;
 
 impl MongoStore {
     /// Gives every batch submitted before shards existed one shard, with
@@ -37,7 +38,7 @@ impl MongoStore {
             if self.count("shards", doc! { "batch_id": id }).await? > 0 {
                 continue;
             }
-            let ids = self
+            let ids: Vec<ObjectId> = self
                 .ids("batch_objects", doc! { "batch_id": id }, "object_id")
                 .await?;
             let number = |field: &str| match batch.get(field) {
@@ -54,9 +55,9 @@ impl MongoStore {
                 _ => ShardStatus::Canceled,
             };
             let shard = ShardRecord {
-                batch_id: id.to_owned(),
+                batch_id: id.into(),
                 shard_index: 0,
-                namespace_id: text("namespace_id").unwrap_or_default(),
+                namespace_id: text("namespace_id").unwrap_or_default().into(),
                 status,
                 objects: number("total"),
                 row_start: 0,

@@ -32,6 +32,8 @@ use super::{
     check_revoke, now, outcome,
 };
 use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
+use crate::store::ObjectId;
+use crate::store::{BatchId, BucketId};
 
 /// Runs `$body` in a transaction on `$store`, with the session bound to
 /// `$s`, retrying the whole on transient errors. A macro rather than a
@@ -481,7 +483,11 @@ impl MongoStore {
 
     /// The batch, which moved to a new status in the transaction of `s`,
     /// with the event of that status written to the outbox.
-    async fn transition_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
+    async fn transition_in(
+        &self,
+        s: &mut ClientSession,
+        batch_id: &BatchId,
+    ) -> Result<BatchRecord> {
         let batch = self.batch_in(s, batch_id).await?;
         self.announce(s, batch).await
     }
@@ -539,7 +545,7 @@ impl MongoStore {
             .transpose()
     }
 
-    async fn batch_in(&self, s: &mut ClientSession, batch_id: &str) -> Result<BatchRecord> {
+    async fn batch_in(&self, s: &mut ClientSession, batch_id: &BatchId) -> Result<BatchRecord> {
         self.one_in(s, "batches", doc! { "_id": batch_id })
             .await?
             .ok_or_else(|| StoreError::not_found("batch", batch_id))
@@ -548,8 +554,8 @@ impl MongoStore {
     async fn insert_batch_objects(
         &self,
         s: &mut ClientSession,
-        batch_id: &str,
-        ids: &[String],
+        batch_id: &BatchId,
+        ids: &[ObjectId],
     ) -> Result<u64> {
         let mut seen = std::collections::HashSet::new();
         let mut added = 0;
@@ -584,7 +590,7 @@ impl MongoStore {
             .map_err(backend)?
             .map(from_doc)
             .transpose()?
-            .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))
+            .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.to_string()))
     }
 
     /// Ends every shard of the batch with work left, in the session `s`:
@@ -592,7 +598,7 @@ impl MongoStore {
     async fn end_shards(
         &self,
         s: &mut ClientSession,
-        batch_id: &str,
+        batch_id: &BatchId,
         status: ShardStatus,
         now: &Timestamp,
     ) -> Result<()> {
@@ -645,15 +651,15 @@ impl MongoStore {
     async fn batches_in(
         &self,
         s: &mut ClientSession,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         statuses: &[BatchStatus],
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<BatchId>> {
         let filter = doc! { "bucket_id": bucket_id, "status": status_in(statuses) };
-        let mut ids: Vec<String> = self
+        let mut ids: Vec<BatchId> = self
             .find_in(s, "batches", filter)
             .await?
             .iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .filter_map(|d| d.get_str("_id").ok().map(BatchId::from))
             .collect();
         ids.sort_unstable();
         Ok(ids)
@@ -666,7 +672,12 @@ impl MongoStore {
             .map_err(backend)
     }
 
-    async fn ids(&self, coll: &str, filter: Document, field: &str) -> Result<Vec<String>> {
+    async fn ids<T: From<String>>(
+        &self,
+        coll: &str,
+        filter: Document,
+        field: &str,
+    ) -> Result<Vec<T>> {
         let docs: Vec<Document> = self
             .coll(coll)
             .find(filter)
@@ -679,7 +690,7 @@ impl MongoStore {
             .map_err(backend)?;
         Ok(docs
             .iter()
-            .filter_map(|d| d.get_str(field).ok().map(str::to_owned))
+            .filter_map(|d| d.get_str(field).ok().map(|id| T::from(id.to_owned())))
             .collect())
     }
 }
@@ -703,7 +714,7 @@ fn batch_record(batch: &BatchRecord) -> Result<Document> {
 }
 
 /// The `_id` of a shard: its batch and index, sorting in index order.
-fn shard_key(batch_id: &str, shard_index: u32) -> String {
+fn shard_key(batch_id: &BatchId, shard_index: u32) -> String {
     format!("{batch_id}/{shard_index:06}")
 }
 

@@ -1,6 +1,7 @@
 //! Namespaces and API keys on MongoDB.
 
 use super::*;
+use crate::store::KeyId;
 
 #[async_trait]
 impl NamespaceStore for MongoStore {
@@ -20,7 +21,7 @@ impl NamespaceStore for MongoStore {
     }
 
     async fn list_namespaces(&self, page: &PageRequest) -> Result<Page<Namespace>> {
-        let key = |n: &Namespace| n.namespace_id.clone();
+        let key = |n: &Namespace| n.namespace_id.to_string();
         self.page("namespaces", doc! {}, ("_id", key), page).await
     }
 
@@ -44,11 +45,11 @@ impl NamespaceStore for MongoStore {
     }
 
     async fn list_keys(&self, page: &PageRequest) -> Result<Page<ApiKey>> {
-        let key: fn(&ApiKey) -> String = |k| k.key_id.clone();
+        let key: fn(&ApiKey) -> String = |k| k.key_id.to_string();
         self.page("api_keys", doc! {}, ("_id", key), page).await
     }
 
-    async fn delete_key(&self, key_id: &str) -> Result<()> {
+    async fn delete_key(&self, key_id: &KeyId) -> Result<()> {
         transaction!(self, s => {
             let key = self
                 .one_in::<ApiKey>(s, "api_keys", doc! { "_id": key_id })
@@ -68,7 +69,7 @@ impl NamespaceStore for MongoStore {
         })
     }
 
-    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()> {
+    async fn touch_key(&self, key_id: &KeyId, at: &Timestamp) -> Result<()> {
         self.coll("api_keys")
             .update_one(
                 doc! { "_id": key_id },

@@ -9,6 +9,7 @@ use super::{MongoStore, backend, from_doc, now_ms, record};
 use crate::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryRecord, DeliveryState, Event, WebhookRecord, Webhooks,
 };
+use crate::store::{DeliveryId, NamespaceId, WebhookId};
 use crate::store::{Page, PageRequest, Result, StoreError};
 
 /// A delivery's document: its record, plus its lease.
@@ -63,7 +64,7 @@ impl MongoStore {
         &self,
         s: &mut ClientSession,
         version: &crate::store::registry::ExtractorVersionRecord,
-        hears: impl Fn(&str) -> bool,
+        hears: impl Fn(&NamespaceId) -> bool,
     ) -> Result<()> {
         let webhooks = self
             .find_in(s, "webhooks", doc! {})
@@ -100,7 +101,11 @@ impl Webhooks for MongoStore {
         Ok(())
     }
 
-    async fn webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<Option<WebhookRecord>> {
+    async fn webhook(
+        &self,
+        namespace_id: &NamespaceId,
+        webhook_id: &WebhookId,
+    ) -> Result<Option<WebhookRecord>> {
         self.one(
             "webhooks",
             doc! { "_id": webhook_id, "namespace_id": namespace_id },
@@ -110,10 +115,10 @@ impl Webhooks for MongoStore {
 
     async fn list_webhooks(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<WebhookRecord>> {
-        let key = |w: &WebhookRecord| w.webhook_id.clone();
+        let key = |w: &WebhookRecord| w.webhook_id.to_string();
         let filter = doc! { "namespace_id": namespace_id };
         self.page("webhooks", filter, ("webhook_id", key), page)
             .await
@@ -147,7 +152,11 @@ impl Webhooks for MongoStore {
         }
     }
 
-    async fn delete_webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<()> {
+    async fn delete_webhook(
+        &self,
+        namespace_id: &NamespaceId,
+        webhook_id: &WebhookId,
+    ) -> Result<()> {
         transaction!(self, s => {
             let deleted = self
                 .coll("webhooks")
@@ -178,10 +187,10 @@ impl Webhooks for MongoStore {
 
     async fn list_deliveries(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         page: &PageRequest,
     ) -> Result<Page<DeliveryRecord>> {
-        let key = |d: &DeliveryRecord| d.delivery_id.clone();
+        let key = |d: &DeliveryRecord| d.delivery_id.to_string();
         let filter = doc! { "webhook_id": webhook_id };
         self.page("deliveries", filter, ("delivery_id", key), page)
             .await
@@ -189,8 +198,8 @@ impl Webhooks for MongoStore {
 
     async fn delivery(
         &self,
-        webhook_id: &str,
-        delivery_id: &str,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
     ) -> Result<Option<DeliveryRecord>> {
         self.one(
             "deliveries",
@@ -199,7 +208,11 @@ impl Webhooks for MongoStore {
         .await
     }
 
-    async fn redeliver(&self, webhook_id: &str, delivery_id: &str) -> Result<DeliveryRecord> {
+    async fn redeliver(
+        &self,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
+    ) -> Result<DeliveryRecord> {
         transaction!(self, s => {
             let mut delivery = self
                 .one_in::<DeliveryRecord>(s, "deliveries", doc! { "_id": delivery_id, "webhook_id": webhook_id })
@@ -218,7 +231,7 @@ impl Webhooks for MongoStore {
 
     async fn claim_delivery(
         &self,
-        skip: &[String],
+        skip: &[WebhookId],
         lease_ms: i64,
     ) -> Result<Option<DeliveryLease>> {
         let now = now_ms();

@@ -2,10 +2,15 @@
 //! writes and queries; what may happen is decided in `crate::batches`.
 
 use super::*;
+use crate::store::{BatchId, BucketId, NamespaceId, ObjectId, TaskId};
 
 #[async_trait]
 impl BatchStore for SqliteStore {
-    async fn count_batches(&self, namespace_id: &str, statuses: &[BatchStatus]) -> Result<u64> {
+    async fn count_batches(
+        &self,
+        namespace_id: &NamespaceId,
+        statuses: &[BatchStatus],
+    ) -> Result<u64> {
         let namespace_id = namespace_id.to_owned();
         let sql = format!(
             "SELECT count(*) FROM batches WHERE namespace_id = ?1 AND {}",
@@ -21,7 +26,7 @@ impl BatchStore for SqliteStore {
     async fn create_batch(
         &self,
         batch: &BatchRecord,
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<std::result::Result<BatchRecord, BatchRecord>> {
         let (b, ids) = (batch.clone(), object_ids.to_vec());
         let body = body_text(batch)?;
@@ -29,7 +34,7 @@ impl BatchStore for SqliteStore {
             let tx = immediate(c)?;
             let key = b.idempotency.as_ref().map(|(k, _)| k.clone());
             if let Some(key) = &key {
-                let existing: Option<String> = tx
+                let existing: Option<BatchId> = tx
                     .query_row(
                         "SELECT batch_id FROM batches WHERE bucket_id = ?1 AND idempotency_key = ?2",
                         params![b.bucket_id, key],
@@ -62,9 +67,9 @@ impl BatchStore for SqliteStore {
 
     async fn add_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
-        object_ids: &[String],
+        object_ids: &[ObjectId],
     ) -> Result<Option<BatchRecord>> {
         let ids = object_ids.to_vec();
         self.while_in(batch_id, from, move |tx, id| {
@@ -79,19 +84,19 @@ impl BatchStore for SqliteStore {
         .await
     }
 
-    async fn batch(&self, bucket_id: &str, batch_id: &str) -> Result<Option<BatchRecord>> {
+    async fn batch(&self, bucket_id: &BucketId, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
         self.optional(
             format!("SELECT {BATCH_COLUMNS} FROM batches WHERE batch_id = ?1 AND bucket_id = ?2"),
-            vec![batch_id.to_owned(), bucket_id.to_owned()],
+            vec![batch_id.to_string(), bucket_id.to_string()],
             batch_row,
         )
         .await
     }
 
-    async fn batch_by_id(&self, batch_id: &str) -> Result<Option<BatchRecord>> {
+    async fn batch_by_id(&self, batch_id: &BatchId) -> Result<Option<BatchRecord>> {
         self.optional(
             format!("SELECT {BATCH_COLUMNS} FROM batches WHERE batch_id = ?1"),
-            vec![batch_id.to_owned()],
+            vec![batch_id.to_string()],
             batch_row,
         )
         .await
@@ -99,14 +104,14 @@ impl BatchStore for SqliteStore {
 
     async fn batch_by_idempotency_key(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         key: &str,
     ) -> Result<Option<BatchRecord>> {
         self.optional(
             format!(
                 "SELECT {BATCH_COLUMNS} FROM batches WHERE bucket_id = ?1 AND idempotency_key = ?2"
             ),
-            vec![bucket_id.to_owned(), key.to_owned()],
+            vec![bucket_id.to_string(), key.to_owned()],
             batch_row,
         )
         .await
@@ -114,15 +119,15 @@ impl BatchStore for SqliteStore {
 
     async fn batch_by_task(
         &self,
-        namespace_id: &str,
-        task_id: &str,
+        namespace_id: &NamespaceId,
+        task_id: &TaskId,
     ) -> Result<Option<BatchRecord>> {
         self.optional(
             format!(
                 "SELECT {BATCH_COLUMNS} FROM batches
                      WHERE namespace_id = ?1 AND task_id = ?2 AND status != 'DRAFT'"
             ),
-            vec![namespace_id.to_owned(), task_id.to_owned()],
+            vec![namespace_id.to_string(), task_id.to_string()],
             batch_row,
         )
         .await
@@ -130,7 +135,7 @@ impl BatchStore for SqliteStore {
 
     async fn list_batches(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         status: Option<BatchStatus>,
         page: &PageRequest,
     ) -> Result<Page<BatchRecord>> {
@@ -147,7 +152,7 @@ impl BatchStore for SqliteStore {
                 &[&bucket, &status],
                 &page,
                 batch_row,
-                |b| b.batch_id.clone(),
+                |b| b.batch_id.to_string(),
             )
         })
         .await
@@ -155,9 +160,9 @@ impl BatchStore for SqliteStore {
 
     async fn batch_object_records(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         page: &PageRequest,
-    ) -> Result<Page<(String, Option<ObjectRecord>)>> {
+    ) -> Result<Page<(ObjectId, Option<ObjectRecord>)>> {
         let (id, page) = (batch_id.to_owned(), page.clone());
         self.call(move |c| {
             let columns = columns_of(OBJECT_COLUMNS, "o");
@@ -179,9 +184,9 @@ impl BatchStore for SqliteStore {
                     } else {
                         None
                     };
-                    Ok((r.get::<_, String>(0)?, record))
+                    Ok((r.get::<_, ObjectId>(0)?, record))
                 },
-                |(id, _)| id.clone(),
+                |(id, _)| id.to_string(),
             )
         })
         .await
@@ -189,7 +194,7 @@ impl BatchStore for SqliteStore {
 
     async fn list_batch_objects(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         status: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<BatchObject>> {
@@ -203,7 +208,7 @@ impl BatchStore for SqliteStore {
                 &[&id, &status],
                 &page,
                 batch_object_row,
-                |o| o.object_id.clone(),
+                |o| o.object_id.to_string(),
             )
         })
         .await
@@ -211,7 +216,7 @@ impl BatchStore for SqliteStore {
 
     async fn submit_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         pipelines: &Pipelines,
         object_count: u64,
@@ -246,7 +251,7 @@ impl BatchStore for SqliteStore {
 
     async fn cancel_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         self.while_in(batch_id, from, move |tx, id| {
@@ -263,7 +268,7 @@ impl BatchStore for SqliteStore {
         .await
     }
 
-    async fn unfinished_objects(&self, batch_id: &str) -> Result<u64> {
+    async fn unfinished_objects(&self, batch_id: &BatchId) -> Result<u64> {
         let id = batch_id.to_owned();
         self.call(move |c| {
             c.query_row(
@@ -278,7 +283,7 @@ impl BatchStore for SqliteStore {
 
     async fn retry_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         self.while_in(batch_id, from, move |tx, id| {
@@ -322,7 +327,7 @@ impl BatchStore for SqliteStore {
 
     async fn delete_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<Vec<String>>> {
         self.while_in(batch_id, from, move |tx, id| {
@@ -340,7 +345,7 @@ impl BatchStore for SqliteStore {
         .await
     }
 
-    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<String>> {
+    async fn pending_objects(&self, shard: &ShardRecord, stage: u32) -> Result<Vec<ObjectId>> {
         let shard = shard.clone();
         self.call(move |c| {
             c.prepare_cached(
@@ -441,7 +446,7 @@ impl BatchStore for SqliteStore {
 
     async fn start_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
     ) -> Result<Option<BatchRecord>> {
         self.while_in(batch_id, from, move |tx, id| {
@@ -459,7 +464,7 @@ impl BatchStore for SqliteStore {
 
     async fn finish_batch(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
         end: &BatchEnd,
     ) -> Result<Option<BatchRecord>> {
@@ -516,7 +521,7 @@ impl BatchStore for SqliteStore {
         .await
     }
 
-    async fn shards(&self, batch_ids: &[String]) -> Result<Vec<ShardRecord>> {
+    async fn shards(&self, batch_ids: &[BatchId]) -> Result<Vec<ShardRecord>> {
         let ids = batch_ids.to_vec();
         self.call(move |c| {
             let mut select = c
@@ -537,7 +542,11 @@ impl BatchStore for SqliteStore {
         .await
     }
 
-    async fn list_shards(&self, batch_id: &str, page: &PageRequest) -> Result<Page<ShardRecord>> {
+    async fn list_shards(
+        &self,
+        batch_id: &BatchId,
+        page: &PageRequest,
+    ) -> Result<Page<ShardRecord>> {
         let (id, page) = (batch_id.to_owned(), page.clone());
         self.call(move |c| {
             select_page(
@@ -605,7 +614,7 @@ impl BatchStore for SqliteStore {
 
     async fn update_shard(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         shard_index: u32,
         expect: &ShardExpect,
         change: &ShardChange,

@@ -1,6 +1,7 @@
 //! Buckets and object records on SQLite.
 
 use super::*;
+use crate::store::{BucketId, NamespaceId, ObjectId};
 
 #[async_trait]
 impl BucketStore for SqliteStore {
@@ -18,19 +19,23 @@ impl BucketStore for SqliteStore {
         .await
     }
 
-    async fn bucket(&self, namespace_id: &str, id_or_name: &str) -> Result<Option<Bucket>> {
+    async fn bucket(&self, namespace_id: &NamespaceId, id_or_name: &str) -> Result<Option<Bucket>> {
         self.optional(
             "SELECT bucket_id, namespace_id, bucket_name, description, created_at FROM buckets
                  WHERE namespace_id = ?1 AND (bucket_id = ?2 OR bucket_name = ?2)
                  ORDER BY bucket_id = ?2 DESC LIMIT 1"
                 .to_owned(),
-            vec![namespace_id.to_owned(), id_or_name.to_owned()],
+            vec![namespace_id.to_string(), id_or_name.to_owned()],
             bucket_row,
         )
         .await
     }
 
-    async fn list_buckets(&self, namespace_id: &str, page: &PageRequest) -> Result<Page<Bucket>> {
+    async fn list_buckets(
+        &self,
+        namespace_id: &NamespaceId,
+        page: &PageRequest,
+    ) -> Result<Page<Bucket>> {
         let (ns, page) = (namespace_id.to_owned(), page.clone());
         self.call(move |c| {
             select_page(
@@ -41,7 +46,7 @@ impl BucketStore for SqliteStore {
                 &[&ns],
                 &page,
                 bucket_row,
-                |b| b.bucket_id.clone(),
+                |b| b.bucket_id.to_string(),
             )
         })
         .await
@@ -49,8 +54,8 @@ impl BucketStore for SqliteStore {
 
     async fn delete_bucket(
         &self,
-        namespace_id: &str,
-        bucket_id: &str,
+        namespace_id: &NamespaceId,
+        bucket_id: &BucketId,
         active: &[BatchStatus],
     ) -> Result<Removal<Vec<String>>> {
         let (ns, id, active) = (
@@ -117,10 +122,14 @@ impl BucketStore for SqliteStore {
         .await
     }
 
-    async fn object(&self, bucket_id: &str, object_id: &str) -> Result<Option<ObjectRecord>> {
+    async fn object(
+        &self,
+        bucket_id: &BucketId,
+        object_id: &ObjectId,
+    ) -> Result<Option<ObjectRecord>> {
         self.optional(
             format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket_id = ?1 AND object_id = ?2"),
-            vec![bucket_id.to_owned(), object_id.to_owned()],
+            vec![bucket_id.to_string(), object_id.to_string()],
             object_row,
         )
         .await
@@ -128,7 +137,7 @@ impl BucketStore for SqliteStore {
 
     async fn list_objects(
         &self,
-        bucket_id: &str,
+        bucket_id: &BucketId,
         page: &PageRequest,
     ) -> Result<Page<ObjectRecord>> {
         let (b, page) = (bucket_id.to_owned(), page.clone());
@@ -142,13 +151,13 @@ impl BucketStore for SqliteStore {
                 &[&b],
                 &page,
                 object_row,
-                |o| o.object_id.clone(),
+                |o| o.object_id.to_string(),
             )
         })
         .await
     }
 
-    async fn delete_object(&self, bucket_id: &str, object_id: &str) -> Result<String> {
+    async fn delete_object(&self, bucket_id: &BucketId, object_id: &ObjectId) -> Result<String> {
         let (b, o) = (bucket_id.to_owned(), object_id.to_owned());
         self.call(move |c| {
             c.query_row(
@@ -163,7 +172,11 @@ impl BucketStore for SqliteStore {
         .await
     }
 
-    async fn missing_objects(&self, bucket_id: &str, object_ids: &[String]) -> Result<Vec<String>> {
+    async fn missing_objects(
+        &self,
+        bucket_id: &BucketId,
+        object_ids: &[ObjectId],
+    ) -> Result<Vec<ObjectId>> {
         let (bucket, ids) = (bucket_id.to_owned(), object_ids.to_vec());
         self.call(move |c| {
             let mut exists = c

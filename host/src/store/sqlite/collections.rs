@@ -1,6 +1,7 @@
 //! Collections on SQLite.
 
 use super::*;
+use crate::store::{BucketId, CollectionId, NamespaceId};
 
 #[async_trait]
 impl CollectionStore for SqliteStore {
@@ -21,7 +22,7 @@ impl CollectionStore for SqliteStore {
 
     async fn collection(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         id_or_name: &str,
     ) -> Result<Option<CollectionRecord>> {
         self.optional(
@@ -29,7 +30,7 @@ impl CollectionStore for SqliteStore {
                  AND (collection_id = ?2 OR collection_name = ?2)
                  ORDER BY collection_id = ?2 DESC LIMIT 1"
                 .to_owned(),
-            vec![namespace_id.to_owned(), id_or_name.to_owned()],
+            vec![namespace_id.to_string(), id_or_name.to_owned()],
             collection_row,
         )
         .await
@@ -37,7 +38,7 @@ impl CollectionStore for SqliteStore {
 
     async fn list_collections(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<CollectionRecord>> {
         let (ns, page) = (namespace_id.to_owned(), page.clone());
@@ -49,7 +50,7 @@ impl CollectionStore for SqliteStore {
                 &[&ns],
                 &page,
                 collection_row,
-                |c| c.collection_id.clone(),
+                |c| c.collection_id.to_string(),
             )
         })
         .await
@@ -89,7 +90,7 @@ impl CollectionStore for SqliteStore {
         .await
     }
 
-    async fn collections_of_bucket(&self, bucket_id: &str) -> Result<Vec<CollectionRecord>> {
+    async fn collections_of_bucket(&self, bucket_id: &BucketId) -> Result<Vec<CollectionRecord>> {
         let bucket = bucket_id.to_owned();
         self.call(move |c| {
             c.prepare_cached(
@@ -103,8 +104,8 @@ impl CollectionStore for SqliteStore {
 
     async fn delete_collection(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         active: &[BatchStatus],
     ) -> Result<Removal<()>> {
         let (ns, id, active) = (
@@ -116,7 +117,7 @@ impl CollectionStore for SqliteStore {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let bucket: String = tx
+            let bucket: BucketId = tx
                 .query_row(
                     "SELECT bucket_id FROM collections WHERE collection_id = ?1 AND namespace_id = ?2",
                     params![id, ns],

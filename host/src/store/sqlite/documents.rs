@@ -1,13 +1,14 @@
 //! Documents on SQLite.
 
 use super::*;
+use crate::store::{CollectionId, DocumentId, NamespaceId};
 
 #[async_trait]
 impl DocumentSink for SqliteStore {
     async fn upsert_documents(
         &self,
-        namespace_id: &str,
-        collection_id: &str,
+        namespace_id: &NamespaceId,
+        collection_id: &CollectionId,
         documents: &[DocumentRecord],
         lease: Option<&Lease>,
     ) -> Result<u64> {
@@ -74,7 +75,7 @@ impl DocumentSink for SqliteStore {
 
     async fn list_documents(
         &self,
-        collection_id: &str,
+        collection_id: &CollectionId,
         filter: &DocumentFilter,
         page: &PageRequest,
     ) -> Result<Page<DocumentRecord>> {
@@ -88,7 +89,7 @@ impl DocumentSink for SqliteStore {
                 &[&id, &filter.batch_id, &filter.object_id],
                 &page,
                 document_row,
-                |d| d.document_id.clone(),
+                |d| d.document_id.to_string(),
             )
         })
         .await
@@ -96,18 +97,18 @@ impl DocumentSink for SqliteStore {
 
     async fn document(
         &self,
-        collection_id: &str,
-        document_id: &str,
+        collection_id: &CollectionId,
+        document_id: &DocumentId,
     ) -> Result<Option<DocumentRecord>> {
         self.optional(
             "SELECT body FROM documents WHERE collection_id = ?1 AND document_id = ?2".to_owned(),
-            vec![collection_id.to_owned(), document_id.to_owned()],
+            vec![collection_id.to_string(), document_id.to_string()],
             document_row,
         )
         .await
     }
 
-    async fn delete_documents(&self, collection_id: &str) -> Result<()> {
+    async fn delete_documents(&self, collection_id: &CollectionId) -> Result<()> {
         let id = collection_id.to_owned();
         self.call(move |c| {
             c.execute("DELETE FROM documents WHERE collection_id = ?1", [id])

@@ -4,6 +4,9 @@
 //! that must be atomic run in one `BEGIN IMMEDIATE` transaction, so several
 //! processes may share the database file.
 
+use crate::store::ObjectId;
+use crate::store::WorkerId;
+use crate::store::{BatchId, BucketId};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,9 +88,9 @@ impl SqliteStore {
     /// otherwise): the conditional write every batch transition is.
     async fn while_in<T: Send + 'static>(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         from: &[BatchStatus],
-        write: impl FnOnce(rusqlite::Transaction<'_>, &str) -> Result<T> + Send + 'static,
+        write: impl FnOnce(rusqlite::Transaction<'_>, &BatchId) -> Result<T> + Send + 'static,
     ) -> Result<Option<T>> {
         let (id, from) = (batch_id.to_owned(), from.to_vec());
         self.call(move |c| {
@@ -141,7 +144,7 @@ fn overfetch(page: &PageRequest) -> i64 {
 }
 
 /// The first column of every row `sql` selects for `id`.
-fn strings(c: &Connection, sql: &str, id: &str) -> Result<Vec<String>> {
+fn strings<T: rusqlite::types::FromSql>(c: &Connection, sql: &str, id: &str) -> Result<Vec<T>> {
     c.prepare_cached(sql)
         .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
         .map_err(backend)
@@ -265,7 +268,11 @@ fn shard_status_in(statuses: &[ShardStatus]) -> String {
 }
 
 /// Batches of `bucket_id` in one of `statuses`.
-fn batches_in(c: &Connection, bucket_id: &str, statuses: &[BatchStatus]) -> Result<Vec<String>> {
+fn batches_in(
+    c: &Connection,
+    bucket_id: &BucketId,
+    statuses: &[BatchStatus],
+) -> Result<Vec<BatchId>> {
     strings(
         c,
         &format!(
@@ -277,7 +284,7 @@ fn batches_in(c: &Connection, bucket_id: &str, statuses: &[BatchStatus]) -> Resu
 }
 
 /// The batch's status when it is one of `from`.
-fn status_among(c: &Connection, batch_id: &str, from: &[BatchStatus]) -> Result<bool> {
+fn status_among(c: &Connection, batch_id: &BatchId, from: &[BatchStatus]) -> Result<bool> {
     let status = read_batch(c, batch_id)?.status;
     Ok(from.contains(&status))
 }
@@ -332,7 +339,7 @@ fn columns_of(columns: &str, alias: &str) -> String {
 }
 
 fn shard_row(r: &Row<'_>) -> rusqlite::Result<ShardRecord> {
-    let worker: Option<String> = r.get(12)?;
+    let worker: Option<WorkerId> = r.get(12)?;
     let expires: Option<i64> = r.get(13)?;
     Ok(ShardRecord {
         batch_id: r.get(0)?,
@@ -382,7 +389,12 @@ fn insert_shard(c: &Connection, s: &ShardRecord) -> Result<()> {
 }
 
 /// Ends every shard of the batch with work left: `status`, lease dropped.
-fn end_shards(c: &Connection, batch_id: &str, status: ShardStatus, now: &Timestamp) -> Result<()> {
+fn end_shards(
+    c: &Connection,
+    batch_id: &BatchId,
+    status: ShardStatus,
+    now: &Timestamp,
+) -> Result<()> {
     c.execute(
         &format!(
             "UPDATE shards SET status = ?2, lease_token = NULL,
@@ -422,7 +434,7 @@ fn write_plan_back(c: &Connection, pinned: &PinnedCollection, now: &Timestamp) -
     Ok(())
 }
 
-fn read_batch(c: &Connection, batch_id: &str) -> Result<BatchRecord> {
+fn read_batch(c: &Connection, batch_id: &BatchId) -> Result<BatchRecord> {
     c.query_row(
         &format!("SELECT {BATCH_COLUMNS} FROM batches WHERE batch_id = ?1"),
         [batch_id],
@@ -434,7 +446,7 @@ fn read_batch(c: &Connection, batch_id: &str) -> Result<BatchRecord> {
 }
 
 /// Commits `tx` and returns the batch as it now is.
-fn commit_batch(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRecord> {
+fn commit_batch(tx: rusqlite::Transaction<'_>, batch_id: &BatchId) -> Result<BatchRecord> {
     let batch = read_batch(&tx, batch_id)?;
     tx.commit().map_err(backend)?;
     Ok(batch)
@@ -442,7 +454,7 @@ fn commit_batch(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRe
 
 /// Commits `tx`, which moved the batch to a new status, with the event of
 /// that status; returns the batch as it now is, its progress summed.
-fn commit_transition(tx: rusqlite::Transaction<'_>, batch_id: &str) -> Result<BatchRecord> {
+fn commit_transition(tx: rusqlite::Transaction<'_>, batch_id: &BatchId) -> Result<BatchRecord> {
     let mut batch = read_batch(&tx, batch_id)?;
     let shards: Vec<ShardRecord> = tx
         .prepare_cached(&format!(
@@ -478,7 +490,7 @@ fn immediate(c: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
 }
 
 /// Adds `ids` to a batch, ignoring those it holds; returns how many were new.
-fn insert_batch_objects(c: &Connection, batch_id: &str, ids: &[String]) -> Result<u64> {
+fn insert_batch_objects(c: &Connection, batch_id: &BatchId, ids: &[ObjectId]) -> Result<u64> {
     let mut insert = c
         .prepare_cached(
             "INSERT OR IGNORE INTO batch_objects (batch_id, object_id, status) VALUES (?1, ?2, 'pending')",
@@ -503,7 +515,7 @@ fn fence(c: &Connection, lease: &Lease) -> Result<ShardRecord> {
     )
     .optional()
     .map_err(backend)?
-    .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.clone()))
+    .ok_or_else(|| StoreError::LeaseLost(lease.batch_id.to_string()))
 }
 
 /// Blob keys of the artifacts of the batches `sql` selects for `id`.

@@ -1,6 +1,7 @@
 //! Namespaces and API keys on SQLite.
 
 use super::*;
+use crate::store::KeyId;
 
 #[async_trait]
 impl NamespaceStore for SqliteStore {
@@ -42,7 +43,7 @@ impl NamespaceStore for SqliteStore {
                 &[],
                 &page,
                 namespace_row,
-                |n| n.namespace_id.clone(),
+                |n| n.namespace_id.to_string(),
             )
         })
         .await
@@ -111,10 +112,10 @@ impl NamespaceStore for SqliteStore {
                 .map_err(backend)
             })
             .await?;
-        Ok(Page::from_overfetch(keys, limit, |k| k.key_id.clone()))
+        Ok(Page::from_overfetch(keys, limit, |k| k.key_id.to_string()))
     }
 
-    async fn delete_key(&self, key_id: &str) -> Result<()> {
+    async fn delete_key(&self, key_id: &KeyId) -> Result<()> {
         let key_id = key_id.to_owned();
         self.call(move |c| {
             let tx = immediate(c)?;
@@ -140,7 +141,7 @@ impl NamespaceStore for SqliteStore {
         .await
     }
 
-    async fn touch_key(&self, key_id: &str, at: &Timestamp) -> Result<()> {
+    async fn touch_key(&self, key_id: &KeyId, at: &Timestamp) -> Result<()> {
         let (key_id, at) = (key_id.to_owned(), *at);
         self.call(move |c| {
             c.execute(

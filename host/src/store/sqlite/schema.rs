@@ -216,7 +216,9 @@ fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BatchRecord, BatchStatus, BatchStore as _, ShardStatus, SqliteStore};
+    use crate::store::{
+        BatchId, BatchRecord, BatchStatus, BatchStore as _, ShardStatus, SqliteStore,
+    };
 
     /// Writes a batch as the version before shards did: its counters and
     /// lease on the batch row, its objects in `batch_objects`.
@@ -226,9 +228,9 @@ mod tests {
         status: BatchStatus,
         objects: &[(&str, &str)],
     ) -> rusqlite::Result<()> {
-        let mut batch = BatchRecord::draft("ns_1", "bkt_1", None, None);
-        batch.batch_id = id.to_owned();
-        batch.task_id = format!("task_{id}");
+        let mut batch = BatchRecord::draft(&"ns_1".into(), &"bkt_1".into(), None, None);
+        batch.batch_id = id.into();
+        batch.task_id = format!("task_{id}").into();
         batch.status = status;
         batch.started_at = Some("2026-01-01T00:00:01.000Z".parse().expect("time"));
         batch.error_message = (status == BatchStatus::Failed).then(|| "workers kept dying".into());
@@ -282,7 +284,7 @@ mod tests {
         let store = SqliteStore::open(&path).expect("migrate");
         // Opening again changes nothing.
         drop(SqliteStore::open(&path).expect("open again"));
-        let ids = ["btch_draft", "btch_failed", "btch_run"].map(String::from);
+        let ids = ["btch_draft", "btch_failed", "btch_run"].map(BatchId::from);
         let shards = store.shards(&ids).await.expect("shards");
         let summary: Vec<_> = shards
             .iter()
@@ -324,7 +326,7 @@ mod tests {
                 ),
             ]
         );
-        let running = crate::batches::read(&store, "bkt_1", "btch_run").await;
+        let running = crate::batches::read(&store, &"bkt_1".into(), &"btch_run".into()).await;
         let running = running.expect("read").expect("the running batch");
         assert_eq!(running.status, BatchStatus::Queued, "its worker is gone");
         assert_eq!(
@@ -332,7 +334,10 @@ mod tests {
             (3, 2, 1)
         );
         assert_eq!(running.error_summary.get("extractor"), Some(&1));
-        let draft = store.batch_by_id("btch_draft").await.expect("read");
+        let draft = store
+            .batch_by_id(&BatchId::from("btch_draft"))
+            .await
+            .expect("read");
         assert_eq!(draft.expect("the draft").status, BatchStatus::Draft);
         // The re-queued shard resumes at its pending object.
         let pending = store

@@ -7,6 +7,7 @@ use super::{SqliteStore, backend, body_column, body_text, immediate, now_ms, sel
 use crate::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryRecord, DeliveryState, Event, WebhookRecord, Webhooks,
 };
+use crate::store::{DeliveryId, NamespaceId, WebhookId};
 use crate::store::{Page, PageRequest, Result, StoreError};
 
 /// Writes `event` to the outbox in the transaction `c`: one delivery per
@@ -33,7 +34,7 @@ pub(super) fn emit(c: &Connection, event: Option<Event>) -> Result<()> {
 pub(super) fn emit_published(
     c: &Connection,
     version: &crate::store::registry::ExtractorVersionRecord,
-    hears: impl Fn(&str) -> bool,
+    hears: impl Fn(&NamespaceId) -> bool,
 ) -> Result<()> {
     let webhooks: Vec<WebhookRecord> = c
         .prepare_cached("SELECT body FROM webhooks")
@@ -87,12 +88,12 @@ fn write_delivery(c: &Connection, d: &DeliveryRecord) -> Result<()> {
 
 fn read_delivery(
     c: &Connection,
-    webhook_id: &str,
-    delivery_id: &str,
+    webhook_id: &WebhookId,
+    delivery_id: &DeliveryId,
 ) -> Result<Option<DeliveryRecord>> {
     c.query_row(
         "SELECT body FROM deliveries WHERE delivery_id = ?1 AND webhook_id = ?2",
-        [delivery_id, webhook_id],
+        params![delivery_id, webhook_id],
         |r| body_column(r.get(0)?),
     )
     .optional()
@@ -130,10 +131,14 @@ impl Webhooks for SqliteStore {
         .await
     }
 
-    async fn webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<Option<WebhookRecord>> {
+    async fn webhook(
+        &self,
+        namespace_id: &NamespaceId,
+        webhook_id: &WebhookId,
+    ) -> Result<Option<WebhookRecord>> {
         self.optional(
             "SELECT body FROM webhooks WHERE webhook_id = ?1 AND namespace_id = ?2".into(),
-            vec![webhook_id.to_owned(), namespace_id.to_owned()],
+            vec![webhook_id.to_string(), namespace_id.to_string()],
             |r| body_column(r.get(0)?),
         )
         .await
@@ -141,7 +146,7 @@ impl Webhooks for SqliteStore {
 
     async fn list_webhooks(
         &self,
-        namespace_id: &str,
+        namespace_id: &NamespaceId,
         page: &PageRequest,
     ) -> Result<Page<WebhookRecord>> {
         let (ns, page) = (namespace_id.to_owned(), page.clone());
@@ -153,7 +158,7 @@ impl Webhooks for SqliteStore {
                 &[&ns],
                 &page,
                 |r| body_column(r.get(0)?),
-                |w: &WebhookRecord| w.webhook_id.clone(),
+                |w: &WebhookRecord| w.webhook_id.to_string(),
             )
         })
         .await
@@ -168,7 +173,7 @@ impl Webhooks for SqliteStore {
             let exists: bool = c
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM webhooks WHERE webhook_id = ?1 AND namespace_id = ?2)",
-                    [&webhook.webhook_id, &webhook.namespace_id],
+                    params![webhook.webhook_id, webhook.namespace_id],
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
@@ -183,14 +188,18 @@ impl Webhooks for SqliteStore {
         .await
     }
 
-    async fn delete_webhook(&self, namespace_id: &str, webhook_id: &str) -> Result<()> {
+    async fn delete_webhook(
+        &self,
+        namespace_id: &NamespaceId,
+        webhook_id: &WebhookId,
+    ) -> Result<()> {
         let (ns, id) = (namespace_id.to_owned(), webhook_id.to_owned());
         self.call(move |c| {
             let tx = immediate(c)?;
             let deleted = tx
                 .execute(
                     "DELETE FROM webhooks WHERE webhook_id = ?1 AND namespace_id = ?2",
-                    [&id, &ns],
+                    params![id, ns],
                 )
                 .map_err(backend)?;
             if deleted == 0 {
@@ -212,7 +221,7 @@ impl Webhooks for SqliteStore {
 
     async fn list_deliveries(
         &self,
-        webhook_id: &str,
+        webhook_id: &WebhookId,
         page: &PageRequest,
     ) -> Result<Page<DeliveryRecord>> {
         let (id, page) = (webhook_id.to_owned(), page.clone());
@@ -224,7 +233,7 @@ impl Webhooks for SqliteStore {
                 &[&id],
                 &page,
                 |r| body_column(r.get(0)?),
-                |d: &DeliveryRecord| d.delivery_id.clone(),
+                |d: &DeliveryRecord| d.delivery_id.to_string(),
             )
         })
         .await
@@ -232,14 +241,18 @@ impl Webhooks for SqliteStore {
 
     async fn delivery(
         &self,
-        webhook_id: &str,
-        delivery_id: &str,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
     ) -> Result<Option<DeliveryRecord>> {
         let (webhook, id) = (webhook_id.to_owned(), delivery_id.to_owned());
         self.call(move |c| read_delivery(c, &webhook, &id)).await
     }
 
-    async fn redeliver(&self, webhook_id: &str, delivery_id: &str) -> Result<DeliveryRecord> {
+    async fn redeliver(
+        &self,
+        webhook_id: &WebhookId,
+        delivery_id: &DeliveryId,
+    ) -> Result<DeliveryRecord> {
         let (webhook, id) = (webhook_id.to_owned(), delivery_id.to_owned());
         self.call(move |c| {
             let tx = immediate(c)?;
@@ -260,7 +273,7 @@ impl Webhooks for SqliteStore {
 
     async fn claim_delivery(
         &self,
-        skip: &[String],
+        skip: &[WebhookId],
         lease_ms: i64,
     ) -> Result<Option<DeliveryLease>> {
         let skip = serde_json::to_string(skip).map_err(StoreError::backend)?;
@@ -307,7 +320,7 @@ impl Webhooks for SqliteStore {
             let body: Option<String> = tx
                 .query_row(
                     "SELECT body FROM deliveries WHERE delivery_id = ?1 AND lease_token = ?2",
-                    [&lease.delivery.delivery_id, &lease.token],
+                    params![lease.delivery.delivery_id, lease.token],
                     |r| r.get(0),
                 )
                 .optional()

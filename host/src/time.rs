@@ -1,4 +1,4 @@
-//! [`Timestamp`]: every time a record keeps.
+//! [`Timestamp`]: every time a record or a document keeps.
 
 use std::fmt;
 use std::str::FromStr;
