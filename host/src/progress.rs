@@ -26,7 +26,7 @@ pub struct Progress {
     /// Seconds until completion at the current rate.
     pub eta_seconds: Option<u64>,
     /// The earliest tier with unfinished work.
-    pub current_stage: Option<Stage>,
+    pub current_stage: Option<StageView>,
     /// Objects that finished with at least one error.
     pub errors: u64,
 }
@@ -100,6 +100,29 @@ pub struct Report {
     pub estimated_completion: Option<Timestamp>,
 }
 
+/// A batch's current stage as the API shows it: the earliest tier with
+/// unfinished work.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Stage)]
+pub struct StageView {
+    /// The extractors of the tier (with the collection when there are several).
+    pub name: String,
+    /// From 1.
+    pub index: u32,
+    /// Tiers over every collection of the batch.
+    pub total: u32,
+}
+
+impl From<Stage> for StageView {
+    fn from(s: Stage) -> Self {
+        StageView {
+            name: s.name,
+            index: s.index,
+            total: s.total,
+        }
+    }
+}
+
 /// The report of `batch` at `now`.
 pub fn report(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) -> Report {
     let (processed, total) = (batch.processed, batch.total);
@@ -132,7 +155,11 @@ pub fn report(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) ->
         _ => None,
     };
     let current_stage = match batch.status {
-        BatchStatus::Processing => batch.live.as_ref().and_then(|l| l.current_stage.clone()),
+        BatchStatus::Processing => batch
+            .live
+            .as_ref()
+            .and_then(|l| l.current_stage.clone())
+            .map(StageView::from),
         _ => None,
     };
     let progress = Progress {

@@ -17,10 +17,9 @@ use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineConfig};
 use crate::keys;
 use crate::progress::HealthPolicy;
-use crate::store::NamespaceId;
 use crate::store::{
-    ApiKey, DocumentSink, MongoStore, Namespace, Registry, SqliteStore, Store, StoreError,
-    Webhooks, now,
+    ApiKey, DocumentSink, MongoStore, Namespace, NamespaceId, Registry, SqliteStore, Store,
+    StoreError, Webhooks, now,
 };
 use crate::webhooks::{Sender, SenderConfig};
 use crate::worker::{self, WorkerConfig};

@@ -10,9 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::blob::{BlobError, BlobStore};
-use crate::store::BucketId;
-use crate::store::ObjectId;
-use crate::store::{Store, StoreError};
+use crate::store::{BucketId, ObjectId, Store, StoreError};
 
 /// How often a process sweeps.
 pub const EVERY: Duration = Duration::from_secs(3600);

@@ -22,9 +22,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::store::WebhookId;
 use crate::store::events::{AttemptOutcome, DeliveryLease, WebhookRecord, Webhooks};
-use crate::store::now;
+use crate::store::{WebhookId, now};
 
 /// The prefix of signing secrets.
 pub const SECRET_PREFIX: &str = "whsec_";

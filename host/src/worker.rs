@@ -35,9 +35,9 @@ use crate::engine::planner::Plan;
 use crate::pipeline;
 use crate::store::{
     BatchRecord, ChunkOutcome, DocumentRecord, DocumentSink, InternalMetadata, Lease, LiveProgress,
-    PinnedCollection, ShardRecord, Stage, Store, StoreError, WorkerRecord, document_id, now,
+    ObjectId, PinnedCollection, ShardRecord, Stage, Store, StoreError, WorkerId, WorkerRecord,
+    document_id, now,
 };
-use crate::store::{ObjectId, WorkerId};
 
 /// How pollers behave.
 #[derive(Debug, Clone)]

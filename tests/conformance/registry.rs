@@ -7,8 +7,9 @@ use strata_host::store::registry::{
     ExtractorNameRecord, ExtractorVersionRecord, NamespaceRef, Published, PublishedBy, Publisher,
     component_key,
 };
-use strata_host::store::{CollectionId, KeyId, WebhookId};
-use strata_host::store::{PageRequest, Registry, Store, StoreError, Webhooks, new_id, now};
+use strata_host::store::{
+    CollectionId, KeyId, PageRequest, Registry, Store, StoreError, WebhookId, Webhooks, new_id, now,
+};
 
 use super::{delivered_types, fixture, queued_running, webhook};
 

@@ -17,9 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::keys::hash_secret;
 use crate::serve::DEFAULT_NAMESPACE;
-use crate::store::KeyId;
-use crate::store::NamespaceId;
-use crate::store::{ApiKey, Namespace};
+use crate::store::{ApiKey, KeyId, Namespace, NamespaceId};
 
 /// An authenticated caller acting in one namespace.
 #[derive(Debug, Clone)]

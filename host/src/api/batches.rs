@@ -17,11 +17,9 @@ use super::error::InvalidParam;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Query};
 use crate::batches::{self, Action, SubmitError};
 use crate::progress::{self, Check, Health, Progress};
-use crate::store::Timestamp;
-use crate::store::{BatchId, BucketId, ObjectId, TaskId, WorkerId};
 use crate::store::{
-    BatchObject, BatchRecord, BatchStatus, Bucket, LeaseHolder, PinnedCollection, ShardRecord,
-    ShardStatus, StoreError,
+    BatchId, BatchObject, BatchRecord, BatchStatus, Bucket, BucketId, CollectionId, LeaseHolder,
+    ObjectId, PinnedCollection, ShardRecord, ShardStatus, StoreError, TaskId, Timestamp, WorkerId,
 };
 
 /// Routes.
@@ -87,6 +85,59 @@ pub struct Submitted {
     pub status: BatchStatus,
 }
 
+/// One collection's pipeline as a batch runs it, pinned at submit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PinnedCollection)]
+pub struct PinnedView {
+    /// The collection.
+    pub collection_id: CollectionId,
+    /// Its name at submit.
+    pub collection_name: String,
+    /// The extractors with their versions resolved.
+    pub extractors: Vec<crate::pipeline::ExtractorRef>,
+    /// Tiers as `name@version`.
+    pub tiers: Vec<Vec<String>>,
+    /// Output columns, `extractor.column` to Arrow type.
+    pub output_schema: BTreeMap<String, String>,
+    /// Signature of this pipeline.
+    pub index_signature: String,
+}
+
+impl From<PinnedCollection> for PinnedView {
+    fn from(p: PinnedCollection) -> Self {
+        PinnedView {
+            collection_id: p.collection_id,
+            collection_name: p.collection_name,
+            extractors: p.extractors,
+            tiers: p.tiers,
+            output_schema: p.output_schema,
+            index_signature: p.index_signature,
+        }
+    }
+}
+
+/// One object's outcome in a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BatchObject)]
+pub struct BatchObjectView {
+    /// The object.
+    pub object_id: ObjectId,
+    /// `pending`, `completed` or `failed`.
+    pub status: String,
+    /// What went wrong, when it failed.
+    pub error: Option<String>,
+}
+
+impl From<BatchObject> for BatchObjectView {
+    fn from(o: BatchObject) -> Self {
+        BatchObjectView {
+            object_id: o.object_id,
+            status: o.status,
+            error: o.error,
+        }
+    }
+}
+
 /// A batch as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchView {
@@ -117,7 +168,7 @@ pub struct BatchView {
     /// Whether documents record each enrichment.
     pub include_processing_history: bool,
     /// The pipelines the batch runs, versions pinned at submit.
-    pub collections: Vec<PinnedCollection>,
+    pub collections: Vec<PinnedView>,
     /// Claims of its most claimed shard.
     pub attempts: u32,
     /// Its shards by status: a shard (`--shard-objects` objects) is what
@@ -215,7 +266,7 @@ impl AppState {
             error_message: b.error_message,
             error_summary: b.error_summary,
             include_processing_history: b.include_processing_history,
-            collections: b.collections,
+            collections: b.collections.into_iter().map(PinnedView::from).collect(),
             attempts: b.attempts,
             shards: b.shards,
             created_at: b.created_at,
@@ -482,13 +533,13 @@ pub async fn add_objects(
 /// object's outcome and error.
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/batches/{batch}/objects", tag = "batches",
     params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path), ObjectFilter),
-    responses((status = 200, body = List<BatchObject>), (status = 422, body = super::error::Problem)))]
+    responses((status = 200, body = List<BatchObjectView>), (status = 422, body = super::error::Problem)))]
 pub async fn list_batch_objects(
     State(state): State<AppState>,
     caller: Caller,
     Path((bucket, batch)): Path<(String, BatchId)>,
     Query(filter): Query<ObjectFilter>,
-) -> ApiResult<Json<List<BatchObject>>> {
+) -> ApiResult<Json<List<BatchObjectView>>> {
     let (_, batch) = find_batch(&state, &caller, &bucket, &batch).await?;
     let status = match filter.status.as_deref() {
         None => None,
@@ -509,7 +560,7 @@ pub async fn list_batch_objects(
         .store
         .list_batch_objects(&batch.batch_id, status, &params.page(&list)?)
         .await?;
-    Ok(Json(List::of(page, &list, |o| o)))
+    Ok(Json(List::of(page, &list, BatchObjectView::from)))
 }
 
 /// `POST …/batches/{batch}/submit`: plans the batch for every collection

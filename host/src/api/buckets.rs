@@ -4,13 +4,12 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::namespaces::check_name;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
-use crate::store::BucketId;
-use crate::store::{Bucket, now};
+use crate::store::{Bucket, BucketId, NamespaceId, Timestamp, now};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -32,6 +31,34 @@ pub struct CreateBucket {
     pub description: Option<String>,
 }
 
+/// A bucket as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Bucket)]
+pub struct BucketView {
+    /// `bkt_…`
+    pub bucket_id: BucketId,
+    /// Owning namespace.
+    pub namespace_id: NamespaceId,
+    /// Unique in the namespace.
+    pub bucket_name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl From<Bucket> for BucketView {
+    fn from(b: Bucket) -> Self {
+        BucketView {
+            bucket_id: b.bucket_id,
+            namespace_id: b.namespace_id,
+            bucket_name: b.bucket_name,
+            description: b.description,
+            created_at: b.created_at,
+        }
+    }
+}
+
 /// The bucket `id_or_name` of the caller's namespace, or 404.
 pub async fn find_bucket(state: &AppState, caller: &Caller, id_or_name: &str) -> ApiResult<Bucket> {
     state
@@ -43,13 +70,13 @@ pub async fn find_bucket(state: &AppState, caller: &Caller, id_or_name: &str) ->
 
 /// `POST /v1/buckets`.
 #[utoipa::path(post, path = "/v1/buckets", tag = "buckets", request_body = CreateBucket,
-    responses((status = 201, body = Bucket), (status = 409, body = super::error::Problem),
+    responses((status = 201, body = BucketView), (status = 409, body = super::error::Problem),
         (status = 422, body = super::error::Problem)))]
 pub async fn create_bucket(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateBucket>,
-) -> ApiResult<(StatusCode, Json<Bucket>)> {
+) -> ApiResult<(StatusCode, Json<BucketView>)> {
     check_name("bucket_name", &body.bucket_name)?;
     let bucket = Bucket {
         bucket_id: BucketId::generate(),
@@ -59,34 +86,34 @@ pub async fn create_bucket(
         created_at: now(),
     };
     state.store.create_bucket(&bucket).await?;
-    Ok((StatusCode::CREATED, Json(bucket)))
+    Ok((StatusCode::CREATED, Json(bucket.into())))
 }
 
 /// `GET /v1/buckets`.
 #[utoipa::path(get, path = "/v1/buckets", tag = "buckets", params(ListParams),
-    responses((status = 200, body = List<Bucket>)))]
+    responses((status = 200, body = List<BucketView>)))]
 pub async fn list_buckets(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
-) -> ApiResult<Json<List<Bucket>>> {
+) -> ApiResult<Json<List<BucketView>>> {
     let page = state
         .store
         .list_buckets(&caller.namespace.namespace_id, &params.page("buckets")?)
         .await?;
-    Ok(Json(List::of(page, "buckets", |b| b)))
+    Ok(Json(List::of(page, "buckets", BucketView::from)))
 }
 
 /// `GET /v1/buckets/{bucket}` (id or name).
 #[utoipa::path(get, path = "/v1/buckets/{bucket}", tag = "buckets",
     params(("bucket" = String, Path, description = "bucket id or name")),
-    responses((status = 200, body = Bucket), (status = 404, body = super::error::Problem)))]
+    responses((status = 200, body = BucketView), (status = 404, body = super::error::Problem)))]
 pub async fn get_bucket(
     State(state): State<AppState>,
     caller: Caller,
     Path(bucket): Path<String>,
-) -> ApiResult<Json<Bucket>> {
-    Ok(Json(find_bucket(&state, &caller, &bucket).await?))
+) -> ApiResult<Json<BucketView>> {
+    Ok(Json(find_bucket(&state, &caller, &bucket).await?.into()))
 }
 
 /// `DELETE /v1/buckets/{bucket}`: removes the bucket, its objects and their

@@ -4,14 +4,13 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::namespaces::check_name;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::pipeline::{self, ExtractorRef};
-use crate::store::CollectionId;
-use crate::store::{CollectionRecord, Source, now};
+use crate::store::{BucketId, CollectionId, CollectionRecord, NamespaceId, Source, Timestamp, now};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -37,9 +36,77 @@ pub struct CreateCollection {
     /// Free text.
     pub description: Option<String>,
     /// The bucket (id or name) whose objects the collection processes.
-    pub source: Source,
+    pub source: SourceBody,
     /// The extractors, in any order; dependencies must be listed too.
     pub extractors: Vec<ExtractorRef>,
+}
+
+/// Where a new collection's objects come from.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceBody {
+    /// The bucket, by id or name.
+    pub bucket_id: String,
+}
+
+/// Where a collection's objects come from.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Source)]
+pub struct SourceView {
+    /// The bucket.
+    pub bucket_id: BucketId,
+}
+
+/// A collection as the API shows it: a pipeline of extractors over a
+/// bucket's objects, and the documents it produced.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Collection)]
+pub struct CollectionView {
+    /// `col_…`
+    pub collection_id: CollectionId,
+    /// Owning namespace.
+    pub namespace_id: NamespaceId,
+    /// Unique in the namespace.
+    pub collection_name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The bucket whose objects it processes.
+    pub source: SourceView,
+    /// The extractors as chosen.
+    pub extractors: Vec<ExtractorRef>,
+    /// The resolved plan, tier by tier, as `name@version`.
+    pub tiers: Vec<Vec<String>>,
+    /// Output columns, `extractor.column` to Arrow type.
+    pub output_schema: std::collections::BTreeMap<String, String>,
+    /// Hash of the pinned versions, parameters and output schema.
+    pub index_signature: String,
+    /// Documents written.
+    pub document_count: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl From<CollectionRecord> for CollectionView {
+    fn from(c: CollectionRecord) -> Self {
+        CollectionView {
+            collection_id: c.collection_id,
+            namespace_id: c.namespace_id,
+            collection_name: c.collection_name,
+            description: c.description,
+            source: SourceView {
+                bucket_id: c.source.bucket_id,
+            },
+            extractors: c.extractors,
+            tiers: c.tiers,
+            output_schema: c.output_schema,
+            index_signature: c.index_signature,
+            document_count: c.document_count,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
 }
 
 /// `PATCH /v1/collections/{collection}` body: what to change.
@@ -100,13 +167,13 @@ pub async fn find_collection(
 /// extractor or version, bad parameters, missing dependencies, cycles are
 /// 422 naming them) and shows the resolved tiers and output schema.
 #[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CreateCollection,
-    responses((status = 201, body = CollectionRecord), (status = 409, body = super::error::Problem),
+    responses((status = 201, body = CollectionView), (status = 409, body = super::error::Problem),
         (status = 422, body = super::error::Problem)))]
 pub async fn create_collection(
     State(state): State<AppState>,
     caller: Caller,
     Json(body): Json<CreateCollection>,
-) -> ApiResult<(StatusCode, Json<CollectionRecord>)> {
+) -> ApiResult<(StatusCode, Json<CollectionView>)> {
     check_name("collection_name", &body.collection_name)?;
     let bucket = state
         .store
@@ -140,34 +207,36 @@ pub async fn create_collection(
         updated_at: now,
     };
     state.store.create_collection(&collection).await?;
-    Ok((StatusCode::CREATED, Json(collection)))
+    Ok((StatusCode::CREATED, Json(collection.into())))
 }
 
 /// `GET /v1/collections`.
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", params(ListParams),
-    responses((status = 200, body = List<CollectionRecord>)))]
+    responses((status = 200, body = List<CollectionView>)))]
 pub async fn list_collections(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
-) -> ApiResult<Json<List<CollectionRecord>>> {
+) -> ApiResult<Json<List<CollectionView>>> {
     let page = state
         .store
         .list_collections(&caller.namespace.namespace_id, &params.page("collections")?)
         .await?;
-    Ok(Json(List::of(page, "collections", |c| c)))
+    Ok(Json(List::of(page, "collections", CollectionView::from)))
 }
 
 /// `GET /v1/collections/{collection}` (id or name).
 #[utoipa::path(get, path = "/v1/collections/{collection}", tag = "collections",
     params(("collection" = String, Path, description = "collection id or name")),
-    responses((status = 200, body = CollectionRecord), (status = 404, body = super::error::Problem)))]
+    responses((status = 200, body = CollectionView), (status = 404, body = super::error::Problem)))]
 pub async fn get_collection(
     State(state): State<AppState>,
     caller: Caller,
     Path(collection): Path<String>,
-) -> ApiResult<Json<CollectionRecord>> {
-    Ok(Json(find_collection(&state, &caller, &collection).await?))
+) -> ApiResult<Json<CollectionView>> {
+    Ok(Json(
+        find_collection(&state, &caller, &collection).await?.into(),
+    ))
 }
 
 /// `PATCH /v1/collections/{collection}`: changes the description or the
@@ -179,14 +248,14 @@ pub async fn get_collection(
 #[utoipa::path(patch, path = "/v1/collections/{collection}", tag = "collections",
     params(("collection" = String, Path, description = "collection id or name")),
     request_body = UpdateCollection,
-    responses((status = 200, body = CollectionRecord), (status = 404, body = super::error::Problem),
+    responses((status = 200, body = CollectionView), (status = 404, body = super::error::Problem),
         (status = 422, body = super::error::Problem)))]
 pub async fn update_collection(
     State(state): State<AppState>,
     caller: Caller,
     Path(collection): Path<String>,
     Json(body): Json<UpdateCollection>,
-) -> ApiResult<Json<CollectionRecord>> {
+) -> ApiResult<Json<CollectionView>> {
     if body.description.is_none() && body.extractors.is_none() {
         return Err(ApiError::invalid(
             "body",
@@ -210,7 +279,7 @@ pub async fn update_collection(
     collection.updated_at = now();
     state.store.update_collection(&collection).await?;
     tracing::info!(collection = %collection.collection_id, signature = %collection.index_signature, "collection updated");
-    Ok(Json(collection))
+    Ok(Json(collection.into()))
 }
 
 /// `DELETE /v1/collections/{collection}`: removes it and its documents;

@@ -11,12 +11,11 @@ use axum::extract::{FromRequest, Multipart, Request};
 use super::auth::{Admin, Caller, MayPublish};
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::catalog::{Named, PublishError};
-use crate::store::Page;
-use crate::store::Timestamp;
 use crate::store::registry::{
     ExtractorNameRecord, ExtractorVersionRecord, NamespaceRef, Published, PublishedBy, Publisher,
     may_manage, may_use,
 };
+use crate::store::{KeyId, NamespaceId, Page, Timestamp};
 use axum::http::StatusCode;
 
 /// Largest component accepted by a publication, in bytes.
@@ -93,12 +92,49 @@ async fn find_version(
     Ok((record, owner))
 }
 
+/// A namespace, by id and name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NamespaceRef)]
+pub struct NamespaceRefView {
+    /// `ns_…`
+    pub namespace_id: NamespaceId,
+    /// Its name.
+    pub name: String,
+}
+
+impl From<NamespaceRef> for NamespaceRefView {
+    fn from(n: NamespaceRef) -> Self {
+        NamespaceRefView {
+            namespace_id: n.namespace_id,
+            name: n.name,
+        }
+    }
+}
+
+/// Who published a version.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PublishedBy)]
+pub struct PublishedByView {
+    /// The namespace the key acted in.
+    pub namespace: NamespaceRefView,
+    /// The key's id (never its secret).
+    pub key_id: KeyId,
+}
+
+impl From<PublishedBy> for PublishedByView {
+    fn from(p: PublishedBy) -> Self {
+        PublishedByView {
+            namespace: p.namespace.into(),
+            key_id: p.key_id,
+        }
+    }
+}
 /// Who may do what with an extractor name.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NameAccess {
     /// The namespace that owns the name (publishes and deprecates its
     /// versions); absent when it is reserved for admins.
-    pub owner: Option<NamespaceRef>,
+    pub owner: Option<NamespaceRefView>,
     /// Whether every namespace may use it; otherwise only its owner.
     pub public: bool,
 }
@@ -107,7 +143,7 @@ impl From<Option<&ExtractorNameRecord>> for NameAccess {
     fn from(record: Option<&ExtractorNameRecord>) -> Self {
         match record {
             Some(r) => NameAccess {
-                owner: r.owner.clone(),
+                owner: r.owner.clone().map(NamespaceRefView::from),
                 public: r.public,
             },
             // A name from before names had owners: reserved, public.
@@ -240,7 +276,7 @@ pub struct PublishedVersion {
     pub deprecated_at: Option<Timestamp>,
     /// Who published it (absent for a host's own publication and for
     /// versions published before this was recorded).
-    pub published_by: Option<PublishedBy>,
+    pub published_by: Option<PublishedByView>,
     /// The component's manifest.
     #[schema(value_type = Object)]
     pub manifest: serde_json::Value,
@@ -254,7 +290,7 @@ impl From<ExtractorVersionRecord> for PublishedVersion {
             content_hash: r.content_hash,
             size_bytes: r.size_bytes,
             published_at: r.published_at,
-            published_by: r.published_by,
+            published_by: r.published_by.map(PublishedByView::from),
             deprecated_at: r.deprecated_at,
             manifest: r.manifest,
         }

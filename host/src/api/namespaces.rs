@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Admin;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::keys;
-use crate::store::KeyId;
-use crate::store::NamespaceId;
-use crate::store::{ApiKey, Namespace, now};
+use crate::store::{ApiKey, KeyId, Namespace, NamespaceId, Timestamp, now};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -22,6 +20,67 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/api-keys", post(create_key).get(list_keys))
         .route("/v1/api-keys/{key_id}", delete(revoke_key))
+}
+
+/// A namespace as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Namespace)]
+pub struct NamespaceView {
+    /// `ns_…`
+    pub namespace_id: NamespaceId,
+    /// Unique name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl From<Namespace> for NamespaceView {
+    fn from(n: Namespace) -> Self {
+        NamespaceView {
+            namespace_id: n.namespace_id,
+            name: n.name,
+            created_at: n.created_at,
+        }
+    }
+}
+
+/// An API key as the API shows it, without its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
+pub struct ApiKeyView {
+    /// `key_…`
+    pub key_id: KeyId,
+    /// Free text.
+    pub name: Option<String>,
+    /// Admin keys act in every namespace and manage namespaces and keys.
+    pub admin: bool,
+    /// The one namespace a non-admin key may act in.
+    pub namespace_id: Option<NamespaceId>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// May publish extractor versions, and deprecate those of names its
+    /// namespace owns (admin keys always may).
+    pub publish: bool,
+    /// When the key was last used, to the minute.
+    pub last_used_at: Option<Timestamp>,
+    /// Made from `STRATA_ADMIN_KEY`: revoked when a start finds another
+    /// value there.
+    pub from_env: bool,
+}
+
+impl From<ApiKey> for ApiKeyView {
+    fn from(k: ApiKey) -> Self {
+        ApiKeyView {
+            key_id: k.key_id,
+            name: k.name,
+            admin: k.admin,
+            namespace_id: k.namespace_id,
+            created_at: k.created_at,
+            publish: k.publish,
+            last_used_at: k.last_used_at,
+            from_env: k.from_env,
+        }
+    }
 }
 
 /// `POST /v1/namespaces` body.
@@ -61,12 +120,12 @@ pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
 
 /// `POST /v1/namespaces`: creates a namespace.
 #[utoipa::path(post, path = "/v1/namespaces", tag = "namespaces", request_body = CreateNamespace,
-    responses((status = 201, body = Namespace), (status = 409, body = super::error::Problem)))]
+    responses((status = 201, body = NamespaceView), (status = 409, body = super::error::Problem)))]
 pub async fn create_namespace(
     State(state): State<AppState>,
     _admin: Admin,
     Json(body): Json<CreateNamespace>,
-) -> ApiResult<(StatusCode, Json<Namespace>)> {
+) -> ApiResult<(StatusCode, Json<NamespaceView>)> {
     check_name("name", &body.name)?;
     let ns = Namespace {
         namespace_id: NamespaceId::generate(),
@@ -75,22 +134,22 @@ pub async fn create_namespace(
     };
     state.store.create_namespace(&ns).await?;
     tracing::info!(namespace = %ns.name, id = %ns.namespace_id, "namespace created");
-    Ok((StatusCode::CREATED, Json(ns)))
+    Ok((StatusCode::CREATED, Json(ns.into())))
 }
 
 /// `GET /v1/namespaces`.
 #[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces", params(ListParams),
-    responses((status = 200, body = List<Namespace>)))]
+    responses((status = 200, body = List<NamespaceView>)))]
 pub async fn list_namespaces(
     State(state): State<AppState>,
     _admin: Admin,
     Query(params): Query<ListParams>,
-) -> ApiResult<Json<List<Namespace>>> {
+) -> ApiResult<Json<List<NamespaceView>>> {
     let page = state
         .store
         .list_namespaces(&params.page("namespaces")?)
         .await?;
-    Ok(Json(List::of(page, "namespaces", |n| n)))
+    Ok(Json(List::of(page, "namespaces", NamespaceView::from)))
 }
 
 /// `POST /v1/api-keys` body.
@@ -115,7 +174,7 @@ pub struct CreateKey {
 pub struct CreatedKey {
     /// The key.
     #[serde(flatten)]
-    pub key: ApiKey,
+    pub key: ApiKeyView,
     /// Send as `Authorization: Bearer <secret>`. Not retrievable later.
     pub secret: String,
 }
@@ -142,20 +201,26 @@ pub async fn create_key(
     let mut key = ApiKey::new(body.name, body.admin, namespace_id);
     key.publish = body.publish;
     let (key, secret) = keys::create(state.store.as_ref(), key).await?;
-    Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: key.into(),
+            secret,
+        }),
+    ))
 }
 
 /// `GET /v1/api-keys`: every key with its rights, namespace, creation and
 /// last use; never a secret (admin keys only).
 #[utoipa::path(get, path = "/v1/api-keys", tag = "namespaces", params(ListParams),
-    responses((status = 200, body = List<ApiKey>), (status = 403, body = super::error::Problem)))]
+    responses((status = 200, body = List<ApiKeyView>), (status = 403, body = super::error::Problem)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     _admin: Admin,
     Query(params): Query<ListParams>,
-) -> ApiResult<Json<List<ApiKey>>> {
+) -> ApiResult<Json<List<ApiKeyView>>> {
     let page = state.store.list_keys(&params.page("api-keys")?).await?;
-    Ok(Json(List::of(page, "api-keys", |k| k)))
+    Ok(Json(List::of(page, "api-keys", ApiKeyView::from)))
 }
 
 /// `DELETE /v1/api-keys/{key_id}`: revokes a key at once (admin keys

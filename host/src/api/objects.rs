@@ -22,9 +22,7 @@ use super::buckets::find_bucket;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
 use crate::blob::object_key;
 use crate::run::sniff_mime;
-use crate::store::Timestamp;
-use crate::store::{Bucket, ObjectRecord, new_id, now};
-use crate::store::{BucketId, NamespaceId, ObjectId};
+use crate::store::{Bucket, BucketId, NamespaceId, ObjectId, ObjectRecord, Timestamp, new_id, now};
 
 /// Routes, with a body limit sized for uploads.
 pub fn routes(state: &AppState) -> Router<AppState> {

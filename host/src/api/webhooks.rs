@@ -8,12 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
-use crate::store::Timestamp;
 use crate::store::events::{
     DeliveryRecord, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
-use crate::store::{DeliveryId, EventId, WebhookId};
-use crate::store::{StoreError, now};
+use crate::store::{DeliveryId, EventId, StoreError, Timestamp, WebhookId, now};
 use crate::webhooks::new_secret;
 
 /// How long a rotated-out secret keeps signing.

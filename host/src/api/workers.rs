@@ -8,9 +8,7 @@ use serde::Serialize;
 
 use super::auth::Admin;
 use super::{ApiResult, AppState, Json};
-use crate::store::Timestamp;
-use crate::store::WorkerId;
-use crate::store::{ShardStatus, WorkerRecord};
+use crate::store::{ShardStatus, Timestamp, WorkerId, WorkerRecord};
 
 /// Routes.
 pub fn routes() -> Router<AppState> {

@@ -9,10 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::lifecycle;
-use crate::store::{BatchId, ObjectId};
 use crate::store::{
-    BatchRecord, BatchStatus, LiveProgress, Result, ShardChange, ShardExpect, ShardRecord,
-    ShardStatus, Store, Timestamp, now,
+    BatchId, BatchRecord, BatchStatus, LiveProgress, ObjectId, Result, ShardChange, ShardExpect,
+    ShardRecord, ShardStatus, Store, Timestamp, now,
 };
 
 /// Objects per shard unless the server is told otherwise.

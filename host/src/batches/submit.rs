@@ -11,10 +11,9 @@ use crate::blob::{BlobError, BlobStore};
 use crate::catalog::Catalog;
 use crate::engine::planner::Plan;
 use crate::pipeline::{self, ExtractorRef, PipelineError};
-use crate::store::ObjectId;
 use crate::store::{
-    BatchRecord, CollectionRecord, PageRequest, PinnedCollection, Pipelines, Registry, Store,
-    StoreError, new_id,
+    BatchRecord, CollectionRecord, ObjectId, PageRequest, PinnedCollection, Pipelines, Registry,
+    Store, StoreError, new_id,
 };
 
 /// Why a submit did not queue the batch.

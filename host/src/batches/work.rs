@@ -4,11 +4,9 @@
 
 use super::lifecycle::{Action, Verdict, decide};
 use super::shards::{self, Fairness, Rescue};
-use crate::store::BatchId;
-use crate::store::WorkerId;
 use crate::store::{
-    BatchEnd, BatchRecord, BatchStatus, Lease, LeaseHolder, Result, ShardChange, ShardExpect,
-    ShardRecord, ShardStatus, Store, StoreError,
+    BatchEnd, BatchId, BatchRecord, BatchStatus, Lease, LeaseHolder, Result, ShardChange,
+    ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerId,
 };
 
 /// How workers share and rescue shards.

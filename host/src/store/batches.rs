@@ -68,8 +68,9 @@ impl std::fmt::Display for BatchStatus {
     }
 }
 
-/// One collection's pipeline as a batch runs it, pinned at submit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// One collection's pipeline as a batch runs it, pinned at submit. The
+/// API shows it as `api::batches::PinnedView`, without its manifests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PinnedCollection {
     /// The collection.
     pub collection_id: CollectionId,
@@ -104,7 +105,7 @@ impl PinnedCollection {
 }
 
 /// A batch's current stage: the earliest tier with unfinished work.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     /// The extractors of the tier (with the collection when there are several).
     pub name: String,
@@ -115,7 +116,7 @@ pub struct Stage {
 }
 
 /// What the worker running a batch last reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveProgress {
     /// Objects per second over the recent window.
     pub items_per_second: f64,
@@ -225,8 +226,9 @@ impl BatchRecord {
     }
 }
 
-/// One object's state in a batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// One object's state in a batch. The API shows it as
+/// `api::batches::BatchObjectView`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchObject {
     /// The object.
     pub object_id: ObjectId,

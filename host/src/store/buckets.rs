@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::*;
 
-/// A named set of objects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A named set of objects. The API shows it as `api::buckets::BucketView`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     /// `bkt_…`
     pub bucket_id: BucketId,

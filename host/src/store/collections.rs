@@ -6,16 +6,17 @@ use serde::{Deserialize, Serialize};
 use super::*;
 
 /// Where a collection's objects come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// The bucket (id; the API also accepts its name).
+    /// The bucket.
     pub bucket_id: BucketId,
 }
 
 /// A collection: a pipeline of extractors over a bucket's objects, and the
-/// documents it produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// documents it produced. The API shows it as
+/// `api::collections::CollectionView`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionRecord {
     /// `col_…`
     pub collection_id: CollectionId,

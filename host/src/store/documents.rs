@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::*;
 
 /// Internal facts of a document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InternalMetadata {
     /// `name@version` of every extractor that produced features.
     pub extractors: Vec<String>,
@@ -17,12 +17,12 @@ pub struct InternalMetadata {
     pub index_signature: String,
     /// Each enrichment, when the batch asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
     pub processing_history: Option<Value>,
 }
 
 /// A document: what one collection's pipeline produced for one object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// The API shows it as `api::documents::DocumentView`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentRecord {
     /// `doc_…`, derived from the collection and the object.
     pub document_id: DocumentId,
@@ -35,13 +35,10 @@ pub struct DocumentRecord {
     /// The batch that wrote it last.
     pub batch_id: BatchId,
     /// Outputs by extractor, then column.
-    #[schema(value_type = Object)]
     pub features: serde_json::Map<String, Value>,
     /// Row errors: `{extractor, message}`.
-    #[schema(value_type = Vec<Object>)]
     pub errors: Vec<Value>,
     /// The object's metadata.
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// Versions, content hash, signature, history.
     pub internal_metadata: InternalMetadata,

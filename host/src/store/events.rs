@@ -9,10 +9,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Timestamp;
-use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result, now};
-use crate::store::CollectionId;
-use crate::store::{DeliveryId, EventId, NamespaceId, WebhookId};
+use super::{BatchRecord, BatchStatus, DocumentRecord, Page, PageRequest, Result, Timestamp, now};
+use crate::store::{CollectionId, DeliveryId, EventId, NamespaceId, WebhookId};
 
 /// Most document ids a `collection.documents.written` event lists.
 pub const MAX_EVENT_DOCUMENT_IDS: usize = 100;
@@ -103,7 +101,7 @@ impl EventType {
 }
 
 /// What an event is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subject {
     /// `batch`, `collection` or `webhook`.
     #[serde(rename = "type")]
@@ -113,7 +111,7 @@ pub struct Subject {
 }
 
 /// An event, as receivers get it (the request body).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// `evt_…`: the `webhook-id` of every attempt to send it.
     pub event_id: EventId,
@@ -126,7 +124,6 @@ pub struct Event {
     /// What it is about.
     pub subject: Subject,
     /// Type-specific facts.
-    #[schema(value_type = Object)]
     pub data: Value,
 }
 

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
-/// A tenant: every resource belongs to one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A tenant: every resource belongs to one. The API shows it as
+/// `api::namespaces::NamespaceView`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Namespace {
     /// `ns_…`
     pub namespace_id: NamespaceId,
@@ -16,8 +17,9 @@ pub struct Namespace {
     pub created_at: Timestamp,
 }
 
-/// An API key, without its secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// An API key, without its secret. The API shows it as
+/// `api::namespaces::ApiKeyView`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// `key_…`
     pub key_id: KeyId,

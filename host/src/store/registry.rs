@@ -18,8 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Timestamp;
-use super::{Result, StoreError};
+use super::{Result, StoreError, Timestamp};
 use crate::store::{KeyId, NamespaceId};
 
 /// Blob key of the component whose SHA-256 is `content_hash` (hex).
@@ -63,7 +62,7 @@ pub struct ExtractorVersionRecord {
 }
 
 /// A namespace, by id and name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceRef {
     /// `ns_…`
     pub namespace_id: NamespaceId,
@@ -72,7 +71,7 @@ pub struct NamespaceRef {
 }
 
 /// Who published a version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedBy {
     /// The namespace the key acted in.
     pub namespace: NamespaceRef,
@@ -81,7 +80,7 @@ pub struct PublishedBy {
 }
 
 /// An extractor name: who owns it and who may use it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtractorNameRecord {
     /// The name.
     pub name: String,

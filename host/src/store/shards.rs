@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::LiveProgress;
-use super::Timestamp;
+use super::{LiveProgress, Timestamp};
 use crate::store::{BatchId, NamespaceId, ObjectId, WorkerId};
 
 /// Where a shard is in its life.
@@ -82,7 +81,7 @@ impl std::fmt::Display for ShardStatus {
 }
 
 /// Who holds a shard, and until when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseHolder {
     /// The worker.
     pub owner: WorkerId,
@@ -174,7 +173,7 @@ pub struct ShardChange {
 }
 
 /// A worker process, as its heartbeats report it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRecord {
     /// Names the worker in leases and logs.
     pub worker_id: WorkerId,

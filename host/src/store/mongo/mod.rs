@@ -23,17 +23,15 @@ use mongodb::{ClientSession, Collection, Database, IndexModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Timestamp;
 use super::{
-    ApiKey, BatchEnd, BatchObject, BatchRecord, BatchStatus, Bucket, ChunkOutcome,
-    CollectionRecord, DocumentFilter, DocumentRecord, DocumentSink, Lease, LeaseHolder,
-    LiveProgress, Namespace, ObjectRecord, Page, PageRequest, PinnedCollection, Pipelines, Removal,
-    Result, ShardChange, ShardExpect, ShardRecord, ShardStatus, Store, StoreError, WorkerRecord,
-    check_revoke, now, outcome,
+    ApiKey, BatchEnd, BatchObject, BatchRecord, BatchStatus, BatchStore, Bucket, BucketStore,
+    ChunkOutcome, CollectionRecord, CollectionStore, DocumentFilter, DocumentRecord, DocumentSink,
+    Lease, LeaseHolder, LiveProgress, Namespace, NamespaceStore, ObjectRecord, Page, PageRequest,
+    PinnedCollection, Pipelines, Removal, Result, ShardChange, ShardExpect, ShardRecord,
+    ShardStatus, Store, StoreError, Timestamp, WorkerRecord, check_revoke, now, of_one_collection,
+    outcome,
 };
-use super::{BatchStore, BucketStore, CollectionStore, NamespaceStore, of_one_collection};
-use crate::store::ObjectId;
-use crate::store::{BatchId, BucketId};
+use crate::store::{BatchId, BucketId, ObjectId};
 
 /// Runs `$body` in a transaction on `$store`, with the session bound to
 /// `$s`, retrying the whole on transient errors. A macro rather than a

@@ -9,8 +9,7 @@ use super::{MongoStore, backend, from_doc, now_ms, record};
 use crate::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryRecord, DeliveryState, Event, WebhookRecord, Webhooks,
 };
-use crate::store::{DeliveryId, NamespaceId, WebhookId};
-use crate::store::{Page, PageRequest, Result, StoreError};
+use crate::store::{DeliveryId, NamespaceId, Page, PageRequest, Result, StoreError, WebhookId};
 
 /// A delivery's document: its record, plus its lease.
 fn delivery_doc(d: &DeliveryRecord) -> Result<Document> {

@@ -4,9 +4,7 @@
 //! that must be atomic run in one `BEGIN IMMEDIATE` transaction, so several
 //! processes may share the database file.
 
-use crate::store::ObjectId;
-use crate::store::WorkerId;
-use crate::store::{BatchId, BucketId};
+use crate::store::{BatchId, BucketId, ObjectId, WorkerId};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

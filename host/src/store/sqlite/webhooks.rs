@@ -7,8 +7,7 @@ use super::{SqliteStore, backend, body_column, body_text, immediate, now_ms, sel
 use crate::store::events::{
     AttemptOutcome, DeliveryLease, DeliveryRecord, DeliveryState, Event, WebhookRecord, Webhooks,
 };
-use crate::store::{DeliveryId, NamespaceId, WebhookId};
-use crate::store::{Page, PageRequest, Result, StoreError};
+use crate::store::{DeliveryId, NamespaceId, Page, PageRequest, Result, StoreError, WebhookId};
 
 /// Writes `event` to the outbox in the transaction `c`: one delivery per
 /// webhook of its namespace that wants it.
