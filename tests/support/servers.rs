@@ -102,6 +102,24 @@ impl Drop for S3Server {
 }
 
 /// A MongoDB-protocol endpoint: a real one, or a loopback server of ours.
+///
+/// The loopback server (`nx-27017`: MongoDB's wire protocol over SQLite)
+/// says it is neither a replica set nor a sharded cluster, yet takes
+/// transactions. It differs from MongoDB in ways the store allows for only
+/// when a server says that of itself (`store/mongo/standin.rs`), so a real
+/// deployment pays for none of them, and never by weakening a test:
+/// - transactions cannot run side by side (one SQLite connection per
+///   database), so the store runs them one at a time across this machine's
+///   processes;
+/// - a transaction whose client died is neither isolated nor aborted, so a
+///   shard taken over recounts its counters from the records they count;
+/// - a boolean given to `$set` reads back as 0 or 1, so the one such write
+///   (a batch's `include_processing_history` at submit) replaces the
+///   document;
+/// - it cannot insert into a collection with a compound index naming
+///   `_id`, so indexes name the id fields instead (on every server).
+///
+/// `STRATA_TEST_MONGODB_URI` runs the same suites against a real MongoDB.
 pub struct MongoServer {
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
