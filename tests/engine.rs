@@ -215,3 +215,37 @@ fn streams_many_batches_in_order() {
         assert_eq!(doc.features["content-hash"]["size_bytes"], texts[i].len());
     }
 }
+
+#[test]
+fn a_tier_runs_chunks_side_by_side_and_keeps_input_order() {
+    let engine = engine(TIMEOUT);
+    let plan = Plan::new(vec![
+        (load(&engine, "hostile"), r#"{"mode": "slow"}"#.into()),
+        (load(&engine, "text-extract"), "{}".into()),
+    ])
+    .expect("plan");
+    // Every fourth object is slow, so the chunks after it finish first
+    // on the other threads and must wait for it.
+    let texts: Vec<String> = (0..48)
+        .map(|i| match i % 4 {
+            0 => format!("TRIGGER {i}"),
+            _ => format!("object {i}"),
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for threads in [1, 4] {
+        let options = ExecOptions {
+            chunk_objects: 1,
+            threads_per_tier: threads,
+            ..ExecOptions::default()
+        };
+        let (docs, stats) = run(&plan, &options, text_objects(&refs));
+        assert_eq!(stats.objects, 48);
+        assert_eq!(stats.failed_objects, 0, "{threads} threads");
+        for (i, doc) in docs.iter().enumerate() {
+            assert_eq!(doc.object_id, format!("obj_{i}"), "{threads} threads");
+            assert_eq!(doc.features["hostile"]["length"], texts[i].len());
+            assert_eq!(doc.features["text-extract"]["text"], texts[i]);
+        }
+    }
+}

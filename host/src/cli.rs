@@ -400,9 +400,12 @@ struct EngineArgs {
     /// Most memory one extractor instance may use, in MiB (manifests ask for less).
     #[arg(long, env = "STRATA_MAX_MEMORY_MB", default_value_t = 1024)]
     max_memory_mb: u32,
-    /// Timeouts after which an extractor is disabled for the rest of a run (0: never).
+    /// Timeouts after which an extractor is disabled for the rest of a run (0: never); calls already running then still end by their deadline.
     #[arg(long, env = "STRATA_MAX_TIMEOUTS", default_value_t = 3)]
     max_timeouts: u32,
+    /// Chunks each tier of a pipeline runs at once, so one heavy extractor uses several cores (default: the cores this process may use).
+    #[arg(long, env = "STRATA_THREADS_PER_TIER")]
+    threads_per_tier: Option<usize>,
     /// Seconds compiling one component may take (in a child process); a component past it is refused.
     #[arg(long, env = "STRATA_COMPILE_TIMEOUT", default_value_t = 60.0)]
     compile_timeout: f64,
@@ -418,6 +421,15 @@ struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// `--threads-per-tier`, or the cores this process may use.
+    fn threads_per_tier(&self) -> anyhow::Result<usize> {
+        match self.threads_per_tier {
+            Some(0) => anyhow::bail!("--threads-per-tier must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(crate::engine::executor::available_cores()),
+        }
+    }
+
     fn engine(&self) -> anyhow::Result<Engine> {
         Engine::new(self.config(default_cache_dir)?).context("starting the engine")
     }
@@ -718,6 +730,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.shard_objects > 0, "--shard-objects must be at least 1");
     config.shard_objects = args.shard_objects;
     config.worker.max_timeouts = args.engine.max_timeouts;
+    config.worker.threads_per_tier = args.engine.threads_per_tier()?;
     config.health = crate::progress::HealthPolicy {
         error_budget: args.worker.error_budget,
         stall_after: seconds("stall-seconds", args.stall_seconds)?,
@@ -754,6 +767,7 @@ fn worker_command(args: WorkerCommandArgs) -> anyhow::Result<ExitCode> {
         "--max-shards must be at least 1 for a worker"
     );
     config.worker.max_timeouts = args.engine.max_timeouts;
+    config.worker.threads_per_tier = args.engine.threads_per_tier()?;
     serve_until_signal(config, &args.listen)
 }
 
@@ -806,6 +820,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let exec = ExecOptions {
         include_processing_history: args.include_processing_history,
         max_timeouts: args.engine.max_timeouts,
+        threads_per_tier: args.engine.threads_per_tier()?,
         ..ExecOptions::default()
     };
     let options = RunOptions {

@@ -68,6 +68,8 @@ pub struct WorkerConfig {
     pub max_object_bytes: u64,
     /// Timeouts after which an extractor is disabled for the run.
     pub max_timeouts: u32,
+    /// Chunks each tier runs at once within one shard.
+    pub threads_per_tier: usize,
 }
 
 impl WorkerConfig {
@@ -86,6 +88,7 @@ impl WorkerConfig {
             chunk_bytes: 64 << 20,
             max_object_bytes: 512 << 20,
             max_timeouts: 3,
+            threads_per_tier: crate::engine::executor::available_cores(),
         }
     }
 
@@ -554,6 +557,7 @@ impl CollectionRun {
             chunk_bytes: self.config.chunk_bytes.max(1),
             include_processing_history: self.batch.include_processing_history,
             max_timeouts: self.config.max_timeouts,
+            threads_per_tier: self.config.threads_per_tier,
             tier_progress: Some(tiers),
             interrupt: self.shared.interrupt.clone(),
             ..ExecOptions::default()

@@ -1,7 +1,10 @@
 //! Streams objects through a plan: record batches of objects flow through
-//! the tiers over bounded channels (one thread per tier, the extractors of
-//! a tier side by side), so memory stays bounded whatever the number of
-//! objects, and consecutive batches overlap across tiers.
+//! the tiers over bounded channels, so memory stays bounded whatever the
+//! number of objects, and consecutive batches overlap across tiers. Each
+//! tier runs several batches at once on threads of its own (the extractors
+//! of a tier side by side within a batch), so one heavy extractor uses
+//! every core; batches reach the sink in input order, and a window of
+//! tickets bounds how many exist at once, however they overtake.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -54,10 +57,14 @@ pub struct ExecOptions {
     pub chunk_bytes: usize,
     /// Batches waiting between two tiers.
     pub queue_depth: usize,
+    /// Batches each tier runs at once (at least 1; by default the cores
+    /// this process may use).
+    pub threads_per_tier: usize,
     /// Record a processing history in each document.
     pub include_processing_history: bool,
     /// After this many timeouts an extractor is disabled for the rest of
-    /// the run: each timeout costs a whole deadline.
+    /// the run: each timeout costs a whole deadline. Calls already running
+    /// then (at most one per thread of its tier) still end by theirs.
     pub max_timeouts: u32,
     /// Counts the objects each tier has finished, for progress reports.
     pub tier_progress: Option<Arc<TierProgress>>,
@@ -99,12 +106,18 @@ impl Default for ExecOptions {
             chunk_objects: 256,
             chunk_bytes: 64 << 20,
             queue_depth: 2,
+            threads_per_tier: available_cores(),
             include_processing_history: false,
             max_timeouts: 3,
             tier_progress: None,
             interrupt: CancellationToken::new(),
         }
     }
+}
+
+/// The cores this process may run on (its CPU affinity), at least 1.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// What a run did.
@@ -135,6 +148,8 @@ pub(super) struct StepResult {
 }
 
 pub(super) struct Chunk {
+    /// Position in the input: batches reach the sink in this order.
+    pub(super) seq: u64,
     pub(super) base: RecordBatch,
     pub(super) object_errors: Vec<Option<String>>,
     pub(super) results: Vec<Option<StepResult>>,
@@ -174,13 +189,26 @@ where
     let mut stats = Stats::default();
     let chunk_objects = options.chunk_objects.max(1);
     let objects = objects.into_iter();
+    let threads = options.threads_per_tier.max(1);
+    // As many batches as the channels and one thread per tier held before
+    // tiers ran batches side by side: more threads, the same memory.
+    let window = options.queue_depth.max(1) * (plan.tiers.len() + 1) + plan.tiers.len() + 2;
     let result = std::thread::scope(|scope| {
+        let (tickets, ticket) = crossbeam_channel::bounded::<()>(window);
+        for _ in 0..window {
+            let _ = tickets.send(());
+        }
         let (tx, mut rx) = crossbeam_channel::bounded::<Chunk>(options.queue_depth);
         let step_count = steps.len();
         let interrupt = &interrupt;
         scope.spawn(move || {
             let mut objects = objects.peekable();
+            let mut seq = 0;
             while !interrupt.is_cancelled() && objects.peek().is_some() {
+                // Wait until the sink has taken a batch, or has gone.
+                if ticket.recv().is_err() {
+                    return;
+                }
                 let mut taken = Vec::new();
                 let mut bytes = 0usize;
                 while taken.len() < chunk_objects {
@@ -194,7 +222,8 @@ where
                     bytes = bytes.saturating_add(size);
                     taken.extend(objects.next());
                 }
-                let chunk = base_chunk(taken.into_iter(), step_count);
+                let chunk = base_chunk(seq, taken.into_iter(), step_count);
+                seq += 1;
                 if tx.send(chunk).is_err() {
                     return;
                 }
@@ -206,30 +235,42 @@ where
             let ctx = &ctx;
             let first = offset;
             offset += tier.len();
-            scope.spawn(move || {
-                for mut chunk in rx {
-                    run_tier(tier, first, &mut chunk, ctx);
-                    if let Some(progress) = &ctx.options.tier_progress {
-                        progress.add(t, chunk.base.num_rows());
+            for _ in 0..threads {
+                let (rx, tx) = (rx.clone(), tx.clone());
+                scope.spawn(move || {
+                    for mut chunk in rx {
+                        run_tier(tier, first, &mut chunk, ctx);
+                        if let Some(progress) = &ctx.options.tier_progress {
+                            progress.add(t, chunk.base.num_rows());
+                        }
+                        if tx.send(chunk).is_err() {
+                            return;
+                        }
                     }
-                    if tx.send(chunk).is_err() {
-                        return;
-                    }
-                }
-            });
+                });
+            }
             rx = next;
         }
+        // Batches that overtook the next one in input order wait here; the
+        // window bounds them.
+        let mut waiting: BTreeMap<u64, Chunk> = BTreeMap::new();
+        let mut next = 0;
         for chunk in rx {
-            let finished = Finished {
-                plan,
-                steps: &steps,
-                chunk,
-                history: options.include_processing_history,
-            };
-            finished.count(&mut stats);
-            if let Err(e) = sink(finished) {
-                interrupt.cancel();
-                return Err(e);
+            waiting.insert(chunk.seq, chunk);
+            while let Some(chunk) = waiting.remove(&next) {
+                next += 1;
+                let finished = Finished {
+                    plan,
+                    steps: &steps,
+                    chunk,
+                    history: options.include_processing_history,
+                };
+                finished.count(&mut stats);
+                if let Err(e) = sink(finished) {
+                    interrupt.cancel();
+                    return Err(e);
+                }
+                let _ = tickets.send(());
             }
         }
         Ok(())
@@ -258,7 +299,7 @@ pub fn object_schema() -> SchemaRef {
     ]))
 }
 
-fn base_chunk(objects: impl Iterator<Item = ObjectInput>, steps: usize) -> Chunk {
+fn base_chunk(seq: u64, objects: impl Iterator<Item = ObjectInput>, steps: usize) -> Chunk {
     let mut ids = StringBuilder::new();
     let mut keys = StringBuilder::new();
     let mut content = BinaryBuilder::new();
@@ -291,6 +332,7 @@ fn base_chunk(objects: impl Iterator<Item = ObjectInput>, steps: usize) -> Chunk
     let base = RecordBatch::try_new(object_schema(), columns)
         .unwrap_or_else(|e| unreachable!("object columns match their schema: {e}"));
     Chunk {
+        seq,
         base,
         object_errors,
         results: (0..steps).map(|_| None).collect(),
