@@ -19,6 +19,7 @@
 //! 9. One batch on many workers: the same batch with one `strata worker`
 //!    process and with two, the claim overhead per shard, the rescue time
 //!    after a SIGKILL, and status reads while 200 batches run.
+//! 10. `strata run` of the text corpus as files on one core and on two.
 //!
 //! Latencies (2, 3) are the fastest of several rounds, since other load on
 //! the machine only adds time; throughputs (1) are ratios measured side by
@@ -283,6 +284,9 @@ fn main() -> anyhow::Result<()> {
         &root,
         &config_cache(),
     ))?;
+
+    // 10. `strata run` on one core and on two.
+    cores::bench(&corpus, &root, &config_cache())?;
     Ok(())
 }
 
@@ -465,6 +469,8 @@ fn rss_mib(field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+#[path = "pipeline/cores.rs"]
+mod cores;
 #[path = "pipeline/inputs.rs"]
 mod inputs;
 #[path = "pipeline/service.rs"]
