@@ -310,6 +310,8 @@ pub async fn bench(
 /// S3-protocol and a MongoDB-protocol server), killed when dropped.
 struct Loopback {
     children: Vec<std::process::Child>,
+    /// The Python of the servers' environment (with pymongo).
+    python: std::path::PathBuf,
     _dir: tempfile::TempDir,
     /// `http://127.0.0.1:<port>`
     s3: String,
@@ -354,6 +356,7 @@ impl Loopback {
         };
         let mut loopback = Loopback {
             children: Vec::new(),
+            python: env.join("bin/python"),
             s3: format!("http://127.0.0.1:{s3_port}"),
             mongo: format!("mongodb://127.0.0.1:{mongo_port}"),
             _dir: dir,
@@ -413,13 +416,13 @@ async fn one_run(
 
 /// Documents/s through `sink`, written in chunks of 32 (the worker's
 /// default) as the worker writes them: `n` new documents like `template`,
-/// then the same `n` again (replacing them).
+/// then the same `n` again (replacing them); and the documents.
 async fn sink_rates(
     store: &dyn Store,
     sink: &dyn DocumentSink,
     template: &Value,
     n: usize,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, Vec<DocumentRecord>)> {
     let namespace = store
         .namespace("default")
         .await?
@@ -496,7 +499,47 @@ async fn sink_rates(
         );
         *rate = n as f64 / started.elapsed().as_secs_f64();
     }
-    Ok((rates[0], rates[1]))
+    Ok((rates[0], rates[1], documents))
+}
+
+/// The same upserts from a plain client: `documents` as MongoDB stores
+/// them, through `plain_client.py` (pymongo, unordered bulk writes of 32)
+/// into another database of the same server. Documents/s: new, again.
+fn plain_client_rates(
+    loopback: &Loopback,
+    documents: &[DocumentRecord],
+    namespace: &NamespaceId,
+) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("documents.jsonl");
+    let mut lines = String::new();
+    for d in documents {
+        let mut stored = serde_json::to_value(d)?;
+        stored["_id"] = json!(d.document_id);
+        stored["namespace_id"] = json!(namespace);
+        lines.push_str(&serde_json::to_string(&stored)?);
+        lines.push('\n');
+    }
+    std::fs::write(&path, lines)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline/plain_client.py");
+    let out = Command::new(&loopback.python)
+        .arg(script)
+        .arg(format!("{}/?directConnection=true", loopback.mongo))
+        .arg("strata_bench_plain")
+        .arg(&path)
+        .arg("32")
+        .output()
+        .context("running plain_client.py")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "plain_client.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rates: Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        rates["new"].as_f64().context("new")?,
+        rates["again"].as_f64().context("again")?,
+    ))
 }
 
 pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Result<()> {
@@ -548,8 +591,13 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         })
         .await?;
     let mongo = MongoStore::connect(&database).await?;
-    let (sqlite_new, sqlite_again) = sink_rates(&sqlite, &sqlite, &document, n).await?;
-    let (mongo_new, mongo_again) = sink_rates(&mongo, &mongo, &document, n).await?;
+    let (sqlite_new, sqlite_again, _) = sink_rates(&sqlite, &sqlite, &document, n).await?;
+    let (mongo_new, mongo_again, written) = sink_rates(&mongo, &mongo, &document, n).await?;
+    let default = mongo
+        .namespace("default")
+        .await?
+        .context("namespace `default`")?;
+    let (plain_new, plain_again) = plain_client_rates(&loopback, &written, &default.namespace_id)?;
 
     // What one request to each loopback server costs, for scale.
     let mut pings = Vec::new();
@@ -599,6 +647,18 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
     println!(
         "| the same documents again (bulk upsert replaces) | {sqlite_again:.0} | {mongo_again:.0} | {:.2} |",
         mongo_again / sqlite_again
+    );
+    println!(
+        "\nThe same upserts on the same MongoDB server from a plain client (pymongo, unordered bulk writes of 32 by `_id`, no transaction, no document count, no event), documents/s:\n"
+    );
+    println!("| | Strata's MongoDB sink | plain client | Strata / plain |\n|---|---|---|---|");
+    println!(
+        "| new documents | {mongo_new:.0} | {plain_new:.0} | **{:.2}** |",
+        mongo_new / plain_new
+    );
+    println!(
+        "| the same documents again | {mongo_again:.0} | {plain_again:.0} | {:.2} |",
+        mongo_again / plain_again
     );
     println!(
         "\nOne request, median of 50: MongoDB `ping` {:.1} ms, S3 `PUT` of 2 KiB {:.1} ms.",
