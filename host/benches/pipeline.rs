@@ -27,8 +27,9 @@
 //!
 //! Sizes: STRATA_BENCH_OBJECTS (default 20000), STRATA_BENCH_STREAM
 //! (default 100000), STRATA_BENCH_API_OBJECTS (default 5000), STRATA_BENCH_BACKEND_OBJECTS
-//! (default 2000), STRATA_BENCH_SHARD_OBJECTS (default 20000). Prints a
-//! Markdown report on stdout.
+//! (default 2000), STRATA_BENCH_SHARD_OBJECTS (default 20000);
+//! STRATA_BENCH_UNTIL=3 stops after section 3. Prints a Markdown report on
+//! stdout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -228,6 +229,10 @@ fn main() -> anyhow::Result<()> {
         "Fresh store + instance (pooling allocator) + open session: **{:.1} µs** per unit of work (mean of {opens}, fastest of {ROUNDS} rounds; target ≤ 50 µs).\n",
         took.as_secs_f64() * 1e6 / opens as f64
     );
+
+    if env_usize("STRATA_BENCH_UNTIL", usize::MAX) <= 3 {
+        return Ok(());
+    }
 
     // 4. Peak RSS while streaming.
     println!("## 4. Memory while streaming {stream} objects\n");
