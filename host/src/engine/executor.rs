@@ -239,7 +239,19 @@ where
                 let (rx, tx) = (rx.clone(), tx.clone());
                 scope.spawn(move || {
                     for mut chunk in rx {
-                        run_tier(tier, first, &mut chunk, ctx);
+                        // A host bug in one chunk fails that chunk's rows
+                        // for this tier; the chunk still flows on, so the
+                        // ones behind it in input order are not held.
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_tier(tier, first, &mut chunk, ctx)
+                        }));
+                        if ran.is_err() {
+                            let rows = chunk.base.num_rows();
+                            for (i, step) in tier.iter().enumerate() {
+                                chunk.results[first + i] =
+                                    Some(failed_step(step, rows, "host error"));
+                            }
+                        }
                         if let Some(progress) = &ctx.options.tier_progress {
                             progress.add(t, chunk.base.num_rows());
                         }
