@@ -1595,6 +1595,13 @@ async fn older_batches_get_a_shard_on_mongodb() {
     let db = client.default_database().expect("database");
     let batches = db.collection::<::mongodb::bson::Document>("batches");
     let objects = db.collection::<::mongodb::bson::Document>("batch_objects");
+    // The stand-in kept a `$set` boolean as 0/1: what earlier versions
+    // left there reads back as the boolean it was.
+    let hello = db
+        .run_command(::mongodb::bson::doc! { "hello": 1 })
+        .await
+        .expect("hello");
+    let standin = !hello.contains_key("setName") && hello.get_str("msg") != Ok("isdbgrid");
     for (id, status) in [
         ("btch_old_run", "PROCESSING"),
         ("btch_old_done", "COMPLETED"),
@@ -1613,6 +1620,9 @@ async fn older_batches_get_a_shard_on_mongodb() {
         batch.insert("processed", 1_i64);
         batch.insert("failed", 1_i64);
         batch.insert("attempts", 2_i64);
+        if standin {
+            batch.insert("include_processing_history", 1_i32);
+        }
         batches.insert_one(batch).await.expect("insert batch");
         for object in ["obj_a", "obj_b"] {
             objects
@@ -1677,4 +1687,5 @@ async fn older_batches_get_a_shard_on_mongodb() {
         .expect("read")
         .expect("there");
     assert_eq!(requeued.status, BatchStatus::Queued);
+    assert_eq!(requeued.include_processing_history, standin);
 }

@@ -148,9 +148,10 @@ pub fn report(batch: &BatchRecord, now: DateTime<Utc>, policy: &HealthPolicy) ->
     let eta_seconds = (batch.status == BatchStatus::Processing && items_per_second > 0.0)
         .then(|| (remaining as f64 / items_per_second).ceil() as u64);
     let estimated_completion = match batch.status {
-        BatchStatus::Processing => {
-            eta_seconds.map(|s| Timestamp::from(now + chrono::Duration::seconds(s as i64)))
-        }
+        // To the second, as an estimate can only be.
+        BatchStatus::Processing => eta_seconds.and_then(|s| {
+            Timestamp::from_millis((now.timestamp() + s as i64).saturating_mul(1000))
+        }),
         BatchStatus::Completed => batch.finished_at,
         _ => None,
     };

@@ -115,7 +115,8 @@ impl Drop for S3Server {
 ///   shard taken over recounts its counters from the records they count;
 /// - a boolean given to `$set` reads back as 0 or 1, so the one such write
 ///   (a batch's `include_processing_history` at submit) replaces the
-///   document;
+///   document, and values earlier versions left as 0 or 1 are turned back
+///   into booleans at connect;
 /// - it cannot insert into a collection with a compound index naming
 ///   `_id`, so indexes name the id fields instead (on every server).
 ///

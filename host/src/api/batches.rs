@@ -756,7 +756,8 @@ impl From<ShardRecord> for ShardView {
             attempts: s.attempts,
             lease: s.lease.map(|LeaseHolder { owner, expires_ms }| LeaseView {
                 worker_id: owner,
-                expires_at: Timestamp::from_millis(expires_ms).unwrap_or_else(Timestamp::now),
+                expires_at: Timestamp::from_millis(expires_ms)
+                    .unwrap_or_else(|| Timestamp::from(chrono::DateTime::UNIX_EPOCH)),
             }),
             worker: s.worker,
             error_message: s.error_message,

@@ -205,9 +205,15 @@ where
             let mut objects = objects.peekable();
             let mut seq = 0;
             while !interrupt.is_cancelled() && objects.peek().is_some() {
-                // Wait until the sink has taken a batch, or has gone.
-                if ticket.recv().is_err() {
-                    return;
+                // Wait until the sink has taken a batch, or has gone, or
+                // the run was stopped.
+                loop {
+                    match ticket.recv_timeout(Duration::from_millis(100)) {
+                        Ok(()) => break,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                            if !interrupt.is_cancelled() => {}
+                        Err(_) => return,
+                    }
                 }
                 let mut taken = Vec::new();
                 let mut bytes = 0usize;
@@ -238,6 +244,10 @@ where
             for _ in 0..threads {
                 let (rx, tx) = (rx.clone(), tx.clone());
                 scope.spawn(move || {
+                    // Should this thread die anyway, the run stops (and the
+                    // scope then re-raises its panic) rather than waiting
+                    // for its chunk forever.
+                    let _stop = StopOnPanic(ctx.interrupt);
                     for mut chunk in rx {
                         // A host bug in one chunk fails that chunk's rows
                         // for this tier; the chunk still flows on, so the
@@ -289,6 +299,17 @@ where
     });
     stats.incidents = u64::from(incidents.load(Ordering::Relaxed));
     result.map(|()| stats)
+}
+
+/// Fires the interrupt when dropped by a panicking thread.
+struct StopOnPanic<'a>(&'a CancellationToken);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.cancel();
+        }
+    }
 }
 
 struct Context<'a> {

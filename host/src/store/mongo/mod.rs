@@ -250,6 +250,9 @@ impl MongoStore {
             store.serial = Some(std::sync::Arc::new(standin::OneAtATime::new(&hosts)));
         }
         store.create_indexes().await?;
+        if store.serial.is_some() {
+            store.flags_as_booleans().await?;
+        }
         store.shard_older_batches().await?;
         Ok(store)
     }

@@ -104,6 +104,39 @@ impl OneAtATime {
 }
 
 impl MongoStore {
+    /// Turns the `include_processing_history` that earlier versions wrote
+    /// with `$set` on the stand-in, kept there as 0 or 1, back into the
+    /// boolean it was. Only on the stand-in; each batch by a replace that
+    /// matches the integer it read, so a concurrent write wins.
+    pub(super) async fn flags_as_booleans(&self) -> Result<()> {
+        const FIELD: &str = "include_processing_history";
+        let batches: Vec<Document> = self
+            .coll("batches")
+            .find(doc! {})
+            .await
+            .map_err(backend)?
+            .try_collect()
+            .await
+            .map_err(backend)?;
+        for mut batch in batches {
+            let flag = match batch.get(FIELD) {
+                Some(Bson::Int32(n)) => *n != 0,
+                Some(Bson::Int64(n)) => *n != 0,
+                _ => continue,
+            };
+            let Some(id) = batch.get("_id").cloned() else {
+                continue;
+            };
+            let read = batch.get(FIELD).cloned().unwrap_or(Bson::Null);
+            batch.insert(FIELD, flag);
+            self.coll("batches")
+                .replace_one(doc! { "_id": id, FIELD: read }, batch)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
     /// Recounts a retaken shard's counters, and the document counts of its
     /// batch's collections, from the records they count: only on a server
     /// that keeps the writes of a transaction whose client died (the
