@@ -130,9 +130,12 @@ impl Server {
         Ok(body)
     }
 
-    /// Creates a batch of `ids`, submits it and waits for its end;
-    /// returns the batch.
-    pub(super) async fn run_batch(&self, bucket: &str, ids: &[String]) -> anyhow::Result<Value> {
+    /// Creates a batch of `ids` and submits it; returns its path.
+    pub(super) async fn submit_batch(
+        &self,
+        bucket: &str,
+        ids: &[String],
+    ) -> anyhow::Result<String> {
         let batches = format!("/v1/buckets/{bucket}/batches");
         let batch = self
             .call(
@@ -144,6 +147,13 @@ impl Server {
         let path = format!("{batches}/{}", batch["batch_id"].as_str().context("id")?);
         self.call(reqwest::Method::POST, &format!("{path}/submit"), None)
             .await?;
+        Ok(path)
+    }
+
+    /// Creates a batch of `ids`, submits it and waits for its end;
+    /// returns the batch.
+    pub(super) async fn run_batch(&self, bucket: &str, ids: &[String]) -> anyhow::Result<Value> {
+        let path = self.submit_batch(bucket, ids).await?;
         loop {
             let batch = self.call(reqwest::Method::GET, &path, None).await?;
             match batch["status"].as_str() {

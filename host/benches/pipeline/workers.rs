@@ -164,18 +164,7 @@ pub async fn bench(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Resu
     let args = ["--max-shards", "1", "--lease-seconds", LEASE];
     let mut victim = Worker::start(root, cache, &data, &args, None)?;
     let _survivor = Worker::start(root, cache, &data, &args, None)?;
-    let batches = format!("/v1/buckets/{bucket}/batches");
-    let batch = server
-        .call(
-            reqwest::Method::POST,
-            &batches,
-            Some(json!({ "object_ids": ids })),
-        )
-        .await?;
-    let path = format!("{batches}/{}", batch["batch_id"].as_str().context("id")?);
-    server
-        .call(reqwest::Method::POST, &format!("{path}/submit"), None)
-        .await?;
+    let path = server.submit_batch(&bucket, &ids).await?;
     let held = loop {
         let listed = shards(&server, &path).await?;
         let held = listed

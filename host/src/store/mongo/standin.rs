@@ -107,9 +107,21 @@ impl MongoStore {
     /// Turns the `include_processing_history` that earlier versions wrote
     /// with `$set` on the stand-in, kept there as 0 or 1, back into the
     /// boolean it was. Only on the stand-in; each batch by a replace that
-    /// matches the integer it read, so a concurrent write wins.
+    /// matches the integer it read, so a concurrent write wins. Once done
+    /// the pass is recorded in `migrations` (no write makes such values
+    /// any more) and never runs again.
     pub(super) async fn flags_as_booleans(&self) -> Result<()> {
         const FIELD: &str = "include_processing_history";
+        const DONE: &str = "flags-are-booleans";
+        if self
+            .coll("migrations")
+            .find_one(doc! { "_id": DONE })
+            .await
+            .map_err(backend)?
+            .is_some()
+        {
+            return Ok(());
+        }
         let batches: Vec<Document> = self
             .coll("batches")
             .find(doc! {})
@@ -134,6 +146,11 @@ impl MongoStore {
                 .await
                 .map_err(backend)?;
         }
+        self.coll("migrations")
+            .update_one(doc! { "_id": DONE }, doc! { "$set": { "at": now() } })
+            .upsert(true)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
