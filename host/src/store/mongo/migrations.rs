@@ -4,6 +4,26 @@ use super::*;
 use crate::store::ObjectId;
 
 impl MongoStore {
+    /// Whether the pass `name` ran to its end before.
+    pub(super) async fn migrated(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .coll("migrations")
+            .find_one(doc! { "_id": name })
+            .await
+            .map_err(backend)?
+            .is_some())
+    }
+
+    /// Records that the pass `name` ran to its end.
+    pub(super) async fn mark_migrated(&self, name: &str) -> Result<()> {
+        self.coll("migrations")
+            .update_one(doc! { "_id": name }, doc! { "$set": { "at": now() } })
+            .upsert(true)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     /// Gives every batch submitted before shards existed one shard, with
     /// the counters the batch kept then (a running one is queued again:
     /// its worker's lease is gone). Idempotent: a batch with shards is
@@ -11,13 +31,7 @@ impl MongoStore {
     /// recorded in `migrations` and never runs again.
     pub(super) async fn shard_older_batches(&self) -> Result<()> {
         const DONE: &str = "batches-have-shards";
-        if self
-            .coll("migrations")
-            .find_one(doc! { "_id": DONE })
-            .await
-            .map_err(backend)?
-            .is_some()
-        {
+        if self.migrated(DONE).await? {
             return Ok(());
         }
         let older: Vec<Document> = self
@@ -104,11 +118,7 @@ impl MongoStore {
                 Ok(())
             })?;
         }
-        self.coll("migrations")
-            .update_one(doc! { "_id": DONE }, doc! { "$set": { "at": now() } })
-            .upsert(true)
-            .await
-            .map_err(backend)?;
+        self.mark_migrated(DONE).await?;
         Ok(())
     }
 }

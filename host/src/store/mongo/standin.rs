@@ -113,13 +113,7 @@ impl MongoStore {
     pub(super) async fn flags_as_booleans(&self) -> Result<()> {
         const FIELD: &str = "include_processing_history";
         const DONE: &str = "flags-are-booleans";
-        if self
-            .coll("migrations")
-            .find_one(doc! { "_id": DONE })
-            .await
-            .map_err(backend)?
-            .is_some()
-        {
+        if self.migrated(DONE).await? {
             return Ok(());
         }
         let batches: Vec<Document> = self
@@ -146,11 +140,7 @@ impl MongoStore {
                 .await
                 .map_err(backend)?;
         }
-        self.coll("migrations")
-            .update_one(doc! { "_id": DONE }, doc! { "$set": { "at": now() } })
-            .upsert(true)
-            .await
-            .map_err(backend)?;
+        self.mark_migrated(DONE).await?;
         Ok(())
     }
 
