@@ -62,7 +62,7 @@ $(TEST_SERVERS)/installed: tests/servers.txt
 
 ## test: build everything, then run every test suite
 test: host plugins template test-servers
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 ## bench: measure the engine side by side (release build) and write BENCHMARKS.md
 bench: plugins test-servers

@@ -401,7 +401,7 @@ async fn progress_is_live_and_a_canceled_batch_can_be_retried() {
         "0.3",
         &["--error-budget", "0.9"],
     ));
-    let HostileBatch { path, task_id, .. } = hostile_batch(&server, 24, |i| i % 2 == 1).await;
+    let HostileBatch { path, task_id, .. } = hostile_batch(&server, 36, |i| i % 2 == 1).await;
 
     // Watch it run until a few objects are done, then cancel.
     let seen = poll_until(&server, &path, |b| {
@@ -410,7 +410,7 @@ async fn progress_is_live_and_a_canceled_batch_can_be_retried() {
     .await;
     let running = seen.last().expect("running");
     let p = &running["progress"];
-    assert_eq!(p["total"], 24);
+    assert_eq!(p["total"], 36);
     assert_eq!(
         p["current_stage"],
         json!({"name": "hostile@1.0.0", "index": 1, "total": 1}),
@@ -418,7 +418,7 @@ async fn progress_is_live_and_a_canceled_batch_can_be_retried() {
     );
     let message = text(&running["status_message"]);
     assert!(
-        message.starts_with(&format!("Processing {}/24 objects (", p["processed"])),
+        message.starts_with(&format!("Processing {}/36 objects (", p["processed"])),
         "{message}"
     );
     assert!(message.contains(" items/sec · "), "{message}");
@@ -461,7 +461,7 @@ async fn progress_is_live_and_a_canceled_batch_can_be_retried() {
     let (_, still) = server.get(&path).await;
     assert_eq!(still["status"], "CANCELED");
     assert_eq!(still["progress"]["processed"], at_cancel);
-    assert!(at_cancel < 24, "canceled too late to tell: {still}");
+    assert!(at_cancel < 36, "canceled too late to tell: {still}");
     let (status, _) = server.post(&format!("{path}/cancel"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "cancel is idempotent");
 
@@ -472,16 +472,16 @@ async fn progress_is_live_and_a_canceled_batch_can_be_retried() {
     let done = poll_until(&server, &path, terminal).await;
     let done = done.last().expect("final");
     assert_eq!(done["status"], "COMPLETED", "{done}");
-    assert_eq!(done["progress"]["processed"], 24);
-    assert_eq!(done["progress"]["errors"], 12);
+    assert_eq!(done["progress"]["processed"], 36);
+    assert_eq!(done["progress"]["errors"], 18);
     assert_eq!(
         done["error_summary"],
-        json!({"hostile.timeout": 12}),
+        json!({"hostile.timeout": 18}),
         "{done}"
     );
     assert_eq!(done["health"], "degraded");
     let failed = all(&server, &format!("{path}/objects?status=failed")).await;
-    assert_eq!(failed.len(), 12);
+    assert_eq!(failed.len(), 18);
     assert!(
         failed
             .iter()

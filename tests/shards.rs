@@ -287,7 +287,7 @@ async fn a_worker_paused_past_its_lease_writes_nothing_when_it_resumes() {
     // seconds or more.
     let batch = hostile_batch_in_mode(&api, "slow", "slow", 300, |_| true).await;
     let shard = holding(&api, &batch.path, &paused).await;
-    paused.signal("STOP");
+    paused.pause_outside_writes(&api.data_dir.join("strata.db"));
     let other = Worker::start(
         &api.data_dir,
         &Options::default(),

@@ -117,7 +117,8 @@ pub fn plugins_with_hostile() -> tempfile::TempDir {
 
 /// Options for a server whose `hostile` extractor (mode `loop`) spends
 /// `timeout` on every object containing TRIGGER, one object per chunk.
-/// `extra` may set `--max-timeouts` (0, never disabled, otherwise).
+/// `extra` may set `--max-timeouts` (0, never disabled, otherwise) and
+/// `--threads-per-tier` (1 otherwise).
 pub fn slow_options(plugins: &Path, timeout: &str, extra: &[&str]) -> Options {
     let mut args: Vec<String> = [
         "--plugins",
@@ -134,6 +135,11 @@ pub fn slow_options(plugins: &Path, timeout: &str, extra: &[&str]) -> Options {
     .collect();
     if !extra.contains(&"--max-timeouts") {
         args.extend(["--max-timeouts".to_owned(), "0".to_owned()]);
+    }
+    // One object at a time unless asked: these tests watch a batch while
+    // it runs, and their timing assumes it.
+    if !extra.contains(&"--threads-per-tier") {
+        args.extend(["--threads-per-tier".to_owned(), "1".to_owned()]);
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Options {

@@ -69,6 +69,26 @@ impl Worker {
         }
     }
 
+    /// Stops the worker (SIGSTOP) at a moment it holds no write lock on
+    /// the SQLite database at `db`: a process stopped inside a write
+    /// transaction holds the file's lock, and every other process waits
+    /// for it, which is SQLite's nature and not what a lease test asks.
+    pub fn pause_outside_writes(&self, db: &Path) {
+        let probe = rusqlite::Connection::open(db).expect("opening the database");
+        probe.busy_timeout(Duration::ZERO).expect("busy timeout");
+        for _ in 0..200 {
+            self.signal("STOP");
+            match probe.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+                Ok(()) => return,
+                Err(_) => {
+                    self.signal("CONT");
+                    std::thread::sleep(Duration::from_millis(7));
+                }
+            }
+        }
+        panic!("the worker held the database's write lock at every try");
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -197,8 +197,14 @@ UPDATE batches SET status = 'QUEUED' WHERE status = 'PROCESSING';
 "#,
 ];
 
-/// Brings the schema of `conn` up to date, in one transaction.
+/// Brings the schema of `conn` up to date, in one transaction. An
+/// up-to-date database is only read: opening it never waits for another
+/// process's write.
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if applied >= MIGRATIONS.len() {
+        return Ok(());
+    }
     migrate_to(conn, MIGRATIONS.len())
 }
 
