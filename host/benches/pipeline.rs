@@ -168,6 +168,11 @@ fn main() -> anyhow::Result<()> {
         100.0 * (1.0 - unchecked.as_secs_f64() / wasm.as_secs_f64())
     );
     println!("\nTarget: WASM / native ≥ 0.75.\n");
+    let same = corpus.iter().filter(|t| same_as_whatlang(t)).count();
+    println!(
+        "lang-detect's trigram tables answer as whatlang 0.18.0 does (language, script, confidence, reliability) on {same} of {objects} objects.\n"
+    );
+    anyhow::ensure!(same == objects, "lang-detect differs from whatlang");
     println!(
         "The columns without deadline checks are a diagnostic, same run, same components on an engine without the epoch checks that enforce call deadlines (never how plugins run): what the checks cost each extractor.\n"
     );
@@ -369,6 +374,21 @@ fn base_batch(texts: &[String]) -> RecordBatch {
         ("mime_type", Arc::new(mime) as ArrayRef),
     ])
     .unwrap_or_else(|e| unreachable!("two columns of equal length: {e}"))
+}
+
+/// Whether `lang-detect` and the whatlang crate it derives from find the
+/// same language, script, confidence and reliability in `text`.
+fn same_as_whatlang(text: &str) -> bool {
+    let ours = lang_detect::detect(text).map(|d| (d.name, d.script, d.confidence, d.reliable));
+    let upstream = whatlang_upstream::detect(text).map(|info| {
+        (
+            info.lang().eng_name(),
+            info.script().to_string(),
+            info.confidence() as f32,
+            info.is_reliable(),
+        )
+    });
+    ours == upstream
 }
 
 fn object(i: usize, content: Vec<u8>) -> ObjectInput {

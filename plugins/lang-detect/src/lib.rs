@@ -210,6 +210,61 @@ mod tests {
         }
     }
 
+    /// Sentences in many languages and scripts, alone, joined and cut at
+    /// every length: the trigram tables must answer exactly as whatlang.
+    #[test]
+    fn detection_equals_upstream_whatlang_value_by_value() {
+        let sentences = [
+            "Le chat est assis sur le tapis et regarde les oiseaux dans le jardin.",
+            "The quick brown fox jumps over the lazy dog near the river bank.",
+            "Der schnelle braune Fuchs springt über den faulen Hund am Flussufer.",
+            "El rápido zorro marrón salta sobre el perro perezoso junto al río.",
+            "O rápido raposo castanho salta sobre o cão preguiçoso junto ao rio.",
+            "La volpe marrone veloce salta sopra il cane pigro vicino al fiume.",
+            "De snelle bruine vos springt over de luie hond bij de rivier.",
+            "Szybki brązowy lis przeskakuje nad leniwym psem przy rzece.",
+            "Rychlá hnědá liška skáče přes líného psa u řeky.",
+            "Den snabba bruna räven hoppar över den lata hunden vid floden.",
+            "Nopea ruskea kettu hyppää laiskan koiran yli joen rannalla.",
+            "Hızlı kahverengi tilki nehir kıyısında tembel köpeğin üzerinden atlar.",
+            "Con cáo nâu nhanh nhẹn nhảy qua con chó lười bên bờ sông.",
+            "Быстрая коричневая лиса прыгает через ленивую собаку у реки.",
+            "Швидка бура лисиця стрибає через ледачого пса біля річки.",
+            "Бърза кафява лисица прескача мързеливо куче край реката.",
+            "الثعلب البني السريع يقفز فوق الكلب الكسول بجانب النهر.",
+            "روباه قهوه ای سریع از روی سگ تنبل کنار رودخانه می پرد.",
+            "तेज़ भूरी लोमड़ी नदी के किनारे आलसी कुत्ते के ऊपर कूदती है।",
+            "השועל החום המהיר קופץ מעל הכלב העצלן ליד הנהר.",
+            "敏捷的棕色狐狸跳过了河边的懒狗。",
+            "素早い茶色の狐が川のそばの怠け者の犬を飛び越える。",
+            "빠른 갈색 여우가 강가의 게으른 개를 뛰어넘는다.",
+            "Γρήγορη καφέ αλεπού πηδάει πάνω από τον τεμπέλη σκύλο.",
+        ];
+        let mut texts: Vec<String> = sentences.iter().map(|s| (*s).to_owned()).collect();
+        for (i, a) in sentences.iter().enumerate() {
+            let b = sentences[(i * 7 + 3) % sentences.len()];
+            texts.push(format!("{a} {b} {a}"));
+            texts.push(a.repeat(40));
+            for cut in (1..a.len()).filter(|&c| a.is_char_boundary(c)).step_by(5) {
+                texts.push(a[..cut].to_owned());
+            }
+        }
+        for text in &texts {
+            let ours = detect(text);
+            let upstream = whatlang_upstream::detect(text).map(|info| {
+                (
+                    info.lang().eng_name(),
+                    info.script().to_string(),
+                    info.confidence() as f32,
+                    info.is_reliable(),
+                )
+            });
+            let ours = ours.map(|d| (d.name, d.script, d.confidence, d.reliable));
+            assert_eq!(ours, upstream, "{text}");
+        }
+        assert!(texts.len() > 300, "{}", texts.len());
+    }
+
     #[test]
     fn samples_cut_at_characters_not_bytes() {
         assert_eq!(sample("héllo wörld", 4), "héll");
