@@ -236,7 +236,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!("## 3. Instantiation\n");
     println!(
-        "Fresh store + instance (pooling allocator) + open session: **{:.1} µs** per unit of work (mean of {opens}, fastest of {ROUNDS} rounds; target ≤ 50 µs).\n",
+        "Fresh store + instance (pooling allocator) + open session: **{:.1} µs** per unit of work (mean of {opens}, fastest of {ROUNDS} rounds; target ≤ 25 µs).\n",
         took.as_secs_f64() * 1e6 / opens as f64
     );
 

@@ -207,7 +207,13 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         // A call's stack is zeroed when it ends (its first 64 KiB in place,
         // the rest given back to the system): nothing of one guest's stack
         // reaches the next, and idle stacks take no memory.
-        .async_stack_keep_resident(64 << 10);
+        .async_stack_keep_resident(64 << 10)
+        // A table's first 16 KiB is cleared in place rather than given
+        // back: fewer system calls and TLB flushes per instance. (Giving
+        // back the pages of several ended instances at once saves more,
+        // but keeps their memories resident meanwhile, up to a batch per
+        // thread: memory stays bounded by what runs instead.)
+        .table_keep_resident(16 << 10);
     let mut wasm = Config::new();
     // Every linear memory gets a 4 GiB reservation (a pooling slot)
     // that it never leaves: compiled code needs no bounds checks and
