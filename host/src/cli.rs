@@ -110,7 +110,7 @@ struct WorkerArgs {
     #[arg(long, env = "STRATA_ERROR_BUDGET", default_value_t = 0.5)]
     error_budget: f64,
     /// Objects per chunk: the unit of document writes and of progress.
-    #[arg(long, env = "STRATA_CHUNK_OBJECTS", default_value_t = 32)]
+    #[arg(long, env = "STRATA_CHUNK_OBJECTS", default_value_t = crate::worker::WorkerConfig::DEFAULT_CHUNK_OBJECTS)]
     chunk_objects: usize,
     /// MiB of object content per chunk: a chunk also ends once it holds this much (one object at least).
     #[arg(long, env = "STRATA_CHUNK_MB", default_value_t = 64)]

@@ -105,5 +105,44 @@ pub fn bench(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Result<()>
         medians[0].as_secs_f64() / medians[1].as_secs_f64(),
         medians[0].as_secs_f64() / medians[2].as_secs_f64()
     );
+    match std::env::var_os("STRATA_BENCH_RAY_PYTHON") {
+        Some(python) => {
+            let ray = ray_data(Path::new(&python), &input, dir.path())?;
+            println!(
+                "\nRay Data on the same files and cores (`ray_data.py`: `read_binary_files` → `map_batches` of whatlang through `pywhatlang`, batches of 256 → JSON lines), median of 3: {:.2} s, {:.0} documents/s. **Strata / Ray Data on two cores: {:.2}×** (target ≥ 3).",
+                ray.as_secs_f64(),
+                corpus.len() as f64 / ray.as_secs_f64(),
+                ray.as_secs_f64() / medians[1].as_secs_f64()
+            );
+        }
+        None => println!(
+            "\nRay Data is measured only where STRATA_BENCH_RAY_PYTHON names a Python with `ray[data]` and `pywhatlang` (see `ray_data.py`)."
+        ),
+    }
     Ok(())
+}
+
+/// The median wall time of three runs of `ray_data.py` over `input` on
+/// cores 0 and 1, start-up included.
+fn ray_data(python: &Path, input: &Path, scratch: &Path) -> anyhow::Result<Duration> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline/ray_data.py");
+    let mut times = Vec::new();
+    for i in 0..3 {
+        let output = scratch.join(format!("ray-{i}"));
+        let started = Instant::now();
+        let status = Command::new("taskset")
+            .args(["-c", "0,1"])
+            .arg(python)
+            .arg(&script)
+            .arg(input)
+            .arg(&output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running ray_data.py")?;
+        anyhow::ensure!(status.success(), "ray_data.py exited with {status}");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(times[1])
 }

@@ -20,6 +20,9 @@ use strata_host::store::{
 
 pub(super) const KEY: &str = "sk_bench_admin_key_0123456789";
 
+/// Documents per write: the worker's chunk (`--chunk-objects`).
+const CHUNK: usize = strata_host::worker::WorkerConfig::DEFAULT_CHUNK_OBJECTS;
+
 pub(super) struct Server {
     child: std::process::Child,
     pub(super) url: String,
@@ -261,7 +264,7 @@ pub async fn bench(
         bucket,
         ids,
         upload_rate,
-        ..
+        collection,
     } = prepare(&server, corpus).await?;
 
     // Pickup latency: small batches, server-side timestamps.
@@ -291,6 +294,31 @@ pub async fn bench(
     let wall_rate = n as f64 / seconds_between(&batch, "submitted_at", "completed_at")?;
     let after = engine_alone()?;
     let engine_rate = (before + after) / 2.0;
+    // The same batch once more under `perf`, for the profile, into a
+    // fresh collection so that it writes new documents as the measured
+    // run did.
+    let deleted = server
+        .client
+        .delete(format!("{}/v1/collections/{collection}", server.url))
+        .bearer_auth(KEY)
+        .send()
+        .await?;
+    anyhow::ensure!(deleted.status().is_success(), "{}", deleted.status());
+    server
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections",
+            Some(json!({ "collection_name": "profiled", "source": { "bucket_id": bucket }, "extractors": text_pipeline()? })),
+        )
+        .await?;
+    let profiler = super::profile::Profiler::attach(server.child.id(), server._dir.path());
+    let profile = match profiler {
+        Some(profiler) => {
+            server.run_batch(&bucket, &ids).await?;
+            Some(profiler.finish()?)
+        }
+        None => None,
+    };
 
     println!("\n## 5. The batch service end to end\n");
     println!(
@@ -305,7 +333,7 @@ pub async fn bench(
     );
     println!("| service, submit → COMPLETED (adds manifest read and pickup) | {wall_rate:.0} |");
     println!(
-        "\n**Service / executor alone: {:.2}** (claim → COMPLETED; target ≥ 0.7).\n",
+        "\n**Service / executor alone: {:.2}** (claim → COMPLETED; target ≥ 0.90).\n",
         api_rate / engine_rate
     );
     println!(
@@ -313,6 +341,26 @@ pub async fn bench(
         pickups[pickups.len() / 2],
         pickups[pickups.len() - 1]
     );
+    match profile {
+        Some(profile) => {
+            let file = "BENCHMARKS-service-profile.txt";
+            std::fs::write(
+                root.join(file),
+                format!(
+                    "# `perf record -F 999 -p <strata serve>` over one more claim → COMPLETED of the batch above ({n} objects, new documents), written by `make bench`.\n# Compiled extractors appear as <extractor>-<engine>.cwasm, their functions by index.\n{}",
+                    super::profile::name_components(&profile.report, &root.join("plugins/dist"))?
+                ),
+            )?;
+            println!(
+                "\nWhere the service's CPU time goes in that batch, sampled with `perf` over one more run of it (symbols in [`{file}`]({file})):\n"
+            );
+            println!("| part | share of samples |\n|---|---|");
+            for (share, part) in profile.parts {
+                println!("| {part} | {share:.1}% |");
+            }
+        }
+        None => println!("\n`perf` is not installed here (or may not attach): no profile."),
+    }
     Ok(())
 }
 
@@ -424,8 +472,8 @@ async fn one_run(
     Ok((prepared.upload_rate, rate, document))
 }
 
-/// Documents/s through `sink`, written in chunks of 32 (the worker's
-/// default) as the worker writes them: `n` new documents like `template`,
+/// Documents/s through `sink`, written in chunks of [`CHUNK`] as the
+/// worker writes them: `n` new documents like `template`,
 /// then the same `n` again (replacing them); and the documents.
 async fn sink_rates(
     store: &dyn Store,
@@ -493,7 +541,7 @@ async fn sink_rates(
     for (pass, rate) in rates.iter_mut().enumerate() {
         let started = Instant::now();
         let mut new = 0;
-        for chunk in documents.chunks(32) {
+        for chunk in documents.chunks(CHUNK) {
             new += sink
                 .upsert_documents(
                     &namespace.namespace_id,
@@ -513,7 +561,8 @@ async fn sink_rates(
 }
 
 /// The same upserts from a plain client: `documents` as MongoDB stores
-/// them, through `plain_client.py` (pymongo, unordered bulk writes of 32)
+/// them, through `plain_client.py` (pymongo, unordered bulk writes of
+/// [`CHUNK`])
 /// into another database of the same server. Documents/s: new, again.
 fn plain_client_rates(
     loopback: &Loopback,
@@ -537,7 +586,7 @@ fn plain_client_rates(
         .arg(format!("{}/?directConnection=true", loopback.mongo))
         .arg("strata_bench_plain")
         .arg(&path)
-        .arg("32")
+        .arg(CHUNK.to_string())
         .output()
         .context("running plain_client.py")?;
     anyhow::ensure!(
@@ -646,7 +695,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         production_rate / embedded_rate
     );
     println!(
-        "\nDocument writes alone (`DocumentSink::upsert_documents`, chunks of 32 documents like the one the pipeline wrote, {} bytes of JSON each), documents/s:\n",
+        "\nDocument writes alone (`DocumentSink::upsert_documents`, chunks of {CHUNK} documents like the one the pipeline wrote, {} bytes of JSON each), documents/s:\n",
         serde_json::to_vec(&document)?.len()
     );
     println!("| | SQLite | MongoDB | ratio |\n|---|---|---|---|");
@@ -659,7 +708,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         mongo_again / sqlite_again
     );
     println!(
-        "\nThe same upserts on the same MongoDB server from a plain client (pymongo, unordered bulk writes of 32 by `_id`, no transaction, no document count, no event), documents/s:\n"
+        "\nThe same upserts on the same MongoDB server from a plain client (pymongo, unordered bulk writes of {CHUNK} by `_id`, no transaction, no document count, no event), documents/s:\n"
     );
     println!("| | Strata's MongoDB sink | plain client | Strata / plain |\n|---|---|---|---|");
     println!(
