@@ -20,6 +20,9 @@ use strata_host::store::{
 
 pub(super) const KEY: &str = "sk_bench_admin_key_0123456789";
 
+/// The database of section 6's Strata server on MongoDB.
+const STRATA_DATABASE: &str = "strata_bench";
+
 /// Documents per write: the worker's chunk (`--chunk-objects`).
 const CHUNK: usize = strata_host::worker::WorkerConfig::DEFAULT_CHUNK_OBJECTS;
 
@@ -562,8 +565,8 @@ async fn sink_rates(
 
 /// The same upserts from a plain client: `documents` as MongoDB stores
 /// them, through `plain_client.py` (pymongo, unordered bulk writes of
-/// [`CHUNK`])
-/// into another database of the same server. Documents/s: new, again.
+/// [`CHUNK`]) into another database of the same server, with the same
+/// indexes. Documents/s: new, again.
 fn plain_client_rates(
     loopback: &Loopback,
     documents: &[DocumentRecord],
@@ -585,6 +588,7 @@ fn plain_client_rates(
         .arg(script)
         .arg(format!("{}/?directConnection=true", loopback.mongo))
         .arg("strata_bench_plain")
+        .arg(STRATA_DATABASE)
         .arg(&path)
         .arg(CHUNK.to_string())
         .output()
@@ -611,7 +615,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         .await?
         .status();
     anyhow::ensure!(status.is_success(), "creating the S3 bucket: {status}");
-    let database = format!("{}/strata_bench?directConnection=true", loopback.mongo);
+    let database = format!("{}/{STRATA_DATABASE}?directConnection=true", loopback.mongo);
     let production = Backends {
         args: vec![
             "--store".into(),
@@ -708,7 +712,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
         mongo_again / sqlite_again
     );
     println!(
-        "\nThe same upserts on the same MongoDB server from a plain client (pymongo, unordered bulk writes of {CHUNK} by `_id`, no transaction, no document count, no event), documents/s:\n"
+        "\nThe same upserts on the same MongoDB server from a plain client (pymongo, unordered bulk writes of {CHUNK} by `_id` into a collection with the same indexes; no transaction, no document count, no event), documents/s:\n"
     );
     println!("| | Strata's MongoDB sink | plain client | Strata / plain |\n|---|---|---|---|");
     println!(
