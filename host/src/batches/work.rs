@@ -287,7 +287,7 @@ pub async fn settle(
     if decide(batch_id, batch.status, Action::Complete).ok() != Some(Verdict::Apply) {
         return Ok(None);
     }
-    let all = store.shards(&[batch_id.to_owned()]).await?;
+    let all = store.shards(std::slice::from_ref(batch_id)).await?;
     let Some((status, reason)) = shards::outcome(&batch, &all, error_budget) else {
         return Ok(None);
     };
