@@ -8,7 +8,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
-TARGET_DIR := $(shell $(CARGO) metadata --format-version 1 --no-deps 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo target)
+# Read without running cargo: the pinned toolchain may not be installed yet.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/plugin
 DIST := plugins/dist
 PLUGINS := text-extract lang-detect keywords hash-embed entities image-meta content-hash
@@ -22,12 +23,13 @@ export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
 
 all: host plugins
 
-## setup: install the wasm32-wasip2 Rust target when it is missing
+## setup: install the toolchain rust-toolchain.toml pins (with its wasm32-wasip2 target) when it is missing
 setup:
+	@rustup --quiet toolchain install
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 ## host: build the strata binary (debug)
-host:
+host: setup
 	$(CARGO) build -p strata-host
 
 ## plugins: build every extractor and test fixture as a component into plugins/dist/
