@@ -410,7 +410,9 @@ fn same_as_whatlang(text: &str) -> bool {
             info.is_reliable(),
         )
     });
-    ours == upstream
+    // The confidence to the last bit, before `lang-detect` narrows it.
+    let exact = |info: Option<whatlang_upstream::Info>| info.map(|i| i.confidence().to_bits());
+    ours == upstream && lang_detect::confidence_bits(text) == exact(whatlang_upstream::detect(text))
 }
 
 fn object(i: usize, content: Vec<u8>) -> ObjectInput {

@@ -78,6 +78,7 @@ impl Worker {
         probe.busy_timeout(Duration::ZERO).expect("busy timeout");
         for _ in 0..200 {
             self.signal("STOP");
+            self.wait_until_stopped();
             match probe.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
                 Ok(()) => return,
                 Err(_) => {
@@ -87,6 +88,30 @@ impl Worker {
             }
         }
         panic!("the worker held the database's write lock at every try");
+    }
+
+    /// Waits (a second at most) until every thread of the worker shows as
+    /// stopped: SIGSTOP takes effect asynchronously.
+    fn wait_until_stopped(&self) {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let stopped = || {
+            std::fs::read_dir(&tasks).is_ok_and(|entries| {
+                entries.flatten().all(|task| {
+                    std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                        // The state follows the command name's closing parenthesis.
+                        stat.rsplit_once(')').is_some_and(|(_, rest)| {
+                            matches!(rest.trim_start().chars().next(), Some('T' | 't'))
+                        })
+                    })
+                })
+            })
+        };
+        for _ in 0..100 {
+            if stopped() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`).

@@ -109,7 +109,7 @@ pub fn bench(corpus: &[String], root: &Path, cache: &Path) -> anyhow::Result<()>
         Some(python) => {
             let ray = ray_data(Path::new(&python), &input, dir.path())?;
             println!(
-                "\nRay Data on the same files and cores (`ray_data.py`: `read_binary_files` → `map_batches` of whatlang (0.16, the version `pywhatlang` binds) through `pywhatlang`, batches of 256 → JSON lines), median of 3: {:.2} s, {:.0} documents/s. **Strata / Ray Data on two cores: {:.2}×** (target ≥ 3).",
+                "\nRay Data on the same files and cores (`ray_data.py`: `read_binary_files` → `map_batches` of whatlang (0.16, the version `pywhatlang` binds) through `pywhatlang`, batches of 256 → JSON lines; the process timed from outside, Ray's start-up and shut-down included), median of 3: {:.2} s, {:.0} documents/s. **Strata / Ray Data on two cores: {:.2}×** (target ≥ 3).",
                 ray.as_secs_f64(),
                 corpus.len() as f64 / ray.as_secs_f64(),
                 ray.as_secs_f64() / medians[1].as_secs_f64()

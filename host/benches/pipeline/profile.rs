@@ -19,6 +19,17 @@ pub(super) struct Profile {
     pub(super) parts: Vec<(f64, &'static str)>,
 }
 
+impl Drop for Profiler {
+    /// A run that failed before [`Profiler::finish`] leaves no `perf`
+    /// behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.perf.try_wait() {
+            let _ = self.perf.kill();
+            let _ = self.perf.wait();
+        }
+    }
+}
+
 impl Profiler {
     /// Starts sampling `pid` at 999 Hz into `dir`; `None` when `perf` is
     /// missing or may not attach (e.g. `perf_event_paranoid`).
@@ -63,12 +74,12 @@ impl Profiler {
                 Some((share, dso, symbol)) => {
                     *sums.entry(part(dso, symbol)).or_default() += share;
                     if share >= 0.2 {
-                        report.push_str(line);
+                        report.push_str(line.trim_end());
                         report.push('\n');
                     }
                 }
                 None if line.starts_with('#') && !line.starts_with("# (Tip") => {
-                    report.push_str(line);
+                    report.push_str(line.trim_end());
                     report.push('\n');
                 }
                 None => {}
@@ -112,7 +123,11 @@ fn part(dso: &str, symbol: &str) -> &'static str {
     let has = |needles: &[&str]| needles.iter().any(|n| symbol.contains(n));
     if dso.contains("kernel") {
         "kernel (system calls, page faults, scheduling)"
-    } else if dso.starts_with("[JIT]") || dso.starts_with("perf-") || symbol.starts_with("wasm[") {
+    } else if dso.ends_with(".cwasm")
+        || dso.starts_with("[JIT]")
+        || dso.starts_with("perf-")
+        || symbol.starts_with("wasm[")
+    {
         "extractors (compiled WebAssembly)"
     } else if has(&["sqlite3", "rusqlite"]) {
         "SQLite"

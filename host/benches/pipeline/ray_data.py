@@ -2,8 +2,9 @@
 
 The same text files as `strata run` reads, through whatlang (the `pywhatlang`
 binding) with Ray Data's `map_batches` on as many CPUs as the process may
-use, JSON lines out. Prints the wall time in seconds, start-up included, as
-section 10 times `strata run`.
+use, JSON lines out. Section 10 times the whole process from outside, Ray's
+start-up and shut-down included, as it times `strata run`; the script also
+prints its own wall time.
 
     python ray_data.py <directory of .txt files> <output directory>
 

@@ -687,7 +687,7 @@ pub async fn backends(corpus: &[String], root: &Path, cache: &Path) -> anyhow::R
 
     println!("\n## 6. Production backends: MongoDB + S3 vs embedded\n");
     println!(
-        "The same {n} objects and text pipeline as section 5, through three fresh `strata serve` processes one after the other: embedded (SQLite + local files), MongoDB + S3, embedded again. MongoDB and S3 are the loopback protocol servers the tests use (`nx-27017`, MongoDB's wire protocol in Python over SQLite; `moto_server`, S3 in Python): the ratios measure those stand-ins as much as Strata, and the document-write rows below show where the time goes. They are not what a production MongoDB and S3 give.\n"
+        "{n} of the corpus objects through the text pipeline of section 5, through three fresh `strata serve` processes one after the other: embedded (SQLite + local files), MongoDB + S3, embedded again. MongoDB and S3 are the loopback protocol servers the tests use (`nx-27017`, MongoDB's wire protocol in Python over SQLite; `moto_server`, S3 in Python): the ratios measure those stand-ins as much as Strata, and the document-write rows below show where the time goes. They are not what a production MongoDB and S3 give.\n"
     );
     println!("| | embedded (mean of before and after) | MongoDB + S3 | ratio |\n|---|---|---|---|");
     println!(

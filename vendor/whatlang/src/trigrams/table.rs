@@ -11,12 +11,15 @@
 use super::{LangProfileList, Trigram};
 
 /// An open-addressing map from trigrams to dense indices, hashed with
-/// 32-bit arithmetic and probed linearly.
-#[derive(Debug, Default)]
+/// 32-bit arithmetic and probed linearly. Each index has a random seed, so
+/// no text can be crafted whose trigrams all collide; nothing computed from
+/// an index depends on its hash order.
+#[derive(Debug)]
 pub(crate) struct TrigramIndex {
     /// `0` for an empty slot, otherwise the key's index plus one.
     slots: Vec<u32>,
     keys: Vec<Trigram>,
+    seed: u32,
 }
 
 impl TrigramIndex {
@@ -26,6 +29,7 @@ impl TrigramIndex {
         TrigramIndex {
             slots: vec![0; slots],
             keys: Vec::with_capacity(n),
+            seed: random_seed(),
         }
     }
 
@@ -40,9 +44,9 @@ impl TrigramIndex {
     }
 
     #[inline]
-    fn hash(t: &Trigram) -> u32 {
+    fn hash(&self, t: &Trigram) -> u32 {
         const K: u32 = 0x9E37_79B1;
-        let mut h = (t.0 as u32).wrapping_mul(K);
+        let mut h = (self.seed ^ t.0 as u32).wrapping_mul(K);
         h = (h.rotate_left(5) ^ t.1 as u32).wrapping_mul(K);
         h = (h.rotate_left(5) ^ t.2 as u32).wrapping_mul(K);
         h ^ (h >> 15)
@@ -52,7 +56,7 @@ impl TrigramIndex {
     #[inline]
     fn slot(&self, t: &Trigram) -> usize {
         let mask = self.slots.len() - 1;
-        let mut i = Self::hash(t) as usize & mask;
+        let mut i = self.hash(t) as usize & mask;
         loop {
             match self.slots[i] {
                 0 => return i,
@@ -91,7 +95,7 @@ impl TrigramIndex {
         let mut slots = vec![0u32; self.slots.len() * 2];
         let mask = slots.len() - 1;
         for (k, t) in self.keys.iter().enumerate() {
-            let mut i = Self::hash(t) as usize & mask;
+            let mut i = self.hash(t) as usize & mask;
             while slots[i] != 0 {
                 i = (i + 1) & mask;
             }
@@ -99,6 +103,12 @@ impl TrigramIndex {
         }
         self.slots = slots;
     }
+}
+
+/// A seed from the standard library's randomly keyed hasher.
+fn random_seed() -> u32 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5EED_u32) as u32
 }
 
 /// One script's language profiles, inverted: for every trigram, the
