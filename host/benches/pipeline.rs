@@ -398,21 +398,27 @@ fn base_batch(texts: &[String]) -> RecordBatch {
     .unwrap_or_else(|e| unreachable!("two columns of equal length: {e}"))
 }
 
-/// Whether `lang-detect` and the whatlang crate it derives from find the
-/// same language, script, confidence and reliability in `text`.
+/// Whether the whatlang `lang-detect` carries (`vendor/whatlang`) and
+/// upstream whatlang find the same language, script, confidence (to the
+/// last bit) and reliability in `text`.
 fn same_as_whatlang(text: &str) -> bool {
-    let ours = lang_detect::detect(text).map(|d| (d.name, d.script, d.confidence, d.reliable));
-    let upstream = whatlang_upstream::detect(text).map(|info| {
+    let ours = whatlang::detect(text).map(|i| {
         (
-            info.lang().eng_name(),
-            info.script().to_string(),
-            info.confidence() as f32,
-            info.is_reliable(),
+            i.lang().code(),
+            i.script().to_string(),
+            i.confidence().to_bits(),
+            i.is_reliable(),
         )
     });
-    // The confidence to the last bit, before `lang-detect` narrows it.
-    let exact = |info: Option<whatlang_upstream::Info>| info.map(|i| i.confidence().to_bits());
-    ours == upstream && lang_detect::confidence_bits(text) == exact(whatlang_upstream::detect(text))
+    let upstream = whatlang_upstream::detect(text).map(|i| {
+        (
+            i.lang().code(),
+            i.script().to_string(),
+            i.confidence().to_bits(),
+            i.is_reliable(),
+        )
+    });
+    ours == upstream
 }
 
 fn object(i: usize, content: Vec<u8>) -> ObjectInput {

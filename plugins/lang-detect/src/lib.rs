@@ -105,13 +105,6 @@ pub fn detect(text: &str) -> Option<Detected> {
     })
 }
 
-/// The bits of the confidence (an `f64`) the language detector gives
-/// `text`, before [`detect`] narrows it: what the bench compares with
-/// upstream whatlang.
-pub fn confidence_bits(text: &str) -> Option<u64> {
-    whatlang::detect(text).map(|info| info.confidence().to_bits())
-}
-
 impl Session for LangSession {
     fn process(&mut self, input: &Input) -> Result<Output, Error> {
         let texts = input.utf8("text-extract.text")?;
