@@ -179,6 +179,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "The columns without deadline checks are a diagnostic, same run, same components on an engine without the epoch checks that enforce call deadlines (never how plugins run): what the checks cost each extractor.\n"
     );
+    println!(
+        "Tried for the gap (measured while tuning, not by every run): wasmtime 50's Cranelift (in the figures above); whatlang's trigram tables laid out for 32-bit hashing and inverted per script (lang-detect 4.12 → 1.55 s in WebAssembly and 2.29 → 0.90 s natively: faster in both builds, so the ratio moved less than the time); components built with LLVM's inlining threshold at 1000 (`.cargo/config.toml`: pipeline 0.67 → 0.70, lang-detect 0.55 → 0.61, the checks' share 19 → 14 %, components a fifth larger); runtime loop unrolling (no change). wasmtime 50 has no option that moves the epoch checks off function entries and loop back edges. What is left without checks is Cranelift against LLVM, and the Arrow IPC copies of every call across the boundary, which text-extract, doing little per byte, shows most.\n"
+    );
 
     // The executor end to end (tiers in parallel, pipelined batches).
     let inputs: Vec<ObjectInput> = corpus
@@ -241,6 +244,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "Fresh store + instance (pooling allocator) + open session: **{:.1} µs** per unit of work (mean of {opens}, fastest of {ROUNDS} rounds; target ≤ 25 µs).\n",
         took.as_secs_f64() * 1e6 / opens as f64
+    );
+    println!(
+        "Tried (measured while tuning): a pooled table's first 16 KiB cleared in place instead of given back (31.8 → 29.9 µs, kept); ended instances' pages given back 16 at a time (23.3 µs, but their memory stays resident until a batch fills, over the bound the memory test sets: not kept); linear memory kept resident (slower); stacks kept resident (no change). From run to run this figure moves by about 2 µs here.\n"
     );
 
     let until = env_usize("STRATA_BENCH_UNTIL", usize::MAX);

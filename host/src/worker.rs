@@ -701,7 +701,7 @@ fn read_object(
             row.object_id, row.size_bytes
         ))
     } else {
-        match handle.block_on(blobs.read(&row.blob_key)) {
+        match blobs.read_blocking(handle, &row.blob_key) {
             Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == row.sha256 => Ok(bytes),
             Ok(_) => Err(format!(
                 "the content of object `{}` does not match its SHA-256",

@@ -137,6 +137,10 @@ impl BlobStore for LocalBlobs {
             .map_err(|e| read_error(key, e))
     }
 
+    fn read_blocking(&self, _: &tokio::runtime::Handle, key: &str) -> Result<Vec<u8>> {
+        std::fs::read(self.path(key)?).map_err(|e| read_error(key, e))
+    }
+
     async fn size(&self, key: &str) -> Result<u64> {
         tokio::fs::metadata(self.path(key)?)
             .await

@@ -69,6 +69,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn open(&self, key: &str) -> Result<BlobReader>;
     /// Reads the whole blob under `key`.
     async fn read(&self, key: &str) -> Result<Vec<u8>>;
+    /// Reads the whole blob under `key` from a thread that may block (never
+    /// an async runtime's worker): by default it waits on `handle` for
+    /// [`read`](Self::read); a store whose blobs are local files reads
+    /// them on the calling thread, without a hop to another.
+    fn read_blocking(&self, handle: &tokio::runtime::Handle, key: &str) -> Result<Vec<u8>> {
+        handle.block_on(self.read(key))
+    }
     /// The size of the blob under `key`, in bytes.
     async fn size(&self, key: &str) -> Result<u64>;
     /// Reads `len` bytes of the blob under `key` from `start` (fewer at its

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::executor::{Chunk, RowStatus, Stats, StepResult};
+use super::features;
 use super::limits;
 use super::planner::{Plan, Step};
 use crate::time::Timestamp;
@@ -111,10 +112,6 @@ impl Finished<'_> {
         let keys = base.column(1).as_string::<i32>();
         let mimes = base.column(3).as_string::<i32>();
         let metadata = base.column(4).as_string::<i32>();
-        let features: Vec<Vec<Option<Map<String, Value>>>> = self
-            .results()
-            .map(|(step, result)| json_rows(step, result))
-            .collect();
         (0..rows)
             .map(|row| {
                 let mut doc = Document {
@@ -130,11 +127,12 @@ impl Finished<'_> {
                     extractors: Vec::new(),
                     processing_history: self.history.then(Vec::new),
                 };
-                for ((step, result), json) in self.results().zip(&features) {
+                for (step, result) in self.results() {
                     let manifest = step.extractor.manifest();
                     let outcome = match &result.status[row] {
                         RowStatus::Completed => {
-                            let values = json[row].clone().unwrap_or_default();
+                            let names = step.columns.iter().map(|c| c.name.as_str());
+                            let values = features::row_object(names, &result.outputs, row);
                             doc.features
                                 .insert(manifest.name.clone(), Value::Object(values));
                             doc.extractors.push(manifest.id());
@@ -235,28 +233,4 @@ pub fn flat_schema(plan: &Plan) -> SchemaRef {
     }
     fields.push(Field::new("errors", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
-}
-
-/// The outputs of a step as one JSON object per row.
-fn json_rows(step: &Step, result: &StepResult) -> Vec<Option<Map<String, Value>>> {
-    let rows = result.status.len();
-    let fields: Vec<Field> = step
-        .columns
-        .iter()
-        .map(|c| Field::new(&c.name, c.data_type.clone(), true))
-        .collect();
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), result.outputs.clone());
-    let encoded = batch.and_then(|batch| {
-        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-        writer.write(&batch)?;
-        writer.finish()?;
-        Ok(writer.into_inner())
-    });
-    let parsed = encoded
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Vec<Map<String, Value>>>(&bytes).ok());
-    match parsed {
-        Some(rows_json) if rows_json.len() == rows => rows_json.into_iter().map(Some).collect(),
-        _ => vec![None; rows],
-    }
 }

@@ -126,10 +126,47 @@ fn json_bytes(value: &Map<String, Value>) -> usize {
     counter.0
 }
 
+/// At least the bytes of `value` as JSON text, found without writing a
+/// number: each counts as the longest a number can take, each string
+/// character as an escape.
+fn json_bytes_at_most(value: &Value) -> usize {
+    /// More than any number takes (`-2.2250738585072014e-308` takes 24).
+    const NUMBER: usize = 32;
+    /// `\u001f`: the longest escape of one character's byte.
+    const ESCAPE: usize = 6;
+    let string = |s: &str| 2 + ESCAPE * s.len();
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => NUMBER,
+        Value::String(s) => string(s),
+        Value::Array(items) => {
+            2 + items
+                .iter()
+                .map(|v| json_bytes_at_most(v) + 1)
+                .sum::<usize>()
+        }
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| string(k) + 2 + json_bytes_at_most(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 /// Keeps a document's features under [`MAX_DOCUMENT_BYTES`]: while they
 /// are over it, the largest extractor's features are dropped; returns the
 /// extractors dropped with the reason.
 pub fn bound_features(features: &mut Map<String, Value>) -> Vec<(String, String)> {
+    // Most documents are far under the limit: no need to measure them.
+    if features
+        .iter()
+        .map(|(name, value)| name.len() + 4 + json_bytes_at_most(value))
+        .sum::<usize>()
+        <= MAX_DOCUMENT_BYTES
+    {
+        return Vec::new();
+    }
     let mut sizes: Vec<(String, usize)> = features
         .iter()
         .filter_map(|(name, value)| match value {
@@ -227,6 +264,51 @@ mod tests {
         assert_eq!(dropped[0].0, "huge");
         assert!(dropped[0].1.contains("limit of 4 MiB"), "{}", dropped[0].1);
         assert_eq!(features.len(), 2);
+    }
+
+    #[test]
+    fn the_quick_bound_is_never_below_the_json_size() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!(i64::MIN),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(-2.2250738585072014e-308),
+            serde_json::json!(-1.7976931348623157e308),
+            serde_json::json!(5e-324),
+            serde_json::json!(-1.2345678901234567e-5),
+            serde_json::json!(-1.2345678901234567e20),
+            serde_json::json!("\u{1}\u{1f}\"\\\n é 中 😀"),
+            serde_json::json!([]),
+            serde_json::json!({}),
+            serde_json::json!({"\u{1}k\"": [1, [2.5, null, {"x": "\u{7f}"}], "s"], "": {}}),
+        ];
+        for value in values {
+            let exact = serde_json::to_string(&value)
+                .map(|s| s.len())
+                .unwrap_or(usize::MAX);
+            assert!(json_bytes_at_most(&value) >= exact, "{value}");
+        }
+    }
+
+    #[test]
+    fn features_near_the_limit_are_measured_exactly() {
+        // Over the quick bound, under the limit: kept.
+        let mut features = Map::new();
+        features.insert(
+            "plain".into(),
+            serde_json::json!({ "text": "x".repeat(1 << 20) }),
+        );
+        assert!(bound_features(&mut features).is_empty());
+        assert_eq!(features.len(), 1);
+        // Under the limit in bytes, over it once escaped: dropped.
+        let mut features = Map::new();
+        let control = "\u{1}".repeat(MAX_DOCUMENT_BYTES / 4);
+        features.insert("escaped".into(), serde_json::json!({ "text": control }));
+        let dropped = bound_features(&mut features);
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert!(features.is_empty());
     }
 
     #[test]

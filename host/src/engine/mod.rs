@@ -5,6 +5,7 @@ pub mod cache;
 pub mod compiler;
 mod documents;
 pub mod executor;
+mod features;
 pub mod limits;
 pub mod manifest;
 pub mod planner;

@@ -15,9 +15,18 @@ impl DocumentSink for SqliteStore {
         of_one_collection(collection_id, documents)?;
         let (namespace, collection) = (namespace_id.to_owned(), collection_id.to_owned());
         let lease = lease.cloned();
+        // What the statements take: ids and the body as text (never the
+        // documents themselves, whose features may be large).
         let rows = documents
             .iter()
-            .map(|d| Ok((d.clone(), body_text(d)?)))
+            .map(|d| {
+                let ids = (
+                    d.document_id.clone(),
+                    d.object_id.clone(),
+                    d.batch_id.clone(),
+                );
+                Ok((ids, body_text(d)?))
+            })
             .collect::<Result<Vec<_>>>()?;
         let event = Event::documents_written(namespace_id, collection_id, documents);
         self.call(move |c| {
@@ -38,18 +47,18 @@ impl DocumentSink for SqliteStore {
                          body = json_set(excluded.body, '$.created_at', json_extract(documents.body, '$.created_at'))",
                     )
                     .map_err(backend)?;
-                for (doc, body) in &rows {
+                for ((document_id, object_id, batch_id), body) in &rows {
                     let existed: bool = exists
-                        .query_row([&doc.document_id], |r| r.get(0))
+                        .query_row([document_id], |r| r.get(0))
                         .map_err(backend)?;
                     new_documents += u64::from(!existed);
                     upsert
                         .execute(params![
-                            doc.document_id,
-                            doc.collection_id,
+                            document_id,
+                            collection,
                             namespace,
-                            doc.object_id,
-                            doc.batch_id,
+                            object_id,
+                            batch_id,
                             body
                         ])
                         .map_err(backend)?;

@@ -77,7 +77,9 @@ impl TrigramIndex {
 
     /// The index of `t`, which becomes a key (with the next index) when it
     /// is not one yet.
-    #[inline]
+    // Always inlined: a text calls it once per character, and in
+    // WebAssembly every call made also checks the call's deadline.
+    #[inline(always)]
     pub(crate) fn insert(&mut self, t: Trigram) -> usize {
         let i = self.slot(&t);
         if self.slots[i] != 0 {
@@ -91,6 +93,8 @@ impl TrigramIndex {
         self.keys.len() - 1
     }
 
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         let mut slots = vec![0u32; self.slots.len() * 2];
         let mask = slots.len() - 1;
