@@ -110,21 +110,38 @@ fn main() -> anyhow::Result<()> {
     let batches: Vec<RecordBatch> = corpus.chunks(256).map(base_batch).collect();
     let mut wasm_time: BTreeMap<&str, Duration> = BTreeMap::new();
     let mut unchecked_time: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut plain_time: BTreeMap<&str, Duration> = BTreeMap::new();
     let mut native_time: BTreeMap<&str, Duration> = BTreeMap::new();
+    // The plain-host baseline: one instance of each extractor, without
+    // deadline checks, reused for every call (what a host that neither
+    // isolates units of work nor bounds calls would do).
+    let mut plain = unchecked_steps
+        .iter()
+        .map(|s| s.extractor.open(&s.params))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for batch in &batches {
-        let runs = [
-            (Some(&steps), &mut wasm_time),
-            (Some(&unchecked_steps), &mut unchecked_time),
-            (None, &mut native_time),
-        ];
-        for (wasm_steps, times) in runs {
+        for run in 0..4 {
             let mut input = batch.clone();
             for (i, step) in steps.iter().enumerate() {
                 let name = step.extractor.manifest().name.as_str();
                 let started = Instant::now();
-                let output = match wasm_steps {
-                    Some(wasm_steps) => wasm_call(wasm_steps[i], input.clone())?,
-                    None => native_call(name, &step.params, input.clone())?,
+                let (output, times) = match run {
+                    0 => (wasm_call(steps[i], input.clone())?, &mut wasm_time),
+                    1 => (
+                        wasm_call(unchecked_steps[i], input.clone())?,
+                        &mut unchecked_time,
+                    ),
+                    2 => (
+                        plain[i]
+                            .process(&input, &unchecked_steps[i].columns)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                        &mut plain_time,
+                    ),
+                    _ => (
+                        native_call(name, &step.params, input.clone())?,
+                        &mut native_time,
+                    ),
                 };
                 *times.entry(name).or_default() += started.elapsed();
                 if name == "text-extract" {
@@ -134,9 +151,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let total = |t: &BTreeMap<&str, Duration>| t.values().sum::<Duration>();
-    let (wasm, unchecked, native) = (
+    let (wasm, unchecked, plain, native) = (
         total(&wasm_time),
         total(&unchecked_time),
+        total(&plain_time),
         total(&native_time),
     );
     let rate = |d: Duration| objects as f64 / d.as_secs_f64();
@@ -145,30 +163,37 @@ fn main() -> anyhow::Result<()> {
         "text-extract → lang-detect, keywords, hash-embed, entities; 256 objects per call; one thread; each WebAssembly call in a fresh instance.\n"
     );
     println!(
-        "| extractor | native | WebAssembly | WASM / native throughput | without deadline checks | WASM / native without them | checks' share of WASM time |\n|---|---|---|---|---|---|---|"
+        "| extractor | native | WebAssembly | WASM / native throughput | without deadline checks | WASM / native without them | checks' share of WASM time | plain host | WASM / native there |\n|---|---|---|---|---|---|---|---|---|"
     );
-    for (name, native_t) in &native_time {
-        let (wasm_t, unchecked_t) = (wasm_time[name], unchecked_time[name]);
+    let ratio = |n: Duration, w: Duration| n.as_secs_f64() / w.as_secs_f64();
+    let share = |w: Duration, u: Duration| 100.0 * (1.0 - u.as_secs_f64() / w.as_secs_f64());
+    for (name, &native_t) in &native_time {
+        let (wasm_t, unchecked_t, plain_t) =
+            (wasm_time[name], unchecked_time[name], plain_time[name]);
         println!(
-            "| {name} | {:.2} s | {:.2} s | {:.2} | {:.2} s | {:.2} | {:.0}% |",
+            "| {name} | {:.2} s | {:.2} s | {:.2} | {:.2} s | {:.2} | {:.0}% | {:.2} s | {:.2} |",
             native_t.as_secs_f64(),
             wasm_t.as_secs_f64(),
-            native_t.as_secs_f64() / wasm_t.as_secs_f64(),
+            ratio(native_t, wasm_t),
             unchecked_t.as_secs_f64(),
-            native_t.as_secs_f64() / unchecked_t.as_secs_f64(),
-            100.0 * (1.0 - unchecked_t.as_secs_f64() / wasm_t.as_secs_f64())
+            ratio(native_t, unchecked_t),
+            share(wasm_t, unchecked_t),
+            plain_t.as_secs_f64(),
+            ratio(native_t, plain_t),
         );
     }
     println!(
-        "| **pipeline** | {:.2} s ({:.0} objects/s) | {:.2} s ({:.0} objects/s) | **{:.2}** | {:.2} s | {:.2} | {:.0}% |",
+        "| **pipeline** | {:.2} s ({:.0} objects/s) | {:.2} s ({:.0} objects/s) | **{:.2}** | {:.2} s | {:.2} | {:.0}% | {:.2} s | {:.2} |",
         native.as_secs_f64(),
         rate(native),
         wasm.as_secs_f64(),
         rate(wasm),
-        rate(wasm) / rate(native),
+        ratio(native, wasm),
         unchecked.as_secs_f64(),
-        native.as_secs_f64() / unchecked.as_secs_f64(),
-        100.0 * (1.0 - unchecked.as_secs_f64() / wasm.as_secs_f64())
+        ratio(native, unchecked),
+        share(wasm, unchecked),
+        plain.as_secs_f64(),
+        ratio(native, plain),
     );
     println!("\nTarget: WASM / native ≥ 0.80, for the pipeline and for lang-detect.\n");
     let same = corpus.iter().filter(|t| same_as_whatlang(t)).count();
@@ -177,10 +202,10 @@ fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(same == objects, "lang-detect differs from whatlang");
     println!(
-        "The columns without deadline checks are a diagnostic, same run, same components on an engine without the epoch checks that enforce call deadlines (never how plugins run): what the checks cost each extractor.\n"
+        "The columns without deadline checks are a diagnostic, same run, same components on an engine without the epoch checks that enforce call deadlines (never how plugins run): what the checks cost each extractor. The plain host is a baseline of what the sandbox costs: on that engine, one instance of each extractor reused for every call, as a host would run plugins that neither isolates units of work nor bounds calls.\n"
     );
     println!(
-        "Tried for the gap (measured while tuning, not by every run): wasmtime 50's Cranelift (in the figures above); whatlang's trigram tables laid out for 32-bit hashing and inverted per script (lang-detect 4.12 → 1.55 s in WebAssembly and 2.29 → 0.90 s natively: faster in both builds, so the ratio moved less than the time); components built with LLVM's inlining threshold at 1000 (`.cargo/config.toml`: pipeline 0.67 → 0.70, lang-detect 0.55 → 0.61, the checks' share 19 → 14 %, components a fifth larger); runtime loop unrolling (no change). wasmtime 50 has no option that moves the epoch checks off function entries and loop back edges. What is left without checks is Cranelift against LLVM, and the Arrow IPC copies of every call across the boundary, which text-extract, doing little per byte, shows most.\n"
+        "Tried for the gap (measured while tuning, not by every run): wasmtime 50's Cranelift (in the figures above); whatlang's trigram tables laid out for 32-bit hashing and inverted per script (lang-detect 4.12 → 1.55 s in WebAssembly and 2.29 → 0.90 s natively: faster in both builds, so the ratio moved less than the time); components built with LLVM's inlining threshold at 1000 (`.cargo/config.toml`: pipeline 0.67 → 0.70, lang-detect 0.55 → 0.61, the checks' share 19 → 14 %, components a fifth larger); runtime loop unrolling (no change). wasmtime 50 has no option that moves the epoch checks off function entries and loop back edges. What is left without checks is a fresh instance for every unit of work (the plain-host columns: entities, which builds its matcher when a session opens, shows it most), Cranelift against LLVM, and the Arrow IPC copies of every call across the boundary, which text-extract, doing little per byte, shows most.\n"
     );
 
     // The executor end to end (tiers in parallel, pipelined batches).

@@ -595,6 +595,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let value = serde_json::json!({
                     "manifest": extractor.manifest().as_ref(),
                     "content_hash": extractor.content_hash(),
+                    "interface": extractor.interface(),
                     "size_bytes": extractor.size_bytes(),
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
@@ -886,6 +887,15 @@ fn describe(extractor: &crate::engine::Extractor) -> String {
         "component:    {} bytes, sha256 {}",
         extractor.size_bytes(),
         extractor.content_hash()
+    );
+    let _ = writeln!(
+        out,
+        "interface:    strata:extractor/{} ({})",
+        extractor.interface(),
+        match extractor.interface() {
+            "columnar" => "columns as WIT values",
+            _ => "Arrow IPC record batches",
+        }
     );
     let _ = writeln!(out, "outputs:");
     for c in &m.outputs {

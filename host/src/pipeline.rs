@@ -150,7 +150,7 @@ pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineEr
             format!("extractors[{}].params.{param}", index(extractor)),
             message.clone(),
         ),
-        PlanError::Open { extractor, .. } => {
+        PlanError::Open { extractor, .. } | PlanError::Input { extractor, .. } => {
             error(format!("extractors[{}]", index(extractor)), e.to_string())
         }
         PlanError::Busy { extractor, .. } => PipelineError {

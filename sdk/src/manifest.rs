@@ -1,7 +1,7 @@
 use arrow_schema::DataType;
 
 /// The version of the `strata:extractor` WIT package this SDK builds against.
-pub const WIT_PACKAGE_VERSION: &str = "0.1.0";
+pub const WIT_PACKAGE_VERSION: &str = "0.1.1";
 
 /// One output column.
 #[derive(Debug, Clone, PartialEq)]

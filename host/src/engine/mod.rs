@@ -2,9 +2,11 @@
 //! fresh stores, plans pipelines into tiers and streams batches through them.
 
 pub mod cache;
+mod columnar;
 pub mod compiler;
 mod documents;
 pub mod executor;
+mod extractor;
 mod features;
 pub mod limits;
 pub mod manifest;
@@ -19,22 +21,21 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use arrow_array::RecordBatch;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
-use wasmtime::component::{
-    Component, ComponentExportIndex, HasSelf, InstancePre, Linker, ResourceAny, TypedFunc,
-};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 pub use cache::CompileCache;
+pub use extractor::{Extractor, Instance};
 pub use manifest::{ColumnSpec, Manifest, ManifestError};
 pub use sandbox::{Budget, Cut, Fault};
 
+use extractor::Exports;
 use sandbox::StoreState;
-use transfer::IpcPieces;
 
-/// Bindings generated from `wit/extractor.wit`.
+/// Bindings generated from `wit/extractor.wit`, world `plugin`: the shared
+/// types, the `host` import and the `extractor` export.
 pub mod bindings {
     wasmtime::component::bindgen!({
         world: "plugin",
@@ -45,13 +46,25 @@ pub mod bindings {
     });
 }
 
-/// The WIT package version this host implements.
-pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
-const EXPORT_PREFIX: &str = "strata:extractor/extractor@";
-const PROCESS: &str = "[method]session.process";
+/// Bindings of world `columnar-plugin`: the `columnar` export, with the
+/// types and `host` of [`bindings`].
+pub mod columnar_bindings {
+    wasmtime::component::bindgen!({
+        world: "columnar-plugin",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "strata:extractor/types": super::bindings::strata::extractor::types,
+            "strata:extractor/host": super::bindings::strata::extractor::host,
+        },
+    });
+}
 
-/// `session.process` with the input lowered from IPC pieces.
-type ProcessFunc = TypedFunc<(ResourceAny, IpcPieces), (Result<Vec<u8>, String>,)>;
+/// The WIT package version this host implements.
+pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 1);
+/// The interfaces an extractor may export, by name without the version.
+const EXPORTS: [&str; 2] = ["strata:extractor/extractor", "strata:extractor/columnar"];
+const PROCESS: &str = "[method]session.process";
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -285,17 +298,26 @@ impl Engine {
         let (component, cached) = self.compile(&hash, bytes).map_err(invalid)?;
         debug!(origin, cached, "component compiled");
         let export = check_exports(&component, engine).map_err(invalid)?;
-        let process = component
-            .get_export_index(None, &export)
-            .and_then(|interface| component.get_export_index(Some(&interface), PROCESS))
-            .ok_or_else(|| invalid(format!("{export} has no `{PROCESS}`")))?;
         let pre = self
             .inner
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
-        let indices = bindings::PluginIndices::new(&pre)
-            .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
+        let not_exported = |e: wasmtime::Error| invalid(format!("does not export {export}: {e:#}"));
+        let exports = if export.starts_with(EXPORTS[0]) {
+            let process = component
+                .get_export_index(None, &export)
+                .and_then(|interface| component.get_export_index(Some(&interface), PROCESS))
+                .ok_or_else(|| invalid(format!("{export} has no `{PROCESS}`")))?;
+            let guest = bindings::exports::strata::extractor::extractor::GuestIndices::new(&pre)
+                .map_err(not_exported)?;
+            Exports::Arrow { guest, process }
+        } else {
+            let guest =
+                columnar_bindings::exports::strata::extractor::columnar::GuestIndices::new(&pre)
+                    .map_err(not_exported)?;
+            Exports::Columnar { guest }
+        };
 
         // The manifest is not known yet: loading gets the host maximum.
         let budget = self.budget(self.inner.config.max_memory_mb);
@@ -308,26 +330,35 @@ impl Engine {
             pre.instantiate_async(s).await
         })
         .map_err(|e| invalid(format!("cannot be instantiated: {e}")))?;
-        let plugin = indices
-            .load(&mut store, &instance)
-            .map_err(|e| invalid(format!("does not export the extractor interface: {e:#}")))?;
-        let _: ProcessFunc = instance
-            .get_typed_func(&mut store, process)
-            .map_err(|e| invalid(format!("`{PROCESS}` has the wrong type: {e:#}")))?;
-        let raw = guest_call(&mut store, &budget, async |s| {
-            plugin.strata_extractor_extractor().call_describe(s).await
-        })
+        let raw = match &exports {
+            Exports::Arrow { guest, process } => {
+                let guest = guest.load(&mut store, &instance).map_err(not_exported)?;
+                let _: extractor::ProcessFunc = instance
+                    .get_typed_func(&mut store, *process)
+                    .map_err(|e| invalid(format!("`{PROCESS}` has the wrong type: {e:#}")))?;
+                guest_call(&mut store, &budget, async |s| guest.call_describe(s).await)
+            }
+            Exports::Columnar { guest } => {
+                let guest = guest.load(&mut store, &instance).map_err(not_exported)?;
+                guest_call(&mut store, &budget, async |s| guest.call_describe(s).await)
+            }
+        }
         .map_err(|e| invalid(format!("describe failed: {e}")))?;
         let manifest = Manifest::try_from(raw).map_err(|source| LoadError::Manifest {
             path: origin.to_owned(),
             source,
         })?;
-        info!(extractor = %manifest.id(), origin, cached, "extractor loaded");
+        if let Exports::Columnar { .. } = exports {
+            for column in &manifest.outputs {
+                columnar::check_type(&column.data_type)
+                    .map_err(|e| invalid(format!("output `{}`: {e}", column.name)))?;
+            }
+        }
+        info!(extractor = %manifest.id(), origin, cached, interface = exports.interface(), "extractor loaded");
         Ok(Extractor {
             manifest: Arc::new(manifest),
             pre,
-            indices,
-            process,
+            exports,
             engine: self.clone(),
             content_hash: hash,
             size_bytes: bytes.len() as u64,
@@ -440,30 +471,48 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
     }
 }
 
-/// Checks that `component` exports a compatible
-/// `strata:extractor/extractor`; returns that export's name.
+/// Checks that `component` exports one compatible extractor interface
+/// (`extractor` or `columnar`); returns that export's name.
 fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<String, String> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    let Some((export, version)) = names
+    let found: Vec<(&String, &str)> = names
         .iter()
-        .find_map(|n| n.strip_prefix(EXPORT_PREFIX).map(|v| (n, v)))
-    else {
-        return Err(format!(
-            "does not export strata:extractor/extractor (it exports: {})",
-            if names.is_empty() {
-                "nothing".to_owned()
-            } else {
-                names.join(", ")
-            }
-        ));
+        .filter_map(|n| {
+            let (interface, version) = n.split_once('@')?;
+            EXPORTS.contains(&interface).then_some((n, version))
+        })
+        .collect();
+    let (export, version) = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(format!(
+                "does not export {} or {} (it exports: {})",
+                EXPORTS[0],
+                EXPORTS[1],
+                if names.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "exports more than one extractor interface ({}); a component exports one",
+                found
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     };
-    let version = semver::Version::parse(version).map_err(|e| {
-        format!("exports strata:extractor/extractor with a bad version `{version}`: {e}")
-    })?;
+    let version = semver::Version::parse(version)
+        .map_err(|e| format!("exports {export} with a bad version `{version}`: {e}"))?;
     if !compatible(&version, &WIT_VERSION) {
         return Err(format!(
             "built for strata:extractor@{version}, incompatible with this host's strata:extractor@{WIT_VERSION}"
@@ -477,239 +526,6 @@ fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<Str
 /// (semver's rule for pre-1.0 versions).
 pub fn compatible(found: &semver::Version, host: &semver::Version) -> bool {
     found.major == host.major && (host.major > 0 || found.minor == host.minor)
-}
-
-/// Whether two types are equal but for the size of fixed-size lists (which
-/// a parameter may set, e.g. an embedding's dimension).
-fn same_up_to_size(a: &arrow_schema::DataType, b: &arrow_schema::DataType) -> bool {
-    use arrow_schema::DataType::FixedSizeList;
-    match (a, b) {
-        (FixedSizeList(x, _), FixedSizeList(y, _)) => same_up_to_size(x.data_type(), y.data_type()),
-        _ => a.equals_datatype(b),
-    }
-}
-
-/// A loaded extractor version: its manifest and a pre-linked instance
-/// template. Cheap to clone.
-#[derive(Clone)]
-pub struct Extractor {
-    manifest: Arc<Manifest>,
-    pre: InstancePre<StoreState>,
-    indices: bindings::PluginIndices,
-    process: ComponentExportIndex,
-    engine: Engine,
-    content_hash: String,
-    size_bytes: u64,
-    from_cache: bool,
-}
-
-impl std::fmt::Debug for Extractor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extractor")
-            .field("id", &self.manifest.id())
-            .finish()
-    }
-}
-
-impl Extractor {
-    /// The checked manifest.
-    pub fn manifest(&self) -> &Arc<Manifest> {
-        &self.manifest
-    }
-
-    /// SHA-256 of the component bytes, hex.
-    pub fn content_hash(&self) -> &str {
-        &self.content_hash
-    }
-
-    /// Size of the component in bytes.
-    pub fn size_bytes(&self) -> u64 {
-        self.size_bytes
-    }
-
-    /// Whether the compiled code came from the on-disk cache.
-    pub fn from_cache(&self) -> bool {
-        self.from_cache
-    }
-
-    /// The memory and time one unit of work of this extractor gets.
-    pub fn budget(&self) -> Budget {
-        self.engine.budget(self.manifest.memory_limit_mb)
-    }
-
-    /// Starts a unit of work: a fresh store and instance, with a session
-    /// opened from `params` (JSON text).
-    pub fn open(&self, params: &str) -> Result<Instance, CallError> {
-        self.open_until(params, &CancellationToken::new())
-    }
-
-    /// [`Extractor::open`] for a run that `interrupt` may stop: every call
-    /// of this unit of work ends when it fires.
-    pub fn open_until(
-        &self,
-        params: &str,
-        interrupt: &CancellationToken,
-    ) -> Result<Instance, CallError> {
-        let budget = self.budget();
-        let slot = self.engine.slot(&budget, interrupt)?;
-        let name: Arc<str> = Arc::from(self.manifest.name.as_str());
-        let mut store = sandbox::new_store(
-            &self.engine.inner.wasmtime,
-            &name,
-            &budget,
-            interrupt.clone(),
-        );
-        let instance = guest_call(&mut store, &budget, async |s| {
-            self.pre.instantiate_async(s).await
-        })?;
-        let plugin = self
-            .indices
-            .load(&mut store, &instance)
-            .map_err(|e| sandbox::fault(&store, &e, &budget))?;
-        let process = instance
-            .get_typed_func(&mut store, self.process)
-            .map_err(|e| sandbox::fault(&store, &e, &budget))?;
-        let opened = guest_call(&mut store, &budget, async |s| {
-            plugin
-                .strata_extractor_extractor()
-                .call_open(s, params)
-                .await
-        })?;
-        let session = match opened {
-            Ok(session) => session,
-            Err(bindings::strata::extractor::types::OpenError::InvalidParam(p)) => {
-                return Err(CallError::InvalidParam {
-                    param: limits::cut(p.param),
-                    message: limits::cut(p.message),
-                });
-            }
-            Err(bindings::strata::extractor::types::OpenError::Other(m)) => {
-                return Err(CallError::Plugin(limits::cut(m)));
-            }
-        };
-        Ok(Instance {
-            store,
-            plugin,
-            process,
-            session,
-            budget,
-            _slot: slot,
-        })
-    }
-
-    /// The concrete output columns of a session opened with `params`,
-    /// checked against the manifest. Planning calls this once per step, so
-    /// units of work need not ask again.
-    pub fn columns(&self, params: &str) -> Result<Vec<ColumnSpec>, CallError> {
-        let mut instance = self.open(params)?;
-        let Instance {
-            store,
-            plugin,
-            session,
-            budget,
-            ..
-        } = &mut instance;
-        let session = *session;
-        let columns = guest_call(store, budget, async |s| {
-            plugin
-                .strata_extractor_extractor()
-                .session()
-                .call_columns(s, session)
-                .await
-        })?;
-        self.check_columns(columns)
-    }
-
-    /// A session's columns must be the manifest's, up to list sizes.
-    fn check_columns(
-        &self,
-        columns: Vec<bindings::strata::extractor::types::Column>,
-    ) -> Result<Vec<ColumnSpec>, CallError> {
-        let declared = &self.manifest.outputs;
-        let columns = columns
-            .into_iter()
-            .map(|c| manifest::column("columns", c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CallError::Contract(e.to_string()))?;
-        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        let expected: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
-        if names != expected {
-            return Err(CallError::Contract(format!(
-                "session columns [{}] differ from the manifest's [{}]",
-                names.join(", "),
-                expected.join(", ")
-            )));
-        }
-        for (column, declared) in columns.iter().zip(declared) {
-            if !same_up_to_size(&column.data_type, &declared.data_type) {
-                return Err(CallError::Contract(format!(
-                    "session column `{}` is {}, the manifest declares {}",
-                    column.name, column.data_type, declared.data_type
-                )));
-            }
-        }
-        Ok(columns)
-    }
-}
-
-/// One unit of work: a store, an instance and an open session. Dropped
-/// after the work, or at once after an incident.
-pub struct Instance {
-    store: Store<StoreState>,
-    plugin: bindings::Plugin,
-    process: ProcessFunc,
-    session: ResourceAny,
-    budget: Budget,
-    /// Released after the store (fields drop in order), so the pooled
-    /// instance is free when the next unit of work gets the slot.
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Instance {
-    /// Processes one batch; the result has exactly `columns` (the session's
-    /// columns, from [`Extractor::columns`]) in order and, if any row
-    /// failed, `_error`.
-    pub fn process(
-        &mut self,
-        batch: &RecordBatch,
-        columns: &[ColumnSpec],
-    ) -> Result<RecordBatch, CallError> {
-        let pieces = strata_sdk::encode_batch_parts(batch)
-            .map_err(|e| CallError::Contract(e.to_string()))?;
-        let (func, session) = (self.process, self.session);
-        // A fault is classified before the captured output is flushed: a
-        // panic message on stderr becomes part of the reason.
-        let (result,) = guest_call(&mut self.store, &self.budget, async |s| {
-            func.call_async(s, (session, IpcPieces(pieces))).await
-        })?;
-        let output = result.map_err(|m| CallError::Plugin(limits::cut(m)))?;
-        self.store.data_mut().flush_output();
-        if output.len() > limits::MAX_CALL_BYTES {
-            return Err(CallError::Contract(format!(
-                "returned {} bytes, over the limit of {} MiB per call",
-                output.len(),
-                limits::MAX_CALL_BYTES >> 20
-            )));
-        }
-        let output = strata_sdk::decode_batch(output)
-            .map_err(|e| CallError::Contract(format!("output is not an Arrow IPC stream: {e}")))?;
-        // Conforming checks the types first: only then are the values
-        // counted by what they will expand to.
-        let output =
-            executor::conform(output, batch.num_rows(), columns).map_err(CallError::Contract)?;
-        let values: usize = output
-            .columns()
-            .iter()
-            .map(|c| limits::leaf_values(c.as_ref()))
-            .sum();
-        if values > limits::MAX_CALL_VALUES {
-            return Err(CallError::Contract(format!(
-                "returned {values} values, over the limit of {} per call",
-                limits::MAX_CALL_VALUES
-            )));
-        }
-        Ok(output)
-    }
 }
 
 #[cfg(test)]
@@ -734,21 +550,6 @@ mod tests {
                 "{found} on {host}"
             );
         }
-    }
-
-    #[test]
-    fn session_columns_may_differ_only_in_list_size() {
-        let t = |s: &str| s.parse::<arrow_schema::DataType>().expect("type");
-        assert!(same_up_to_size(
-            &t("FixedSizeList(32 x Float32)"),
-            &t("FixedSizeList(256 x Float32)")
-        ));
-        assert!(same_up_to_size(&t("Utf8"), &t("Utf8")));
-        assert!(!same_up_to_size(
-            &t("FixedSizeList(32 x Float64)"),
-            &t("FixedSizeList(32 x Float32)")
-        ));
-        assert!(!same_up_to_size(&t("Utf8"), &t("LargeUtf8")));
     }
 
     #[test]

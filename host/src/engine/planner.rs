@@ -59,6 +59,16 @@ pub enum PlanError {
         /// Why.
         reason: String,
     },
+    /// A `columnar` extractor reads a column its interface cannot carry.
+    #[error("extractor `{extractor}` cannot read `{input}`: {reason}")]
+    Input {
+        /// The extractor.
+        extractor: String,
+        /// The input column.
+        input: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the planner needs to know of an extractor.
@@ -253,7 +263,38 @@ impl Plan {
             }
             plan.tiers.push(steps);
         }
+        plan.check_columnar_inputs()?;
         Ok(plan)
+    }
+
+    /// Checks that every input of a `columnar` extractor has a type that
+    /// interface carries (object columns always do).
+    fn check_columnar_inputs(&self) -> Result<(), PlanError> {
+        for step in self
+            .steps()
+            .filter(|s| s.extractor.interface() == "columnar")
+        {
+            for input in &step.extractor.manifest().inputs {
+                let Some((producer, column)) = input.split_once('.') else {
+                    continue;
+                };
+                let spec = self
+                    .steps()
+                    .filter(|s| s.extractor.manifest().name == producer)
+                    .flat_map(|s| &s.columns)
+                    .find(|c| c.name == column);
+                if let Some(spec) = spec {
+                    super::columnar::check_type(&spec.data_type).map_err(|reason| {
+                        PlanError::Input {
+                            extractor: step.extractor.manifest().name.clone(),
+                            input: input.clone(),
+                            reason,
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every step, tier by tier.

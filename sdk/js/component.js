@@ -1,0 +1,64 @@
+// The component side: `columnar(Extractor)` is the `strata:extractor/columnar`
+// export of a component built with `jco componentize`.
+
+import { log as hostLog } from "strata:extractor/host@0.1.1";
+import { OpenError, ParamError } from "./params.js";
+import { kindOf, runSession } from "./index.js";
+
+/** Writes one log line through the host (trace, debug, info, warn, error). */
+export function log(level, message) {
+  hostLog(level, String(message));
+}
+
+// Inputs arrive with integers as BigInts: authors get Numbers where they
+// are exact, BigInts beyond.
+function fromWit(values) {
+  const plain = (v) =>
+    typeof v === "bigint" ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v)
+      : Array.isArray(v) ? v.map(plain)
+        : v === undefined ? null : v;
+  return values.map(plain);
+}
+
+/** The `columnar` export for `extractor`, a subclass of `Extractor`. */
+export function columnar(extractor) {
+  class Session {
+    constructor(inner) {
+      this.inner = inner;
+    }
+
+    columns() {
+      return this.inner.columns().map((c) => ({ name: c.name, dataType: c.dataType, nullable: c.nullable, description: c.description }));
+    }
+
+    process(rows, inputs) {
+      const columns = Object.fromEntries(inputs.map((named) => [named.name, fromWit(named.values.val)]));
+      try {
+        const [out, errors] = runSession(this.inner, rows, columns);
+        return {
+          columns: this.inner.columns().map((c) => ({ name: c.name, values: { tag: kindOf(c.dataType)[0], val: out[c.name] } })),
+          errors: [...errors.entries()].sort((a, b) => a[0] - b[0]).map(([row, message]) => ({ row, message: String(message) })),
+        };
+      } catch (e) {
+        // The whole call fails, with the reason; the host goes on.
+        throw `${e?.name ?? "Error"}: ${e?.message ?? e}`;
+      }
+    }
+  }
+
+  return {
+    Session,
+    describe() {
+      return extractor.manifest();
+    },
+    open(params) {
+      try {
+        return new Session(extractor.start(params));
+      } catch (e) {
+        if (e instanceof ParamError) throw { tag: "invalid-param", val: { param: e.param, message: e.detail } };
+        if (e instanceof OpenError) throw { tag: "other", val: e.message };
+        throw { tag: "other", val: `${e?.name ?? "Error"}: ${e?.message ?? e}` };
+      }
+    },
+  };
+}
