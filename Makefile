@@ -19,7 +19,10 @@ export STRATA_CACHE_DIR ?= $(TARGET_DIR)/strata-cache
 TEST_SERVERS := $(abspath $(TARGET_DIR))/test-servers
 export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
 
-.PHONY: all setup host plugins template demo test test-servers lint bench clean
+PY_TEMPLATE := examples/extractor-template-python
+JS_TEMPLATE := examples/extractor-template-js
+
+.PHONY: all setup host plugins template templates demo test test-servers lint bench clean
 
 all: host plugins
 
@@ -45,6 +48,11 @@ plugins: setup
 template: setup
 	$(CARGO) build --release --target wasm32-wasip2 --manifest-path examples/extractor-template/Cargo.toml --target-dir $(TARGET_DIR)/template
 
+## templates: build the Rust, Python and JavaScript example extractors as components (a local venv and npm ci hold their tools)
+templates: template
+	$(MAKE) -C $(PY_TEMPLATE)
+	$(MAKE) -C $(JS_TEMPLATE)
+
 ## demo: run the text and image pipelines over examples/data, then the batch API flow on `strata serve`
 demo: host plugins
 	@mkdir -p out
@@ -62,9 +70,13 @@ $(TEST_SERVERS)/installed: tests/servers.txt
 	$(TEST_SERVERS)/bin/pip install --quiet --disable-pip-version-check -r tests/servers.txt
 	cp tests/servers.txt $@
 
-## test: build everything, then run every test suite
-test: host plugins template test-servers
+## test: build everything, then run every test suite (Rust, then the Python and JavaScript SDKs and templates, natively)
+test: host plugins templates test-servers
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) -C $(PY_TEMPLATE) test
+	$(PY_TEMPLATE)/.venv/bin/python -m pytest -q sdk/python/tests
+	$(MAKE) -C $(JS_TEMPLATE) test
+	node --test sdk/js/test/
 
 ## bench: measure the engine side by side (release build) and write BENCHMARKS.md
 bench: plugins test-servers
@@ -83,3 +95,5 @@ lint: setup
 clean:
 	$(CARGO) clean
 	rm -rf $(DIST) tests/fixtures/dist out
+	$(MAKE) -C $(PY_TEMPLATE) clean
+	$(MAKE) -C $(JS_TEMPLATE) clean

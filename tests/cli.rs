@@ -291,11 +291,11 @@ fn validate_rejects_what_is_not_an_extractor_naming_file_and_reason() {
         (core_module, "a core WebAssembly module, not a component"),
         (
             component("not-extractor"),
-            "does not export strata:extractor/extractor (it exports: wasi:cli/run@",
+            "does not export strata:extractor/extractor or strata:extractor/columnar (it exports: wasi:cli/run@",
         ),
         (
             component("future-major"),
-            "built for strata:extractor@1.0.0, incompatible with this host's strata:extractor@0.1.0",
+            "built for strata:extractor@1.0.0, incompatible with this host's strata:extractor@0.1.1",
         ),
         (
             component("bad-manifest"),

@@ -1,0 +1,300 @@
+//! Extractors written in Python and JavaScript (the `columnar` interface)
+//! beside Rust ones: the templates' components, built by `make test` as
+//! their READMEs build them, run in one pipeline, and each document's
+//! features equal the same extractor's native run (CPython, Node.js)
+//! value by value.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use support::{compile_cache, repo};
+
+const PYTHON_TEMPLATE: &str = "examples/extractor-template-python";
+const JS_TEMPLATE: &str = "examples/extractor-template-js";
+
+/// A component a template's `make` built; the test fails, saying how to
+/// build it, when it is missing.
+fn built(template: &str) -> PathBuf {
+    let wasm = repo().join(template).join("word_stats.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make templates` (or `make -C {template}`)",
+        wasm.display()
+    );
+    wasm
+}
+
+/// The Rust template's component, as `make template` builds it.
+fn rust_template() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let wasm = target.join("template/wasm32-wasip2/release/extractor_template.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: run `make template`",
+        wasm.display()
+    );
+    wasm
+}
+
+/// `strata` with the shared compile cache and the built plugins.
+fn strata() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
+        .env("STRATA_CACHE_DIR", compile_cache())
+        .env("STRATA_PLUGINS", repo().join("plugins/dist"));
+    command
+}
+
+/// `strata run` of `pipeline` over `input` into `output`.
+fn strata_run(pipeline: &Path, input: &Path, output: &Path) -> std::process::Output {
+    strata()
+        .arg("run")
+        .arg("--pipeline")
+        .arg(pipeline)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .expect("strata runs")
+}
+
+/// Texts of every kind the extractors meet: words, punctuation, other
+/// scripts, digits, nothing.
+const TEXTS: [(&str, &str); 6] = [
+    ("plain.txt", "One two three. Four five! Six?"),
+    (
+        "french.txt",
+        "Où est la bibliothèque ? Elle est là-bas, près de l'école.",
+    ),
+    ("russian.txt", "Привет, мир. Как дела?"),
+    ("digits.txt", "In 2024 we shipped 3 releases and 12 fixes."),
+    ("empty.txt", ""),
+    ("cjk.txt", "日本語の文章です。韓国語: 안녕하세요."),
+];
+
+/// Runs `strata run` with text-extract and `extractors` (component path,
+/// params) over [`TEXTS`]; returns the documents by key.
+fn run(extractors: &[(PathBuf, Value)]) -> Vec<Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    for (name, text) in TEXTS {
+        std::fs::write(input.join(name), text).expect("write");
+    }
+    let mut pipeline = String::from("[[extractors]]\nname = \"text-extract\"\n");
+    for (component, params) in extractors {
+        pipeline.push_str(&format!(
+            "[[extractors]]\ncomponent = \"{}\"\nparams = {}\n",
+            component.display(),
+            toml_inline(params)
+        ));
+    }
+    let pipeline_path = dir.path().join("p.toml");
+    std::fs::write(&pipeline_path, pipeline).expect("write");
+    let output = dir.path().join("out.jsonl");
+    let out = strata_run(&pipeline_path, &input, &output);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut docs: Vec<Value> = std::fs::read_to_string(&output)
+        .expect("output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON document per line"))
+        .collect();
+    docs.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+    docs
+}
+
+/// A JSON object as a TOML inline table (flat: numbers, strings, booleans).
+fn toml_inline(params: &Value) -> String {
+    let fields: Vec<String> = params
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| format!("{k} = {v}")).collect())
+        .unwrap_or_default();
+    format!("{{ {} }}", fields.join(", "))
+}
+
+/// The extractor's native run over `texts` (`text-extract.text` per row):
+/// `program` reads `{"params": …, "texts": […]}` on stdin and prints one
+/// JSON object per row.
+fn native(program: &mut Command, params: &Value, texts: &[Value]) -> Vec<Value> {
+    let mut child = program
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the native runtime starts");
+    let request = json!({"params": params, "texts": texts}).to_string();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(request.as_bytes()).expect("write");
+    }
+    let out = child.wait_with_output().expect("native run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON array")
+}
+
+fn python_native(params: &Value, texts: &[Value]) -> Vec<Value> {
+    let template = repo().join(PYTHON_TEMPLATE);
+    let mut command = Command::new(template.join(".venv/bin/python"));
+    command
+        .current_dir(&template)
+        .env("PYTHONPATH", repo().join("sdk/python"))
+        .args(["-c", "import json, sys\nfrom strata_sdk.testing import run\nfrom word_stats import WordStats\nr = json.load(sys.stdin)\nprint(json.dumps(run(WordStats, r['params'], {'text-extract.text': r['texts']})))"]);
+    native(&mut command, params, texts)
+}
+
+fn javascript_native(params: &Value, texts: &[Value]) -> Vec<Value> {
+    let template = repo().join(JS_TEMPLATE);
+    let mut command = Command::new("node");
+    command.current_dir(&template).args([
+        "--input-type=module",
+        "-e",
+        "import { run } from 'strata-sdk/testing'; import { WordStats } from './word-stats.js';\nlet s = ''; for await (const c of process.stdin) s += c;\nconst r = JSON.parse(s);\nprocess.stdout.write(JSON.stringify(run(WordStats, r.params, { 'text-extract.text': r.texts })));",
+    ]);
+    native(&mut command, params, texts)
+}
+
+/// Whether `a` and `b` are equal, numbers to the precision of a `Float32`
+/// (the column's type: the native run keeps a double).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            x as f32 == y as f32
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn check_against_native(
+    docs: &[Value],
+    extractor: &str,
+    params: &Value,
+    native: fn(&Value, &[Value]) -> Vec<Value>,
+) {
+    let texts: Vec<Value> = docs
+        .iter()
+        .map(|d| d["features"]["text-extract"]["text"].clone())
+        .collect();
+    let expected = native(params, &texts);
+    assert_eq!(expected.len(), docs.len());
+    for (doc, want) in docs.iter().zip(&expected) {
+        let key = &doc["key"];
+        match want.get("_error") {
+            Some(message) => {
+                let errors = doc["errors"].as_array().expect("errors");
+                assert!(
+                    errors
+                        .iter()
+                        .any(|e| e["extractor"] == extractor && e["message"] == *message),
+                    "{key}: {errors:?}, expected {message}"
+                );
+            }
+            None => {
+                let got = &doc["features"][extractor];
+                assert!(
+                    same(got, want),
+                    "{key}: {got} from the component, {want} natively"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn python_and_javascript_extractors_run_beside_rust_ones_and_match_their_native_runs() {
+    let params = json!({"min_word_chars": 2});
+    let docs = run(&[
+        (rust_template(), params.clone()),
+        (built(PYTHON_TEMPLATE), params.clone()),
+        (built(JS_TEMPLATE), params.clone()),
+    ]);
+    assert_eq!(docs.len(), TEXTS.len());
+    for doc in &docs {
+        for extractor in ["word-stats", "word-stats-py", "word-stats-js"] {
+            let features = &doc["features"][extractor];
+            assert!(
+                features["words"].is_u64(),
+                "{}: {extractor} gave {features}",
+                doc["key"]
+            );
+        }
+    }
+    check_against_native(&docs, "word-stats-py", &params, python_native);
+    check_against_native(&docs, "word-stats-js", &params, javascript_native);
+    // The three agree where their word rules do (Latin and Cyrillic text).
+    let plain = docs
+        .iter()
+        .find(|d| d["key"] == "plain.txt")
+        .expect("plain");
+    let words = |e: &str| plain["features"][e]["words"].clone();
+    assert_eq!(words("word-stats"), json!(6));
+    assert_eq!(words("word-stats-py"), json!(6));
+    assert_eq!(words("word-stats-js"), json!(6));
+}
+
+#[test]
+fn a_columnar_extractor_shows_its_interface_and_refuses_bad_params_by_name() {
+    let wasm = built(PYTHON_TEMPLATE);
+    let out = strata()
+        .args(["extractor", "inspect", "--json"])
+        .arg(&wasm)
+        .output()
+        .expect("strata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspected: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(inspected["interface"], "columnar");
+    assert_eq!(inspected["manifest"]["name"], "word-stats-py");
+    let rust = strata()
+        .args(["extractor", "inspect", "--json"])
+        .arg(repo().join("plugins/dist/keywords.wasm"))
+        .output()
+        .expect("strata runs");
+    let rust: Value = serde_json::from_slice(&rust.stdout).expect("JSON");
+    assert_eq!(rust["interface"], "extractor");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[extractors]]\nname = \"text-extract\"\n[[extractors]]\ncomponent = \"{}\"\nparams = {{ min_word_chars = 0 }}\n",
+            wasm.display()
+        ),
+    )
+    .expect("write");
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(input.join("a.txt"), "text").expect("write");
+    let out = strata_run(&pipeline, &input, &dir.path().join("out.jsonl"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("min_word_chars") && stderr.contains("must be between 1 and 100, got 0"),
+        "{stderr}"
+    );
+}
