@@ -22,7 +22,7 @@ export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
 PY_TEMPLATE := examples/extractor-template-python
 JS_TEMPLATE := examples/extractor-template-js
 
-.PHONY: all setup host plugins template templates demo test test-servers lint bench clean
+.PHONY: all setup host plugins template templates py-fixtures demo test test-servers lint bench clean
 
 all: host plugins
 
@@ -53,6 +53,14 @@ templates: template
 	$(MAKE) -C $(PY_TEMPLATE)
 	$(MAKE) -C $(JS_TEMPLATE)
 
+## py-fixtures: the hostile Python test component, built with the Python template's componentize-py
+py-fixtures: tests/fixtures/dist/hostile-py.wasm
+
+tests/fixtures/dist/hostile-py.wasm: $(wildcard tests/fixtures/hostile-py/*.py) wit/extractor.wit
+	$(MAKE) -C $(PY_TEMPLATE) .venv/installed
+	@mkdir -p tests/fixtures/dist
+	$(PY_TEMPLATE)/.venv/bin/componentize-py -d wit -w columnar-plugin componentize app -p tests/fixtures/hostile-py -o $@
+
 ## demo: run the text and image pipelines over examples/data, then the batch API flow on `strata serve`
 demo: host plugins
 	@mkdir -p out
@@ -71,7 +79,7 @@ $(TEST_SERVERS)/installed: tests/servers.txt
 	cp tests/servers.txt $@
 
 ## test: build everything, then run every test suite (Rust, then the Python and JavaScript SDKs and templates, natively)
-test: host plugins templates test-servers
+test: host plugins templates py-fixtures test-servers
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) -C $(PY_TEMPLATE) test
 	$(PY_TEMPLATE)/.venv/bin/python -m pytest -q sdk/python/tests
