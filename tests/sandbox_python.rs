@@ -12,32 +12,10 @@ use strata_host::engine::executor::ExecOptions;
 use strata_host::{Engine, Plan};
 use support::engine::{engine, errors_of, load, run, text_objects};
 
-/// Runs `hostile-py` in `mode` beside `content-hash` over three objects,
-/// the middle one carrying the trigger.
+/// Runs `hostile-py` in `mode` beside `content-hash` over three objects, the
+/// middle one carrying the trigger.
 fn hostile_run(engine: &Engine, mode: &str) -> Vec<strata_host::Document> {
-    let plan = Plan::new(vec![
-        (
-            load(engine, "hostile-py"),
-            format!(r#"{{"mode": "{mode}"}}"#),
-        ),
-        (load(engine, "content-hash"), "{}".into()),
-    ])
-    .expect("plan");
-    let (docs, stats) = run(
-        &plan,
-        &ExecOptions::default(),
-        text_objects(&["first row", "TRIGGER the second row", "third row"]),
-    );
-    assert_eq!(stats.objects, 3);
-    assert_eq!(docs.len(), 3, "every object has a document");
-    for doc in &docs {
-        assert!(
-            doc.features.contains_key("content-hash"),
-            "{mode}: the other extractor finished on {}: {doc:?}",
-            doc.key
-        );
-    }
-    docs
+    support::engine::hostile_run(engine, "hostile-py", mode)
 }
 
 /// Only the triggering row fails, with a reason containing `reason`; the

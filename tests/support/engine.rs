@@ -80,3 +80,29 @@ pub fn errors_of<'d>(doc: &'d Document, extractor: &str) -> Vec<&'d str> {
         .map(|e| e.message.as_str())
         .collect()
 }
+
+/// Runs the hostile fixture `extractor` in `mode` beside `content-hash`
+/// over three objects, the middle one carrying the trigger; checks that
+/// every object has a document and that `content-hash` finished on each.
+pub fn hostile_run(engine: &Engine, extractor: &str, mode: &str) -> Vec<Document> {
+    let plan = Plan::new(vec![
+        (load(engine, extractor), format!(r#"{{"mode": "{mode}"}}"#)),
+        (load(engine, "content-hash"), "{}".into()),
+    ])
+    .expect("plan");
+    let (docs, stats) = run(
+        &plan,
+        &ExecOptions::default(),
+        text_objects(&["first row", "TRIGGER the second row", "third row"]),
+    );
+    assert_eq!(stats.objects, 3);
+    assert_eq!(docs.len(), 3, "every object has a document");
+    for doc in &docs {
+        assert!(
+            doc.features.contains_key("content-hash"),
+            "{mode}: the other extractor finished on {}: {doc:?}",
+            doc.key
+        );
+    }
+    docs
+}
