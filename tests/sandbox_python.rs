@@ -94,7 +94,18 @@ fn python_contract_breaches_fail_their_rows_with_the_reason() {
             "bad-row-error",
             "broke the contract: returned an error for row 6 of 1",
         ),
-        ("huge-string", "over the limit of 64 MiB per call"),
+        (
+            "overflow",
+            "broke the contract: column `length` does not fit UInt64",
+        ),
+        (
+            "many-errors",
+            "broke the contract: returned 2 row errors for 1 rows",
+        ),
+        (
+            "huge-string",
+            "returned more than 64 MiB in one call, over the limit",
+        ),
     ];
     for (mode, reason) in cases {
         check_only_trigger_fails(&engine, mode, reason);

@@ -10,14 +10,23 @@ export function log(level, message) {
   hostLog(level, String(message));
 }
 
-// Inputs arrive with integers as BigInts: authors get Numbers where they
-// are exact, BigInts beyond.
+// Inputs arrive with integers as BigInts and lists of numbers as typed
+// arrays: authors get Numbers where they are exact (BigInts beyond) and
+// plain Arrays; bytes stay Uint8Arrays.
 function fromWit(values) {
   const plain = (v) =>
     typeof v === "bigint" ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v)
-      : Array.isArray(v) ? v.map(plain)
-        : v === undefined ? null : v;
+      : v instanceof Uint8Array ? v
+        : Array.isArray(v) || ArrayBuffer.isView(v) ? Array.from(v, plain)
+          : v === undefined ? null : v;
   return values.map(plain);
+}
+
+// Lists of numbers are lowered from typed arrays.
+function toWit(kind, values) {
+  if (kind === "integer-lists") return values.map((v) => (v === undefined ? v : BigInt64Array.from(v)));
+  if (kind === "float-lists") return values.map((v) => (v === undefined ? v : Float64Array.from(v)));
+  return values;
 }
 
 /** The `columnar` export for `extractor`, a subclass of `Extractor`. */
@@ -36,7 +45,10 @@ export function columnar(extractor) {
       try {
         const [out, errors] = runSession(this.inner, rows, columns);
         return {
-          columns: this.inner.columns().map((c) => ({ name: c.name, values: { tag: kindOf(c.dataType)[0], val: out[c.name] } })),
+          columns: this.inner.columns().map((c) => {
+            const kind = kindOf(c.dataType)[0];
+            return { name: c.name, values: { tag: kind, val: toWit(kind, out[c.name]) } };
+          }),
           errors: [...errors.entries()].sort((a, b) => a[0] - b[0]).map(([row, message]) => ({ row, message: String(message) })),
         };
       } catch (e) {

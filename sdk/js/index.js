@@ -42,8 +42,10 @@ const SCALARS = {
   Float32: "floats",
   Float64: "floats",
 };
-const LIST = /^(List|LargeList)\((?:nullable )?(\w+)\)$/;
-const FIXED = /^FixedSizeList\((\d+) x (?:nullable )?(\w+)\)$/;
+// Arrow's textual form may name the item field's nullability and name.
+const ITEM = String.raw`(?:non-null |nullable )?(\w+)(?:, field: '[^']*')?`;
+const LIST = new RegExp(String.raw`^(List|LargeList)\(${ITEM}\)$`);
+const FIXED = new RegExp(String.raw`^FixedSizeList\((\d+) x ${ITEM}\)$`);
 
 /** The kind of values of `dataType` (as `values` in the WIT names them), a fixed list size or null, and the item type. */
 export function kindOf(dataType) {

@@ -1,36 +1,183 @@
 //! The `columnar` interface: Arrow columns to and from WIT values, for
 //! extractors written without an Arrow library (Python, JavaScript).
 //!
-//! A guest's output becomes the record batch the Arrow IPC path would have
-//! decoded (the session's columns in their declared types, then `_error`),
-//! and goes through the same checks after this module: row count, types,
-//! value and byte caps. Here it is only converted, and every mismatch
-//! (a column missing or out of order, a value of another kind, an integer
-//! outside its type, a fixed-size list of another size, a row error for a
-//! row that does not exist) is a named error, never a panic.
+//! A guest's output is lifted into the host under a byte budget
+//! ([`Bounded`], [`BoundedList`]): each string and list is charged before it
+//! is copied, so a guest that points many values at the same bytes stops at
+//! [`limits::MAX_CALL_BYTES`] instead of making the host copy them again and
+//! again. What it returns becomes the record batch the Arrow IPC path would
+//! have decoded (the session's columns in their declared types, then
+//! `_error`), which goes through the same checks after this module. Every
+//! mismatch (a column missing or out of order, a value of another kind, an
+//! integer outside its type, a fixed-size list of another size, more row
+//! errors than rows, a row error for a row that does not exist)
+//! is a named error, never a panic.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType, Field};
+use std::cell::Cell;
+
+use wasmtime::ValRaw;
+use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
+use wasmtime::component::{ComponentType, Lift, ResourceAny, TypedFunc};
 
 use super::executor::ERROR_COLUMN;
 use super::limits;
 use super::manifest::ColumnSpec;
-use crate::engine::columnar_bindings::exports::strata::extractor::columnar::{
-    NamedValues, Output, Values,
-};
+use crate::engine::columnar_bindings::exports::strata::extractor::columnar::{NamedValues, Values};
+
+thread_local! {
+    /// Bytes the output being lifted on this thread may still bring into
+    /// the host (lifting runs on the calling thread, on the call's fiber).
+    static LIFT_BUDGET: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Gives the next output lifted on this thread [`limits::MAX_CALL_BYTES`].
+pub(super) fn start_lifting() {
+    LIFT_BUDGET.with(|b| b.set(limits::MAX_CALL_BYTES));
+}
+
+/// Takes `bytes` from the budget, or fails the lifting.
+fn charge(bytes: usize) -> wasmtime::Result<()> {
+    LIFT_BUDGET.with(|budget| match budget.get().checked_sub(bytes) {
+        Some(left) => {
+            budget.set(left);
+            Ok(())
+        }
+        None => {
+            budget.set(0);
+            Err(wasmtime::format_err!(
+                "returned more than {} MiB in one call, over the limit",
+                limits::MAX_CALL_BYTES >> 20
+            ))
+        }
+    })
+}
+
+/// The length half of a (pointer, length) pair in linear memory.
+fn pair_length(bytes: &[u8]) -> usize {
+    bytes
+        .get(4..8)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(usize::MAX, |b| u32::from_le_bytes(b) as usize)
+}
+
+/// Implements `ComponentType` and `Lift` for a wrapper of a string or list
+/// type `$inner` that charges `$cost(length)` bytes before lifting.
+macro_rules! bounded {
+    ($wrapper:ident $(<$g:ident>)? : $inner:ty, $cost:expr) => {
+        // SAFETY: the representation is exactly `$inner`'s (a pointer pair):
+        // the type check, ABI and lifting are delegated to it.
+        unsafe impl<$($g: ComponentType)?> ComponentType for $wrapper<$($g)?> {
+            type Lower = [ValRaw; 2];
+            const ABI: CanonicalAbiInfo = CanonicalAbiInfo::POINTER_PAIR;
+            fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+                <$inner as ComponentType>::typecheck(ty, types)
+            }
+        }
+
+        // SAFETY: lifts through `$inner`'s own implementation.
+        unsafe impl<$($g: Lift)?> Lift for $wrapper<$($g)?> {
+            fn linear_lift_from_flat(
+                cx: &mut LiftContext<'_>,
+                ty: InterfaceType,
+                src: &Self::Lower,
+            ) -> wasmtime::Result<Self> {
+                charge($cost(src[1].get_u32() as usize))?;
+                Ok($wrapper(<$inner as Lift>::linear_lift_from_flat(cx, ty, src)?))
+            }
+
+            fn linear_lift_from_memory(
+                cx: &mut LiftContext<'_>,
+                ty: InterfaceType,
+                bytes: &[u8],
+            ) -> wasmtime::Result<Self> {
+                charge($cost(pair_length(bytes)))?;
+                Ok($wrapper(<$inner as Lift>::linear_lift_from_memory(cx, ty, bytes)?))
+            }
+        }
+    };
+}
+
+/// A string of the guest's output, lifted within the call's budget.
+pub(super) struct Bounded(String);
+/// A list of the guest's output, lifted within the call's budget.
+pub(super) struct BoundedList<T>(Vec<T>);
+
+bounded!(Bounded: String, |len: usize| len);
+bounded!(BoundedList<T>: Vec<T>, |len: usize| len
+    .saturating_mul(std::mem::size_of::<T>().max(1)));
+
+/// `values` as a guest returns them.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub(super) enum OutputValues {
+    #[component(name = "booleans")]
+    Booleans(BoundedList<Option<bool>>),
+    #[component(name = "integers")]
+    Integers(BoundedList<Option<i64>>),
+    #[component(name = "floats")]
+    Floats(BoundedList<Option<f64>>),
+    #[component(name = "strings")]
+    Strings(BoundedList<Option<Bounded>>),
+    #[component(name = "binaries")]
+    Binaries(BoundedList<Option<BoundedList<u8>>>),
+    #[component(name = "integer-lists")]
+    IntegerLists(BoundedList<Option<BoundedList<i64>>>),
+    #[component(name = "float-lists")]
+    FloatLists(BoundedList<Option<BoundedList<f64>>>),
+    #[component(name = "string-lists")]
+    StringLists(BoundedList<Option<BoundedList<Bounded>>>),
+}
+
+/// `named-values` as a guest returns them.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub(super) struct OutputColumn {
+    name: Bounded,
+    values: OutputValues,
+}
+
+/// `row-error` as a guest returns it.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub(super) struct OutputRowError {
+    row: u32,
+    message: Bounded,
+}
+
+/// `output` as a guest returns it.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub(super) struct Output {
+    columns: BoundedList<OutputColumn>,
+    errors: BoundedList<OutputRowError>,
+}
+
+/// `session.process` of `columnar`, its output lifted within the call's
+/// byte budget.
+pub(super) type ProcessFunc =
+    TypedFunc<(ResourceAny, u32, Vec<NamedValues>), (Result<Output, Bounded>,)>;
+
+impl Bounded {
+    /// The string.
+    pub(super) fn into_string(self) -> String {
+        self.0
+    }
+}
 
 /// The kinds of values the interface has: each Arrow type it carries is
 /// one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Booleans,
     Integers,
     Floats,
@@ -93,23 +240,105 @@ impl Kind {
     }
 }
 
-fn kind_of_values(values: &Values) -> Kind {
-    match values {
-        Values::Booleans(_) => Kind::Booleans,
-        Values::Integers(_) => Kind::Integers,
-        Values::Floats(_) => Kind::Floats,
-        Values::Strings(_) => Kind::Strings,
-        Values::Binaries(_) => Kind::Binaries,
-        Values::IntegerLists(_) => Kind::IntegerLists,
-        Values::FloatLists(_) => Kind::FloatLists,
-        Values::StringLists(_) => Kind::StringLists,
+impl OutputValues {
+    fn kind(&self) -> Kind {
+        match self {
+            OutputValues::Booleans(_) => Kind::Booleans,
+            OutputValues::Integers(_) => Kind::Integers,
+            OutputValues::Floats(_) => Kind::Floats,
+            OutputValues::Strings(_) => Kind::Strings,
+            OutputValues::Binaries(_) => Kind::Binaries,
+            OutputValues::IntegerLists(_) => Kind::IntegerLists,
+            OutputValues::FloatLists(_) => Kind::FloatLists,
+            OutputValues::StringLists(_) => Kind::StringLists,
+        }
+    }
+
+    /// Values (rows, not list items).
+    fn len(&self) -> usize {
+        match self {
+            OutputValues::Booleans(v) => v.0.len(),
+            OutputValues::Integers(v) => v.0.len(),
+            OutputValues::Floats(v) => v.0.len(),
+            OutputValues::Strings(v) => v.0.len(),
+            OutputValues::Binaries(v) => v.0.len(),
+            OutputValues::IntegerLists(v) => v.0.len(),
+            OutputValues::FloatLists(v) => v.0.len(),
+            OutputValues::StringLists(v) => v.0.len(),
+        }
+    }
+
+    /// The values as an array of their kind's wide type; a failed row's
+    /// value is null, whatever the guest put there.
+    fn into_array(self, failed: &[bool]) -> ArrayRef {
+        fn rows<T, B: arrow_array::builder::ArrayBuilder>(
+            values: Vec<Option<T>>,
+            failed: &[bool],
+            mut builder: B,
+            mut append: impl FnMut(&mut B, Option<T>),
+        ) -> ArrayRef {
+            for (value, &failed) in values.into_iter().zip(failed) {
+                append(&mut builder, if failed { None } else { value });
+            }
+            Arc::new(builder.finish())
+        }
+        fn list<T, B: arrow_array::builder::ArrayBuilder>(
+            b: &mut ListBuilder<B>,
+            value: Option<BoundedList<T>>,
+            mut append: impl FnMut(&mut B, T),
+        ) {
+            match value {
+                Some(items) => {
+                    for item in items.0 {
+                        append(b.values(), item);
+                    }
+                    b.append(true);
+                }
+                None => b.append(false),
+            }
+        }
+        match self {
+            OutputValues::Booleans(v) => rows(v.0, failed, BooleanBuilder::new(), |b, x| {
+                b.append_option(x)
+            }),
+            OutputValues::Integers(v) => {
+                rows(v.0, failed, Int64Builder::new(), |b, x| b.append_option(x))
+            }
+            OutputValues::Floats(v) => rows(v.0, failed, Float64Builder::new(), |b, x| {
+                b.append_option(x)
+            }),
+            OutputValues::Strings(v) => rows(v.0, failed, StringBuilder::new(), |b, x| {
+                b.append_option(x.map(|s| s.0))
+            }),
+            OutputValues::Binaries(v) => rows(v.0, failed, BinaryBuilder::new(), |b, x| {
+                b.append_option(x.map(|bytes| bytes.0))
+            }),
+            OutputValues::IntegerLists(v) => {
+                let builder = ListBuilder::new(Int64Builder::new());
+                rows(v.0, failed, builder, |b, x| {
+                    list(b, x, |items, item| items.append_value(item))
+                })
+            }
+            OutputValues::FloatLists(v) => {
+                let builder = ListBuilder::new(Float64Builder::new());
+                rows(v.0, failed, builder, |b, x| {
+                    list(b, x, |items, item| items.append_value(item))
+                })
+            }
+            OutputValues::StringLists(v) => {
+                let builder = ListBuilder::new(StringBuilder::new());
+                rows(v.0, failed, builder, |b, x| {
+                    list(b, x, |items, item: Bounded| items.append_value(item.0))
+                })
+            }
+        }
     }
 }
 
-/// Why a type cannot cross the interface, or `Ok`.
-pub fn check_type(data_type: &DataType) -> Result<(), String> {
+/// The kind of values a type crosses the interface as, or why it cannot.
+pub(crate) fn check_type(data_type: &DataType) -> Result<Kind, String> {
     match Kind::of(data_type) {
-        Some(_) => Ok(()),
+        Some(kind) => Ok(kind),
         None => Err(format!(
             "{data_type} cannot cross the columnar interface (it carries booleans, integers, \
              floats, strings, binary, and lists of integers, floats or strings)"
@@ -125,8 +354,7 @@ const STRICT: CastOptions<'static> = CastOptions {
 
 /// An input column as WIT values.
 pub fn to_values(array: &dyn Array) -> Result<Values, String> {
-    let kind = Kind::of(array.data_type())
-        .ok_or_else(|| check_type(array.data_type()).err().unwrap_or_default())?;
+    let kind = check_type(array.data_type())?;
     let wide = cast_with_options(array, &kind.wide_type(), &STRICT).map_err(|e| e.to_string())?;
     let rows = 0..wide.len();
     let valid = |i: usize| wide.is_valid(i);
@@ -183,117 +411,71 @@ fn list_values<T>(wide: &ArrayRef, items: impl Fn(&dyn Array) -> Vec<T>) -> Vec<
         .collect()
 }
 
-/// The number of values in `values` (rows, not list items).
-fn length(values: &Values) -> usize {
-    match values {
-        Values::Booleans(v) => v.len(),
-        Values::Integers(v) => v.len(),
-        Values::Floats(v) => v.len(),
-        Values::Strings(v) => v.len(),
-        Values::Binaries(v) => v.len(),
-        Values::IntegerLists(v) => v.len(),
-        Values::FloatLists(v) => v.len(),
-        Values::StringLists(v) => v.len(),
-    }
-}
-
-/// `values` as an array of their kind's wide type.
-fn wide_array(values: Values) -> ArrayRef {
-    fn lists<T, B: arrow_array::builder::ArrayBuilder>(
-        rows: Vec<Option<Vec<T>>>,
-        items: B,
-        mut append: impl FnMut(&mut B, T),
-    ) -> ArrayRef {
-        let mut builder = ListBuilder::new(items);
-        for row in rows {
-            match row {
-                Some(list) => {
-                    for item in list {
-                        append(builder.values(), item);
-                    }
-                    builder.append(true);
-                }
-                None => builder.append(false),
-            }
-        }
-        Arc::new(builder.finish())
-    }
-    match values {
-        Values::Booleans(v) => Arc::new(v.into_iter().collect::<arrow_array::BooleanArray>()),
-        Values::Integers(v) => Arc::new(v.into_iter().collect::<arrow_array::Int64Array>()),
-        Values::Floats(v) => Arc::new(v.into_iter().collect::<arrow_array::Float64Array>()),
-        Values::Strings(v) => Arc::new(v.into_iter().collect::<StringArray>()),
-        Values::Binaries(v) => {
-            let mut b = BinaryBuilder::new();
-            for value in v {
-                b.append_option(value);
-            }
-            Arc::new(b.finish())
-        }
-        Values::IntegerLists(v) => lists(v, Int64Builder::new(), |b, x| b.append_value(x)),
-        Values::FloatLists(v) => lists(v, Float64Builder::new(), |b, x| b.append_value(x)),
-        Values::StringLists(v) => lists(v, StringBuilder::new(), |b, x| b.append_value(x)),
-    }
-}
-
 /// A guest's `output` for `rows` rows as the record batch of `columns`
 /// (and `_error` when rows failed) that the checks after a call expect.
-pub fn to_batch(
+pub(super) fn to_batch(
     output: Output,
     rows: usize,
     columns: &[ColumnSpec],
 ) -> Result<RecordBatch, String> {
-    let names: Vec<&str> = output.columns.iter().map(|c| c.name.as_str()).collect();
+    // Row errors first: a failed row's values are not read.
+    let errors = output.errors.0;
+    if errors.len() > rows {
+        return Err(format!(
+            "returned {} row errors for {rows} rows",
+            errors.len()
+        ));
+    }
+    let mut messages: Vec<Option<String>> = vec![None; rows];
+    for error in errors {
+        let slot = messages
+            .get_mut(error.row as usize)
+            .ok_or_else(|| format!("returned an error for row {} of {rows}", error.row))?;
+        let message = limits::cut(error.message.0);
+        *slot = Some(match slot.take() {
+            Some(first) => limits::cut(format!("{first}; {message}")),
+            None => message,
+        });
+    }
+    let failed: Vec<bool> = messages.iter().map(Option::is_some).collect();
+    let returned = output.columns.0;
+    let names: Vec<&str> = returned.iter().map(|c| c.name.0.as_str()).collect();
     let expected: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     if names != expected {
-        return Err(format!(
+        return Err(limits::cut(format!(
             "returned columns [{}], expected [{}]",
-            limits::cut(names.join(", ")),
+            names.join(", "),
             expected.join(", ")
-        ));
+        )));
     }
     let mut fields = Vec::with_capacity(columns.len() + 1);
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 1);
-    for (NamedValues { name, values }, column) in output.columns.into_iter().zip(columns) {
-        let declared = Kind::of(&column.data_type).ok_or_else(|| {
-            format!(
-                "column `{name}`: {}",
-                check_type(&column.data_type).err().unwrap_or_default()
-            )
-        })?;
-        let found = kind_of_values(&values);
-        if found != declared {
+    for (returned, column) in returned.into_iter().zip(columns) {
+        let name = &column.name;
+        let declared =
+            check_type(&column.data_type).map_err(|e| format!("column `{name}`: {e}"))?;
+        let values = returned.values;
+        if values.kind() != declared {
             return Err(format!(
                 "returned column `{name}` as {}, but it is {} ({})",
-                found.name(),
+                values.kind().name(),
                 column.data_type,
                 declared.name()
             ));
         }
-        if length(&values) != rows {
+        if values.len() != rows {
             return Err(format!(
                 "returned {} values in column `{name}` for {rows} rows",
-                length(&values)
+                values.len()
             ));
         }
-        let wide = wide_array(values);
+        let wide = values.into_array(&failed);
         let array = cast_with_options(&wide, &column.data_type, &STRICT)
             .map_err(|e| format!("column `{name}` does not fit {}: {e}", column.data_type))?;
         fields.push(Field::new(name, column.data_type.clone(), true));
         arrays.push(array);
     }
-    if !output.errors.is_empty() {
-        let mut messages: Vec<Option<String>> = vec![None; rows];
-        for error in output.errors {
-            let slot = messages
-                .get_mut(error.row as usize)
-                .ok_or_else(|| format!("returned an error for row {} of {rows}", error.row))?;
-            let message = limits::cut(error.message);
-            *slot = Some(match slot.take() {
-                Some(first) => limits::cut(format!("{first}; {message}")),
-                None => message,
-            });
-        }
+    if failed.iter().any(|&f| f) {
         fields.push(Field::new(ERROR_COLUMN, DataType::Utf8, true));
         arrays.push(Arc::new(StringArray::from(messages)));
     }
@@ -308,154 +490,86 @@ pub fn to_batch(
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float32Type, Int8Type};
+    use std::sync::Arc;
+
+    use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, ListBuilder};
+    use arrow_array::{BinaryArray, BooleanArray, Float32Array, Int8Array, LargeStringArray};
+    use arrow_schema::Fields;
 
     use super::*;
-    use crate::engine::columnar_bindings::exports::strata::extractor::columnar::RowError;
 
-    fn spec(name: &str, t: &str) -> ColumnSpec {
-        ColumnSpec {
-            name: name.into(),
-            data_type: t.parse().expect("type"),
-            nullable: true,
-            description: String::new(),
-        }
-    }
-
-    fn named(name: &str, values: Values) -> NamedValues {
-        NamedValues {
-            name: name.into(),
-            values,
-        }
-    }
-
-    fn output(columns: Vec<NamedValues>) -> Output {
-        Output {
-            columns,
-            errors: Vec::new(),
+    fn kind_and_rows(values: &Values) -> (Kind, usize) {
+        match values {
+            Values::Booleans(v) => (Kind::Booleans, v.len()),
+            Values::Integers(v) => (Kind::Integers, v.len()),
+            Values::Floats(v) => (Kind::Floats, v.len()),
+            Values::Strings(v) => (Kind::Strings, v.len()),
+            Values::Binaries(v) => (Kind::Binaries, v.len()),
+            Values::IntegerLists(v) => (Kind::IntegerLists, v.len()),
+            Values::FloatLists(v) => (Kind::FloatLists, v.len()),
+            Values::StringLists(v) => (Kind::StringLists, v.len()),
         }
     }
 
     #[test]
-    fn every_kind_comes_back_as_its_declared_type() {
-        let columns = [
-            spec("b", "Boolean"),
-            spec("i", "Int8"),
-            spec("u", "UInt32"),
-            spec("f", "Float32"),
-            spec("s", "LargeUtf8"),
-            spec("x", "Binary"),
-            spec("il", "List(Int16)"),
-            spec("fl", "FixedSizeList(2 x Float32)"),
-            spec("sl", "List(Utf8)"),
+    fn every_carried_type_crosses_into_the_guest_as_its_kind() {
+        let mut floats = ListBuilder::new(Float32Builder::new());
+        floats.values().append_value(1.5);
+        floats.values().append_null();
+        floats.append(true);
+        floats.append(false);
+        let mut fixed = FixedSizeListBuilder::new(Float32Builder::new(), 2);
+        fixed.values().append_slice(&[1.0, 2.0]);
+        fixed.append(true);
+        fixed.values().append_slice(&[0.0, 0.0]);
+        fixed.append(false);
+        let arrays: Vec<(ArrayRef, Kind)> = vec![
+            (
+                Arc::new(BooleanArray::from(vec![Some(true), None])),
+                Kind::Booleans,
+            ),
+            (
+                Arc::new(Int8Array::from(vec![Some(-128), None])),
+                Kind::Integers,
+            ),
+            (
+                Arc::new(Float32Array::from(vec![Some(0.5), None])),
+                Kind::Floats,
+            ),
+            (
+                Arc::new(LargeStringArray::from(vec![Some("é"), None])),
+                Kind::Strings,
+            ),
+            (
+                Arc::new(BinaryArray::from(vec![Some(&b"x"[..]), None])),
+                Kind::Binaries,
+            ),
+            (Arc::new(floats.finish()), Kind::FloatLists),
+            (Arc::new(fixed.finish()), Kind::FloatLists),
         ];
-        let out = output(vec![
-            named("b", Values::Booleans(vec![Some(true), None])),
-            named("i", Values::Integers(vec![Some(-128), Some(127)])),
-            named("u", Values::Integers(vec![Some(4_000_000_000), None])),
-            named("f", Values::Floats(vec![Some(0.5), None])),
-            named("s", Values::Strings(vec![Some("é".into()), None])),
-            named("x", Values::Binaries(vec![Some(vec![0, 255]), None])),
-            named("il", Values::IntegerLists(vec![Some(vec![1, -2]), None])),
-            named("fl", Values::FloatLists(vec![Some(vec![1.0, 2.0]), None])),
-            named(
-                "sl",
-                Values::StringLists(vec![Some(vec!["a".into()]), Some(vec![])]),
-            ),
-        ]);
-        let batch = to_batch(out, 2, &columns).expect("converted");
-        for (field, column) in batch.schema().fields().iter().zip(&columns) {
-            assert_eq!(field.data_type(), &column.data_type, "{}", column.name);
+        for (array, kind) in arrays {
+            let values = to_values(array.as_ref()).expect("crosses");
+            assert_eq!(kind_and_rows(&values), (kind, 2), "{}", array.data_type());
         }
-        assert_eq!(batch.column(1).as_primitive::<Int8Type>().value(0), -128);
-        assert_eq!(batch.column(3).as_primitive::<Float32Type>().value(0), 0.5);
-        assert!(batch.column(4).is_null(1));
-        assert!(batch.column_by_name(ERROR_COLUMN).is_none());
-        // And back: every kind crosses as it came.
-        for (column, array) in columns.iter().zip(batch.columns()) {
-            let values = to_values(array.as_ref()).expect("values");
-            assert_eq!(
-                kind_of_values(&values),
-                Kind::of(&column.data_type).expect("kind"),
-                "{}",
-                column.name
-            );
-            assert_eq!(length(&values), 2);
-        }
-    }
-
-    #[test]
-    fn mismatches_are_named_errors() {
-        let columns = [spec("n", "Int8")];
-        let cases: Vec<(Output, &str)> = vec![
-            (output(vec![]), "returned columns [], expected [n]"),
-            (
-                output(vec![named("m", Values::Integers(vec![Some(1)]))]),
-                "returned columns [m], expected [n]",
-            ),
-            (
-                output(vec![named("n", Values::Strings(vec![Some("1".into())]))]),
-                "returned column `n` as strings, but it is Int8 (integers)",
-            ),
-            (
-                output(vec![named("n", Values::Integers(vec![Some(1), Some(2)]))]),
-                "returned 2 values in column `n` for 1 rows",
-            ),
-            (
-                output(vec![named("n", Values::Integers(vec![Some(300)]))]),
-                "column `n` does not fit Int8",
-            ),
-            (
-                Output {
-                    columns: vec![named("n", Values::Integers(vec![Some(1)]))],
-                    errors: vec![RowError {
-                        row: 1,
-                        message: "no".into(),
-                    }],
-                },
-                "returned an error for row 1 of 1",
-            ),
-        ];
-        for (out, expected) in cases {
-            let e = to_batch(out, 1, &columns).expect_err(expected);
-            assert!(e.starts_with(expected), "{e}");
-        }
-        let fixed = [spec("v", "FixedSizeList(3 x Float32)")];
-        let short = output(vec![named("v", Values::FloatLists(vec![Some(vec![1.0])]))]);
-        let e = to_batch(short, 1, &fixed).expect_err("a list of the wrong size");
-        assert!(e.contains("does not fit"), "{e}");
-    }
-
-    #[test]
-    fn row_errors_become_the_error_column() {
-        let columns = [spec("n", "Int64")];
-        let out = Output {
-            columns: vec![named("n", Values::Integers(vec![Some(1), None]))],
-            errors: vec![
-                RowError {
-                    row: 1,
-                    message: "first".into(),
-                },
-                RowError {
-                    row: 1,
-                    message: "x".repeat(10_000),
-                },
-            ],
+        let Values::FloatLists(lists) = to_values(&{
+            let mut b = ListBuilder::new(Float32Builder::new());
+            b.values().append_value(1.5);
+            b.values().append_null();
+            b.append(true);
+            b.finish()
+        })
+        .expect("crosses") else {
+            panic!("float lists");
         };
-        let batch = to_batch(out, 2, &columns).expect("converted");
-        let errors = batch
-            .column_by_name(ERROR_COLUMN)
-            .expect("errors")
-            .as_string::<i32>();
-        assert!(errors.is_null(0));
-        assert!(errors.value(1).starts_with("first; xxx"));
-        assert!(errors.value(1).len() < limits::MAX_MESSAGE_BYTES + 64);
+        let first = lists[0].as_ref().expect("a list");
+        assert_eq!(first[0], 1.5);
+        assert!(first[1].is_nan(), "a null inside a list crosses as NaN");
     }
 
     #[test]
     fn only_carried_types_cross() {
-        for t in [
+        let t = |s: &str| s.parse::<DataType>().expect("type");
+        for name in [
             "Boolean",
             "UInt64",
             "Float64",
@@ -466,17 +580,17 @@ mod tests {
             "FixedSizeList(4 x Int32)",
             "FixedSizeList(2 x Utf8)",
         ] {
-            assert_eq!(check_type(&t.parse().expect("type")), Ok(()), "{t}");
+            assert!(check_type(&t(name)).is_ok(), "{name}");
         }
-        for t in [
-            "Struct(\"a\": Int32)",
-            "List(List(Int32))",
-            "List(Boolean)",
-            "Date32",
-        ] {
-            if let Ok(data_type) = t.parse::<DataType>() {
-                assert!(check_type(&data_type).is_err(), "{t}");
-            }
+        let refused = [
+            t("List(List(Int32))"),
+            t("List(Boolean)"),
+            t("Date32"),
+            DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int32, true)])),
+        ];
+        for data_type in refused {
+            let e = check_type(&data_type).expect_err("refused");
+            assert!(e.contains("cannot cross the columnar interface"), "{e}");
         }
         let too_big = arrow_array::UInt64Array::from(vec![u64::MAX]);
         assert!(

@@ -30,6 +30,7 @@ pub(super) enum Exports {
     /// `columnar`: columns as WIT values.
     Columnar {
         guest: columnar_exports::GuestIndices,
+        process: ComponentExportIndex,
     },
 }
 
@@ -51,6 +52,7 @@ enum Guest {
     },
     Columnar {
         guest: columnar_exports::Guest,
+        process: super::columnar::ProcessFunc,
     },
 }
 
@@ -154,15 +156,18 @@ impl Extractor {
                     .get_typed_func(&mut store, *process)
                     .map_err(|e| fault(&store, e))?,
             },
-            Exports::Columnar { guest } => Guest::Columnar {
+            Exports::Columnar { guest, process } => Guest::Columnar {
                 guest: guest
                     .load(&mut store, &instance)
+                    .map_err(|e| fault(&store, e))?,
+                process: instance
+                    .get_typed_func(&mut store, *process)
                     .map_err(|e| fault(&store, e))?,
             },
         };
         let opened = guest_call(&mut store, &budget, async |s| match &guest {
             Guest::Arrow { guest, .. } => guest.call_open(s, params).await,
-            Guest::Columnar { guest } => guest.call_open(s, params).await,
+            Guest::Columnar { guest, .. } => guest.call_open(s, params).await,
         })?;
         let session = match opened {
             Ok(session) => session,
@@ -198,13 +203,20 @@ impl Extractor {
         let session = *session;
         let columns = guest_call(store, budget, async |s| match guest {
             Guest::Arrow { guest, .. } => guest.session().call_columns(s, session).await,
-            Guest::Columnar { guest } => guest.session().call_columns(s, session).await,
+            Guest::Columnar { guest, .. } => guest.session().call_columns(s, session).await,
         })?;
         self.check_columns(columns)
     }
 
     fn check_columns(&self, columns: Vec<Column>) -> Result<Vec<ColumnSpec>, CallError> {
         let declared = &self.manifest.outputs;
+        if columns.len() != declared.len() {
+            return Err(CallError::Contract(format!(
+                "session has {} columns, the manifest declares {}",
+                columns.len(),
+                declared.len()
+            )));
+        }
         let columns = columns
             .into_iter()
             .map(|c| super::manifest::column("columns", c))
@@ -213,11 +225,11 @@ impl Extractor {
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         let expected: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
         if names != expected {
-            return Err(CallError::Contract(format!(
+            return Err(CallError::Contract(limits::cut(format!(
                 "session columns [{}] differ from the manifest's [{}]",
                 names.join(", "),
                 expected.join(", ")
-            )));
+            ))));
         }
         for (column, declared) in columns.iter().zip(declared) {
             if !same_up_to_size(&column.data_type, &declared.data_type) {
@@ -252,7 +264,7 @@ impl Instance {
     ) -> Result<RecordBatch, CallError> {
         let output = match &self.guest {
             Guest::Arrow { process, .. } => self.process_arrow(*process, batch)?,
-            Guest::Columnar { .. } => self.process_columnar(batch, columns)?,
+            Guest::Columnar { process, .. } => self.process_columnar(*process, batch, columns)?,
         };
         // Conforming checks the types first: only then are the values
         // counted by what they will expand to.
@@ -294,12 +306,10 @@ impl Instance {
 
     fn process_columnar(
         &mut self,
+        func: super::columnar::ProcessFunc,
         batch: &RecordBatch,
         columns: &[ColumnSpec],
     ) -> Result<RecordBatch, CallError> {
-        let Guest::Columnar { guest } = &self.guest else {
-            return Err(CallError::Contract("not a columnar extractor".into()));
-        };
         let schema = batch.schema();
         let inputs = schema
             .fields()
@@ -317,18 +327,15 @@ impl Instance {
         let rows = u32::try_from(batch.num_rows())
             .map_err(|_| CallError::Contract("more than 2^32 rows in one call".into()))?;
         let session = self.session;
-        let result = guest_call(&mut self.store, &self.budget, async |s| {
-            guest
-                .session()
-                .call_process(s, session, rows, &inputs)
-                .await
+        // The output is lifted within the call's byte limit (see `columnar`).
+        super::columnar::start_lifting();
+        let (result,) = guest_call(&mut self.store, &self.budget, async |s| {
+            func.call_async(s, (session, rows, inputs)).await
         })?;
-        let output = result.map_err(|m| CallError::Plugin(limits::cut(m)))?;
         self.store.data_mut().flush_output();
-        let output = super::columnar::to_batch(output, batch.num_rows(), columns)
-            .map_err(CallError::Contract)?;
-        check_call_bytes(output.get_array_memory_size())?;
-        Ok(output)
+        let output =
+            result.map_err(|message| CallError::Plugin(limits::cut(message.into_string())))?;
+        super::columnar::to_batch(output, batch.num_rows(), columns).map_err(CallError::Contract)
     }
 }
 

@@ -5,9 +5,10 @@
 //! ([`limits::check_output_type`](super::limits::check_output_type)): a
 //! row's and a struct's null values are left out; a null list item, NaN
 //! and an infinite float are `null`; binary is lowercase hex; a 32-bit
-//! float is the shortest decimal that reads back as it. Only 64-bit floats
-//! are closer: each is itself, where a round trip through JSON text could
-//! move it by an ulp.
+//! float is the shortest decimal that reads back as it. Floats are closer:
+//! a 64-bit float is itself and a 32-bit float's decimal is read with
+//! correct rounding, where a round trip through JSON text (serde_json's
+//! default parser) could land an ulp off.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{

@@ -304,11 +304,11 @@ impl Engine {
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("cannot be linked: {e:#}")))?;
         let not_exported = |e: wasmtime::Error| invalid(format!("does not export {export}: {e:#}"));
+        let process = component
+            .get_export_index(None, &export)
+            .and_then(|interface| component.get_export_index(Some(&interface), PROCESS))
+            .ok_or_else(|| invalid(format!("{export} has no `{PROCESS}`")))?;
         let exports = if export.starts_with(EXPORTS[0]) {
-            let process = component
-                .get_export_index(None, &export)
-                .and_then(|interface| component.get_export_index(Some(&interface), PROCESS))
-                .ok_or_else(|| invalid(format!("{export} has no `{PROCESS}`")))?;
             let guest = bindings::exports::strata::extractor::extractor::GuestIndices::new(&pre)
                 .map_err(not_exported)?;
             Exports::Arrow { guest, process }
@@ -316,7 +316,7 @@ impl Engine {
             let guest =
                 columnar_bindings::exports::strata::extractor::columnar::GuestIndices::new(&pre)
                     .map_err(not_exported)?;
-            Exports::Columnar { guest }
+            Exports::Columnar { guest, process }
         };
 
         // The manifest is not known yet: loading gets the host maximum.
@@ -338,8 +338,11 @@ impl Engine {
                     .map_err(|e| invalid(format!("`{PROCESS}` has the wrong type: {e:#}")))?;
                 guest_call(&mut store, &budget, async |s| guest.call_describe(s).await)
             }
-            Exports::Columnar { guest } => {
+            Exports::Columnar { guest, process } => {
                 let guest = guest.load(&mut store, &instance).map_err(not_exported)?;
+                let _: columnar::ProcessFunc = instance
+                    .get_typed_func(&mut store, *process)
+                    .map_err(|e| invalid(format!("`{PROCESS}` has the wrong type: {e:#}")))?;
                 guest_call(&mut store, &budget, async |s| guest.call_describe(s).await)
             }
         }

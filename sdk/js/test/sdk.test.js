@@ -40,6 +40,8 @@ test("types map to kinds or are refused", () => {
   assert.deepEqual(kindOf("Utf8"), ["strings", null, "Utf8"]);
   assert.deepEqual(kindOf("FixedSizeList(64 x Float32)"), ["float-lists", 64, "Float32"]);
   assert.deepEqual(kindOf("LargeList(Int16)"), ["integer-lists", null, "Int16"]);
+  assert.deepEqual(kindOf("List(non-null Int32)"), ["integer-lists", null, "Int32"]);
+  assert.deepEqual(kindOf("FixedSizeList(3 x non-null Float32, field: 'v')"), ["float-lists", 3, "Float32"]);
   for (const bad of ["Struct(a Int32)", "List(Boolean)", "Date32", "utf8"]) {
     assert.throws(() => kindOf(bad), /cannot cross/);
   }

@@ -42,8 +42,10 @@ _SCALARS = {
     **{t: "integers" for t in _INTEGERS},
     **{t: "floats" for t in _FLOATS},
 }
-_LIST = re.compile(r"^(List|LargeList)\((?:nullable )?(\w+)\)$")
-_FIXED = re.compile(r"^FixedSizeList\((\d+) x (?:nullable )?(\w+)\)$")
+# Arrow's textual form may name the item field's nullability and name.
+_ITEM = r"(?:non-null |nullable )?(\w+)(?:, field: '[^']*')?"
+_LIST = re.compile(rf"^(List|LargeList)\({_ITEM}\)$")
+_FIXED = re.compile(rf"^FixedSizeList\((\d+) x {_ITEM}\)$")
 
 _S64 = (-(2**63), 2**63 - 1)
 _INTEGER_RANGES = {

@@ -51,6 +51,8 @@ def test_types_map_to_kinds_or_are_refused():
     assert kind_of("FixedSizeList(64 x Float32)") == ("float-lists", 64, "Float32")
     assert kind_of("List(Utf8)") == ("string-lists", None, "Utf8")
     assert kind_of("LargeList(Int16)") == ("integer-lists", None, "Int16")
+    assert kind_of("List(non-null Int32)") == ("integer-lists", None, "Int32")
+    assert kind_of("FixedSizeList(3 x non-null Float32, field: 'v')") == ("float-lists", 3, "Float32")
     for bad in ["Struct(a Int32)", "List(Boolean)", "Date32", "utf8"]:
         with pytest.raises(ValueError, match="cannot cross"):
             kind_of(bad)
