@@ -1,8 +1,9 @@
 //! Extractors written in Python and JavaScript (the `columnar` interface)
 //! beside Rust ones: the templates' components, built by `make test` as
-//! their READMEs build them, run in one pipeline, and each document's
-//! features equal the same extractor's native run (CPython, Node.js)
-//! value by value.
+//! their READMEs build them, run in one pipeline (`strata run`) and in one
+//! collection of a batch on a real server (published with `strata
+//! extractor push`), and each document's features equal the same
+//! extractor's native run (CPython, Node.js) value by value.
 
 mod support;
 
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::{compile_cache, repo};
+use support::flow::{all, create_bucket, create_collection, poll_until, submit, terminal, upload};
+use support::{ADMIN_KEY, Server, compile_cache, repo};
 
 const PYTHON_TEMPLATE: &str = "examples/extractor-template-python";
 const JS_TEMPLATE: &str = "examples/extractor-template-js";
@@ -297,4 +299,65 @@ fn a_columnar_extractor_shows_its_interface_and_refuses_bad_params_by_name() {
         stderr.contains("min_word_chars") && stderr.contains("must be between 1 and 100, got 0"),
         "{stderr}"
     );
+}
+
+/// Publishes `wasm` to `server` with `strata extractor push`.
+fn push(server: &Server, wasm: &Path) {
+    let out = strata()
+        .args(["extractor", "push"])
+        .arg(wasm)
+        .args(["--url", &server.url, "--key", ADMIN_KEY])
+        .output()
+        .expect("strata extractor push");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        wasm.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_batch_runs_rust_python_and_javascript_extractors_of_one_collection() {
+    let server = Server::start();
+    for wasm in [rust_template(), built(PYTHON_TEMPLATE), built(JS_TEMPLATE)] {
+        push(&server, &wasm);
+    }
+    let bucket = create_bucket(&server, "texts").await;
+    let mut ids = Vec::new();
+    for (i, (_, text)) in TEXTS.iter().enumerate() {
+        let id = format!("obj_{i}");
+        upload(&server, &bucket, &id, text).await;
+        ids.push(id);
+    }
+    let params = json!({"min_word_chars": 2});
+    let collection = create_collection(
+        &server,
+        "words",
+        &bucket,
+        json!([
+            {"name": "text-extract"},
+            {"name": "word-stats", "params": params},
+            {"name": "word-stats-py", "params": params},
+            {"name": "word-stats-js", "params": params},
+        ]),
+    )
+    .await;
+    let (path, _) = submit(&server, &bucket, &ids).await;
+    let seen = poll_until(&server, &path, terminal).await;
+    let done = seen.last().expect("a status");
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let collection_id = collection["collection_id"].as_str().expect("id");
+    let mut docs = all(
+        &server,
+        &format!("/v1/collections/{collection_id}/documents"),
+    )
+    .await;
+    docs.sort_by(|a, b| a["object_id"].as_str().cmp(&b["object_id"].as_str()));
+    assert_eq!(docs.len(), TEXTS.len());
+    check_against_native(&docs, "word-stats-py", &params, python_native);
+    check_against_native(&docs, "word-stats-js", &params, javascript_native);
+    for doc in &docs {
+        assert!(doc["features"]["word-stats"]["words"].is_u64(), "{doc}");
+    }
 }
