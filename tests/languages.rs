@@ -361,3 +361,30 @@ async fn a_batch_runs_rust_python_and_javascript_extractors_of_one_collection() 
         assert!(doc["features"]["word-stats"]["words"].is_u64(), "{doc}");
     }
 }
+
+#[test]
+fn a_component_built_against_wit_0_1_0_still_runs() {
+    use strata_host::Plan;
+    use strata_host::engine::executor::ExecOptions;
+    use support::engine::{component, engine, load, run, text_objects};
+
+    let bytes = std::fs::read(component("legacy")).expect("the legacy fixture");
+    let exports_old = bytes
+        .windows(b"strata:extractor/extractor@0.1.0".len())
+        .any(|w| w == b"strata:extractor/extractor@0.1.0");
+    assert!(exports_old, "the fixture is built against WIT 0.1.0");
+    let engine = engine(std::time::Duration::from_secs(30));
+    let legacy = load(&engine, "legacy");
+    assert_eq!(legacy.interface(), "extractor");
+    let plan = Plan::new(vec![(legacy, "{}".into())]).expect("plan");
+    let (docs, _) = run(
+        &plan,
+        &ExecOptions::default(),
+        text_objects(&["four", "", "twelve bytes"]),
+    );
+    let lengths: Vec<&Value> = docs
+        .iter()
+        .map(|d| &d.features["legacy"]["length"])
+        .collect();
+    assert_eq!(lengths, [&json!(4), &json!(0), &json!(12)]);
+}
