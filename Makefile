@@ -22,7 +22,7 @@ export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
 PY_TEMPLATE := examples/extractor-template-python
 JS_TEMPLATE := examples/extractor-template-js
 
-.PHONY: all setup host plugins template templates py-fixtures demo test test-servers lint bench clean
+.PHONY: all setup host plugins py-plugins template templates py-fixtures demo test test-servers lint bench clean
 
 all: host plugins
 
@@ -53,6 +53,14 @@ templates: template
 	$(MAKE) -C $(PY_TEMPLATE)
 	$(MAKE) -C $(JS_TEMPLATE)
 
+## py-plugins: the extractors written in Python (plugins/readability), into plugins/dist
+py-plugins: $(DIST)/readability.wasm
+
+$(DIST)/readability.wasm: $(wildcard plugins/readability/*.py) $(wildcard sdk/python/strata_sdk/*.py) wit/extractor.wit
+	$(MAKE) -C plugins/readability
+	@mkdir -p $(DIST)
+	cp plugins/readability/readability.wasm $@
+
 ## py-fixtures: the hostile Python test component, built with the Python template's componentize-py
 py-fixtures: tests/fixtures/dist/hostile-py.wasm
 
@@ -79,9 +87,10 @@ $(TEST_SERVERS)/installed: tests/servers.txt
 	cp tests/servers.txt $@
 
 ## test: build everything, then run every test suite (Rust, then the Python and JavaScript SDKs and templates, natively)
-test: host plugins templates py-fixtures test-servers
+test: host plugins py-plugins templates py-fixtures test-servers
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) -C $(PY_TEMPLATE) test
+	$(MAKE) -C plugins/readability test
 	$(PY_TEMPLATE)/.venv/bin/python -m pytest -q sdk/python/tests
 	$(MAKE) -C $(JS_TEMPLATE) test
 	node --test sdk/js/test/
@@ -105,3 +114,4 @@ clean:
 	rm -rf $(DIST) tests/fixtures/dist out
 	$(MAKE) -C $(PY_TEMPLATE) clean
 	$(MAKE) -C $(JS_TEMPLATE) clean
+	$(MAKE) -C plugins/readability clean

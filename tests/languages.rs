@@ -149,14 +149,39 @@ fn native(program: &mut Command, params: &Value, texts: &[Value]) -> Vec<Value> 
     serde_json::from_slice(&out.stdout).expect("a JSON array")
 }
 
-fn python_native(params: &Value, texts: &[Value]) -> Vec<Value> {
-    let template = repo().join(PYTHON_TEMPLATE);
-    let mut command = Command::new(template.join(".venv/bin/python"));
+/// `module.class`'s native CPython run, from the Python project in `dir`.
+fn python_native_of(
+    dir: &str,
+    module: &str,
+    class: &str,
+    params: &Value,
+    texts: &[Value],
+) -> Vec<Value> {
+    let mut command = Command::new(repo().join(PYTHON_TEMPLATE).join(".venv/bin/python"));
     command
-        .current_dir(&template)
+        .current_dir(repo().join(dir))
         .env("PYTHONPATH", repo().join("sdk/python"))
-        .args(["-c", "import json, sys\nfrom strata_sdk.testing import run\nfrom word_stats import WordStats\nr = json.load(sys.stdin)\nprint(json.dumps(run(WordStats, r['params'], {'text-extract.text': r['texts']})))"]);
+        .args([
+            "-c",
+            &format!(
+                "import json, sys\nfrom strata_sdk.testing import run\nfrom {module} import {class}\nr = json.load(sys.stdin)\nprint(json.dumps(run({class}, r['params'], {{'text-extract.text': r['texts']}})))"
+            ),
+        ]);
     native(&mut command, params, texts)
+}
+
+fn python_native(params: &Value, texts: &[Value]) -> Vec<Value> {
+    python_native_of(PYTHON_TEMPLATE, "word_stats", "WordStats", params, texts)
+}
+
+fn readability_native(params: &Value, texts: &[Value]) -> Vec<Value> {
+    python_native_of(
+        "plugins/readability",
+        "readability",
+        "Readability",
+        params,
+        texts,
+    )
 }
 
 fn javascript_native(params: &Value, texts: &[Value]) -> Vec<Value> {
@@ -171,7 +196,8 @@ fn javascript_native(params: &Value, texts: &[Value]) -> Vec<Value> {
 }
 
 /// Whether `a` and `b` are equal, numbers to the precision of a `Float32`
-/// (the column's type: the native run keeps a double).
+/// (the column's type: the native run keeps a double), an absent key as a
+/// null.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
@@ -181,8 +207,15 @@ fn same(a: &Value, b: &Value) -> bool {
             );
             x as f32 == y as f32
         }
+        // A document leaves null outputs out; a native run names them.
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            let present = |m: &serde_json::Map<String, Value>| {
+                m.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>()
+            };
+            present(x) == present(y) && x.iter().all(|(k, v)| v.is_null() || same(v, &y[k]))
         }
         _ => a == b,
     }
@@ -253,6 +286,24 @@ fn python_and_javascript_extractors_run_beside_rust_ones_and_match_their_native_
     assert_eq!(words("word-stats"), json!(6));
     assert_eq!(words("word-stats-py"), json!(6));
     assert_eq!(words("word-stats-js"), json!(6));
+}
+
+#[test]
+fn the_python_readability_plugin_runs_by_name_and_matches_its_native_run() {
+    let readability = repo().join("plugins/dist/readability.wasm");
+    assert!(
+        readability.exists(),
+        "{} is missing: run `make py-plugins`",
+        readability.display()
+    );
+    let docs = run(&[(readability, json!({}))]);
+    check_against_native(&docs, "readability", &json!({}), readability_native);
+    let plain = docs
+        .iter()
+        .find(|d| d["key"] == "plain.txt")
+        .expect("plain");
+    assert_eq!(plain["features"]["readability"]["sentences"], 3, "{plain}");
+    assert_eq!(plain["features"]["readability"]["words"], 6, "{plain}");
 }
 
 #[test]
