@@ -96,7 +96,7 @@ test: host plugins py-plugins templates py-fixtures test-servers
 	node --test sdk/js/test/
 
 ## bench: measure the engine side by side (release build) and write BENCHMARKS.md
-bench: plugins test-servers
+bench: plugins templates test-servers
 	$(CARGO) bench -p strata-host --bench pipeline --no-run
 	@{ echo "<!-- Written by \`make bench\` ($$(date -u +%Y-%m-%d), $$(uname -m)); edit the bench, not this file. -->"; \
 	   echo; $(CARGO) bench -q -p strata-host --bench pipeline; } > BENCHMARKS.md.new

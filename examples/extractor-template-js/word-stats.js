@@ -37,7 +37,11 @@ export class WordStats extends Extractor {
     const counted = words(text)
       .map((w) => [...w].length)
       .filter((n) => n >= this.minWordChars);
-    const ends = [...text].filter((c) => ".!?".includes(c)).length;
+    let ends = 0;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 46 || c === 33 || c === 63) ends++; // . ! ?
+    }
     return {
       words: counted.length,
       sentences: Math.max(ends, counted.length ? 1 : 0),
@@ -46,21 +50,33 @@ export class WordStats extends Extractor {
   }
 }
 
-// Letters (anything with case, kana, CJK ideographs, Hangul) and
-// digits make words; the engine inside the component has no Unicode
-// property escapes, so no `\p{L}`.
+// Letters (anything with case, kana, CJK ideographs, Hangul) and digits
+// make words. Plain comparisons, not regular expressions: the engine inside
+// the component interprets JavaScript, and has no `\p{L}`.
+function isWordChar(c) {
+  const code = c.codePointAt(0);
+  if (code < 128) return (code >= 48 && code <= 57) || ((code | 32) >= 97 && (code | 32) <= 122);
+  return (
+    (code >= 0x3040 && code <= 0x30ff) ||
+    (code >= 0x4e00 && code <= 0x9fff) ||
+    (code >= 0xac00 && code <= 0xd7af) ||
+    c.toLowerCase() !== c.toUpperCase()
+  );
+}
+
 function words(text) {
-  const isWordChar = (c) => /[0-9\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]/.test(c) || c.toLowerCase() !== c.toUpperCase();
   const found = [];
-  let word = "";
+  let start = -1;
+  let i = 0;
   for (const c of text) {
-    if (isWordChar(c) && !/\s/.test(c)) {
-      word += c;
-    } else if (word) {
-      found.push(word);
-      word = "";
+    if (isWordChar(c)) {
+      if (start < 0) start = i;
+    } else if (start >= 0) {
+      found.push(text.slice(start, i));
+      start = -1;
     }
+    i += c.length;
   }
-  if (word) found.push(word);
+  if (start >= 0) found.push(text.slice(start));
   return found;
 }

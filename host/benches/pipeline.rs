@@ -111,6 +111,7 @@ fn main() -> anyhow::Result<()> {
     let mut wasm_time: BTreeMap<&str, Duration> = BTreeMap::new();
     let mut unchecked_time: BTreeMap<&str, Duration> = BTreeMap::new();
     let mut plain_time: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut texts: Vec<RecordBatch> = Vec::new();
     let mut native_time: BTreeMap<&str, Duration> = BTreeMap::new();
     // The plain-host baseline: one instance of each extractor, without
     // deadline checks, reused for every call (what a host that neither
@@ -146,6 +147,10 @@ fn main() -> anyhow::Result<()> {
                 *times.entry(name).or_default() += started.elapsed();
                 if name == "text-extract" {
                     input = text_input(&output)?;
+                    if run == 3 {
+                        // Section 11's input: the corpus's texts.
+                        texts.push(input.clone());
+                    }
                 }
             }
         }
@@ -357,6 +362,12 @@ fn main() -> anyhow::Result<()> {
     }
     // 10. `strata run` on one core and on two.
     cores::bench(&corpus, &root, &config_cache())?;
+
+    if until <= 10 {
+        return Ok(());
+    }
+    // 11. One extractor in Rust, Python and JavaScript.
+    languages::bench(&root, &texts)?;
     Ok(())
 }
 
@@ -566,6 +577,8 @@ fn rss_mib(field: &str) -> f64 {
 mod cores;
 #[path = "pipeline/inputs.rs"]
 mod inputs;
+#[path = "pipeline/languages.rs"]
+mod languages;
 #[path = "pipeline/profile.rs"]
 mod profile;
 #[path = "pipeline/service.rs"]
