@@ -13,7 +13,8 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/plugin
 DIST := plugins/dist
 PLUGINS := text-extract lang-detect keywords hash-embed entities image-meta content-hash
-FIXTURES := hostile identity future-major bad-manifest dependent stamp stamp-v2 sleeper wide amplifier legacy
+FIXTURES := hostile identity future-major bad-manifest dependent stamp stamp-v2 sleeper wide amplifier legacy \
+	columnar-raw columnar-uncarried columnar-struct-input
 STRATA := $(TARGET_DIR)/debug/strata
 export STRATA_CACHE_DIR ?= $(TARGET_DIR)/strata-cache
 TEST_SERVERS := $(abspath $(TARGET_DIR))/test-servers
@@ -22,7 +23,7 @@ export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
 PY_TEMPLATE := examples/extractor-template-python
 JS_TEMPLATE := examples/extractor-template-js
 
-.PHONY: all setup host plugins py-plugins template templates py-fixtures demo test test-servers lint bench clean
+.PHONY: all setup host plugins py-plugins template templates language-fixtures demo test test-servers lint bench clean
 
 all: host plugins
 
@@ -61,13 +62,20 @@ $(DIST)/readability.wasm: $(wildcard plugins/readability/*.py) $(wildcard sdk/py
 	@mkdir -p $(DIST)
 	cp plugins/readability/readability.wasm $@
 
-## py-fixtures: the hostile Python test component, built with the Python template's componentize-py
-py-fixtures: tests/fixtures/dist/hostile-py.wasm
+## language-fixtures: the Python and JavaScript test components, built with the templates' pinned tools
+LANGUAGE_FIXTURES := $(addprefix tests/fixtures/dist/,hostile-py.wasm kinds-py.wasm hostile-js.wasm kinds-js.wasm)
+language-fixtures: $(LANGUAGE_FIXTURES)
 
-tests/fixtures/dist/hostile-py.wasm: $(wildcard tests/fixtures/hostile-py/*.py) wit/extractor.wit
+tests/fixtures/dist/%-py.wasm: tests/fixtures/%-py/*.py $(wildcard sdk/python/strata_sdk/*.py) wit/extractor.wit
 	$(MAKE) -C $(PY_TEMPLATE) .venv/installed
 	@mkdir -p tests/fixtures/dist
-	$(PY_TEMPLATE)/.venv/bin/componentize-py -d wit -w columnar-plugin componentize app -p tests/fixtures/hostile-py -o $@
+	$(PY_TEMPLATE)/.venv/bin/componentize-py -d wit -w columnar-plugin componentize app -p $(<D) -p sdk/python -o $@
+
+tests/fixtures/dist/%-js.wasm: tests/fixtures/%-js/*.js $(wildcard sdk/js/*.js) wit/extractor.wit
+	$(MAKE) -C $(JS_TEMPLATE) node_modules/.installed
+	@mkdir -p tests/fixtures/dist $(JS_TEMPLATE)/dist/$*-js
+	$(JS_TEMPLATE)/node_modules/.bin/esbuild $(<D)/app.js --bundle --format=esm --platform=neutral --log-level=warning '--external:strata:*' --outfile=$(JS_TEMPLATE)/dist/$*-js/app.js
+	$(JS_TEMPLATE)/node_modules/.bin/jco componentize $(JS_TEMPLATE)/dist/$*-js/app.js --wit wit --world-name columnar-plugin --disable all --out $@
 
 ## demo: run the text and image pipelines over examples/data, then the batch API flow on `strata serve`
 demo: host plugins
@@ -87,7 +95,7 @@ $(TEST_SERVERS)/installed: tests/servers.txt
 	cp tests/servers.txt $@
 
 ## test: build everything, then run every test suite (Rust, then the Python and JavaScript SDKs and templates, natively)
-test: host plugins py-plugins templates py-fixtures test-servers
+test: host plugins py-plugins templates language-fixtures test-servers
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) -C $(PY_TEMPLATE) test
 	$(MAKE) -C plugins/readability test

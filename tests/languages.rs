@@ -426,7 +426,10 @@ fn a_component_built_against_wit_0_1_0_still_runs() {
     assert!(exports_old, "the fixture is built against WIT 0.1.0");
     let engine = engine(std::time::Duration::from_secs(30));
     let legacy = load(&engine, "legacy");
-    assert_eq!(legacy.interface(), "extractor");
+    assert_eq!(
+        legacy.interface(),
+        strata_host::engine::Interface::Extractor
+    );
     let plan = Plan::new(vec![(legacy, "{}".into())]).expect("plan");
     let (docs, _) = run(
         &plan,
@@ -438,4 +441,150 @@ fn a_component_built_against_wit_0_1_0_still_runs() {
         .map(|d| &d.features["legacy"]["length"])
         .collect();
     assert_eq!(lengths, [&json!(4), &json!(0), &json!(12)]);
+}
+
+#[test]
+fn types_the_columnar_interface_cannot_carry_are_refused_at_load_and_at_planning() {
+    use support::engine::{component, engine};
+
+    let engine = engine(std::time::Duration::from_secs(30));
+    let refused = engine
+        .load(&component("columnar-uncarried"))
+        .expect_err("a List(Boolean) output is refused")
+        .to_string();
+    assert!(
+        refused.contains("output `flags`: List(Boolean) cannot cross the columnar interface"),
+        "{refused}"
+    );
+
+    // A built-in's list of structs, read by a columnar extractor: the
+    // pipeline is refused before any object is read, naming the extractor's
+    // place in it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[[extractors]]\nname = \"text-extract\"\n[[extractors]]\nname = \"entities\"\n\
+             [[extractors]]\ncomponent = \"{}\"\n",
+            component("columnar-struct-input").display()
+        ),
+    )
+    .expect("write");
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(input.join("a.txt"), "text").expect("write");
+    let output = dir.path().join("out.jsonl");
+    let out = strata_run(&pipeline, &input, &output);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("extractors[2]")
+            && stderr.contains("extractor `columnar-struct-input` cannot read `entities.entities`")
+            && stderr.contains("cannot cross the columnar interface"),
+        "{stderr}"
+    );
+    assert!(!output.exists(), "nothing was written");
+}
+
+/// What `kinds-py` and `kinds-js` answer for a document, computed here
+/// from its other features: every kind of value, in and out.
+fn kinds_expected(doc: &Value) -> Value {
+    let key = doc["key"].as_str().expect("key");
+    let content = TEXTS
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, text)| text.as_bytes())
+        .expect("a text of TEXTS");
+    let text = doc["features"]["text-extract"]["text"]
+        .as_str()
+        .expect("text");
+    let chars = doc["features"]["text-extract"]["char_count"]
+        .as_i64()
+        .expect("char_count");
+    let keywords: Vec<Value> = doc["features"]["keywords"]["keywords"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // Scores are Float32 on both sides of the guest: read them as such.
+    let scores: Vec<f32> = doc["features"]["keywords"]["scores"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|v| v.as_f64().expect("a score") as f32)
+                .collect()
+        })
+        .unwrap_or_default();
+    let head: String = content.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    json!({
+        "head": head,
+        "chars": chars,
+        "big": chars << 50,
+        "long": chars > 20,
+        "reliable": doc["features"]["lang-detect"]["reliable"],
+        "top": keywords.first(),
+        "top_words": keywords.iter().take(3).collect::<Vec<_>>(),
+        "score_sum": scores.iter().fold(0.0, |sum, &s| sum + f64::from(s)),
+        "scores_x2": scores.iter().take(3).map(|s| s * 2.0).collect::<Vec<_>>(),
+        "codes": text.chars().take(3).map(u32::from).collect::<Vec<_>>(),
+        "pair": [chars, keywords.len()],
+    })
+}
+
+#[test]
+fn every_kind_of_value_crosses_the_python_and_javascript_sdks_both_ways() {
+    let plugin = |name: &str| repo().join("plugins/dist").join(format!("{name}.wasm"));
+    let docs = run(&[
+        (plugin("lang-detect"), json!({})),
+        (plugin("keywords"), json!({})),
+        (support::engine::component("kinds-py"), json!({})),
+        (support::engine::component("kinds-js"), json!({})),
+    ]);
+    assert_eq!(docs.len(), TEXTS.len());
+    let mut with_keywords = 0;
+    for doc in &docs {
+        let key = &doc["key"];
+        let want = kinds_expected(doc);
+        for extractor in ["kinds-py", "kinds-js"] {
+            let got = &doc["features"][extractor];
+            assert!(
+                doc["errors"].as_array().is_none_or(Vec::is_empty),
+                "{key}: {}",
+                doc["errors"]
+            );
+            // Exact: Float32 values are compared as the Float32 they are.
+            for (name, want) in want.as_object().expect("an object") {
+                let got = &got[name];
+                let equal = match name.as_str() {
+                    "scores_x2" => {
+                        let f32s = |v: &Value| -> Vec<f32> {
+                            v.as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(Value::as_f64)
+                                        .map(|x| x as f32)
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        };
+                        f32s(got) == f32s(want)
+                            && got.as_array().map(Vec::len) == want.as_array().map(Vec::len)
+                    }
+                    // A null output is left out of the document.
+                    _ if want.is_null() => got.is_null(),
+                    _ => got == want,
+                };
+                assert!(equal, "{key}: {extractor}.{name} is {got}, expected {want}");
+            }
+        }
+        with_keywords += usize::from(
+            doc["features"]["keywords"]["keywords"]
+                .as_array()
+                .is_some_and(|k| !k.is_empty()),
+        );
+    }
+    assert!(
+        with_keywords >= 4,
+        "the texts give keywords and scores to check"
+    );
 }

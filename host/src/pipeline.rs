@@ -140,24 +140,17 @@ pub fn plan(catalog: &Catalog, refs: &[ExtractorRef]) -> Result<Plan, PipelineEr
         };
         selected.push((extractor, params));
     }
-    let index = |name: &str| refs.iter().position(|r| r.name == name).unwrap_or(0);
-    Plan::new(selected).map_err(|e| match &e {
-        PlanError::InvalidParam {
-            extractor,
-            param,
-            message,
-        } => error(
-            format!("extractors[{}].params.{param}", index(extractor)),
-            message.clone(),
-        ),
-        PlanError::Open { extractor, .. } | PlanError::Input { extractor, .. } => {
-            error(format!("extractors[{}]", index(extractor)), e.to_string())
+    let names: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+    Plan::new(selected).map_err(|e| {
+        let field = e.field(&names);
+        match &e {
+            PlanError::InvalidParam { message, .. } => error(field, message.clone()),
+            PlanError::Busy { .. } => PipelineError {
+                unavailable: true,
+                ..error(field, e.to_string())
+            },
+            _ => error(field, e.to_string()),
         }
-        PlanError::Busy { extractor, .. } => PipelineError {
-            unavailable: true,
-            ..error(format!("extractors[{}]", index(extractor)), e.to_string())
-        },
-        _ => error("extractors", e.to_string()),
     })
 }
 

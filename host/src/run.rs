@@ -32,13 +32,15 @@ pub enum RunError {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// The pipeline cannot be planned.
-    #[error("{path}: {source}")]
+    #[error("{path}: {field}: {source}")]
     Plan {
         /// The pipeline file.
         path: String,
+        /// Where in the file: `extractors[i]`, `extractors[i].params.p`.
+        field: String,
         /// What is wrong.
         #[source]
-        source: PlanError,
+        source: Box<PlanError>,
     },
     /// The input directory cannot be listed.
     #[error("{path}: {message}")]
@@ -168,9 +170,14 @@ pub fn load_pipeline(
             serde_json::to_string(&entry.params).map_err(|e| pipeline_error(e.to_string()))?;
         selected.push((extractor, params));
     }
+    let names: Vec<String> = selected
+        .iter()
+        .map(|(e, _)| e.manifest().name.clone())
+        .collect();
     let plan = Plan::new(selected).map_err(|source| RunError::Plan {
         path: path.display().to_string(),
-        source,
+        field: source.field(&names.iter().map(String::as_str).collect::<Vec<_>>()),
+        source: Box::new(source),
     })?;
     Ok((plan, file.chunk_objects))
 }

@@ -12,14 +12,14 @@ export function log(level, message) {
 
 // Inputs arrive with integers as BigInts and lists of numbers as typed
 // arrays: authors get Numbers where they are exact (BigInts beyond) and
-// plain Arrays; bytes stay Uint8Arrays.
-function fromWit(values) {
+// plain Arrays; bytes are Uint8Arrays, whatever array the bindings made.
+function fromWit({ tag, val }) {
   const plain = (v) =>
     typeof v === "bigint" ? (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v)
-      : v instanceof Uint8Array ? v
-        : Array.isArray(v) || ArrayBuffer.isView(v) ? Array.from(v, plain)
-          : v === undefined ? null : v;
-  return values.map(plain);
+      : Array.isArray(v) || ArrayBuffer.isView(v) ? Array.from(v, plain)
+        : v === undefined ? null : v;
+  if (tag === "binaries") return val.map((v) => (v === undefined || v === null ? null : v instanceof Uint8Array ? v : Uint8Array.from(v)));
+  return val.map(plain);
 }
 
 // Lists of numbers are lowered from typed arrays.
@@ -41,7 +41,7 @@ export function columnar(extractor) {
     }
 
     process(rows, inputs) {
-      const columns = Object.fromEntries(inputs.map((named) => [named.name, fromWit(named.values.val)]));
+      const columns = Object.fromEntries(inputs.map((named) => [named.name, fromWit(named.values)]));
       try {
         const [out, errors] = runSession(this.inner, rows, columns);
         return {

@@ -19,8 +19,8 @@ use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType, Field};
 use std::cell::Cell;
@@ -352,13 +352,33 @@ const STRICT: CastOptions<'static> = CastOptions {
     format_options: arrow_cast::display::FormatOptions::new(),
 };
 
-/// An input column as WIT values.
-pub fn to_values(array: &dyn Array) -> Result<Values, String> {
+/// Casts that make a value the target type cannot hold null (used once
+/// such values' rows are null already).
+const LENIENT: CastOptions<'static> = CastOptions {
+    safe: true,
+    format_options: arrow_cast::display::FormatOptions::new(),
+};
+
+/// An input column as WIT values, and the rows it could not carry: those
+/// holding an unsigned integer beyond the interface's s64 (only a UInt64
+/// can), which cross as null and fail with a row error.
+pub fn to_values(array: &dyn Array) -> Result<(Values, Vec<usize>), String> {
     let kind = check_type(array.data_type())?;
-    let wide = cast_with_options(array, &kind.wide_type(), &STRICT).map_err(|e| e.to_string())?;
+    let unfit = rows_beyond_s64(array);
+    let wide = if unfit.is_empty() {
+        cast_with_options(array, &kind.wide_type(), &STRICT)
+    } else {
+        let mut mask = vec![false; array.len()];
+        for &row in &unfit {
+            mask[row] = true;
+        }
+        arrow_select::nullif::nullif(array, &BooleanArray::from(mask))
+            .and_then(|nulled| cast_with_options(&nulled, &kind.wide_type(), &LENIENT))
+    }
+    .map_err(|e| e.to_string())?;
     let rows = 0..wide.len();
     let valid = |i: usize| wide.is_valid(i);
-    Ok(match kind {
+    let values = match kind {
         Kind::Booleans => {
             let a = wide.as_boolean();
             Values::Booleans(rows.map(|i| valid(i).then(|| a.value(i))).collect())
@@ -400,7 +420,39 @@ pub fn to_values(array: &dyn Array) -> Result<Values, String> {
                 .map(|v| v.unwrap_or_default().to_owned())
                 .collect()
         })),
-    })
+    };
+    Ok((values, unfit))
+}
+
+/// The rows of `array` (a UInt64 column, or lists of UInt64) holding a
+/// value beyond `i64::MAX`, in order; no rows for any other type.
+fn rows_beyond_s64(array: &dyn Array) -> Vec<usize> {
+    fn beyond(values: &dyn Array) -> bool {
+        values
+            .as_primitive_opt::<UInt64Type>()
+            .is_some_and(|a| a.iter().flatten().any(|v| i64::try_from(v).is_err()))
+    }
+    let items: Option<&ArrayRef> = match array.data_type() {
+        DataType::List(_) => Some(array.as_list::<i32>().values()),
+        DataType::LargeList(_) => Some(array.as_list::<i64>().values()),
+        DataType::FixedSizeList(..) => Some(array.as_fixed_size_list().values()),
+        _ => None,
+    };
+    // The common case, nothing beyond, is one pass over the values.
+    if !beyond(items.map_or(array, |items| items.as_ref())) {
+        return Vec::new();
+    }
+    let row = |i: usize| -> ArrayRef {
+        match array.data_type() {
+            DataType::List(_) => array.as_list::<i32>().value(i),
+            DataType::LargeList(_) => array.as_list::<i64>().value(i),
+            DataType::FixedSizeList(..) => array.as_fixed_size_list().value(i),
+            _ => array.slice(i, 1),
+        }
+    };
+    (0..array.len())
+        .filter(|&i| array.is_valid(i) && beyond(row(i).as_ref()))
+        .collect()
 }
 
 /// The rows of a `List` array, each list's items read by `items`.
@@ -413,11 +465,13 @@ fn list_values<T>(wide: &ArrayRef, items: impl Fn(&dyn Array) -> Vec<T>) -> Vec<
 
 /// A guest's `output` for `rows` rows as the record batch of `columns`
 /// (and `_error` when rows failed) that the checks after a call expect.
+/// `messages` holds the rows that failed before the call (one per row).
 pub(super) fn to_batch(
     output: Output,
-    rows: usize,
     columns: &[ColumnSpec],
+    mut messages: Vec<Option<String>>,
 ) -> Result<RecordBatch, String> {
+    let rows = messages.len();
     // Row errors first: a failed row's values are not read.
     let errors = output.errors.0;
     if errors.len() > rows {
@@ -426,7 +480,6 @@ pub(super) fn to_batch(
             errors.len()
         ));
     }
-    let mut messages: Vec<Option<String>> = vec![None; rows];
     for error in errors {
         let slot = messages
             .get_mut(error.row as usize)
@@ -548,10 +601,11 @@ mod tests {
             (Arc::new(fixed.finish()), Kind::FloatLists),
         ];
         for (array, kind) in arrays {
-            let values = to_values(array.as_ref()).expect("crosses");
+            let (values, unfit) = to_values(array.as_ref()).expect("crosses");
             assert_eq!(kind_and_rows(&values), (kind, 2), "{}", array.data_type());
+            assert!(unfit.is_empty());
         }
-        let Values::FloatLists(lists) = to_values(&{
+        let (Values::FloatLists(lists), _) = to_values(&{
             let mut b = ListBuilder::new(Float32Builder::new());
             b.values().append_value(1.5);
             b.values().append_null();
@@ -592,10 +646,34 @@ mod tests {
             let e = check_type(&data_type).expect_err("refused");
             assert!(e.contains("cannot cross the columnar interface"), "{e}");
         }
-        let too_big = arrow_array::UInt64Array::from(vec![u64::MAX]);
-        assert!(
-            to_values(&too_big).is_err(),
-            "a UInt64 beyond s64 cannot cross"
-        );
+    }
+
+    #[test]
+    fn a_uint64_beyond_s64_fails_its_row_only() {
+        let big = u64::MAX - 1;
+        let scalars =
+            arrow_array::UInt64Array::from(vec![Some(1), Some(big), None, Some(i64::MAX as u64)]);
+        let (values, unfit) = to_values(&scalars).expect("crosses");
+        assert_eq!(unfit, [1]);
+        let Values::Integers(values) = values else {
+            panic!("integers");
+        };
+        assert_eq!(values, [Some(1), None, None, Some(i64::MAX)]);
+
+        let mut lists = ListBuilder::new(arrow_array::builder::UInt64Builder::new());
+        for row in [&[1, 2][..], &[3, big], &[], &[big]] {
+            lists.values().append_slice(row);
+            lists.append(true);
+        }
+        let lists = lists.finish();
+        // Sliced, as a chunk of a larger batch is: rows are the slice's.
+        let (values, unfit) = to_values(&lists.slice(1, 3)).expect("crosses");
+        assert_eq!(unfit, [0, 2]);
+        let Values::IntegerLists(values) = values else {
+            panic!("integer lists");
+        };
+        assert_eq!(values, [None, Some(vec![]), None]);
+        let (_, unfit) = to_values(&lists.slice(0, 1)).expect("crosses");
+        assert!(unfit.is_empty(), "a slice without the big values");
     }
 }

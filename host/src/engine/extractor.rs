@@ -34,12 +34,53 @@ pub(super) enum Exports {
     },
 }
 
-impl Exports {
-    /// The interface's name, as `strata extractor inspect` shows it.
-    pub(super) fn interface(&self) -> &'static str {
+/// The interface of `strata:extractor` a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// `extractor`: record batches as Arrow IPC streams (Rust, with the SDK).
+    Extractor,
+    /// `columnar`: columns as WIT values (Python, JavaScript).
+    Columnar,
+}
+
+impl Interface {
+    /// The interface's name in the WIT package.
+    pub fn name(self) -> &'static str {
         match self {
-            Exports::Arrow { .. } => "extractor",
-            Exports::Columnar { .. } => "columnar",
+            Interface::Extractor => "extractor",
+            Interface::Columnar => "columnar",
+        }
+    }
+
+    /// The export's name without the version, as `strata:extractor/columnar`.
+    pub fn export(self) -> &'static str {
+        match self {
+            Interface::Extractor => "strata:extractor/extractor",
+            Interface::Columnar => "strata:extractor/columnar",
+        }
+    }
+
+    /// What crosses the interface, in a few words.
+    pub fn carries(self) -> &'static str {
+        match self {
+            Interface::Extractor => "Arrow IPC record batches",
+            Interface::Columnar => "columns as WIT values",
+        }
+    }
+}
+
+impl std::fmt::Display for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Exports {
+    /// The interface these exports belong to.
+    pub(super) fn interface(&self) -> Interface {
+        match self {
+            Exports::Arrow { .. } => Interface::Extractor,
+            Exports::Columnar { .. } => Interface::Columnar,
         }
     }
 }
@@ -95,7 +136,7 @@ impl Extractor {
 
     /// The interface the component exports: `extractor` (Arrow IPC) or
     /// `columnar` (columns as WIT values).
-    pub fn interface(&self) -> &'static str {
+    pub fn interface(&self) -> Interface {
         self.exports.interface()
     }
 
@@ -311,19 +352,28 @@ impl Instance {
         columns: &[ColumnSpec],
     ) -> Result<RecordBatch, CallError> {
         let schema = batch.schema();
-        let inputs = schema
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, column)| {
-                let values = super::columnar::to_values(column.as_ref())
-                    .map_err(|e| CallError::Contract(format!("input `{}`: {e}", field.name())))?;
-                Ok(columnar_exports::NamedValues {
-                    name: field.name().clone(),
-                    values,
-                })
-            })
-            .collect::<Result<Vec<_>, CallError>>()?;
+        // Rows holding a value the interface cannot carry fail before the
+        // call; the guest sees null there, and its answer is not read.
+        let mut messages: Vec<Option<String>> = vec![None; batch.num_rows()];
+        let mut inputs = Vec::with_capacity(batch.num_columns());
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            let (values, unfit) = super::columnar::to_values(column.as_ref())
+                .map_err(|e| CallError::Contract(format!("input `{}`: {e}", field.name())))?;
+            for row in unfit {
+                let message = format!(
+                    "input `{}` holds an integer beyond the columnar interface's 64-bit signed range",
+                    field.name()
+                );
+                messages[row] = Some(match messages[row].take() {
+                    Some(first) => format!("{first}; {message}"),
+                    None => message,
+                });
+            }
+            inputs.push(columnar_exports::NamedValues {
+                name: field.name().clone(),
+                values,
+            });
+        }
         let rows = u32::try_from(batch.num_rows())
             .map_err(|_| CallError::Contract("more than 2^32 rows in one call".into()))?;
         let session = self.session;
@@ -335,7 +385,7 @@ impl Instance {
         self.store.data_mut().flush_output();
         let output =
             result.map_err(|message| CallError::Plugin(limits::cut(message.into_string())))?;
-        super::columnar::to_batch(output, batch.num_rows(), columns).map_err(CallError::Contract)
+        super::columnar::to_batch(output, columns, messages).map_err(CallError::Contract)
     }
 }
 

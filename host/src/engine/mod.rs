@@ -27,7 +27,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 pub use cache::CompileCache;
-pub use extractor::{Extractor, Instance};
+pub use extractor::{Extractor, Instance, Interface};
 pub use manifest::{ColumnSpec, Manifest, ManifestError};
 pub use sandbox::{Budget, Cut, Fault};
 
@@ -62,8 +62,8 @@ pub mod columnar_bindings {
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: semver::Version = semver::Version::new(0, 1, 1);
-/// The interfaces an extractor may export, by name without the version.
-const EXPORTS: [&str; 2] = ["strata:extractor/extractor", "strata:extractor/columnar"];
+/// The interfaces an extractor may export.
+const EXPORTS: [Interface; 2] = [Interface::Extractor, Interface::Columnar];
 const PROCESS: &str = "[method]session.process";
 
 /// Engine settings.
@@ -297,7 +297,7 @@ impl Engine {
         let engine = &self.inner.wasmtime;
         let (component, cached) = self.compile(&hash, bytes).map_err(invalid)?;
         debug!(origin, cached, "component compiled");
-        let export = check_exports(&component, engine).map_err(invalid)?;
+        let (export, interface) = check_exports(&component, engine).map_err(invalid)?;
         let pre = self
             .inner
             .linker
@@ -308,15 +308,21 @@ impl Engine {
             .get_export_index(None, &export)
             .and_then(|interface| component.get_export_index(Some(&interface), PROCESS))
             .ok_or_else(|| invalid(format!("{export} has no `{PROCESS}`")))?;
-        let exports = if export.starts_with(EXPORTS[0]) {
-            let guest = bindings::exports::strata::extractor::extractor::GuestIndices::new(&pre)
-                .map_err(not_exported)?;
-            Exports::Arrow { guest, process }
-        } else {
-            let guest =
-                columnar_bindings::exports::strata::extractor::columnar::GuestIndices::new(&pre)
+        let exports = match interface {
+            Interface::Extractor => {
+                let guest =
+                    bindings::exports::strata::extractor::extractor::GuestIndices::new(&pre)
+                        .map_err(not_exported)?;
+                Exports::Arrow { guest, process }
+            }
+            Interface::Columnar => {
+                let guest =
+                    columnar_bindings::exports::strata::extractor::columnar::GuestIndices::new(
+                        &pre,
+                    )
                     .map_err(not_exported)?;
-            Exports::Columnar { guest, process }
+                Exports::Columnar { guest, process }
+            }
         };
 
         // The manifest is not known yet: loading gets the host maximum.
@@ -357,7 +363,7 @@ impl Engine {
                     .map_err(|e| invalid(format!("output `{}`: {e}", column.name)))?;
             }
         }
-        info!(extractor = %manifest.id(), origin, cached, interface = exports.interface(), "extractor loaded");
+        info!(extractor = %manifest.id(), origin, cached, interface = %exports.interface(), "extractor loaded");
         Ok(Extractor {
             manifest: Arc::new(manifest),
             pre,
@@ -475,27 +481,31 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
 }
 
 /// Checks that `component` exports one compatible extractor interface
-/// (`extractor` or `columnar`); returns that export's name.
-fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<String, String> {
+/// (`extractor` or `columnar`); returns that export's name and interface.
+fn check_exports(
+    component: &Component,
+    engine: &wasmtime::Engine,
+) -> Result<(String, Interface), String> {
     let ty = component.component_type();
     let names: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    let found: Vec<(&String, &str)> = names
+    let found: Vec<(&String, Interface, &str)> = names
         .iter()
         .filter_map(|n| {
-            let (interface, version) = n.split_once('@')?;
-            EXPORTS.contains(&interface).then_some((n, version))
+            let (path, version) = n.split_once('@')?;
+            let interface = EXPORTS.into_iter().find(|i| path == i.export())?;
+            Some((n, interface, version))
         })
         .collect();
-    let (export, version) = match found.as_slice() {
+    let (export, interface, version) = match found.as_slice() {
         [one] => *one,
         [] => {
             return Err(format!(
                 "does not export {} or {} (it exports: {})",
-                EXPORTS[0],
-                EXPORTS[1],
+                EXPORTS[0].export(),
+                EXPORTS[1].export(),
                 if names.is_empty() {
                     "nothing".to_owned()
                 } else {
@@ -508,7 +518,7 @@ fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<Str
                 "exports more than one extractor interface ({}); a component exports one",
                 found
                     .iter()
-                    .map(|(n, _)| n.as_str())
+                    .map(|(n, ..)| n.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
@@ -521,7 +531,7 @@ fn check_exports(component: &Component, engine: &wasmtime::Engine) -> Result<Str
             "built for strata:extractor@{version}, incompatible with this host's strata:extractor@{WIT_VERSION}"
         ));
     }
-    Ok(export.clone())
+    Ok((export.clone(), interface))
 }
 
 /// Whether a component built against WIT package `found` runs on a host

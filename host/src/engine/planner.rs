@@ -71,6 +71,27 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// Where the error is in a pipeline's `extractors`, given their names in
+    /// order: `extractors[i].params.p`, `extractors[i]`, or `extractors`
+    /// when it is about the pipeline as a whole.
+    pub fn field(&self, names: &[&str]) -> String {
+        let at = |extractor: &str| match names.iter().position(|n| *n == extractor) {
+            Some(i) => format!("extractors[{i}]"),
+            None => "extractors".to_owned(),
+        };
+        match self {
+            PlanError::InvalidParam {
+                extractor, param, ..
+            } => format!("{}.params.{param}", at(extractor)),
+            PlanError::Open { extractor, .. }
+            | PlanError::Input { extractor, .. }
+            | PlanError::Busy { extractor, .. } => at(extractor),
+            _ => "extractors".to_owned(),
+        }
+    }
+}
+
 /// What the planner needs to know of an extractor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -272,7 +293,7 @@ impl Plan {
     fn check_columnar_inputs(&self) -> Result<(), PlanError> {
         for step in self
             .steps()
-            .filter(|s| s.extractor.interface() == "columnar")
+            .filter(|s| s.extractor.interface() == super::Interface::Columnar)
         {
             for input in &step.extractor.manifest().inputs {
                 let Some((producer, column)) = input.split_once('.') else {
@@ -348,6 +369,24 @@ mod tests {
             .map(|t| names(nodes, t))
             .map_err(|e| e.to_string());
         assert_eq!(got, expected.map_err(str::to_owned));
+    }
+
+    #[test]
+    fn a_plan_error_names_its_place_in_the_pipeline() {
+        let names = ["text-extract", "word-stats"];
+        let param = PlanError::InvalidParam {
+            extractor: "word-stats".into(),
+            param: "min_word_chars".into(),
+            message: "too small".into(),
+        };
+        assert_eq!(param.field(&names), "extractors[1].params.min_word_chars");
+        let input = PlanError::Input {
+            extractor: "text-extract".into(),
+            input: "x.y".into(),
+            reason: "no".into(),
+        };
+        assert_eq!(input.field(&names), "extractors[0]");
+        assert_eq!(PlanError::Cycle(vec![]).field(&names), "extractors");
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The `strata` command line.
 
-use std::path::{Path, PathBuf};
+mod extractor;
+mod keys;
+mod serve;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::executor::ExecOptions;
 use crate::engine::{Engine, EngineConfig};
-use crate::run::{RunOptions, run};
 use crate::store::KeyId;
 
 /// Exit code when the run finished but some objects failed.
@@ -484,10 +486,23 @@ pub fn main() -> ExitCode {
     match try_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each cause left out when the message before
+/// it already says it (errors that show their source in their own text).
+fn chain(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    message
 }
 
 fn init_logging(format: LogFormat) {
@@ -504,79 +519,9 @@ fn init_logging(format: LogFormat) {
 
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve_command(*args),
-        Command::Worker(args) => worker_command(*args),
-        Command::Keys(KeysCommand::Create {
-            backends,
-            namespace,
-            admin,
-            publish,
-            name,
-        }) => runtime()?.block_on(async {
-            let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
-            let store = store.as_ref();
-            crate::serve::bootstrap(store, None).await?;
-            let namespace_id = if admin {
-                None
-            } else {
-                let ns = store.namespace(&namespace).await?.with_context(|| {
-                    format!("no namespace `{namespace}` in {}", store.describe())
-                })?;
-                Some(ns.namespace_id)
-            };
-            let mut key = crate::store::ApiKey::new(name, admin, namespace_id);
-            key.publish = publish;
-            let (key, secret) = crate::keys::create(store, key).await?;
-            eprintln!("created key {}", key.key_id);
-            println!("{secret}");
-            Ok(ExitCode::SUCCESS)
-        }),
-        Command::Keys(KeysCommand::List { backends, json }) => runtime()?.block_on(async {
-            let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
-            let keys = crate::keys::all(store.as_ref()).await?;
-            if json {
-                for key in &keys {
-                    println!("{}", serde_json::to_string(key)?);
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "{:<32}  {:<14}  {:<20}  {:<24}  {:<24}  NAME",
-                "ID", "RIGHTS", "NAMESPACE", "CREATED", "LAST USED"
-            );
-            for key in &keys {
-                let rights = match (key.admin, key.publish) {
-                    (true, _) => "admin",
-                    (false, true) => "publish",
-                    (false, false) => "-",
-                };
-                let namespace = match &key.namespace_id {
-                    Some(id) => store
-                        .namespace(id)
-                        .await?
-                        .map_or_else(|| id.to_string(), |ns| ns.name),
-                    None => "(all)".to_owned(),
-                };
-                println!(
-                    "{:<32}  {rights:<14}  {namespace:<20}  {:<24}  {:<24}  {}",
-                    key.key_id,
-                    key.created_at,
-                    key.last_used_at
-                        .map_or_else(|| "never".to_owned(), |t| t.to_string()),
-                    key.name.as_deref().unwrap_or("")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }),
-        Command::Keys(KeysCommand::Revoke { backends, key_id }) => runtime()?.block_on(async {
-            let (store, ..) = crate::serve::open_store(&backends.config().store).await?;
-            store
-                .delete_key(&key_id)
-                .await
-                .with_context(|| format!("revoking key `{key_id}`"))?;
-            eprintln!("revoked key {key_id}");
-            Ok(ExitCode::SUCCESS)
-        }),
+        Command::Serve(args) => serve::serve_command(*args),
+        Command::Worker(args) => serve::worker_command(*args),
+        Command::Keys(command) => keys::command(command),
         Command::CompileComponent(args) => {
             let config = EngineConfig {
                 max_memory_mb: args.max_memory_mb,
@@ -588,325 +533,30 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!(e))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_command(args),
-        Command::Extractor(ExtractorCommand::Inspect { file, json, engine }) => {
-            let extractor = engine.engine()?.load(&file)?;
-            if json {
-                let value = serde_json::json!({
-                    "manifest": extractor.manifest().as_ref(),
-                    "content_hash": extractor.content_hash(),
-                    "interface": extractor.interface(),
-                    "size_bytes": extractor.size_bytes(),
-                });
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                print!("{}", describe(&extractor));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Extractor(ExtractorCommand::Push { file, url, key }) => {
-            runtime()?.block_on(push(&file, &url, &key))
-        }
-        Command::Extractor(ExtractorCommand::Validate { file, engine }) => {
-            let extractor = engine.engine()?.load(&file)?;
-            println!(
-                "{}: valid extractor {}",
-                file.display(),
-                extractor.manifest().id()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run(args) => serve::run_command(args),
+        Command::Extractor(command) => extractor::command(command),
     }
 }
 
-/// Uploads `file` to `url`'s registry with a progress bar; prints what the
-/// server made of it.
-async fn push(file: &Path, url: &str, key: &str) -> anyhow::Result<ExitCode> {
-    use futures::StreamExt as _;
-    let size = std::fs::metadata(file)
-        .with_context(|| format!("reading {}", file.display()))?
-        .len();
-    let opened = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("reading {}", file.display()))?;
-    let bar =
-        indicatif::ProgressBar::new(size).with_style(indicatif::ProgressStyle::with_template(
-            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-        )?);
-    bar.set_message(format!("pushing {}", file.display()));
-    // The key first: a server refuses an unauthorised upload before reading
-    // it, and a client still sending sees a reset instead of the answer. An
-    // empty publication is refused for its body (422) only once the key
-    // may publish.
-    let client = reqwest::Client::new();
-    let endpoint = format!("{}/v1/extractors", url.trim_end_matches('/'));
-    let answer = client
-        .post(&endpoint)
-        .bearer_auth(key)
-        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
-        .send()
-        .await
-        .with_context(|| format!("reaching {endpoint}"))?;
-    if answer.status() != reqwest::StatusCode::UNPROCESSABLE_ENTITY {
-        let status = answer.status();
-        let body: serde_json::Value = answer.json().await.unwrap_or_default();
-        anyhow::bail!(
-            "{url} refused the key ({status}): {}; publishing takes an admin key or one made with `strata keys create --publish`",
-            body["detail"].as_str().unwrap_or("no detail")
-        );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner detail")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {source}")]
+    struct ShowsItsSource {
+        source: Inner,
     }
-    let progress = bar.clone();
-    let stream = tokio_util::io::ReaderStream::new(opened).inspect(move |chunk| {
-        if let Ok(chunk) = chunk {
-            progress.inc(chunk.len() as u64);
-        }
-    });
-    let response = client
-        .post(&endpoint)
-        .bearer_auth(key)
-        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
-        .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .with_context(|| format!("sending {} to {endpoint}", file.display()))?;
-    bar.finish_and_clear();
-    let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .with_context(|| format!("{endpoint} answered {status} without JSON"))?;
-    if !status.is_success() {
-        anyhow::bail!(
-            "{endpoint} refused {} ({status}): {}",
-            file.display(),
-            body["detail"].as_str().unwrap_or("no detail")
-        );
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let shown = anyhow::Error::new(ShowsItsSource { source: Inner });
+        assert_eq!(chain(&shown), "outer: inner detail");
+        let context = anyhow::Error::new(Inner).context("reading p.toml");
+        assert_eq!(chain(&context), "reading p.toml: inner detail");
     }
-    let said = if status == reqwest::StatusCode::CREATED {
-        "published"
-    } else {
-        "already published (same bytes)"
-    };
-    println!(
-        "{}@{} {said}: sha256 {}, {} bytes",
-        body["name"].as_str().unwrap_or("?"),
-        body["version"].as_str().unwrap_or("?"),
-        body["content_hash"].as_str().unwrap_or("?"),
-        body["size_bytes"]
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let cache = args.backends.data_dir.join("cache");
-    let engine = args.engine.config(|| Some(cache))?;
-    let mut config =
-        crate::serve::ServeConfig::new(args.backends.data_dir.clone(), args.plugins, engine);
-    config.backends = args.backends.config();
-    config.watch_plugins = args.watch_plugins;
-    config.admin_key = std::env::var("STRATA_ADMIN_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
-    config.max_object_bytes = args.max_object_mb << 20;
-    config.max_body_bytes = args.max_body_mb << 20;
-    args.worker.apply(&mut config)?;
-    if args.no_workers {
-        config.role = crate::serve::Role::Api;
-    }
-    config.tenants = crate::api::tenancy::TenantLimits {
-        batches_in_flight: args.max_batches_in_flight,
-        objects_per_batch: args.max_objects_per_batch,
-        upload_bytes_in_flight: args.max_upload_mb_in_flight.saturating_mul(1 << 20),
-        plans_in_flight: args.max_plans_per_namespace,
-        publishes_per_minute: args.publishes_per_minute,
-    };
-    anyhow::ensure!(args.shard_objects > 0, "--shard-objects must be at least 1");
-    config.shard_objects = args.shard_objects;
-    config.worker.max_timeouts = args.engine.max_timeouts;
-    config.worker.threads_per_tier = args.engine.threads_per_tier()?;
-    config.health = crate::progress::HealthPolicy {
-        error_budget: args.worker.error_budget,
-        stall_after: seconds("stall-seconds", args.stall_seconds)?,
-    };
-    anyhow::ensure!(
-        args.webhook_concurrency > 0,
-        "--webhook-concurrency must be at least 1"
-    );
-    let webhooks = &mut config.webhooks;
-    webhooks.schedule = crate::webhooks::parse_schedule(&args.webhook_retry_schedule)
-        .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule {e}"))?;
-    webhooks.timeout = seconds("webhook-timeout", args.webhook_timeout)?;
-    webhooks.per_webhook = args.webhook_concurrency;
-    webhooks.allow_private = args.allow_private_webhooks;
-    webhooks.retention = seconds(
-        "webhook-retention-days",
-        args.webhook_retention_days * 86_400.0,
-    )?;
-    serve_until_signal(config, &args.listen)
-}
-
-/// `strata worker`: runs shards, serves only its health and metrics.
-fn worker_command(args: WorkerCommandArgs) -> anyhow::Result<ExitCode> {
-    let cache = args.backends.data_dir.join("cache");
-    let engine = args.engine.config(|| Some(cache))?;
-    let mut config =
-        crate::serve::ServeConfig::new(args.backends.data_dir.clone(), args.plugins, engine);
-    config.backends = args.backends.config();
-    config.role = crate::serve::Role::Worker;
-    config.max_object_bytes = args.max_object_mb << 20;
-    args.worker.apply(&mut config)?;
-    anyhow::ensure!(
-        config.worker.max_shards > 0,
-        "--max-shards must be at least 1 for a worker"
-    );
-    config.worker.max_timeouts = args.engine.max_timeouts;
-    config.worker.threads_per_tier = args.engine.threads_per_tier()?;
-    serve_until_signal(config, &args.listen)
-}
-
-/// Runs `config` on `listen` until Ctrl-C or SIGTERM, then waits up to the
-/// shutdown grace for running shards to give their leases back.
-fn serve_until_signal(config: crate::serve::ServeConfig, listen: &str) -> anyhow::Result<ExitCode> {
-    let grace = config.shutdown_grace;
-    let runtime = runtime()?;
-    let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        crate::serve::run(config, listener, shutdown_signal()).await
-    });
-    // Work still on the blocking pool past the grace period is abandoned.
-    runtime.shutdown_timeout(grace);
-    served?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
-}
-
-fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.engine.engine()?;
-    anyhow::ensure!(
-        args.chunk_objects != Some(0),
-        "--chunk-objects must be at least 1"
-    );
-    let exec = ExecOptions {
-        include_processing_history: args.include_processing_history,
-        max_timeouts: args.engine.max_timeouts,
-        threads_per_tier: args.engine.threads_per_tier()?,
-        ..ExecOptions::default()
-    };
-    let options = RunOptions {
-        pipeline: args.pipeline,
-        input: args.input,
-        output: args.output.clone(),
-        plugins: args.plugins,
-        exec,
-        chunk_objects: args.chunk_objects,
-        max_object_bytes: args.max_object_bytes,
-        progress: !args.no_progress,
-    };
-    let summary = run(&engine, options)?;
-    let stats = &summary.stats;
-    let secs = summary.elapsed.as_secs_f64();
-    eprintln!(
-        "{} objects in {:.2} s ({:.1} objects/s), {} failed, {} incidents; output: {}",
-        stats.objects,
-        secs,
-        stats.objects as f64 / secs.max(1e-9),
-        stats.failed_objects,
-        stats.incidents,
-        args.output.display()
-    );
-    for (extractor, count) in &stats.errors_by_extractor {
-        eprintln!("  errors in {extractor}: {count}");
-    }
-    Ok(if stats.failed_objects > 0 {
-        ExitCode::from(EXIT_PARTIAL)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn describe(extractor: &crate::engine::Extractor) -> String {
-    use std::fmt::Write as _;
-    let m = extractor.manifest();
-    let mut out = String::new();
-    let list = |items: &[String]| {
-        if items.is_empty() {
-            "-".to_owned()
-        } else {
-            items.join(", ")
-        }
-    };
-    let _ = writeln!(out, "{} {}", m.name, m.version);
-    let _ = writeln!(out, "  {}", m.description);
-    let _ = writeln!(out, "depends on:   {}", list(&m.depends_on));
-    let _ = writeln!(out, "inputs:       {}", list(&m.inputs));
-    let _ = writeln!(
-        out,
-        "applies to:   {}",
-        if m.mime_types.is_empty() {
-            "every object".into()
-        } else {
-            m.mime_types.join(", ")
-        }
-    );
-    let _ = writeln!(out, "batch size:   {} rows", m.batch_size);
-    let _ = writeln!(out, "memory:       {} MiB", m.memory_limit_mb);
-    let _ = writeln!(
-        out,
-        "component:    {} bytes, sha256 {}",
-        extractor.size_bytes(),
-        extractor.content_hash()
-    );
-    let _ = writeln!(
-        out,
-        "interface:    strata:extractor/{} ({})",
-        extractor.interface(),
-        match extractor.interface() {
-            "columnar" => "columns as WIT values",
-            _ => "Arrow IPC record batches",
-        }
-    );
-    let _ = writeln!(out, "outputs:");
-    for c in &m.outputs {
-        let _ = writeln!(
-            out,
-            "  {:<14} {:<28} {}",
-            c.name,
-            c.data_type.to_string(),
-            c.description
-        );
-    }
-    let _ = writeln!(out, "parameters:   {}", m.params_schema);
-    out
 }
