@@ -2,9 +2,10 @@
 //! Rust one: a Python (`tests/fixtures/hostile-py`) and a JavaScript
 //! (`hostile-js`) guest, each on the raw interface, with the same modes.
 //! Loops and memory bombs end on their rows, exceptions fail their rows
-//! only, and every breach of the contract (row counts, types, names, row
-//! errors, sizes) is a named error while the other extractor and the host
-//! go on. A Rust guest of the raw interface (`columnar-raw`) returns values
+//! only, log floods are capped, and every breach of the contract (row
+//! counts, types, names, row errors, sizes) is a named error while the
+//! other extractor and the host go on. The Python guest also sleeps in
+//! WASI and tries files, environment and network, as the Rust one does. A Rust guest of the raw interface (`columnar-raw`) returns values
 //! that all point at the same bytes: lifting them stops at the call's byte
 //! limit.
 
@@ -121,6 +122,16 @@ macro_rules! hostile_guest_tests {
             }
 
             #[test]
+            fn a_log_flood_is_capped_and_the_rows_complete() {
+                let engine = engine(Duration::from_secs(60));
+                let docs = support::engine::hostile_run(&engine, FIXTURE, "flood");
+                for doc in &docs {
+                    assert!(doc.errors.is_empty(), "{:?}", doc.errors);
+                    assert!(doc.features[FIXTURE]["length"].is_u64());
+                }
+            }
+
+            #[test]
             fn a_huge_error_message_is_cut() {
                 let engine = engine(Duration::from_secs(60));
                 let docs = support::engine::hostile_run(&engine, FIXTURE, "long-error");
@@ -146,6 +157,42 @@ macro_rules! hostile_guest_tests {
 }
 
 hostile_guest_tests!(python, "hostile-py");
+
+/// Far past the 1 s deadline, far short of the fixture's hour of sleep.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_python_sleep_times_out_on_its_row_only() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        check_only_trigger_fails(
+            &engine(Duration::from_secs(1)),
+            "hostile-py",
+            "sleep",
+            "timed out after 1s",
+        );
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(LIVENESS)
+        .unwrap_or_else(|_| panic!("still running after {LIVENESS:?}"));
+}
+
+#[test]
+fn files_environment_and_network_are_out_of_a_python_guests_reach() {
+    let marker = std::path::Path::new("/tmp/strata-hostile-py-escape");
+    let _ = std::fs::remove_file(marker);
+    let docs =
+        support::engine::hostile_run(&engine(Duration::from_secs(30)), "hostile-py", "escape");
+    for doc in &docs {
+        assert!(doc.errors.is_empty(), "{:?}", doc.errors);
+        assert_eq!(
+            doc.features["hostile-py"]["report"],
+            "read=denied list=denied write=denied env=denied args=denied connect=denied \
+             bind=denied udp=denied resolve=denied"
+        );
+    }
+    assert!(!marker.exists(), "the plugin wrote a file");
+}
 hostile_guest_tests!(javascript, "hostile-js");
 
 /// Runs `columnar-raw` in `mode` after `hostile` (in `hostile_mode`) over
