@@ -733,13 +733,7 @@ async fn bad_batch_requests_are_problems() {
     assert_eq!(again["batch_id"], first["batch_id"]);
 
     // Another namespace sees none of it.
-    let (_, ns) = server
-        .post("/v1/namespaces", json!({ "name": "other" }))
-        .await;
-    let (_, key) = server
-        .post("/v1/api-keys", json!({ "namespace": ns["namespace_id"] }))
-        .await;
-    let secret = text(&key["secret"]);
+    let secret = &support::tenants::key_in(&server, "other").await;
     let (status, _) = send(server.request_as(secret, "other", Method::GET, &draft_path)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, mine) = server.get(&draft_path).await;
@@ -789,6 +783,7 @@ async fn openapi_and_metrics_describe_the_service() {
         "/v1/buckets/{bucket}/batches/{batch}/cancel",
         "/v1/buckets/{bucket}/batches/{batch}/retry",
         "/v1/buckets/{bucket}/batches/{batch}/health",
+        "/v1/buckets/{bucket}/batches/{batch}/events",
         "/v1/tasks/{task_id}",
         "/v1/webhooks",
         "/v1/webhooks/{webhook_id}",

@@ -629,16 +629,9 @@ async fn bad_webhook_requests_are_problems() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     // Another namespace sees none of it.
-    let (status, ns) = server
-        .post("/v1/namespaces", json!({ "name": "other" }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{ns}");
-    let (status, key) = server
-        .post("/v1/api-keys", json!({ "namespace": "other" }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let other = support::tenants::key_in(&server, "other").await;
     let (status, _) = send(server.request_as(
-        text(&key["secret"]),
+        &other,
         "other",
         Method::GET,
         &format!("/v1/webhooks/{}", text(&webhook["webhook_id"])),

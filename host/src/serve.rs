@@ -397,6 +397,7 @@ pub async fn run(
         key_uses: Arc::default(),
         tenancy: Arc::new(crate::api::tenancy::Tenancy::new(config.tenants.clone())),
         shard_objects: config.shard_objects,
+        watchers: Arc::default(),
     };
     // The metrics recorder exists now.
     catalog.report();

@@ -157,9 +157,9 @@ pub struct HostileBatch {
     pub task_id: String,
 }
 
-/// Creates and submits a batch of `ids` from `bucket`; returns its path
-/// and the queued batch.
-pub async fn submit(server: &Server, bucket: &str, ids: &[String]) -> (String, Value) {
+/// Creates a DRAFT batch of `ids` from `bucket`; returns its path and
+/// the batch.
+pub async fn create_batch(server: &Server, bucket: &str, ids: &[String]) -> (String, Value) {
     let (status, batch) = server
         .post(
             &format!("/v1/buckets/{bucket}/batches"),
@@ -168,6 +168,13 @@ pub async fn submit(server: &Server, bucket: &str, ids: &[String]) -> (String, V
         .await;
     assert_eq!(status, StatusCode::CREATED, "{batch}");
     let path = format!("/v1/buckets/{bucket}/batches/{}", text(&batch["batch_id"]));
+    (path, batch)
+}
+
+/// Creates and submits a batch of `ids` from `bucket`; returns its path
+/// and the queued batch.
+pub async fn submit(server: &Server, bucket: &str, ids: &[String]) -> (String, Value) {
+    let (path, _) = create_batch(server, bucket, ids).await;
     let (status, submitted) = server.post(&format!("{path}/submit"), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{submitted}");
     assert_eq!(submitted["status"], "QUEUED", "{submitted}");

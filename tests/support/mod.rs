@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod events;
 pub mod flow;
 pub mod readme_verify;
 pub mod receiver;

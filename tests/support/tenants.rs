@@ -124,6 +124,16 @@ pub async fn finished_in(server: &Server, namespace: &str, path: &str) -> Value 
 
 /// Creates namespace `namespace` and a key there with the publish right.
 pub async fn publish_key(server: &Server, namespace: &str) -> String {
+    namespace_key(server, namespace, true).await
+}
+
+/// Creates namespace `namespace` and a key there (without the publish
+/// right); returns the key's secret.
+pub async fn key_in(server: &Server, namespace: &str) -> String {
+    namespace_key(server, namespace, false).await
+}
+
+async fn namespace_key(server: &Server, namespace: &str, publish: bool) -> String {
     let (status, body) = server
         .post("/v1/namespaces", json!({ "name": namespace }))
         .await;
@@ -131,7 +141,7 @@ pub async fn publish_key(server: &Server, namespace: &str) -> String {
     let (status, key) = server
         .post(
             "/v1/api-keys",
-            json!({ "namespace": namespace, "publish": true }),
+            json!({ "namespace": namespace, "publish": publish }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");

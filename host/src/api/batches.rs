@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{batch}/retry"), post(retry_batch))
         .route(&format!("{batch}/health"), get(batch_health))
         .route(&format!("{batch}/shards"), get(list_shards))
+        .route(&format!("{batch}/events"), get(super::events::batch_events))
         .route("/v1/tasks/{task_id}", get(get_task))
 }
 
@@ -250,7 +251,7 @@ pub struct ObjectFilter {
 }
 
 impl AppState {
-    fn view(&self, b: BatchRecord) -> BatchView {
+    pub(super) fn view(&self, b: BatchRecord) -> BatchView {
         let r = progress::report(&b, chrono::Utc::now(), &self.health);
         BatchView {
             task_id: (b.status != BatchStatus::Draft).then_some(b.task_id),
@@ -280,7 +281,7 @@ impl AppState {
 
 /// The bucket (id or name) of the caller's namespace and its batch
 /// `batch_id`, or 404.
-async fn find_batch(
+pub(super) async fn find_batch(
     state: &AppState,
     caller: &Caller,
     bucket: &str,

@@ -45,7 +45,7 @@ pub fn routes() -> Router<AppState> {
         super::batches::delete_batch, super::batches::add_objects,
         super::batches::list_batch_objects, super::batches::submit_batch,
         super::batches::cancel_batch, super::batches::retry_batch, super::batches::batch_health,
-        super::batches::list_shards, super::batches::get_task, super::workers::list_workers,
+        super::batches::list_shards, super::events::batch_events, super::batches::get_task, super::workers::list_workers,
         super::webhooks::create_webhook, super::webhooks::list_webhooks,
         super::webhooks::get_webhook, super::webhooks::update_webhook,
         super::webhooks::delete_webhook, super::webhooks::rotate_secret,

@@ -10,6 +10,7 @@ pub mod buckets;
 pub mod collections;
 pub mod documents;
 pub mod error;
+pub mod events;
 pub mod extractors;
 pub mod health;
 mod json_upload;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub tenancy: Arc<tenancy::Tenancy>,
     /// Objects per shard of a submitted batch.
     pub shard_objects: u64,
+    /// The batches this process watches for event streams.
+    pub watchers: Arc<events::BatchWatchers>,
 }
 
 impl AppState {

@@ -28,6 +28,8 @@ pub struct TenantLimits {
     pub plans_in_flight: u64,
     /// Publications one key may make per minute.
     pub publishes_per_minute: u32,
+    /// Event streams a namespace may hold open at once on one host.
+    pub event_streams: u64,
 }
 
 impl Default for TenantLimits {
@@ -38,6 +40,7 @@ impl Default for TenantLimits {
             upload_bytes_in_flight: 2 << 30,
             plans_in_flight: 2,
             publishes_per_minute: 10,
+            event_streams: 32,
         }
     }
 }
@@ -58,6 +61,7 @@ pub struct Tenancy {
 enum Held {
     UploadBytes,
     Plans,
+    EventStreams,
 }
 
 /// Work in flight for a namespace; given back when dropped.
@@ -141,6 +145,20 @@ impl Tenancy {
                     "this namespace is planning {now} pipelines already; at most {limit} at once (--max-plans-per-namespace)"
                 ),
                 1,
+            )
+        })
+    }
+
+    /// Holds an event stream for `namespace_id`, or 429 when it holds as
+    /// many as it may.
+    pub fn event_stream(self: &Arc<Self>, namespace_id: &NamespaceId) -> ApiResult<Hold> {
+        let limit = self.limits.event_streams;
+        self.hold(Held::EventStreams, namespace_id, 1, limit, |now| {
+            ApiError::too_many(
+                format!(
+                    "this namespace has {now} event streams open; at most {limit} at once (--max-event-streams-per-namespace)"
+                ),
+                5,
             )
         })
     }

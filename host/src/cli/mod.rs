@@ -247,6 +247,13 @@ struct ServeArgs {
     /// Publications one (non-admin) key may make per minute; past it is 429.
     #[arg(long, env = "STRATA_PUBLISHES_PER_MINUTE", default_value_t = 10)]
     publishes_per_minute: u32,
+    /// Batch event streams (`…/batches/{batch}/events`) one namespace may hold open at once on this host; past it is 429.
+    #[arg(
+        long,
+        env = "STRATA_MAX_EVENT_STREAMS_PER_NAMESPACE",
+        default_value_t = 32
+    )]
+    max_event_streams_per_namespace: u64,
     /// Engine settings; the compile cache defaults to `<data-dir>/cache`.
     #[command(flatten)]
     engine: EngineArgs,

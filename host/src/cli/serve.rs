@@ -37,6 +37,7 @@ pub(super) fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
         upload_bytes_in_flight: args.max_upload_mb_in_flight.saturating_mul(1 << 20),
         plans_in_flight: args.max_plans_per_namespace,
         publishes_per_minute: args.publishes_per_minute,
+        event_streams: args.max_event_streams_per_namespace,
     };
     anyhow::ensure!(args.shard_objects > 0, "--shard-objects must be at least 1");
     config.shard_objects = args.shard_objects;
