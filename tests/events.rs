@@ -220,6 +220,18 @@ async fn a_client_that_disconnects_leaves_nothing_behind_and_a_deleted_batch_end
 }
 
 #[tokio::test]
+async fn a_server_shutting_down_ends_its_streams_instead_of_waiting_for_them() {
+    let mut server = Server::start();
+    let path = small_draft(&server).await;
+    let mut events = events(&server, &path).await;
+    assert!(events.next_within(WAIT).await.is_some());
+    // A DRAFT never ends by itself; SIGTERM must not wait for it.
+    let status = server.terminate_within(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(events.next_within(WAIT).await.is_none(), "the stream ends");
+}
+
+#[tokio::test]
 async fn event_streams_keep_the_api_rules_and_a_per_namespace_cap() {
     let server = Server::start_with(support::Options {
         args: vec!["--max-event-streams-per-namespace".into(), "2".into()],

@@ -379,6 +379,7 @@ pub async fn run(
     let seen = registry.catch_up(0).await;
     let wake = Arc::new(tokio::sync::Notify::new());
     let webhook_wake = Arc::new(tokio::sync::Notify::new());
+    let stop = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         store: backends.store.clone(),
         documents: backends.documents.clone(),
@@ -398,10 +399,10 @@ pub async fn run(
         tenancy: Arc::new(crate::api::tenancy::Tenancy::new(config.tenants.clone())),
         shard_objects: config.shard_objects,
         watchers: Arc::default(),
+        stop: stop.clone(),
     };
     // The metrics recorder exists now.
     catalog.report();
-    let stop = tokio_util::sync::CancellationToken::new();
     let watcher = match config.watch_plugins.as_ref().filter(|_| role.serves_api()) {
         Some(dir) => Some(crate::watch::watch(
             registry.clone(),

@@ -13,7 +13,8 @@
 //! with every client of that batch through a `watch` channel. The task ends
 //! once the batch is finished or its last client is gone: a client that
 //! disconnects costs nothing after that. A namespace may hold at most
-//! `--max-event-streams-per-namespace` streams on one host.
+//! `--max-event-streams-per-namespace` streams on one host, and a server
+//! shutting down ends its streams rather than waiting for them.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -267,9 +268,18 @@ pub async fn batch_events(
         _hold: hold,
         _counted: Counted::new(),
     };
-    let events = futures::stream::unfold(client, |mut client| async move {
-        let event = client.next().await?;
-        Some((Ok(event), client))
+    let stop = state.stop.clone();
+    let events = futures::stream::unfold(client, move |mut client| {
+        let stop = stop.clone();
+        async move {
+            // A shutting-down server ends its streams: clients reconnect
+            // to another replica, or to this one once it is back.
+            let event = tokio::select! {
+                () = stop.cancelled() => None,
+                event = client.next() => event,
+            }?;
+            Some((Ok(event), client))
+        }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -74,6 +74,9 @@ pub struct AppState {
     pub shard_objects: u64,
     /// The batches this process watches for event streams.
     pub watchers: Arc<events::BatchWatchers>,
+    /// Cancelled when the process shuts down: responses that would go on
+    /// (event streams) end, so a graceful shutdown never waits for them.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
