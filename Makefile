@@ -19,11 +19,13 @@ STRATA := $(TARGET_DIR)/debug/strata
 export STRATA_CACHE_DIR ?= $(TARGET_DIR)/strata-cache
 TEST_SERVERS := $(abspath $(TARGET_DIR))/test-servers
 export STRATA_TEST_SERVERS ?= $(TEST_SERVERS)
+FUZZ_TOOLS := $(abspath $(TARGET_DIR))/fuzz
+export STRATA_TEST_FUZZER ?= $(FUZZ_TOOLS)
 
 PY_TEMPLATE := examples/extractor-template-python
 JS_TEMPLATE := examples/extractor-template-js
 
-.PHONY: all setup host plugins py-plugins template templates language-fixtures demo test test-servers lint bench clean
+.PHONY: all setup host plugins py-plugins template templates language-fixtures demo test test-servers fuzz-tools lint bench clean
 
 all: host plugins
 
@@ -94,8 +96,16 @@ $(TEST_SERVERS)/installed: tests/servers.txt
 	$(TEST_SERVERS)/bin/pip install --quiet --disable-pip-version-check -r tests/servers.txt
 	cp tests/servers.txt $@
 
+## fuzz-tools: a Python environment with the contract fuzzer (Schemathesis) that tests/contract.rs runs
+fuzz-tools: $(FUZZ_TOOLS)/installed
+
+$(FUZZ_TOOLS)/installed: tests/fuzz/requirements.txt
+	python3 -m venv $(FUZZ_TOOLS)
+	$(FUZZ_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
+	cp tests/fuzz/requirements.txt $@
+
 ## test: build everything, then run every test suite (Rust, then the Python and JavaScript SDKs and templates, natively)
-test: host plugins py-plugins templates language-fixtures test-servers
+test: host plugins py-plugins templates language-fixtures test-servers fuzz-tools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) -C $(PY_TEMPLATE) test
 	$(MAKE) -C plugins/readability test

@@ -99,14 +99,27 @@ async fn keys_and_namespaces_isolate_tenants() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let (status, ns) = server
-        .post("/v1/namespaces", json!({ "name": "staging" }))
+        .post("/v1/namespaces", json!({ "namespace_name": "staging" }))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ns}");
     assert!(ns["namespace_id"].as_str().expect("id").starts_with("ns_"));
+    assert_eq!(ns["namespace_name"], "staging");
+    // `name`, as the field was first called, still reads, and still shows.
+    assert_eq!(ns["name"], "staging");
     let (status, _) = server
         .post("/v1/namespaces", json!({ "name": "staging" }))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    let (status, problem) = server
+        .post("/v1/namespaces", json!({ "namespace_name": "bad name" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["invalid_params"][0]["name"], "namespace_name");
+    // A body must be a JSON object: serde alone would read a struct from
+    // an array of its fields.
+    let (status, problem) = server.post("/v1/api-keys", json!([null, null])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["invalid_params"][0]["name"], "body");
     let (status, body) = server
         .post(
             "/v1/api-keys",
@@ -201,11 +214,14 @@ async fn buckets_are_created_listed_by_pages_and_deleted() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     let (status, _) = server.get("/v1/buckets?limit=zero").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, bad) = server.get("/v1/buckets?limit=0").await;
-    assert_eq!(
-        (status, bad["invalid_params"][0]["name"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit"))
-    );
+    for limit in [0, 1001] {
+        let (status, bad) = server.get(&format!("/v1/buckets?limit={limit}")).await;
+        assert_eq!(
+            (status, bad["invalid_params"][0]["name"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("limit")),
+            "{bad}"
+        );
+    }
 
     assert_eq!(
         server.delete("/v1/buckets/a-bucket").await,

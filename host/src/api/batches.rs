@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::auth::Caller;
 use super::buckets::find_bucket;
 use super::error::InvalidParam;
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, OptionalJson, Path, Query};
 use crate::batches::{self, Action, SubmitError};
 use crate::progress::{self, Check, Health, Progress};
 use crate::store::{
@@ -52,6 +52,7 @@ const MAX_IDS_PER_REQUEST: usize = 100_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateBatch {
     /// Free text, up to 256 characters.
+    #[schema(max_length = 256)]
     pub batch_name: Option<String>,
     /// Objects of the bucket to process; more may be added while DRAFT.
     #[serde(default)]
@@ -230,10 +231,13 @@ pub struct HealthView {
 
 /// `?status=` of the batch list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BatchFilter {
     /// Only batches of this status.
+    #[param(pattern = "^(DRAFT|QUEUED|PROCESSING|COMPLETED|FAILED|CANCELED)$")]
     pub status: Option<String>,
     /// Most results per page (1–1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -241,10 +245,13 @@ pub struct BatchFilter {
 
 /// `?status=` of a batch's object list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ObjectFilter {
     /// `pending`, `completed` or `failed`.
+    #[param(pattern = "^(pending|completed|failed)$")]
     pub status: Option<String>,
     /// Most results per page (1–1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -568,7 +575,7 @@ pub async fn list_batch_objects(
 /// of its bucket, pins the extractor versions, writes one Parquet manifest
 /// per extractor and queues it. Submitting again returns the same task.
 #[utoipa::path(post, path = "/v1/buckets/{bucket}/batches/{batch}/submit", tag = "batches",
-    request_body = SubmitBatch,
+    request_body(content = Option<SubmitBatch>, description = "optional: an empty body submits with the defaults"),
     params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
     responses((status = 200, body = Submitted), (status = 404, body = super::error::Problem),
         (status = 422, body = super::error::Problem)))]

@@ -1,14 +1,14 @@
 //! Buckets: named sets of objects.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::namespaces::check_name;
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Path, Query};
 use crate::store::{Bucket, BucketId, NamespaceId, Timestamp, now};
 
 /// Routes.
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateBucket {
     /// Unique in the namespace: 1–64 letters, digits, `-`, `_` or `.`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub bucket_name: String,
     /// Free text.
     pub description: Option<String>,

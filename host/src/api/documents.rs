@@ -1,14 +1,14 @@
 //! Documents: what a collection's pipeline produced, one per object.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::auth::Caller;
 use super::collections::find_collection;
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Path, Query};
 use crate::store::{
     BatchId, BucketId, CollectionId, DocumentFilter, DocumentId, DocumentRecord, InternalMetadata,
     ObjectId, Timestamp,
@@ -106,12 +106,14 @@ impl From<DocumentRecord> for DocumentView {
 
 /// Filters and pagination of the document list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DocumentParams {
     /// Only documents last written by this batch.
     pub batch_id: Option<BatchId>,
     /// Only the document of this object.
     pub object_id: Option<ObjectId>,
     /// Most results per page (1–1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,

@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde_json::Value;
@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use super::auth::Caller;
 use super::batches::{BatchView, find_batch};
 use super::tenancy::Hold;
-use super::{ApiResult, AppState};
+use super::{ApiResult, AppState, Path};
 use crate::store::{BatchId, BucketId};
 
 /// How often a watched batch is read: events come at most this often.
@@ -240,12 +240,52 @@ impl Client {
     }
 }
 
+/// One event of the stream, as OpenAPI describes `text/event-stream` (a
+/// schema per event): `event` is `batch`, `id` counts from 1, and `data`
+/// is the batch as JSON, its schema `BatchView` (`contentSchema`).
+pub struct BatchEvent;
+
+impl utoipa::PartialSchema for BatchEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        ObjectBuilder::new()
+            .description(Some("One Server-Sent Event: the batch, as JSON in `data`"))
+            .property("event", string().enum_values(Some(["batch"])))
+            .property(
+                "id",
+                string().description(Some("counts from 1 on each stream")),
+            )
+            // `/openapi.json` adds its `contentSchema` (see `meta::document`).
+            .property("data", string().content_media_type("application/json"))
+            .required("event")
+            .required("id")
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for BatchEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "BatchView".to_owned(),
+            <BatchView as utoipa::PartialSchema>::schema(),
+        ));
+        <BatchView as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// `GET …/batches/{batch}/events`: the batch's state as Server-Sent
 /// Events, the current state first, until its terminal status.
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/batches/{batch}/events", tag = "batches",
     params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
     responses(
-        (status = 200, content_type = "text/event-stream", body = BatchView,
+        (status = 200, content_type = "text/event-stream", body = BatchEvent,
             description = "`event: batch` events, each one's `data` the batch as `GET …/batches/{batch}` shows it: the current state first, then each change (at most a few a second), ending after the terminal status"),
         (status = 404, body = super::error::Problem, content_type = "application/problem+json"),
         (status = 429, body = super::error::Problem, content_type = "application/problem+json")))]

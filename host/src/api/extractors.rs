@@ -1,7 +1,7 @@
 //! The extractor registry: what this host can run.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use serde::Serialize;
 
@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 
 use super::auth::{Admin, Caller, MayPublish};
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Path, Query};
 use crate::catalog::{Named, PublishError};
 use crate::store::registry::{
     ExtractorNameRecord, ExtractorVersionRecord, NamespaceRef, Published, PublishedBy, Publisher,

@@ -23,7 +23,7 @@ pub struct Liveness {
 }
 
 /// `GET /healthz`.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Liveness)))]
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, body = Liveness)))]
 pub async fn healthz() -> Json<Liveness> {
     Json(Liveness { status: "ok" })
 }
@@ -52,7 +52,7 @@ pub struct Readiness {
 }
 
 /// `GET /readyz`: 200 when every backend answers, else 503.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses(
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let store = state.store.ping().await.err().map(|e| e.to_string());

@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Strata", description = "Run sandboxed, hot-swappable feature extractors over batches of stored objects."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Problems),
     security(("bearer" = [])),
     paths(
         super::health::healthz, super::health::readyz, openapi, metrics,
@@ -73,11 +73,135 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every error an operation can answer, documented in one place as
+/// `application/problem+json` with the one `Problem` schema: the errors
+/// any call with a key can meet (a request that cannot be read, a missing
+/// or unknown key, a namespace or right the key lacks, an unknown
+/// resource or namespace, a server failure), those of a body (too large,
+/// another media type, an invalid field) and of a query (an invalid
+/// field), besides the ones each handler declares (409, 429, 503).
+struct Problems;
+
+/// What an error status means, for the document.
+fn problem_description(status: &str) -> &'static str {
+    match status {
+        "400" => "the request cannot be read: a malformed body, path, header or page token",
+        "401" => "no key, or an unknown or revoked one",
+        "403" => "the key may not do this, or not in this namespace",
+        "404" => "no such resource in this namespace, or no such namespace",
+        "409" => "the resource's current state does not allow it",
+        "413" => "the body is larger than the server accepts",
+        "415" => "the body is not of a media type this operation reads",
+        "422" => "a field is invalid; `invalid_params` names each one and why",
+        "429" => "a limit of the namespace or key is reached; retry after `Retry-After` seconds",
+        "500" => "the server failed; the error is in its log, and retrying may help",
+        "503" => "at capacity or not ready; retry after `Retry-After` seconds",
+        _ => "an error",
+    }
+}
+
+impl utoipa::Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::Operation;
+        use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+
+        let problem = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
+        let retry_after = HeaderBuilder::new()
+            .schema(
+                utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer),
+            )
+            .description(Some("seconds after which trying again may succeed"))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let Operation {
+                    responses,
+                    request_body,
+                    parameters,
+                    security,
+                    ..
+                } = operation;
+                let public = security
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|r| *r == Default::default()));
+                let is_problem = |response: &RefOr<utoipa::openapi::Response>| {
+                    match response {
+                    RefOr::T(r) => r.content.values().any(|c| {
+                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+                    }),
+                    RefOr::Ref(_) => false,
+                }
+                };
+                // Declared errors that are problems; an error answered with
+                // another body (`/readyz`'s 503) stays as declared.
+                let mut statuses: Vec<String> = responses
+                    .responses
+                    .iter()
+                    .filter(|(s, r)| s.as_str() >= "400" && is_problem(r))
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let declared: Vec<String> = responses.responses.keys().cloned().collect();
+                let mut add = |more: &[&str]| {
+                    statuses.extend(
+                        more.iter()
+                            .filter(|s| !declared.iter().any(|d| d == *s))
+                            .map(|s| (*s).to_owned()),
+                    );
+                };
+                if !public {
+                    add(&["400", "401", "403", "404", "500"]);
+                }
+                if request_body.is_some() {
+                    add(&["413", "415", "422"]);
+                }
+                let queried = parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+                if queried {
+                    add(&["422"]);
+                }
+                for status in statuses {
+                    let status = status.as_str();
+                    let mut response = ResponseBuilder::new()
+                        .description(problem_description(status))
+                        .content("application/problem+json", problem.clone());
+                    if status == "429" || status == "503" {
+                        response = response.header("Retry-After", retry_after.clone());
+                    }
+                    responses
+                        .responses
+                        .insert(status.to_owned(), RefOr::T(response.build()));
+                }
+            }
+        }
+    }
+}
+
 /// `GET /openapi.json`: this API's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "the OpenAPI document")))]
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(document())
+}
+
+/// The OpenAPI document, with the JSON Schema keywords utoipa has no
+/// builder for: the `contentSchema` of an event's `data` (the batch).
+pub fn document() -> serde_json::Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(data) = document.pointer_mut("/components/schemas/BatchEvent/properties/data") {
+        data["contentSchema"] = serde_json::json!({ "$ref": "#/components/schemas/BatchView" });
+    }
+    document
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -139,4 +263,76 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!("strata_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_data_is_described_as_the_batch() {
+        let doc = document();
+        let data = &doc["components"]["schemas"]["BatchEvent"]["properties"]["data"];
+        assert_eq!(data["contentMediaType"], "application/json");
+        assert_eq!(
+            data["contentSchema"]["$ref"],
+            "#/components/schemas/BatchView"
+        );
+        assert!(doc["components"]["schemas"]["BatchView"].is_object());
+    }
+
+    #[test]
+    fn every_name_field_has_the_one_name_pattern() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("CreateNamespace", "namespace_name"),
+            ("CreateBucket", "bucket_name"),
+            ("CreateCollection", "collection_name"),
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"][field]["pattern"],
+                super::super::namespaces::NAME_PATTERN,
+                "{schema}.{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_error_is_a_problem_and_keyed_operations_document_auth_errors() {
+        let doc = document();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("operations") {
+                let responses = operation["responses"].as_object().expect("responses");
+                for (status, response) in responses {
+                    if status.as_str() >= "400" && !(path == "/readyz" && status == "503") {
+                        assert_eq!(
+                            response["content"]["application/problem+json"]["schema"]["$ref"],
+                            "#/components/schemas/Problem",
+                            "{method} {path} {status}"
+                        );
+                        assert!(
+                            response["content"].get("application/json").is_none(),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+                if path.starts_with("/v1/") {
+                    for status in ["400", "401", "403", "404", "500"] {
+                        assert!(responses.contains_key(status), "{method} {path} {status}");
+                    }
+                    checked += 1;
+                }
+                if operation.get("requestBody").is_some() {
+                    for status in ["413", "415", "422"] {
+                        assert!(responses.contains_key(status), "{method} {path} {status}");
+                    }
+                }
+            }
+        }
+        assert!(checked > 40, "{checked} operations");
+        let public = &doc["paths"]["/healthz"]["get"]["security"];
+        assert_eq!(public, &serde_json::json!([{}]), "health needs no key");
+    }
 }

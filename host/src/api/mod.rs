@@ -146,10 +146,26 @@ pub fn worker_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A JSON body whose rejections are problem documents.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body whose rejections are problem documents. It must be a JSON
+/// object: serde would otherwise read a struct from an array of its
+/// fields' values (`[null, null]`).
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        // axum checks the media type and the syntax; the raw text is kept.
+        let axum::Json(raw) =
+            axum::Json::<Box<serde_json::value::RawValue>>::from_request(request, state).await?;
+        if !raw.get().starts_with('{') {
+            return Err(ApiError::invalid("body", "must be a JSON object"));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(raw.get().as_bytes())?;
+        Ok(Json(value))
+    }
+}
 
 impl<T: Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {
@@ -177,7 +193,8 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Optional
                     "the request body is larger than the server accepts",
                 )
             })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or `null`: no options.
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(None));
         }
         let mut request = axum::extract::Request::new(axum::body::Body::from(bytes));
@@ -188,6 +205,11 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Optional
         Ok(OptionalJson(Some(value)))
     }
 }
+
+/// Path parameters whose rejections are problem documents.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
 
 /// A query string whose rejections are problem documents.
 #[derive(Debug, FromRequestParts)]
@@ -200,8 +222,10 @@ const MAX_LIMIT: usize = 1000;
 
 /// Pagination of every list: `?limit=N&page_token=T`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Most results per page (1–1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -228,8 +252,11 @@ impl ListParams {
     /// The page asked for, of the list named `list` (with its filters).
     pub fn page(&self, list: &str) -> ApiResult<PageRequest> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 {
-            return Err(ApiError::invalid("limit", "must be at least 1"));
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}, got {limit}"),
+            ));
         }
         let after = match &self.page_token {
             None => None,
@@ -247,10 +274,7 @@ impl ListParams {
                 Some(token.a)
             }
         };
-        Ok(PageRequest {
-            limit: limit.min(MAX_LIMIT),
-            after,
-        })
+        Ok(PageRequest { limit, after })
     }
 }
 

@@ -1,13 +1,13 @@
 //! Namespaces and API keys (admin keys only).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Admin;
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Path, Query};
 use crate::keys;
 use crate::store::{ApiKey, KeyId, Namespace, NamespaceId, Timestamp, now};
 
@@ -29,6 +29,9 @@ pub struct NamespaceView {
     /// `ns_…`
     pub namespace_id: NamespaceId,
     /// Unique name.
+    pub namespace_name: String,
+    /// `namespace_name`, as this field was first called.
+    #[schema(deprecated)]
     pub name: String,
     /// When it was created.
     pub created_at: Timestamp,
@@ -38,6 +41,7 @@ impl From<Namespace> for NamespaceView {
     fn from(n: Namespace) -> Self {
         NamespaceView {
             namespace_id: n.namespace_id,
+            namespace_name: n.name.clone(),
             name: n.name,
             created_at: n.created_at,
         }
@@ -87,9 +91,18 @@ impl From<ApiKey> for ApiKeyView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNamespace {
-    /// Unique name: letters, digits, `-` and `_`, up to 64.
-    pub name: String,
+    /// Unique name: 1–64 letters, digits, `-`, `_` or `.`. (`name` is
+    /// still read, as this field was first called.)
+    #[serde(alias = "name")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub namespace_name: String,
 }
+
+/// The pattern of resource names in `/openapi.json` (utoipa takes a
+/// literal there: a test checks that every name field says this):
+/// [`check_name`] is the rule, which also refuses a name that starts as an
+/// id does.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 
 /// Prefixes of generated ids.
 const ID_PREFIXES: &[&str] = &[
@@ -126,10 +139,10 @@ pub async fn create_namespace(
     _admin: Admin,
     Json(body): Json<CreateNamespace>,
 ) -> ApiResult<(StatusCode, Json<NamespaceView>)> {
-    check_name("name", &body.name)?;
+    check_name("namespace_name", &body.namespace_name)?;
     let ns = Namespace {
         namespace_id: NamespaceId::generate(),
-        name: body.name,
+        name: body.namespace_name,
         created_at: now(),
     };
     state.store.create_namespace(&ns).await?;

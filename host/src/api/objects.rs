@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::auth::Caller;
 use super::buckets::find_bucket;
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Path, Query};
 use crate::blob::object_key;
 use crate::run::sniff_mime;
 use crate::store::{Bucket, BucketId, NamespaceId, ObjectId, ObjectRecord, Timestamp, new_id, now};
@@ -53,9 +53,12 @@ fn json_body_limit(max_object_bytes: u64) -> u64 {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateObject {
-    /// Id of your choice, unique in the bucket (default: a new `obj_…`).
+    /// Id of your choice, unique in the bucket (default: a new `obj_…`):
+    /// 1–128 letters, digits, `-`, `_` or `.`.
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub object_id: Option<ObjectId>,
     /// Name of the object, e.g. a path (default: the object id).
+    #[schema(min_length = 1, max_length = 1024)]
     pub key: Option<String>,
     /// MIME type (default: sniffed from the key and the content).
     pub mime_type: Option<String>,

@@ -1,13 +1,13 @@
 //! Webhooks: where a namespace's events go, and how their deliveries went.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Query};
+use super::{ApiError, ApiResult, AppState, Json, List, ListParams, Path, Query};
 use crate::store::events::{
     DeliveryRecord, DeliveryState, Event, EventType, SigningSecret, WebhookRecord,
 };
@@ -48,8 +48,10 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// `http://` or `https://` endpoint.
+    #[schema(pattern = "^https?://[^/?#@\\s]+([/?#]\\S*)?$")]
     pub url: String,
     /// Event types to send, e.g. `["batch.completed", "collection.documents.written"]`.
+    #[schema(value_type = Vec<EventType>, min_items = 1)]
     pub event_types: Vec<String>,
     /// Free text.
     pub description: Option<String>,
@@ -62,8 +64,10 @@ pub struct CreateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     /// New endpoint.
+    #[schema(pattern = "^https?://[^/?#@\\s]+([/?#]\\S*)?$")]
     pub url: Option<String>,
     /// New event types.
+    #[schema(value_type = Option<Vec<EventType>>, min_items = 1)]
     pub event_types: Option<Vec<String>>,
     /// New description.
     pub description: Option<String>,
