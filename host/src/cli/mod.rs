@@ -1,8 +1,12 @@
 //! The `strata` command line.
 
+mod batch;
+mod client;
 mod extractor;
 mod keys;
+mod resources;
 mod serve;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +69,42 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Buckets of objects on a server (`--url`, `--key`).
+    Bucket {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: resources::BucketCommand,
+    },
+    /// Objects of a bucket on a server.
+    Object {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: resources::ObjectCommand,
+    },
+    /// Collections (extractor pipelines over a bucket) on a server.
+    Collection {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: resources::CollectionCommand,
+    },
+    /// Batches of a bucket on a server: create, submit, watch, cancel, retry, list, or run a
+    /// directory through a collection in one command.
+    Batch {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: batch::BatchCommand,
+    },
+    /// Documents of a collection on a server.
+    Documents {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: resources::DocumentsCommand,
+    },
     /// Compile a component read from standard input (what the engine runs in a child process).
     #[command(hide = true)]
     CompileComponent(CompileArgs),
@@ -529,6 +569,21 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve_command(*args),
         Command::Worker(args) => serve::worker_command(*args),
         Command::Keys(command) => keys::command(command),
+        Command::Bucket { client, command } => {
+            serve::runtime()?.block_on(resources::bucket(&client, command))
+        }
+        Command::Object { client, command } => {
+            serve::runtime()?.block_on(resources::object(&client, command))
+        }
+        Command::Collection { client, command } => {
+            serve::runtime()?.block_on(resources::collection(&client, command))
+        }
+        Command::Batch { client, command } => {
+            serve::runtime()?.block_on(batch::command(&client, command))
+        }
+        Command::Documents { client, command } => {
+            serve::runtime()?.block_on(resources::documents(&client, command))
+        }
         Command::CompileComponent(args) => {
             let config = EngineConfig {
                 max_memory_mb: args.max_memory_mb,
