@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts `strata serve` on a fresh temporary data directory, runs
-# examples/quickstart.sh against it, and stops the server.
+# examples/quickstart.sh against it, then (in a terminal) keeps serving so
+# the web console can be opened, until Ctrl-C; elsewhere it stops.
 #
 #   examples/serve-demo.sh path/to/strata
 set -euo pipefail
@@ -28,3 +29,13 @@ echo "strata serve is listening on $url (data in $DATA/data)"
 
 MP_API_URL="$url" MP_API_KEY="$(cat "$DATA/data/admin.key")" MP_NAMESPACE=default \
   "$HERE/quickstart.sh" "$HERE/data/docs"
+
+if [ -t 0 ] && [ -t 1 ]; then
+  echo
+  echo "Open the console at $url/console/ and sign in with the key"
+  echo "  $(cat "$DATA/data/admin.key")   (namespace: default)"
+  echo "Ctrl-C stops the server and removes its data."
+  MP_API_URL="$url" MP_API_KEY="$(cat "$DATA/data/admin.key")" MP_NAMESPACE=default \
+    "$HERE/quickstart.sh" "$HERE/data/docs" >/dev/null &
+  wait "$SERVER"
+fi

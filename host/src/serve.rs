@@ -93,6 +93,8 @@ pub struct ServeConfig {
     pub shard_objects: u64,
     /// What this process does.
     pub role: Role,
+    /// Whether the API serves the web console at `/console/`.
+    pub console: bool,
 }
 
 impl ServeConfig {
@@ -115,6 +117,7 @@ impl ServeConfig {
             tenants: crate::api::tenancy::TenantLimits::default(),
             shard_objects: crate::batches::shards::DEFAULT_SHARD_OBJECTS,
             role: Role::All,
+            console: true,
         }
     }
 }
@@ -447,7 +450,7 @@ pub async fn run(
         )));
     }
     let app = if role.serves_api() {
-        api::router(state)
+        api::router(state, config.console)
     } else {
         api::worker_router(state)
     };
@@ -456,6 +459,9 @@ pub async fn run(
     tracing::info!(%addr, ?role, store = %backends.store.describe(), blobs = %backends.blobs.describe(), "serving");
     if role.serves_api() {
         println!("strata listening on http://{addr}");
+        if config.console {
+            println!("console at http://{addr}/console/");
+        }
     } else {
         println!(
             "strata worker {} running; health and metrics on http://{addr}",

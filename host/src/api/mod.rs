@@ -8,6 +8,7 @@ pub mod auth;
 pub mod batches;
 pub mod buckets;
 pub mod collections;
+pub mod console;
 pub mod documents;
 pub mod error;
 pub mod events;
@@ -102,10 +103,16 @@ impl AppState {
     }
 }
 
-/// All routes.
-pub fn router(state: AppState) -> Router {
+/// All routes; the web console's under `/console/` when `console`.
+pub fn router(state: AppState, console: bool) -> Router {
     let json_limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
+    let console = if console {
+        console::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(console)
         .merge(health::routes())
         .merge(namespaces::routes())
         .merge(buckets::routes())

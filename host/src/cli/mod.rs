@@ -245,6 +245,9 @@ struct ServeArgs {
     /// Serve the API only: no shard runs in this process (run `strata worker` processes for that).
     #[arg(long, env = "STRATA_NO_WORKERS")]
     no_workers: bool,
+    /// Do not serve the web console at `/console/`.
+    #[arg(long, env = "STRATA_NO_CONSOLE")]
+    no_console: bool,
     #[command(flatten)]
     worker: WorkerArgs,
     /// Seconds without a finished object after which a running batch is reported degraded.

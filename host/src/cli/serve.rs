@@ -31,6 +31,7 @@ pub(super) fn serve_command(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.no_workers {
         config.role = crate::serve::Role::Api;
     }
+    config.console = !args.no_console;
     config.tenants = crate::api::tenancy::TenantLimits {
         batches_in_flight: args.max_batches_in_flight,
         objects_per_batch: args.max_objects_per_batch,
