@@ -338,6 +338,11 @@ mod tests {
             limit: Some(1 << 30),
             page_token: None,
         };
-        assert_eq!(huge.page("buckets").expect("clamped").limit, MAX_LIMIT);
+        assert_eq!(huge.page("buckets").expect_err("over the most").status, 422);
+        let most = ListParams {
+            limit: Some(MAX_LIMIT),
+            page_token: None,
+        };
+        assert_eq!(most.page("buckets").expect("the most").limit, MAX_LIMIT);
     }
 }

@@ -26,6 +26,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/console.js");
 const STYLE: &str = include_str!("assets/console.css");
+const ICON: &str = include_str!("assets/favicon.svg");
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -45,6 +46,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/console/console.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/console/favicon.svg",
+            get(|| async { asset(ICON, "image/svg+xml") }),
         )
 }
 

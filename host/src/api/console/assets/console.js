@@ -52,13 +52,18 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** Replaces `node`'s children with `children`, leaving out the absent. */
+function put(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 /** Replaces the page's content; the page's streams stop with `page.abort`. */
 let page = new AbortController();
 function show(title, ...content) {
   page.abort();
   page = new AbortController();
   document.title = `${title} · Strata console`;
-  main.replaceChildren(el("h2", {}, title), ...content);
+  put(main, el("h2", {}, title), ...content);
   main.focus({ preventScroll: true });
   return page.signal;
 }
@@ -428,7 +433,8 @@ async function batchPage(bucketId, id) {
   let last = null;
   const fill = (b) => {
     const stage = b.progress.current_stage;
-    head.replaceChildren(
+    put(
+      head,
       el("p", { class: "status" }, b.status_message),
       el("p", {}, el("progress", { max: 100, value: b.progress.percent, "aria-label": `${b.progress.percent}% done` })),
       el("p", {}, `Status ${b.status} · health ${b.health}`, stage ? ` · stage ${stage.name} (${stage.index + 1}/${stage.total})` : ""),
