@@ -110,11 +110,15 @@ async fn keys_and_namespaces_isolate_tenants() {
         .post("/v1/namespaces", json!({ "name": "staging" }))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, problem) = server
-        .post("/v1/namespaces", json!({ "namespace_name": "bad name" }))
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(problem["invalid_params"][0]["name"], "namespace_name");
+    // A name must read as a name, and never as a path segment a URL
+    // resolves away.
+    for bad in ["bad name", ".", ".."] {
+        let (status, problem) = server
+            .post("/v1/namespaces", json!({ "namespace_name": bad }))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(problem["invalid_params"][0]["name"], "namespace_name");
+    }
     // A body must be a JSON object: serde alone would read a struct from
     // an array of its fields.
     let (status, problem) = server.post("/v1/api-keys", json!([null, null])).await;

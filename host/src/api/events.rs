@@ -72,7 +72,13 @@ impl BatchWatchers {
     ) -> watch::Receiver<Snapshot> {
         let mut watched = self.lock();
         if let Some(sender) = watched.get(&batch_id) {
-            return sender.subscribe();
+            // `subscribe` counts what the watcher holds as seen; it may be
+            // newer than the client's first read (even the terminal state,
+            // just before the watcher leaves), so it is sent too. The
+            // client drops it if it repeats what it has.
+            let mut receiver = sender.subscribe();
+            receiver.mark_changed();
+            return receiver;
         }
         let (sender, receiver) = watch::channel(Snapshot::Pending);
         watched.insert(batch_id.clone(), sender.clone());

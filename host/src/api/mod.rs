@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -193,12 +194,16 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Optional
         // `Bytes` honours the router's body limit.
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
-            .map_err(|e| {
-                ApiError::new(
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                     e.status(),
                     "payload-too-large",
                     "the request body is larger than the server accepts",
-                )
+                ),
+                _ => ApiError::bad_request(format!(
+                    "the request body cannot be read: {}",
+                    e.body_text()
+                )),
             })?;
         // No body, or `null`: no options.
         if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {

@@ -115,7 +115,8 @@ pub fn check_name(field: &str, name: &str) -> ApiResult<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if name.is_empty() || name.len() > 64 || !ok_chars {
+    // `.` and `..` would be path segments a URL resolves away.
+    if name.is_empty() || name.len() > 64 || !ok_chars || name == "." || name == ".." {
         return Err(ApiError::invalid(
             field,
             "must be 1–64 letters, digits, `-`, `_` or `.`",

@@ -246,6 +246,23 @@ async fn watch(client: &Client, bucket: &str, batch: &str) -> anyhow::Result<Exi
             .await;
         let response = match response {
             Ok(r) if r.status().is_success() => r,
+            // Busy (429) or restarting behind a proxy (5xx): wait and try
+            // again, as `Retry-After` says when it does.
+            Ok(r)
+                if (r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || r.status().is_server_error())
+                    && reconnects < RECONNECTS =>
+            {
+                reconnects += 1;
+                let wait = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .min(30);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
+                continue;
+            }
             Ok(r) => {
                 answer(r).await?;
                 anyhow::bail!("the server did not stream the batch's events");

@@ -57,9 +57,17 @@ function put(node, ...children) {
   node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 
-/** Replaces the page's content; the page's streams stop with `page.abort`. */
+/** Replaces the page's content; the page's streams stop with `page.abort`.
+ * A page that finishes loading after the reader went elsewhere shows
+ * nothing, and its streams never start. */
 let page = new AbortController();
+let wanted = "";
 function show(title, ...content) {
+  if (location.hash !== wanted) {
+    const stale = new AbortController();
+    stale.abort();
+    return stale.signal;
+  }
   page.abort();
   page = new AbortController();
   document.title = `${title} · Strata console`;
@@ -289,7 +297,7 @@ async function preview(bucket, object, into) {
   const response = await fetch(`/v1/buckets/${enc(bucket)}/objects/${enc(object.object_id)}/content`, { headers: headers() });
   if (!response.ok) return say(`Error: cannot read ${object.key}`);
   const blob = await response.blob();
-  if (object.mime_type.startsWith("image/")) {
+  if ((object.mime_type ?? "").startsWith("image/")) {
     into.replaceChildren(el("img", { src: URL.createObjectURL(blob), alt: object.key, class: "preview" }));
   } else {
     const text = await blob.slice(0, 64 * 1024).text();
@@ -345,6 +353,7 @@ async function bucket(id) {
 // ---- batches -----------------------------------------------------------
 
 const TERMINAL = ["COMPLETED", "FAILED", "CANCELED"];
+const LIVE_ROWS = 3;
 
 function progressCells(b) {
   const p = b.progress;
@@ -372,8 +381,8 @@ async function batches(params) {
   );
   create.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const wanted = ids.value.split(/[\s,]+/).filter(Boolean);
-    const objectIds = wanted.length ? wanted : (await all(`/v1/buckets/${enc(chosen)}/objects`)).map((o) => o.object_id);
+    const listed = ids.value.split(/[\s,]+/).filter(Boolean);
+    const objectIds = listed.length ? listed : ((await attempt(() => all(`/v1/buckets/${enc(chosen)}/objects`))) ?? []).map((o) => o.object_id);
     const b = await attempt(() => api("POST", `/v1/buckets/${enc(chosen)}/batches`, { object_ids: objectIds }));
     if (b) location.hash = `#/buckets/${enc(chosen)}/batches/${enc(b.batch_id)}`;
   });
@@ -382,6 +391,7 @@ async function batches(params) {
   if (!chosen) return list.replaceChildren(el("p", {}, "Create a bucket first."));
   const items = await attempt(() => all(`/v1/buckets/${enc(chosen)}/batches`));
   if (!items) return;
+  let live = 0;
   const rows = items.map((b) => {
     const tr = el("tr");
     const fill = (b) =>
@@ -391,7 +401,9 @@ async function batches(params) {
         ),
       );
     fill(b);
-    if (!TERMINAL.includes(b.status)) watch(chosen, b.batch_id, fill, signal).catch(() => {});
+    // A browser keeps a few connections per server: only running batches
+    // are streamed, at most LIVE_ROWS of them.
+    if (["QUEUED", "PROCESSING"].includes(b.status) && live++ < LIVE_ROWS) watch(chosen, b.batch_id, fill, signal).catch(() => {});
     return tr;
   });
   list.replaceChildren(table(["Batch", "Status", "Progress", "Done", "Rate", "ETA", "Health"], rows));
@@ -590,12 +602,18 @@ async function webhook(id) {
 
 function render() {
   say("");
+  wanted = location.hash;
   if (!session.key) return signIn();
   nav.hidden = false;
   document.getElementById("who").textContent = `namespace ${session.namespace}`;
   const [path, query] = location.hash.slice(1).split("?");
   const params = new URLSearchParams(query ?? "");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    parts = [];
+  }
   const routes = [
     [["buckets", "*", "batches", "*"], ([, b, , id]) => batchPage(b, id)],
     [["buckets", "*"], ([, b]) => bucket(b)],
