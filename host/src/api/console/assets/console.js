@@ -205,6 +205,7 @@ async function attempt(action) {
 
 function signOut(message) {
   session.clear();
+  delete document.getElementById("who").dataset.namespace;
   nav.hidden = true;
   location.hash = "#/";
   render();
@@ -468,11 +469,57 @@ async function batchPage(bucketId, id) {
 
 // ---- collections and documents -----------------------------------------
 
+/** The form that creates a collection: a name, a bucket, extractors
+ * (`name` or `name@version`, comma-separated) and their parameters as one
+ * JSON object by extractor name. */
+function collectionForm(bucketList) {
+  const name = el("input", { id: "collection-name", required: true });
+  const bucketPick = el("select", { id: "collection-bucket" }, bucketList.map((b) => el("option", { value: b.bucket_id }, b.bucket_name)));
+  const steps = el("input", { id: "collection-extractors", required: true, placeholder: "text-extract, keywords@1.0.0" });
+  const params = el("textarea", { id: "collection-params", rows: 2, placeholder: '{"keywords": {"k": 5}}' });
+  const form = el(
+    "form",
+    { class: "card" },
+    el("label", { for: "collection-name" }, "New collection"),
+    name,
+    el("label", { for: "collection-bucket" }, "Over bucket"),
+    bucketPick,
+    el("label", { for: "collection-extractors" }, "Extractors"),
+    steps,
+    el("label", { for: "collection-params" }, "Parameters (JSON, by extractor)"),
+    params,
+    el("button", { type: "submit" }, "Create"),
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    let byName = {};
+    try {
+      byName = params.value.trim() ? JSON.parse(params.value) : {};
+    } catch (error) {
+      return say(`Error: parameters are not JSON: ${error.message}`);
+    }
+    const extractors = steps.value
+      .split(",")
+      .map((step) => step.trim())
+      .filter(Boolean)
+      .map((step) => {
+        const [extractor, version] = step.split("@");
+        return { name: extractor, version: version ?? null, params: byName[extractor] ?? null };
+      });
+    const created = await attempt(() =>
+      api("POST", "/v1/collections", { collection_name: name.value, source: { bucket_id: bucketPick.value }, extractors }),
+    );
+    if (created) location.hash = `#/collections/${enc(created.collection_id)}`;
+  });
+  return form;
+}
+
 async function collections() {
-  const items = await attempt(() => all("/v1/collections"));
-  if (!items) return;
+  const [items, bucketList] = await Promise.all([attempt(() => all("/v1/collections")), attempt(() => all("/v1/buckets"))]);
+  if (!items || !bucketList) return;
   show(
     "Collections",
+    collectionForm(bucketList),
     table(
       ["Name", "Bucket", "Documents", "Extractors"],
       items.map((c) =>
@@ -515,14 +562,28 @@ async function collection(id) {
   const items = await attempt(() => all(`/v1/collections/${enc(id)}/documents`));
   if (!items) return;
   docs.replaceChildren(
-    ...items.map((d) =>
-      el(
+    ...items.map((d) => {
+      const thumb = el("div");
+      const details = el(
         "details",
         { class: "document" },
         el("summary", {}, d.object_id, d.errors.length ? ` · ${d.errors.length} errors` : ""),
+        thumb,
         el("pre", {}, JSON.stringify({ features: d.features, errors: d.errors, metadata: d.metadata }, null, 2)),
-      ),
-    ),
+      );
+      // An image's thumbnail, read once the document is opened.
+      details.addEventListener("toggle", async () => {
+        if (!details.open || thumb.childElementCount) return;
+        const object = await attempt(() => api("GET", `/v1/buckets/${enc(d.bucket_id)}/objects/${enc(d.object_id)}`));
+        if (!(object?.mime_type ?? "").startsWith("image/")) return;
+        const response = await fetch(`/v1/buckets/${enc(d.bucket_id)}/objects/${enc(d.object_id)}/content`, { headers: headers() });
+        if (response.ok) {
+          const url = URL.createObjectURL(await response.blob());
+          thumb.replaceChildren(el("img", { src: url, alt: object.key, class: "thumb" }));
+        }
+      });
+      return details;
+    }),
   );
 }
 
@@ -598,6 +659,32 @@ async function webhook(id) {
   refresh();
 }
 
+// ---- namespaces ------------------------------------------------------
+
+/** The namespace acted in: a picker for admin keys (which may list
+ * namespaces), its name for others. */
+async function namespaces() {
+  const who = document.getElementById("who");
+  const shown = who.dataset.namespace;
+  if (shown === session.namespace) return;
+  who.dataset.namespace = session.namespace;
+  who.replaceChildren(`namespace ${session.namespace}`);
+  const response = await fetch("/v1/namespaces?limit=1000", { headers: headers() });
+  if (!response.ok) return;
+  const list = (await response.json()).results;
+  const pick = el(
+    "select",
+    { id: "namespace-pick", "aria-label": "Namespace" },
+    list.map((n) => el("option", { value: n.namespace_name, selected: n.namespace_name === session.namespace }, n.namespace_name)),
+  );
+  pick.addEventListener("change", () => {
+    session.set(session.key, pick.value);
+    location.hash = "#/batches";
+    render();
+  });
+  who.replaceChildren(el("label", { for: "namespace-pick" }, "Namespace "), pick);
+}
+
 // ---- routes ----------------------------------------------------------
 
 function render() {
@@ -605,7 +692,7 @@ function render() {
   wanted = location.hash;
   if (!session.key) return signIn();
   nav.hidden = false;
-  document.getElementById("who").textContent = `namespace ${session.namespace}`;
+  namespaces();
   const [path, query] = location.hash.slice(1).split("?");
   const params = new URLSearchParams(query ?? "");
   let parts;
