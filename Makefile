@@ -25,7 +25,7 @@ export STRATA_TEST_FUZZER ?= $(FUZZ_TOOLS)
 PY_TEMPLATE := examples/extractor-template-python
 JS_TEMPLATE := examples/extractor-template-js
 
-.PHONY: all setup host plugins py-plugins template templates language-fixtures demo test test-servers fuzz-tools lint bench clean
+.PHONY: all setup host plugins py-plugins template templates language-fixtures demo test test-servers fuzz-tools browser-tools lint bench clean
 
 all: host plugins
 
@@ -104,8 +104,14 @@ $(FUZZ_TOOLS)/installed: tests/fuzz/requirements.txt
 	$(FUZZ_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
 	cp tests/fuzz/requirements.txt $@
 
+## browser-tools: Debian's Chromium and ChromeDriver, which tests/browser.rs drives (installed when missing)
+browser-tools:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
+
 ## test: build everything, then run every test suite (Rust, then the Python and JavaScript SDKs and templates, natively)
-test: host plugins py-plugins templates language-fixtures test-servers fuzz-tools
+test: host plugins py-plugins templates language-fixtures test-servers fuzz-tools browser-tools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) -C $(PY_TEMPLATE) test
 	$(MAKE) -C plugins/readability test
