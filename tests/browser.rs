@@ -371,6 +371,12 @@ async fn a_person_drives_a_batch_from_the_console() {
         "the progress bar at 100 % from live events",
     )
     .await;
+    until(
+        &client,
+        "document.body.innerText.includes('Workers') && document.body.innerText.includes('Shards')",
+        "its shards and workers",
+    )
+    .await;
     screenshot(&client, "batch").await;
     let batch_url: String = client
         .execute("return location.hash;", vec![])
@@ -481,6 +487,15 @@ async fn a_person_drives_a_batch_from_the_console() {
     )
     .await;
     screenshot(&client, "batches").await;
+    // The same list on a phone's screen.
+    client.set_window_size(390, 844).await.expect("resized");
+    until(
+        &client,
+        "document.querySelectorAll('tbody tr').length >= 1",
+        "the list on a phone",
+    )
+    .await;
+    screenshot(&client, "batches-phone").await;
     nothing_ran(&client).await;
     assert!(page_text(&client).await.contains("COMPLETED"));
     client.close().await.expect("the browser closes");

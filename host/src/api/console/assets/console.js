@@ -430,14 +430,32 @@ async function batchPage(bucketId, id) {
       checks.replaceChildren(
         table(["Check", "Result", "Why"], health.checks.map((c) => row(c.name, c.status, c.detail)), `Health: ${health.health}`),
       );
-    if (shardList)
+    if (shardList) {
+      // Per worker: the shards it ran or runs, and their objects done.
+      const byWorker = new Map();
+      for (const s of shardList) {
+        if (!s.worker) continue;
+        const w = byWorker.get(s.worker) ?? { shards: 0, objects: 0, processed: 0 };
+        w.shards += 1;
+        w.objects += s.objects;
+        w.processed += s.processed;
+        byWorker.set(s.worker, w);
+      }
       shards.replaceChildren(
         table(
           ["Shard", "Status", "Objects", "Done", "Errors", "Attempts", "Worker"],
           shardList.map((s) => row(s.shard_index, s.status, s.objects, s.processed, s.errors, s.attempts, s.worker ?? "-")),
           "Shards",
         ),
+        table(
+          ["Worker", "Shards", "Done"],
+          [...byWorker].map(([worker, w]) =>
+            row(worker, w.shards, el("span", {}, el("progress", { max: w.objects, value: w.processed, "aria-label": `${worker}: ${w.processed} of ${w.objects}` }), ` ${w.processed}/${w.objects}`)),
+          ),
+          "Workers",
+        ),
       );
+    }
     if (failed)
       failures.replaceChildren(
         table(["Object", "Why"], failed.map((o) => row(o.object_id, o.error ?? "-")), "Failed objects"),
