@@ -578,7 +578,8 @@ pub async fn list_batch_objects(
     request_body(content = Option<SubmitBatch>, description = "optional: an empty body submits with the defaults"),
     params(("bucket" = String, Path, description = "bucket id or name"), ("batch" = String, Path)),
     responses((status = 200, body = Submitted), (status = 404, body = super::error::Problem),
-        (status = 422, body = super::error::Problem)))]
+        (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem),
+        (status = 429, body = super::error::Problem), (status = 503, body = super::error::Problem)))]
 pub async fn submit_batch(
     State(state): State<AppState>,
     caller: Caller,

@@ -169,7 +169,8 @@ pub async fn find_collection(
 /// 422 naming them) and shows the resolved tiers and output schema.
 #[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CreateCollection,
     responses((status = 201, body = CollectionView), (status = 409, body = super::error::Problem),
-        (status = 422, body = super::error::Problem)))]
+        (status = 422, body = super::error::Problem), (status = 429, body = super::error::Problem),
+        (status = 503, body = super::error::Problem)))]
 pub async fn create_collection(
     State(state): State<AppState>,
     caller: Caller,
@@ -250,7 +251,8 @@ pub async fn get_collection(
     params(("collection" = String, Path, description = "collection id or name")),
     request_body = UpdateCollection,
     responses((status = 200, body = CollectionView), (status = 404, body = super::error::Problem),
-        (status = 422, body = super::error::Problem)))]
+        (status = 422, body = super::error::Problem), (status = 429, body = super::error::Problem),
+        (status = 503, body = super::error::Problem)))]
 pub async fn update_collection(
     State(state): State<AppState>,
     caller: Caller,

@@ -250,7 +250,12 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(e: PathRejection) -> Self {
-        ApiError::bad_request(e.body_text())
+        match e {
+            // A route without the parameters its handler reads: the
+            // server's own fault, not the request's.
+            PathRejection::MissingPathParams(_) => ApiError::internal(&e),
+            e => ApiError::bad_request(e.body_text()),
+        }
     }
 }
 

@@ -384,7 +384,7 @@ async fn component_body(state: &AppState, request: Request) -> ApiResult<(Bytes,
     responses((status = 201, body = PublishedVersion), (status = 200, body = PublishedVersion),
         (status = 403, body = super::error::Problem), (status = 409, body = super::error::Problem),
         (status = 413, body = super::error::Problem), (status = 415, body = super::error::Problem),
-        (status = 422, body = super::error::Problem)))]
+        (status = 422, body = super::error::Problem), (status = 429, body = super::error::Problem)))]
 pub async fn publish_extractor(
     State(state): State<AppState>,
     MayPublish(caller): MayPublish,

@@ -172,8 +172,14 @@ impl utoipa::Modify for Problems {
                 }
                 for status in statuses {
                     let status = status.as_str();
+                    // A handler's own words for its error stay; the generic
+                    // ones fill in where it said nothing.
+                    let description = match responses.responses.get(status) {
+                        Some(RefOr::T(r)) if !r.description.is_empty() => r.description.clone(),
+                        _ => problem_description(status).to_owned(),
+                    };
                     let mut response = ResponseBuilder::new()
-                        .description(problem_description(status))
+                        .description(description)
                         .content("application/problem+json", problem.clone());
                     if status == "429" || status == "503" {
                         response = response.header("Retry-After", retry_after.clone());
@@ -332,6 +338,32 @@ mod tests {
             }
         }
         assert!(checked > 40, "{checked} operations");
+        // What the per-namespace limits and planning at capacity answer.
+        for (path, method, statuses) in [
+            (
+                "/v1/buckets/{bucket}/batches/{batch}/submit",
+                "post",
+                &["429", "503"][..],
+            ),
+            ("/v1/collections", "post", &["429", "503"]),
+            ("/v1/collections/{collection}", "patch", &["429", "503"]),
+            ("/v1/extractors", "post", &["429"]),
+            ("/v1/buckets/{bucket}/objects", "post", &["429"]),
+            (
+                "/v1/buckets/{bucket}/batches/{batch}/events",
+                "get",
+                &["429"],
+            ),
+        ] {
+            for status in statuses {
+                let response = &doc["paths"][path][method]["responses"][*status];
+                assert!(response.is_object(), "{method} {path} {status}");
+                assert!(
+                    response["headers"]["Retry-After"].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
         let public = &doc["paths"]["/healthz"]["get"]["security"];
         assert_eq!(public, &serde_json::json!([{}]), "health needs no key");
     }

@@ -195,7 +195,8 @@ impl From<ObjectRecord> for ObjectView {
         (CreateObject = "application/json"),
         (Object = "multipart/form-data"))),
     responses((status = 201, body = ObjectView), (status = 409, body = super::error::Problem),
-        (status = 413, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+        (status = 413, body = super::error::Problem), (status = 422, body = super::error::Problem),
+        (status = 429, body = super::error::Problem)))]
 pub async fn create_object(
     State(state): State<AppState>,
     caller: Caller,
