@@ -179,19 +179,11 @@ fn a_python_sleep_times_out_on_its_row_only() {
 
 #[test]
 fn files_environment_and_network_are_out_of_a_python_guests_reach() {
-    let marker = std::path::Path::new("/tmp/strata-hostile-py-escape");
-    let _ = std::fs::remove_file(marker);
-    let docs =
-        support::engine::hostile_run(&engine(Duration::from_secs(30)), "hostile-py", "escape");
-    for doc in &docs {
-        assert!(doc.errors.is_empty(), "{:?}", doc.errors);
-        assert_eq!(
-            doc.features["hostile-py"]["report"],
-            "read=denied list=denied write=denied env=denied args=denied connect=denied \
-             bind=denied udp=denied resolve=denied"
-        );
-    }
-    assert!(!marker.exists(), "the plugin wrote a file");
+    support::engine::check_escape_denied(
+        &engine(Duration::from_secs(30)),
+        "hostile-py",
+        "/tmp/strata-hostile-py-escape",
+    );
 }
 hostile_guest_tests!(javascript, "hostile-js");
 

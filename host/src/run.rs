@@ -176,7 +176,7 @@ pub fn load_pipeline(
         .collect();
     let plan = Plan::new(selected).map_err(|source| RunError::Plan {
         path: path.display().to_string(),
-        field: source.field(&names.iter().map(String::as_str).collect::<Vec<_>>()),
+        field: source.field(&names),
         source: Box::new(source),
     })?;
     Ok((plan, file.chunk_objects))

@@ -106,3 +106,21 @@ pub fn hostile_run(engine: &Engine, extractor: &str, mode: &str) -> Vec<Document
     }
     docs
 }
+
+/// Runs `fixture` in mode `escape` (every row tries files, environment and
+/// network, and reports each try) and checks that every try was denied
+/// and that `marker`, the file it tries to write, does not exist.
+pub fn check_escape_denied(engine: &Engine, fixture: &str, marker: &str) {
+    let marker = std::path::Path::new(marker);
+    let _ = std::fs::remove_file(marker);
+    let docs = hostile_run(engine, fixture, "escape");
+    for doc in &docs {
+        assert!(doc.errors.is_empty(), "{:?}", doc.errors);
+        assert_eq!(
+            doc.features[fixture]["report"],
+            "read=denied list=denied write=denied env=denied args=denied connect=denied \
+             bind=denied udp=denied resolve=denied"
+        );
+    }
+    assert!(!marker.exists(), "the plugin wrote a file");
+}

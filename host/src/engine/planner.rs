@@ -75,8 +75,8 @@ impl PlanError {
     /// Where the error is in a pipeline's `extractors`, given their names in
     /// order: `extractors[i].params.p`, `extractors[i]`, or `extractors`
     /// when it is about the pipeline as a whole.
-    pub fn field(&self, names: &[&str]) -> String {
-        let at = |extractor: &str| match names.iter().position(|n| *n == extractor) {
+    pub fn field<S: AsRef<str>>(&self, names: &[S]) -> String {
+        let at = |extractor: &str| match names.iter().position(|n| n.as_ref() == extractor) {
             Some(i) => format!("extractors[{i}]"),
             None => "extractors".to_owned(),
         };
